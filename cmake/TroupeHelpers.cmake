@@ -1,0 +1,43 @@
+# Helpers shared by every folder's CMakeLists.txt.
+
+# Warnings (and, with TROUPE_WERROR, errors) and sanitizers for our own code.
+function(troupe_target_defaults target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic
+                         -Wno-unused-parameter)
+  if(TROUPE_WERROR)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+  if(TROUPE_SANITIZE)
+    target_compile_options(${target} PUBLIC -fsanitize=${TROUPE_SANITIZE}
+                           -fno-omit-frame-pointer -fno-sanitize-recover=all)
+    target_link_options(${target} PUBLIC -fsanitize=${TROUPE_SANITIZE})
+  endif()
+endfunction()
+
+# troupe_add_library(NAME SOURCES... DEPS ...)
+function(troupe_add_library name)
+  cmake_parse_arguments(arg "" "" "SOURCES;DEPS" ${ARGN})
+  add_library(${name} STATIC ${arg_SOURCES})
+  target_include_directories(${name} PUBLIC ${CMAKE_SOURCE_DIR} ${CMAKE_BINARY_DIR})
+  target_link_libraries(${name} PUBLIC ${arg_DEPS})
+  troupe_target_defaults(${name})
+endfunction()
+
+# troupe_add_test(NAME LABEL label SOURCES... DEPS ...): one Boost.Test
+# binary, registered with ctest under a label (cpu, gpu, multiprocess).
+function(troupe_add_test name)
+  cmake_parse_arguments(arg "" "LABEL;TIMEOUT" "SOURCES;DEPS" ${ARGN})
+  if(NOT arg_TIMEOUT)
+    set(arg_TIMEOUT 600)
+  endif()
+  add_executable(${name} ${arg_SOURCES})
+  target_link_libraries(${name} PRIVATE ${arg_DEPS} Boost::unit_test_framework)
+  target_compile_definitions(${name} PRIVATE BOOST_TEST_DYN_LINK
+                             TROUPE_SOURCE_DIR="${CMAKE_SOURCE_DIR}"
+                             TROUPE_BINARY_DIR="${CMAKE_BINARY_DIR}")
+  troupe_target_defaults(${name})
+  add_test(NAME ${name} COMMAND ${name} --report_level=short
+           WORKING_DIRECTORY ${CMAKE_BINARY_DIR})
+  set_tests_properties(${name} PROPERTIES LABELS "${arg_LABEL}"
+                       TIMEOUT ${arg_TIMEOUT})
+endfunction()

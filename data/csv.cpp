@@ -1,0 +1,183 @@
+#include "data/dataset.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+namespace troupe::data {
+
+namespace {
+
+struct cell {
+  std::string_view text;
+  std::size_t column = 0; // 1-based character column where the cell starts
+};
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
+  return s;
+}
+
+std::vector<cell> split(std::string_view line) {
+  std::vector<cell> out;
+  std::size_t start = 0;
+  for (;;) {
+    auto pos = line.find(',', start);
+    auto piece = line.substr(start, pos == std::string_view::npos
+                                        ? std::string_view::npos
+                                        : pos - start);
+    auto t = trim(piece);
+    // Quoted cells only matter for headers; numbers are never quoted.
+    if (t.size() >= 2 && t.front() == '"' && t.back() == '"')
+      t = t.substr(1, t.size() - 2);
+    out.push_back({t, start + 1 + static_cast<std::size_t>(t.data() - piece.data())});
+    if (pos == std::string_view::npos)
+      break;
+    start = pos + 1;
+  }
+  return out;
+}
+
+bool parse_number(std::string_view s, double& out) {
+  if (s.empty())
+    return false;
+  if (s.front() == '+')
+    s.remove_prefix(1);
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc{} && p == s.data() + s.size() && std::isfinite(out);
+}
+
+} // namespace
+
+dataset read_csv(const std::vector<std::string>& files,
+                 const std::string& target, std::int64_t classes) {
+  if (files.empty())
+    throw data_error("data: no CSV file given");
+  std::vector<float> xs;
+  std::vector<float> ys;
+  std::int64_t columns = -1;
+  std::int64_t target_col = -1;
+  std::vector<std::string> header;
+  std::int64_t rows = 0;
+  for (const auto& path : files) {
+    std::ifstream in(path);
+    if (!in)
+      throw data_error(fmt::format("{}: cannot open: {}", path,
+                                   std::strerror(errno)));
+    std::string line;
+    std::size_t line_no = 0;
+    bool first = true;
+    while (std::getline(in, line)) {
+      ++line_no;
+      if (trim(line).empty())
+        continue;
+      auto cells = split(line);
+      if (first) {
+        first = false;
+        double dummy = 0;
+        bool numeric = true;
+        for (const auto& c : cells)
+          numeric = numeric && parse_number(c.text, dummy);
+        if (!numeric) { // a header row
+          std::vector<std::string> names;
+          for (const auto& c : cells)
+            names.emplace_back(c.text);
+          if (!header.empty() && names != header)
+            throw data_error(fmt::format(
+                "{}:{}: header differs from the first file's header", path,
+                line_no));
+          header = std::move(names);
+          if (columns < 0)
+            columns = static_cast<std::int64_t>(header.size());
+          else if (columns != static_cast<std::int64_t>(header.size()))
+            throw data_error(fmt::format("{}:{}: {} columns, expected {}", path,
+                                         line_no, header.size(), columns));
+          continue;
+        }
+      }
+      if (columns < 0)
+        columns = static_cast<std::int64_t>(cells.size());
+      if (static_cast<std::int64_t>(cells.size()) != columns)
+        throw data_error(fmt::format("{}:{}: {} columns, expected {}", path,
+                                     line_no, cells.size(), columns));
+      if (target_col < 0) {
+        if (columns < 2)
+          throw data_error(fmt::format(
+              "{}: needs at least two columns (features and a target)", path));
+        if (target.empty()) {
+          target_col = columns - 1;
+        } else {
+          auto it = std::find(header.begin(), header.end(), target);
+          if (it != header.end()) {
+            target_col = it - header.begin();
+          } else {
+            std::int64_t idx = -1;
+            auto [p, ec] = std::from_chars(target.data(),
+                                           target.data() + target.size(), idx);
+            if (ec != std::errc{} || p != target.data() + target.size())
+              throw data_error(fmt::format(
+                  "{}: data.target = \"{}\" is neither a column name in the "
+                  "header nor a column index",
+                  path, target));
+            if (idx < 0 || idx >= columns)
+              throw data_error(fmt::format(
+                  "{}: data.target = {} is out of range: the file has {} "
+                  "columns (0..{})",
+                  path, idx, columns, columns - 1));
+            target_col = idx;
+          }
+        }
+      }
+      for (std::int64_t c = 0; c < columns; ++c) {
+        const auto& ce = cells[static_cast<std::size_t>(c)];
+        double v = 0;
+        if (!parse_number(ce.text, v))
+          throw data_error(fmt::format(
+              "{}:{}:{}: cell \"{}\" is not a finite number", path, line_no,
+              ce.column, ce.text));
+        if (c == target_col) {
+          if (classes > 0) {
+            if (v != std::floor(v) || v < 0 || v >= static_cast<double>(classes))
+              throw data_error(fmt::format(
+                  "{}:{}:{}: class label {} is not an integer in [0, {})", path,
+                  line_no, ce.column, ce.text, classes));
+          }
+          ys.push_back(static_cast<float>(v));
+        } else {
+          xs.push_back(static_cast<float>(v));
+        }
+      }
+      ++rows;
+    }
+    if (in.bad())
+      throw data_error(fmt::format("{}: read error", path));
+  }
+  if (rows == 0)
+    throw data_error(fmt::format("{}: no data rows", files.front()));
+  dataset ds;
+  ds.samples = rows;
+  ds.features = columns - 1;
+  ds.x = devices::tensor::from({rows, ds.features}, xs);
+  ds.classes = classes > 0 ? classes : 0;
+  ds.targets = 1;
+  ds.y = ds.classes > 0 ? devices::tensor::from({rows}, ys)
+                        : devices::tensor::from({rows, 1}, ys);
+  ds.description = fmt::format("{}{} ({} x {}, {})", files.front(),
+                               files.size() > 1 ? " + more" : "", rows,
+                               ds.features,
+                               ds.classes > 0 ? fmt::format("{} classes", ds.classes)
+                                              : std::string("regression"));
+  return ds;
+}
+
+} // namespace troupe::data

@@ -1,0 +1,83 @@
+#include "data/dataset.hpp"
+#include "data/test_files.hpp"
+
+#include <boost/test/unit_test.hpp>
+
+namespace td = troupe::data;
+using namespace troupe::data::testing;
+
+namespace {
+
+std::string error_of(const std::vector<std::string>& files,
+                     const std::string& target, std::int64_t classes) {
+  try {
+    td::read_csv(files, target, classes);
+  } catch (const td::data_error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(csv)
+
+BOOST_AUTO_TEST_CASE(header_detected_and_target_by_name) {
+  temp_dir dir;
+  write_text(dir.file("a.csv"), "x1, y ,x2\n1,10,2\n3,20,4\n\n");
+  auto ds = td::read_csv({dir.file("a.csv")}, "y", 0);
+  BOOST_TEST(ds.samples == 2);
+  BOOST_TEST(ds.features == 2);
+  BOOST_TEST(ds.classes == 0);
+  BOOST_TEST(ds.x.to_vector() == (std::vector<float>{1, 2, 3, 4}));
+  BOOST_TEST(ds.y.to_vector() == (std::vector<float>{10, 20}));
+  BOOST_TEST(ds.y.rank() == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(no_header_default_last_and_index) {
+  temp_dir dir;
+  write_text(dir.file("a.csv"), "1,2,0\n3.5,-4e1,1\n");
+  auto ds = td::read_csv({dir.file("a.csv")}, "", 2);
+  BOOST_TEST(ds.samples == 2);
+  BOOST_TEST(ds.classes == 2);
+  BOOST_TEST(ds.x.to_vector() == (std::vector<float>{1, 2, 3.5f, -40}));
+  BOOST_TEST(ds.y.to_vector() == (std::vector<float>{0, 1}));
+  auto by_index = td::read_csv({dir.file("a.csv")}, "0", 0);
+  BOOST_TEST(by_index.y.to_vector() == (std::vector<float>{1, 3.5f}));
+}
+
+BOOST_AUTO_TEST_CASE(several_files_concatenate) {
+  temp_dir dir;
+  write_text(dir.file("a.csv"), "a,b\n1,2\n");
+  write_text(dir.file("b.csv"), "a,b\n3,4\n");
+  auto ds = td::read_csv({dir.file("a.csv"), dir.file("b.csv")}, "", 0);
+  BOOST_TEST(ds.samples == 2);
+  BOOST_TEST(ds.y.to_vector() == (std::vector<float>{2, 4}));
+}
+
+BOOST_AUTO_TEST_CASE(non_numeric_cell_names_line_and_column) {
+  temp_dir dir;
+  write_text(dir.file("a.csv"), "a,b,c\n1,2,3\n4,abc,6\n");
+  auto msg = error_of({dir.file("a.csv")}, "", 0);
+  BOOST_TEST(msg.find("a.csv:3:3: cell \"abc\" is not a finite number") !=
+             std::string::npos, msg);
+}
+
+BOOST_AUTO_TEST_CASE(ragged_rows_and_bad_target) {
+  temp_dir dir;
+  write_text(dir.file("a.csv"), "1,2,3\n4,5\n");
+  BOOST_TEST(error_of({dir.file("a.csv")}, "", 0).find("a.csv:2: 2 columns, expected 3") !=
+             std::string::npos);
+  write_text(dir.file("b.csv"), "a,b\n1,2\n");
+  BOOST_TEST(error_of({dir.file("b.csv")}, "zz", 0).find("data.target = \"zz\"") !=
+             std::string::npos);
+  BOOST_TEST(error_of({dir.file("b.csv")}, "7", 0).find("out of range") !=
+             std::string::npos);
+  write_text(dir.file("c.csv"), "1,2.5\n");
+  BOOST_TEST(error_of({dir.file("c.csv")}, "", 3).find("not an integer in [0, 3)") !=
+             std::string::npos);
+  BOOST_TEST(error_of({dir.file("missing.csv")}, "", 0).find("missing.csv: cannot open") !=
+             std::string::npos);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

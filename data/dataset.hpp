@@ -1,0 +1,56 @@
+#pragma once
+/// \file Datasets in memory and the readers that fill them.
+#include "devices/tensor.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace troupe::data {
+
+/// Bad input data: the message names the file and what is wrong.
+class data_error : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Where a dataset comes from, as the pipeline's [data] section says.
+struct source_spec {
+  std::string format = "idx";     ///< "idx" or "csv"
+  std::vector<std::string> files; ///< idx: images and labels; csv: one or more
+  std::string target;             ///< csv: column name or index; "" = last
+  std::int64_t classes = -1;      ///< csv: 0 = regression; -1 = infer (idx)
+  float scale = 0;                ///< idx: pixel multiplier; 0 = 1/255
+};
+
+/// Samples as rows of x; targets as class indices [N] (classification) or
+/// values [N, targets] (regression).
+struct dataset {
+  devices::tensor x;
+  devices::tensor y;
+  std::int64_t samples = 0;
+  std::int64_t features = 0;
+  std::int64_t targets = 1;  ///< regression outputs per sample
+  std::int64_t classes = 0;  ///< 0 = regression
+  std::string description;   ///< e.g. "train-images-idx3-ubyte.gz (60000 x 784)"
+};
+
+/// Reads an IDX image file and an IDX label file (either order, plain or
+/// gzip). Throws data_error naming the file on any problem.
+dataset read_idx(const std::string& images_or_labels,
+                 const std::string& labels_or_images, float scale = 0);
+
+/// Reads numeric CSV files (same columns in each; header optional and
+/// auto-detected). Throws data_error with file:line:column.
+dataset read_csv(const std::vector<std::string>& files,
+                 const std::string& target, std::int64_t classes);
+
+/// Reads whatever spec describes.
+dataset load(const source_spec& spec);
+
+/// load() once per process per spec; actors in one process share the result.
+std::shared_ptr<const dataset> load_shared(const source_spec& spec);
+
+} // namespace troupe::data

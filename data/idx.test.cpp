@@ -1,0 +1,106 @@
+#include "data/dataset.hpp"
+#include "data/test_files.hpp"
+
+#include <boost/test/unit_test.hpp>
+
+#include <filesystem>
+
+namespace td = troupe::data;
+using namespace troupe::data::testing;
+
+namespace {
+
+// Three 2x2 images with labels 0, 2, 1.
+struct idx_fixture {
+  temp_dir dir;
+  std::vector<std::uint8_t> images = idx_bytes({3, 2, 2}, {0, 255, 51, 102, 1, 2, 3, 4, 5, 6, 7, 8});
+  std::vector<std::uint8_t> labels = idx_bytes({3}, {0, 2, 1});
+};
+
+void check_message(const std::string& a, const std::string& b,
+                   const std::string& needle) {
+  try {
+    td::read_idx(a, b);
+    BOOST_FAIL("expected data_error containing: " + needle);
+  } catch (const td::data_error& e) {
+    BOOST_TEST_INFO(e.what());
+    BOOST_TEST(std::string(e.what()).find(needle) != std::string::npos);
+  }
+}
+
+} // namespace
+
+BOOST_FIXTURE_TEST_SUITE(idx, idx_fixture)
+
+BOOST_AUTO_TEST_CASE(plain_and_gzip_read_the_same) {
+  write_plain(dir.file("img"), images);
+  write_plain(dir.file("lbl"), labels);
+  write_gz(dir.file("img.gz"), images);
+  write_gz(dir.file("lbl.gz"), labels);
+  auto a = td::read_idx(dir.file("img"), dir.file("lbl"));
+  auto b = td::read_idx(dir.file("lbl.gz"), dir.file("img.gz")); // either order
+  BOOST_TEST(a.samples == 3);
+  BOOST_TEST(a.features == 4);
+  BOOST_TEST(a.classes == 3);
+  BOOST_TEST(a.x.data()[1] == 1.0f);
+  BOOST_TEST(a.x.data()[2] == 0.2f);
+  BOOST_TEST(a.y.to_vector() == (std::vector<float>{0, 2, 1}));
+  BOOST_TEST(a.x.to_vector() == b.x.to_vector());
+  BOOST_TEST(a.y.to_vector() == b.y.to_vector());
+}
+
+BOOST_AUTO_TEST_CASE(truncated_gzip) {
+  write_gz(dir.file("img.gz"), images);
+  write_gz(dir.file("lbl.gz"), labels);
+  auto size = std::filesystem::file_size(dir.file("img.gz"));
+  std::filesystem::resize_file(dir.file("img.gz"), size - 12);
+  check_message(dir.file("img.gz"), dir.file("lbl.gz"), "img.gz: truncated");
+}
+
+BOOST_AUTO_TEST_CASE(truncated_plain) {
+  images.resize(images.size() - 3);
+  write_plain(dir.file("img"), images);
+  write_plain(dir.file("lbl"), labels);
+  check_message(dir.file("img"), dir.file("lbl"), "img: truncated");
+}
+
+BOOST_AUTO_TEST_CASE(wrong_magic) {
+  images[2] = 0x0d; // float data, not unsigned bytes
+  write_plain(dir.file("img"), images);
+  write_plain(dir.file("lbl"), labels);
+  check_message(dir.file("img"), dir.file("lbl"), "img: not an IDX file");
+}
+
+BOOST_AUTO_TEST_CASE(label_count_differs) {
+  write_plain(dir.file("img"), images);
+  write_plain(dir.file("lbl"), idx_bytes({2}, {0, 1}));
+  check_message(dir.file("img"), dir.file("lbl"), "has 2 labels but");
+}
+
+BOOST_AUTO_TEST_CASE(missing_file) {
+  write_plain(dir.file("lbl"), labels);
+  check_message(dir.file("nope.gz"), dir.file("lbl"),
+                "nope.gz: cannot open: No such file or directory");
+}
+
+BOOST_AUTO_TEST_CASE(trailing_bytes) {
+  images.push_back(9);
+  write_plain(dir.file("img"), images);
+  write_plain(dir.file("lbl"), labels);
+  check_message(dir.file("img"), dir.file("lbl"), "followed by more bytes");
+}
+
+BOOST_AUTO_TEST_CASE(fashion_mnist_if_installed) {
+  const std::string base = "/usr/share/datasets/fashion-mnist/";
+  if (!std::filesystem::exists(base + "t10k-images-idx3-ubyte.gz")) {
+    BOOST_TEST_MESSAGE("dataset-fashion-mnist not installed; skipped");
+    return;
+  }
+  auto ds = td::read_idx(base + "t10k-images-idx3-ubyte.gz",
+                         base + "t10k-labels-idx1-ubyte.gz");
+  BOOST_TEST(ds.samples == 10000);
+  BOOST_TEST(ds.features == 784);
+  BOOST_TEST(ds.classes == 10);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
