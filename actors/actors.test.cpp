@@ -1,0 +1,191 @@
+// The roles in one actor system: flow control, canonical reduction, and
+// whole jobs whose digests must not depend on partitioning.
+#include "actors/messages.hpp"
+
+#include "data/sampler.hpp"
+#include "data/test_files.hpp"
+#include "devices/random.hpp"
+#include "runtime/config.hpp"
+
+#include <boost/test/unit_test.hpp>
+
+#include <cstring>
+#include <fmt/format.h>
+
+namespace ta = troupe::actors;
+namespace dv = troupe::devices;
+using troupe::data::testing::temp_dir;
+using troupe::data::testing::write_text;
+
+namespace {
+
+// A 3-class problem in 4 features: class = argmax of a fixed projection.
+std::string synthetic_csv(int rows, std::uint64_t seed) {
+  std::string out = "a,b,c,d,label\n";
+  for (int i = 0; i < rows; ++i) {
+    float f[4];
+    for (int j = 0; j < 4; ++j)
+      f[j] = 2 * dv::unit_float(seed, std::uint64_t(i * 4 + j)) - 1;
+    const float s0 = f[0] + f[1], s1 = f[2] - f[0], s2 = f[3] - f[1];
+    const int label = s0 > s1 ? (s0 > s2 ? 0 : 2) : (s1 > s2 ? 1 : 2);
+    out += fmt::format("{},{},{},{},{}\n", f[0], f[1], f[2], f[3], label);
+  }
+  return out;
+}
+
+struct csv_job {
+  temp_dir dir;
+  csv_job() {
+    write_text(dir.file("train.csv"), synthetic_csv(2000, 1));
+    write_text(dir.file("test.csv"), synthetic_csv(500, 2));
+  }
+  ta::job_spec spec(const std::vector<std::string>& sets) const {
+    std::string text = fmt::format(R"([job]
+seed = 7
+epochs = 2
+[data]
+format = "csv"
+classes = 3
+train = "{}"
+test = "{}"
+batch = 32
+[model]
+layers = [ {{ type = "dense", units = 16 }}, {{ type = "tanh" }}, {{ type = "dense", units = 3 }} ]
+[optimizer]
+type = "momentum"
+lr = 0.1
+[cluster]
+threads = 2
+)",
+                                   dir.file("train.csv"), dir.file("test.csv"));
+    auto cfg = troupe::runtime::config::parse(text, "job.toml", sets);
+    return ta::parse_job_spec(cfg);
+  }
+};
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(roles)
+
+BOOST_FIXTURE_TEST_CASE(digest_independent_of_partitions_and_reruns, csv_job) {
+  auto base = ta::run_job(spec({"model.partitions=1"}));
+  BOOST_TEST(base.steps == 2 * (2000 / 32));
+  BOOST_TEST(*base.test_accuracy > 0.8);
+  BOOST_TEST(base.params_digest.size() == 64u);
+  for (const char* p : {"model.partitions=1", "model.partitions=2",
+                        "model.partitions=4", "model.partitions=5"}) {
+    auto r = ta::run_job(spec({p}));
+    BOOST_TEST(r.params_digest == base.params_digest, p);
+    BOOST_TEST(*r.test_accuracy == *base.test_accuracy);
+  }
+  auto other = ta::run_job(spec({"job.seed=8"}));
+  BOOST_TEST(other.params_digest != base.params_digest);
+}
+
+BOOST_FIXTURE_TEST_CASE(several_workers_and_shards_train, csv_job) {
+  auto r = ta::run_job(spec({"cluster.workers=4", "data.shards=2",
+                             "model.partitions=3"}));
+  BOOST_TEST(r.workers == 4);
+  BOOST_TEST(*r.test_accuracy > 0.8);
+  BOOST_TEST(r.history.size() == 2u);
+  BOOST_TEST(r.placement.count("worker:3") == 1u);
+  BOOST_TEST(r.placement.count("data_shard:1") == 1u);
+  auto again = ta::run_job(spec({"cluster.workers=4", "data.shards=2",
+                                 "model.partitions=1"}));
+  BOOST_TEST(again.params_digest == r.params_digest);
+}
+
+BOOST_FIXTURE_TEST_CASE(data_shard_sends_one_batch_per_credit, csv_job) {
+  auto s = spec({});
+  s.inputs = 4;
+  s.outputs = 3;
+  s.steps_per_epoch = 2000 / 32;
+  caf::actor_system_config cfg;
+  ta::register_roles(cfg);
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  auto shard = sys.spawn<caf::actor>("data_shard", caf::make_message(s, std::int32_t{0}));
+  BOOST_REQUIRE(shard);
+  self->send(*shard, ta::credit_atom::value, std::int32_t{0}, std::int64_t{2},
+             caf::actor_cast<caf::actor>(self));
+  std::vector<ta::batch_msg> got;
+  auto receive_batches = [&] {
+    bool more = true;
+    while (more)
+      self->receive([&](ta::batch_msg& b) { got.push_back(std::move(b)); },
+                    caf::after(std::chrono::milliseconds(300)) >> [&] { more = false; });
+  };
+  receive_batches();
+  BOOST_TEST(got.size() == 2u);
+  self->send(*shard, ta::credit_atom::value, std::int32_t{0}, std::int64_t{1},
+             caf::actor_cast<caf::actor>(self));
+  receive_batches();
+  BOOST_REQUIRE(got.size() == 3u);
+  troupe::data::batch_plan plan(2000, 1, 1, 32, s.seed);
+  auto ds = troupe::data::load_shared(ta::train_source(s));
+  for (std::int64_t step = 0; step < 3; ++step) {
+    BOOST_TEST(got[std::size_t(step)].step == step);
+    const auto rows = plan.rows(0, step, 0);
+    const auto& x = got[std::size_t(step)].x;
+    BOOST_REQUIRE(x.dim(0) == 32);
+    for (int i = 0; i < 32; ++i)
+      BOOST_REQUIRE(std::memcmp(x.data() + i * 4, ds->x.data() + rows[std::size_t(i)] * 4,
+                                16) == 0);
+  }
+  self->send_exit(*shard, caf::exit_reason::user_shutdown);
+}
+
+BOOST_AUTO_TEST_CASE(param_shard_sum_ignores_arrival_order) {
+  // Three workers' gradients chosen so float addition order matters.
+  ta::job_spec s;
+  s.workers = 3;
+  s.partitions = 1;
+  s.inputs = 1;
+  s.layers = {{dv::nn::layer_kind::dense, 1}};
+  s.optimizer.kind = dv::optimizer_kind::sgd;
+  s.optimizer.lr = 1.0f;
+  s.epochs = 1;
+  s.steps_per_epoch = 10;
+  const float g[3][2] = {{1e8f, 1.0f}, {1.0f, -1e8f}, {-1e8f, 3.0f}};
+  caf::actor_system_config cfg;
+  ta::register_roles(cfg);
+  caf::actor_system sys{cfg};
+  auto run_order = [&](std::vector<int> order) {
+    caf::scoped_actor self{sys};
+    auto shard = sys.spawn<caf::actor>("param_shard", caf::make_message(s, std::int32_t{0}));
+    BOOST_REQUIRE(shard);
+    std::vector<caf::actor> workers{caf::actor_cast<caf::actor>(self)};
+    self->send(*shard, ta::wire_atom::value, workers, caf::actor{},
+               caf::actor_cast<caf::actor>(self));
+    std::vector<float> out;
+    self->receive([&](ta::params_msg& p) { BOOST_TEST(p.version == 0); },
+                  caf::after(std::chrono::seconds(10)) >> [] { BOOST_FAIL("no v0"); });
+    for (int w : order) {
+      ta::grad_msg m;
+      m.worker = w;
+      m.step = 0;
+      m.values = dv::tensor::from({2}, g[w]);
+      self->send(*shard, m);
+    }
+    self->receive([&](ta::params_msg& p) {
+                    BOOST_TEST(p.version == 1);
+                    out = p.values.to_vector();
+                  },
+                  caf::after(std::chrono::seconds(10)) >> [] { BOOST_FAIL("no v1"); });
+    self->send_exit(*shard, caf::exit_reason::user_shutdown);
+    return out;
+  };
+  auto a = run_order({0, 1, 2});
+  auto b = run_order({2, 0, 1});
+  auto c = run_order({1, 2, 0});
+  BOOST_TEST(a == b);
+  BOOST_TEST(a == c);
+  // The canonical tree for 3 ranks is ((0 + 1) + 2).
+  std::vector<float> init(2);
+  auto layout = dv::nn::param_layout(1, s.layers);
+  dv::nn::init_params(layout, s.seed, 0, 2, init.data());
+  BOOST_TEST(a[0] == init[0] - ((g[0][0] + g[1][0]) + g[2][0]));
+  BOOST_TEST(a[1] == init[1] - ((g[0][1] + g[1][1]) + g[2][1]));
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,112 @@
+// data_shard: owns rows [begin, end) of the training set and serves each of
+// its workers the batches of (epoch, step) in order, one per credit.
+#include "actors/messages.hpp"
+
+#include "data/sampler.hpp"
+
+#include <cstring>
+#include <map>
+
+namespace troupe::actors {
+
+namespace {
+
+struct client {
+  caf::actor handle;
+  std::int64_t credits = 0;
+  std::int64_t next = 0; // global step of the next batch to send
+};
+
+struct data_shard_state {
+  job_spec spec;
+  std::int32_t index = 0;
+  dataset_ptr data;
+  std::unique_ptr<data::batch_plan> plan;
+  std::map<std::int32_t, client> clients;
+  std::map<std::int64_t, std::vector<std::int64_t>> perms; // epoch -> order
+};
+
+const std::vector<std::int64_t>& permutation(data_shard_state& st,
+                                             std::int64_t epoch) {
+  auto it = st.perms.find(epoch);
+  if (it == st.perms.end()) {
+    // Keep at most two epochs: workers of one shard are at most one apart.
+    while (st.perms.size() >= 2)
+      st.perms.erase(st.perms.begin());
+    it = st.perms.emplace(epoch, st.plan->permutation(st.index, epoch)).first;
+  }
+  return it->second;
+}
+
+batch_msg make_batch(data_shard_state& st, std::int32_t worker,
+                     std::int64_t global_step) {
+  const auto& plan = *st.plan;
+  const auto& ds = *st.data;
+  batch_msg b;
+  b.epoch = global_step / st.spec.steps_per_epoch;
+  b.step = global_step % st.spec.steps_per_epoch;
+  b.worker = worker;
+  const auto n = plan.local_batch();
+  const auto& perm = permutation(st, b.epoch);
+  const auto first = plan.position(b.step, worker);
+  const auto row0 = plan.begin(st.index);
+  const auto f = ds.features;
+  const auto ty = ds.y.numel() / ds.samples; // target values per row
+  b.x = devices::tensor::empty({n, f});
+  b.y = ds.classes > 0 ? devices::tensor::empty({n})
+                       : devices::tensor::empty({n, ty});
+  for (std::int64_t i = 0; i < n; ++i) {
+    const auto row = row0 + perm[static_cast<std::size_t>(first + i)];
+    std::memcpy(b.x.data() + i * f, ds.x.data() + row * f,
+                static_cast<std::size_t>(f) * sizeof(float));
+    std::memcpy(b.y.data() + i * ty, ds.y.data() + row * ty,
+                static_cast<std::size_t>(ty) * sizeof(float));
+  }
+  return b;
+}
+
+void pump(caf::stateful_actor<data_shard_state>* self) {
+  auto& st = self->state;
+  if (!st.data)
+    return;
+  const auto total = st.spec.total_steps();
+  for (auto& [rank, c] : st.clients)
+    while (c.credits > 0 && c.next < total) {
+      self->send(c.handle, make_batch(st, rank, c.next));
+      --c.credits;
+      ++c.next;
+    }
+}
+
+caf::behavior data_shard(caf::stateful_actor<data_shard_state>* self,
+                         job_spec spec, std::int32_t index) {
+  auto& st = self->state;
+  st.spec = std::move(spec);
+  st.index = index;
+  load_in_background(self, train_source(st.spec));
+  return {
+    [=](loaded_atom, dataset_ptr ds) {
+      auto& st = self->state;
+      st.data = std::move(ds);
+      st.plan = std::make_unique<data::batch_plan>(
+          st.data->samples, st.spec.shards, st.spec.workers, st.spec.batch,
+          st.spec.seed);
+      pump(self);
+    },
+    [=](credit_atom, std::int32_t worker, std::int64_t n, caf::actor who) {
+      auto& c = self->state.clients[worker];
+      if (!c.handle)
+        c.handle = std::move(who);
+      c.credits += n;
+      pump(self);
+    },
+  };
+}
+
+} // namespace
+
+void register_data_shard(caf::actor_system_config& cfg) {
+  cfg.add_actor_type("data_shard", data_shard);
+}
+
+} // namespace troupe::actors

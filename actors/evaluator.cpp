@@ -1,0 +1,109 @@
+// evaluator: test-set loss and accuracy of the parameter versions the shards
+// send it (each epoch end and the final version), beside training: workers
+// never wait for it.
+#include "actors/messages.hpp"
+
+#include "devices/nn/model.hpp"
+
+#include <map>
+
+namespace troupe::actors {
+
+namespace {
+
+struct pending_version {
+  devices::tensor params;
+  std::int64_t slices = 0;
+};
+
+struct evaluator_state {
+  job_spec spec;
+  dataset_ptr test;
+  std::unique_ptr<devices::nn::model> net;
+  std::map<std::int64_t, pending_version> versions;
+  std::vector<std::int64_t> ready; // complete versions waiting for data
+  caf::actor coordinator;
+};
+
+eval_msg evaluate(evaluator_state& st, std::int64_t version,
+                  const devices::tensor& params) {
+  const auto& ds = *st.test;
+  const std::int64_t chunk = 1000;
+  const auto ty = ds.y.numel() / ds.samples;
+  double loss = 0;
+  std::int64_t correct = 0;
+  for (std::int64_t first = 0; first < ds.samples; first += chunk) {
+    const auto n = std::min(chunk, ds.samples - first);
+    auto x = ds.x.slice(first * ds.features, n * ds.features)
+                 .reshaped({n, ds.features});
+    auto y = ds.classes > 0 ? ds.y.slice(first, n)
+                            : ds.y.slice(first * ty, n * ty).reshaped({n, ty});
+    auto sums = st.net->evaluate(params, x, y);
+    loss += sums.loss;
+    correct += sums.correct;
+  }
+  eval_msg out;
+  out.version = version;
+  out.loss = loss / static_cast<double>(ds.samples);
+  out.accuracy = st.spec.classification()
+                     ? static_cast<double>(correct) / static_cast<double>(ds.samples)
+                     : -1.0;
+  return out;
+}
+
+void drain(caf::stateful_actor<evaluator_state>* self) {
+  auto& st = self->state;
+  if (!st.test)
+    return;
+  for (auto v : st.ready) {
+    auto it = st.versions.find(v);
+    self->send(st.coordinator, evaluate(st, v, it->second.params));
+    st.versions.erase(it);
+  }
+  st.ready.clear();
+}
+
+caf::behavior evaluator(caf::stateful_actor<evaluator_state>* self,
+                        job_spec spec) {
+  auto& st = self->state;
+  st.spec = std::move(spec);
+  st.net = std::make_unique<devices::nn::model>(
+      devices::cpu(), st.spec.inputs, st.spec.layers, st.spec.loss);
+  load_in_background(self, test_source(st.spec));
+  return {
+    [=](wire_atom, caf::actor coordinator) {
+      self->state.coordinator = std::move(coordinator);
+      if (self->state.test)
+        self->send(self->state.coordinator, ready_atom::value,
+                   std::string("evaluator"), std::int32_t{0});
+    },
+    [=](loaded_atom, dataset_ptr ds) {
+      auto& st = self->state;
+      st.test = std::move(ds);
+      if (st.coordinator)
+        self->send(st.coordinator, ready_atom::value, std::string("evaluator"),
+                   std::int32_t{0});
+      drain(self);
+    },
+    [=](params_msg& p) {
+      auto& st = self->state;
+      auto& v = st.versions[p.version];
+      if (!v.params.defined())
+        v.params = devices::tensor::empty({st.net->param_count()});
+      auto dst = v.params.slice(p.offset, p.values.numel());
+      devices::cpu().copy(p.values, dst);
+      if (++v.slices == st.spec.partitions) {
+        st.ready.push_back(p.version);
+        drain(self);
+      }
+    },
+  };
+}
+
+} // namespace
+
+void register_evaluator(caf::actor_system_config& cfg) {
+  cfg.add_actor_type("evaluator", evaluator);
+}
+
+} // namespace troupe::actors

@@ -1,0 +1,151 @@
+#include "actors/graph.hpp"
+
+#include "runtime/config.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace troupe {
+
+namespace {
+
+std::string quote(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\')
+      out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string quote_list(const std::vector<std::string>& v) {
+  std::vector<std::string> q;
+  for (const auto& s : v)
+    q.push_back(quote(s));
+  return fmt::format("[{}]", fmt::join(q, ", "));
+}
+
+} // namespace
+
+struct graph::impl {
+  std::string name;
+  std::vector<std::string> layers;
+  std::vector<std::pair<std::string, std::string>> keys; // key, TOML value
+};
+
+graph::graph(std::string name) : impl_(std::make_unique<impl>()) {
+  impl_->name = std::move(name);
+  set("job.name", quote(impl_->name));
+}
+graph::graph(const graph& o) : impl_(std::make_unique<impl>(*o.impl_)) {}
+graph& graph::operator=(const graph& o) {
+  *impl_ = *o.impl_;
+  return *this;
+}
+graph::~graph() = default;
+
+graph& graph::set(const std::string& key, const std::string& value) {
+  for (auto& kv : impl_->keys)
+    if (kv.first == key) {
+      kv.second = value;
+      return *this;
+    }
+  impl_->keys.emplace_back(key, value);
+  return *this;
+}
+
+graph& graph::mode(const std::string& m) { return set("job.mode", quote(m)); }
+graph& graph::seed(std::uint64_t s) { return set("job.seed", std::to_string(s)); }
+graph& graph::epochs(std::int64_t n) { return set("job.epochs", std::to_string(n)); }
+graph& graph::idx_data(const std::string& ti, const std::string& tl,
+                       const std::string& vi, const std::string& vl) {
+  set("data.format", quote("idx"));
+  set("data.train", quote_list({ti, tl}));
+  if (!vi.empty() || !vl.empty())
+    set("data.test", quote_list({vi, vl}));
+  return *this;
+}
+graph& graph::csv_data(const std::vector<std::string>& train,
+                       const std::vector<std::string>& test,
+                       const std::string& target, std::int64_t classes) {
+  set("data.format", quote("csv"));
+  set("data.train", quote_list(train));
+  if (!test.empty())
+    set("data.test", quote_list(test));
+  if (!target.empty())
+    set("data.target", quote(target));
+  return set("data.classes", std::to_string(classes));
+}
+graph& graph::shards(std::int64_t n) { return set("data.shards", std::to_string(n)); }
+graph& graph::batch(std::int64_t n) { return set("data.batch", std::to_string(n)); }
+graph& graph::dense(std::int64_t units) {
+  impl_->layers.push_back(fmt::format("{{ type = \"dense\", units = {} }}", units));
+  return *this;
+}
+graph& graph::relu() {
+  impl_->layers.emplace_back("{ type = \"relu\" }");
+  return *this;
+}
+graph& graph::sigmoid() {
+  impl_->layers.emplace_back("{ type = \"sigmoid\" }");
+  return *this;
+}
+graph& graph::tanh() {
+  impl_->layers.emplace_back("{ type = \"tanh\" }");
+  return *this;
+}
+graph& graph::softmax() {
+  impl_->layers.emplace_back("{ type = \"softmax\" }");
+  return *this;
+}
+graph& graph::loss(const std::string& name, double delta) {
+  set("model.loss", quote(name));
+  if (name == "huber")
+    set("model.delta", fmt::format("{}", delta));
+  return *this;
+}
+graph& graph::partitions(std::int64_t n) {
+  return set("model.partitions", std::to_string(n));
+}
+graph& graph::optimizer(const std::string& type, double lr) {
+  set("optimizer.type", quote(type));
+  return set("optimizer.lr", fmt::format("{}", lr));
+}
+graph& graph::workers(std::int64_t n) { return set("cluster.workers", std::to_string(n)); }
+graph& graph::threads(std::int64_t n) { return set("cluster.threads", std::to_string(n)); }
+
+std::string graph::to_toml() const {
+  // Group keys by table so the text reads like a hand-written pipeline.
+  std::vector<std::string> tables;
+  for (const auto& [k, v] : impl_->keys) {
+    auto t = k.substr(0, k.find('.'));
+    if (std::find(tables.begin(), tables.end(), t) == tables.end())
+      tables.push_back(t);
+  }
+  if (std::find(tables.begin(), tables.end(), "model") == tables.end())
+    tables.push_back("model");
+  std::string out;
+  for (const auto& t : tables) {
+    out += fmt::format("[{}]\n", t);
+    for (const auto& [k, v] : impl_->keys)
+      if (k.substr(0, k.find('.')) == t)
+        out += fmt::format("{} = {}\n", k.substr(k.find('.') + 1), v);
+    if (t == "model" && !impl_->layers.empty())
+      out += fmt::format("layers = [ {} ]\n", fmt::join(impl_->layers, ", "));
+    out += "\n";
+  }
+  return out;
+}
+
+actors::job_spec graph::spec() const {
+  auto cfg = runtime::config::parse(to_toml(), "graph '" + impl_->name + "'");
+  return actors::parse_job_spec(cfg);
+}
+
+actors::run_result graph::run(const actors::run_observer& observer) const {
+  return actors::run_job(spec(), observer);
+}
+
+} // namespace troupe

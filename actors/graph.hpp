@@ -1,0 +1,69 @@
+#pragma once
+/// \file The C++ graph API: the same training graph a pipeline file
+/// describes, built in code. Every setting goes through the same checks as
+/// the pipeline file, so a graph and its TOML twin run identically.
+///
+///   auto g = troupe::graph("fashion-mnist-mlp")
+///                .idx_data(train_images, train_labels, test_images, test_labels)
+///                .shards(2).batch(64)
+///                .dense(128).relu().dense(10).loss("cross_entropy")
+///                .partitions(2).optimizer("adam", 0.001)
+///                .workers(2).epochs(3).seed(42);
+///   auto result = g.run();
+#include "actors/run.hpp"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace troupe {
+
+/// Builder for a training job's actor graph.
+class graph {
+public:
+  explicit graph(std::string name);
+  graph(const graph&);
+  graph& operator=(const graph&);
+  ~graph();
+
+  graph& mode(const std::string& m);
+  graph& seed(std::uint64_t s);
+  graph& epochs(std::int64_t n);
+  /// IDX images + labels for training and (optionally) test.
+  graph& idx_data(const std::string& train_images, const std::string& train_labels,
+                  const std::string& test_images = "",
+                  const std::string& test_labels = "");
+  /// CSV files; target is a column name or index ("" = last column);
+  /// classes = 0 means regression.
+  graph& csv_data(const std::vector<std::string>& train,
+                  const std::vector<std::string>& test,
+                  const std::string& target, std::int64_t classes);
+  graph& shards(std::int64_t n);
+  graph& batch(std::int64_t global_batch);
+  graph& dense(std::int64_t units);
+  graph& relu();
+  graph& sigmoid();
+  graph& tanh();
+  graph& softmax();
+  graph& loss(const std::string& name, double huber_delta = 1.0);
+  graph& partitions(std::int64_t n);
+  graph& optimizer(const std::string& type, double lr);
+  graph& workers(std::int64_t n);
+  graph& threads(std::int64_t n);
+  /// Any other pipeline key, e.g. set("optimizer.weight_decay", "1e-4");
+  /// the value is TOML.
+  graph& set(const std::string& key, const std::string& toml_value);
+
+  /// The pipeline as TOML text (what `troupe run` would read).
+  std::string to_toml() const;
+  /// The checked job; throws runtime::config_error like a pipeline file.
+  actors::job_spec spec() const;
+  /// Runs the job in this process (see actors::run_job).
+  actors::run_result run(const actors::run_observer& observer = {}) const;
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace troupe

@@ -1,0 +1,180 @@
+#include "actors/job_spec.hpp"
+
+#include "data/sampler.hpp"
+#include "runtime/config.hpp"
+
+#include <limits>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+namespace troupe::actors {
+
+namespace nn = devices::nn;
+using runtime::config_error;
+
+job_spec parse_job_spec(runtime::config& c) {
+  job_spec s;
+  constexpr auto big = std::numeric_limits<std::int64_t>::max();
+  // [job]
+  s.name = c.get_string("job.name", "job");
+  s.mode = c.get_string("job.mode", "sync", {"sync"});
+  s.staleness = c.get_int("job.staleness", 0, 0, 1'000'000);
+  s.seed = static_cast<std::uint64_t>(c.get_int("job.seed", 42, 0, big));
+  s.epochs = c.get_int("job.epochs", 1, 1, 1'000'000);
+  // [data]
+  s.format = c.get_string("data.format", "idx", {"idx", "csv"});
+  s.train = c.get_strings("data.train");
+  if (s.train.empty())
+    c.fail("data.train", "required: the training data files");
+  s.test = c.get_strings("data.test");
+  if (s.format == "idx") {
+    if (s.train.size() != 2)
+      c.fail("data.train", fmt::format("format \"idx\" needs [images, labels], "
+                                        "got {} file(s)",
+                                        s.train.size()));
+    if (!s.test.empty() && s.test.size() != 2)
+      c.fail("data.test", fmt::format("format \"idx\" needs [images, labels], "
+                                       "got {} file(s)",
+                                       s.test.size()));
+  }
+  s.shards = c.get_int("data.shards", 1, 1, 4096);
+  s.batch = c.get_int("data.batch", 64, 1, 1 << 24);
+  s.prefetch = c.get_int("data.prefetch", 4, 1, 1024);
+  if (c.has("data.target")) {
+    // A column name or a column index.
+    if (s.format != "csv")
+      c.fail("data.target", "only used with format = \"csv\"");
+    s.target = c.get_name_or_index("data.target");
+  }
+  if (c.has("data.classes")) {
+    if (s.format != "csv")
+      c.fail("data.classes", "only used with format = \"csv\" (IDX labels "
+                             "give the classes)");
+    s.classes = c.get_int("data.classes", 0, 0, 1 << 20);
+  }
+  // [model]
+  const auto n_layers = c.array_size("model.layers");
+  if (n_layers == 0)
+    c.fail("model.layers", "required: at least one dense layer");
+  bool any_dense = false;
+  for (std::size_t i = 0; i < n_layers; ++i) {
+    const auto key = fmt::format("model.layers[{}]", i);
+    const auto type = c.get_string(key + ".type", "");
+    auto kind = nn::parse_layer_kind(type);
+    if (!kind)
+      c.fail(key + ".type",
+             type.empty() ? std::string("required: the layer type")
+                          : fmt::format("unknown layer type \"{}\" (known: "
+                                        "dense, relu, sigmoid, tanh, softmax)",
+                                        type));
+    nn::layer_spec l{*kind, 0};
+    if (*kind == nn::layer_kind::dense) {
+      if (!c.has(key + ".units"))
+        c.fail(key, "a dense layer needs units");
+      l.units = c.get_int(key + ".units", 0, 1, 1 << 24);
+      any_dense = true;
+    } else if (c.has(key + ".units")) {
+      c.fail(key + ".units", fmt::format("a {} layer has no units", type));
+    }
+    s.layers.push_back(l);
+  }
+  if (!any_dense)
+    c.fail("model.layers", "needs at least one dense layer");
+  const auto loss = c.get_string("model.loss", "cross_entropy",
+                                 {"cross_entropy", "mse", "huber"});
+  s.loss.kind = *nn::parse_loss_kind(loss);
+  s.loss.huber_delta =
+      static_cast<float>(c.get_float("model.delta", 1.0, 0.0, 1e30, true));
+  if (c.has("model.delta") && s.loss.kind != devices::loss_kind::huber)
+    c.fail("model.delta", "only used with loss = \"huber\"");
+  if (s.loss.kind == devices::loss_kind::cross_entropy &&
+      s.layers.back().kind == nn::layer_kind::softmax)
+    c.fail(fmt::format("model.layers[{}].type", n_layers - 1),
+           "a final softmax layer with loss = \"cross_entropy\" would apply "
+           "softmax twice: cross_entropy takes logits and applies it itself");
+  s.partitions = c.get_int("model.partitions", 1, 1, 4096);
+  // [optimizer]
+  const auto opt = c.get_string("optimizer.type", "adam",
+                                {"sgd", "momentum", "nesterov", "adam"});
+  auto& o = s.optimizer;
+  o.kind = *nn::parse_optimizer_kind(opt);
+  o.lr = static_cast<float>(c.get_float("optimizer.lr", 0.001, 0.0, 1e6, true));
+  o.momentum = static_cast<float>(c.get_float("optimizer.momentum", 0.9, 0.0, 1.0));
+  o.beta1 = static_cast<float>(c.get_float("optimizer.beta1", 0.9, 0.0, 1.0));
+  o.beta2 = static_cast<float>(c.get_float("optimizer.beta2", 0.999, 0.0, 1.0));
+  if (o.beta1 >= 1.0f)
+    c.fail("optimizer.beta1", "must be below 1");
+  if (o.beta2 >= 1.0f)
+    c.fail("optimizer.beta2", "must be below 1");
+  o.eps = static_cast<float>(c.get_float("optimizer.eps", 1e-8, 0.0, 1.0, true));
+  o.weight_decay =
+      static_cast<float>(c.get_float("optimizer.weight_decay", 0.0, 0.0, 1e6));
+  // [cluster]
+  s.local_nodes = c.get_int("cluster.local_nodes", 1, 1, 256);
+  if (s.local_nodes != 1)
+    c.fail("cluster.local_nodes",
+           "this version runs a job as one node process; set it to 1");
+  s.workers = c.get_int("cluster.workers", 1, 1, 4096);
+  s.device = c.get_string("cluster.device", "cpu", {"cpu"});
+  s.threads = c.get_int("cluster.threads", 0, 0, 1024);
+  // [supervision]: validated now so pipelines stay portable.
+  s.strategy = c.get_string("supervision.strategy", "one_for_one",
+                            {"one_for_one", "one_for_all", "rest_for_one"});
+  s.max_restarts = c.get_int("supervision.max_restarts", 10, 0, 1'000'000);
+  s.within_s = c.get_float("supervision.within_s", 60, 0, 1e9, true);
+  s.snapshot_every = c.get_int("supervision.snapshot_every", 100, 1, big);
+  s.heartbeat_s = c.get_float("supervision.heartbeat_s", 0.5, 0, 3600, true);
+  s.heartbeat_timeout_s =
+      c.get_float("supervision.heartbeat_timeout_s", 5, 0, 86400, true);
+  if (s.heartbeat_timeout_s <= s.heartbeat_s)
+    c.fail("supervision.heartbeat_timeout_s",
+           "must be longer than supervision.heartbeat_s");
+  c.check_unknown();
+  return s;
+}
+
+void resolve_job_spec(job_spec& s, const data_facts& train,
+                      const data_facts* test) {
+  s.inputs = train.features;
+  s.outputs = 0;
+  for (const auto& l : s.layers)
+    if (l.kind == nn::layer_kind::dense)
+      s.outputs = l.units;
+  s.train_samples = train.samples;
+  if (s.classification()) {
+    if (train.classes == 0)
+      throw config_error(
+          "model.loss: cross_entropy needs class labels, but the training "
+          "data is a regression set (data.classes = 0)");
+    const auto classes = std::max(train.classes, test ? test->classes : 0);
+    if (classes > s.outputs)
+      throw config_error(fmt::format(
+          "model.layers: the last dense layer has {} units but the data has "
+          "{} classes",
+          s.outputs, classes));
+  } else {
+    if (s.outputs != train.targets)
+      throw config_error(fmt::format(
+          "model.layers: the last dense layer has {} units but the data has "
+          "{} target value(s) per sample",
+          s.outputs, train.targets));
+  }
+  if (test != nullptr && test->features != train.features)
+    throw config_error(fmt::format(
+        "data.test: {} features per sample, but data.train has {}",
+        test->features, train.features));
+  try {
+    data::batch_plan plan(train.samples, s.shards, s.workers, s.batch, s.seed);
+    s.steps_per_epoch = plan.steps_per_epoch();
+  } catch (const std::invalid_argument& e) {
+    throw config_error(e.what());
+  }
+  const auto params = nn::param_count(nn::param_layout(s.inputs, s.layers));
+  if (s.partitions > params)
+    throw config_error(fmt::format(
+        "model.partitions = {} exceeds the {} parameters of the model",
+        s.partitions, params));
+}
+
+} // namespace troupe::actors

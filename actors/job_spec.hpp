@@ -1,0 +1,84 @@
+#pragma once
+/// \file A training job as the pipeline file describes it, checked.
+#include "devices/device.hpp"
+#include "devices/nn/layers.hpp"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace troupe::runtime {
+class config;
+}
+
+namespace troupe::actors {
+
+/// Everything a pipeline says, validated; the same on every node.
+struct job_spec {
+  // [job]
+  std::string name = "job";
+  std::string mode = "sync";
+  std::int64_t staleness = 0;
+  std::uint64_t seed = 42;
+  std::int64_t epochs = 1;
+  // [data]
+  std::string format = "idx";
+  std::vector<std::string> train;
+  std::vector<std::string> test;
+  std::int64_t shards = 1;
+  std::int64_t batch = 64;
+  std::string target;       ///< csv target column
+  std::int64_t classes = -1; ///< csv: 0 regression; idx: inferred
+  std::int64_t prefetch = 4; ///< batches a worker may have outstanding
+  // [model]
+  std::vector<devices::nn::layer_spec> layers;
+  devices::nn::loss_spec loss;
+  std::int64_t partitions = 1;
+  // [optimizer]
+  devices::optimizer_config optimizer;
+  // [cluster]
+  std::int64_t local_nodes = 1;
+  std::int64_t workers = 1;
+  std::string device = "cpu";
+  std::int64_t threads = 0; ///< scheduler threads per node; 0 = one per core
+  // [supervision]
+  std::string strategy = "one_for_one";
+  std::int64_t max_restarts = 10;
+  double within_s = 60;
+  std::int64_t snapshot_every = 100;
+  double heartbeat_s = 0.5;
+  double heartbeat_timeout_s = 5;
+
+  // Resolved from the data before the job starts.
+  std::int64_t inputs = 0;        ///< features per sample
+  std::int64_t outputs = 0;       ///< units of the last layer
+  std::int64_t train_samples = 0;
+  std::int64_t steps_per_epoch = 0;
+
+  std::int64_t total_steps() const { return epochs * steps_per_epoch; }
+  bool classification() const {
+    return loss.kind == devices::loss_kind::cross_entropy;
+  }
+  /// Flattened parameter range [first, last) owned by param shard s.
+  std::int64_t shard_begin(std::int64_t s, std::int64_t params) const {
+    return params * s / partitions;
+  }
+};
+
+/// Reads and checks every key; throws runtime::config_error naming the key,
+/// its file:line:column and what is wrong. Unknown keys are errors.
+job_spec parse_job_spec(runtime::config& cfg);
+
+/// Checks the spec against the training data (feature count, classes) and
+/// fills the resolved fields. Throws runtime::config_error or data_error.
+struct data_facts {
+  std::int64_t samples = 0;
+  std::int64_t features = 0;
+  std::int64_t classes = 0; ///< 0 = regression
+  std::int64_t targets = 1;
+  std::string description;
+};
+void resolve_job_spec(job_spec& spec, const data_facts& train,
+                      const data_facts* test);
+
+} // namespace troupe::actors

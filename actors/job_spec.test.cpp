@@ -1,0 +1,106 @@
+#include "actors/job_spec.hpp"
+
+#include "runtime/config.hpp"
+
+#include <boost/test/unit_test.hpp>
+
+namespace ta = troupe::actors;
+using troupe::runtime::config;
+using troupe::runtime::config_error;
+
+namespace {
+
+const std::string minimal = R"([data]
+format = "csv"
+train = "t.csv"
+[model]
+layers = [ { type = "dense", units = 3 } ]
+)";
+
+std::string error_of(const std::string& text,
+                     const std::vector<std::string>& sets = {}) {
+  try {
+    auto c = config::parse(text, "p.toml", sets);
+    ta::parse_job_spec(c);
+  } catch (const config_error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(job_spec_suite)
+
+BOOST_AUTO_TEST_CASE(example_pipeline_parses) {
+  auto c = config::load_file(std::string(TROUPE_SOURCE_DIR) +
+                             "/examples/fashion_mnist.toml");
+  auto s = ta::parse_job_spec(c);
+  BOOST_TEST(s.name == "fashion-mnist-mlp");
+  BOOST_TEST(s.epochs == 3);
+  BOOST_TEST(s.batch == 64);
+  BOOST_TEST(s.layers.size() == 3u);
+  BOOST_TEST(s.layers[0].units == 128);
+  BOOST_TEST(s.partitions == 2);
+  BOOST_TEST(s.workers == 2);
+  BOOST_TEST(s.optimizer.lr == 0.001f);
+  BOOST_TEST(s.seed == 42u);
+}
+
+BOOST_AUTO_TEST_CASE(defaults) {
+  auto c = config::parse(minimal, "p.toml");
+  auto s = ta::parse_job_spec(c);
+  BOOST_TEST(s.mode == "sync");
+  BOOST_TEST(s.workers == 1);
+  BOOST_TEST(s.train == (std::vector<std::string>{"t.csv"}));
+}
+
+BOOST_AUTO_TEST_CASE(bad_values_name_the_key) {
+  BOOST_TEST(error_of(minimal, {"optimizer.lr=-0.1"}) ==
+             "--set optimizer.lr=-0.1: optimizer.lr: -0.1 is out of range (0, 1000000]");
+  BOOST_TEST(error_of(minimal, {"model.layers=[{type=\"conv\"}]"})
+                 .find("model.layers[0].type: unknown layer type \"conv\"") !=
+             std::string::npos);
+  BOOST_TEST(error_of(minimal, {"job.epochs=\"three\""})
+                 .find("job.epochs: expected an integer, got a string") !=
+             std::string::npos);
+  BOOST_TEST(error_of(minimal, {"job.mode=turbo"})
+                 .find("job.mode: \"turbo\" is not one of") != std::string::npos);
+  BOOST_TEST(error_of(minimal + "[optimizer]\nlr = 0.1\nbeta = 3\n") ==
+             "p.toml:8:8: optimizer.beta: unknown key");
+  BOOST_TEST(error_of(minimal,
+                      {"model.layers=[{type=\"dense\",units=3},{type=\"softmax\"}]"})
+                 .find("would apply softmax twice") != std::string::npos);
+  BOOST_TEST(error_of(minimal, {"model.layers=[{type=\"relu\"}]"})
+                 .find("needs at least one dense layer") != std::string::npos);
+  BOOST_TEST(error_of(minimal, {"model.layers=[{type=\"dense\"}]"})
+                 .find("a dense layer needs units") != std::string::npos);
+  BOOST_TEST(error_of("[model]\nlayers = [ { type = \"dense\", units = 3 } ]\n")
+                 .find("data.train: required") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(resolve_checks_data_against_model) {
+  auto c = config::parse(minimal, "p.toml", {"cluster.workers=2", "data.batch=10"});
+  auto s = ta::parse_job_spec(c);
+  ta::data_facts train{1000, 5, 0, 1, "t"};
+  BOOST_CHECK_THROW(ta::resolve_job_spec(s, train, nullptr), config_error); // 3 units vs 1 target
+  auto c2 = config::parse(minimal, "p.toml",
+                          {"cluster.workers=2", "data.batch=10", "model.loss=mse",
+                           "model.layers=[{type=\"dense\",units=1}]"});
+  auto s2 = ta::parse_job_spec(c2);
+  ta::resolve_job_spec(s2, train, nullptr);
+  BOOST_TEST(s2.inputs == 5);
+  BOOST_TEST(s2.steps_per_epoch == 100);
+  auto c3 = config::parse(minimal, "p.toml", {"data.batch=3", "cluster.workers=2"});
+  auto s3 = ta::parse_job_spec(c3);
+  ta::data_facts cls{1000, 5, 3, 1, "t"};
+  try {
+    ta::resolve_job_spec(s3, cls, nullptr);
+    BOOST_FAIL("expected an error");
+  } catch (const config_error& e) {
+    BOOST_TEST(std::string(e.what()).find("data.batch = 3 must be a positive "
+                                          "multiple of cluster.workers = 2") == 0u);
+  }
+}
+
+BOOST_AUTO_TEST_SUITE_END()

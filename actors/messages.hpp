@@ -1,0 +1,159 @@
+#pragma once
+/// \file The protocol between the training roles: atoms, message structs and
+/// their CAF inspection. Heavy (CAF); include from actor .cpp files only.
+///
+///   data_shard  --batch_msg-->     worker      (one per credit)
+///   worker      --credit_atom-->   data_shard
+///   worker      --grad_msg-->      param_shard (its slice of the gradient)
+///   param_shard --params_msg-->    worker, evaluator, coordinator
+///   worker      --progress_msg-->  coordinator
+///   evaluator   --eval_msg-->      coordinator
+#include "actors/job_spec.hpp"
+#include "actors/run.hpp"
+#include "data/dataset.hpp"
+#include "runtime/caf_types.hpp"
+
+#include <caf/all.hpp>
+
+#include <memory>
+
+namespace troupe::devices {
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, optimizer_config& x) {
+  return f(caf::meta::type_name("optimizer_config"), x.kind, x.lr, x.momentum,
+           x.beta1, x.beta2, x.eps, x.weight_decay);
+}
+} // namespace troupe::devices
+
+namespace troupe::devices::nn {
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, layer_spec& x) {
+  return f(caf::meta::type_name("layer_spec"), x.kind, x.units);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, loss_spec& x) {
+  return f(caf::meta::type_name("loss_spec"), x.kind, x.huber_delta);
+}
+} // namespace troupe::devices::nn
+
+namespace troupe::actors {
+
+using credit_atom = caf::atom_constant<caf::atom("credit")>;
+using wire_atom = caf::atom_constant<caf::atom("wire")>;
+using ready_atom = caf::atom_constant<caf::atom("ready")>;
+using start_atom = caf::atom_constant<caf::atom("start")>;
+using loaded_atom = caf::atom_constant<caf::atom("loaded")>;
+using progress_atom = caf::atom_constant<caf::atom("progress")>;
+using epoch_atom = caf::atom_constant<caf::atom("epoch")>;
+using done_atom = caf::atom_constant<caf::atom("done")>;
+using failed_atom = caf::atom_constant<caf::atom("failed")>;
+using info_atom = caf::atom_constant<caf::atom("info")>;
+
+/// The samples of (epoch, step) for one worker.
+struct batch_msg {
+  std::int64_t epoch = 0;
+  std::int64_t step = 0; ///< within the epoch
+  std::int32_t worker = 0;
+  devices::tensor x;
+  devices::tensor y;
+};
+
+/// A worker's gradient for one parameter shard's range.
+struct grad_msg {
+  std::int32_t worker = 0;
+  std::int64_t step = 0; ///< global step (epoch * steps_per_epoch + step)
+  std::int64_t seq = 0;  ///< per-worker sequence number of this message
+  std::int64_t offset = 0;
+  devices::tensor values;
+};
+
+/// A parameter shard's range at a version (= steps applied).
+struct params_msg {
+  std::int32_t shard = 0;
+  std::int64_t version = 0;
+  std::int64_t offset = 0;
+  devices::tensor values;
+};
+
+/// A worker's running totals, sent every few steps and at each epoch end.
+struct progress_msg {
+  std::int32_t worker = 0;
+  std::int64_t epoch = 0;
+  std::int64_t steps_done = 0; ///< global steps this worker has finished
+  double loss_sum = 0;         ///< since the last report
+  std::int64_t samples = 0;    ///< since the last report
+  bool epoch_end = false;
+};
+
+/// Test-set loss and accuracy of one parameter version.
+struct eval_msg {
+  std::int64_t version = 0;
+  double loss = 0;
+  double accuracy = -1; ///< -1 for regression
+};
+
+using dataset_ptr = std::shared_ptr<const data::dataset>;
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, batch_msg& x) {
+  return f(caf::meta::type_name("batch_msg"), x.epoch, x.step, x.worker, x.x,
+           x.y);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, grad_msg& x) {
+  return f(caf::meta::type_name("grad_msg"), x.worker, x.step, x.seq, x.offset,
+           x.values);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, params_msg& x) {
+  return f(caf::meta::type_name("params_msg"), x.shard, x.version, x.offset,
+           x.values);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, progress_msg& x) {
+  return f(caf::meta::type_name("progress_msg"), x.worker, x.epoch,
+           x.steps_done, x.loss_sum, x.samples, x.epoch_end);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, eval_msg& x) {
+  return f(caf::meta::type_name("eval_msg"), x.version, x.loss, x.accuracy);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, job_spec& x) {
+  return f(caf::meta::type_name("job_spec"), x.name, x.mode, x.staleness,
+           x.seed, x.epochs, x.format, x.train, x.test, x.shards, x.batch,
+           x.target, x.classes, x.prefetch, x.layers, x.loss, x.partitions,
+           x.optimizer, x.local_nodes, x.workers, x.device, x.threads,
+           x.strategy, x.max_restarts, x.within_s, x.snapshot_every,
+           x.heartbeat_s, x.heartbeat_timeout_s, x.inputs, x.outputs,
+           x.train_samples, x.steps_per_epoch);
+}
+
+/// Each role registers its spawn function under its name ("data_shard",
+/// "param_shard", "worker", "evaluator", "coordinator"). Arguments:
+///   data_shard(job_spec, int32 index), param_shard(job_spec, int32 index),
+///   worker(job_spec, int32 rank), evaluator(job_spec),
+///   coordinator(job_spec, actor listener).
+void register_data_shard(caf::actor_system_config& cfg);
+void register_param_shard(caf::actor_system_config& cfg);
+void register_worker(caf::actor_system_config& cfg);
+void register_evaluator(caf::actor_system_config& cfg);
+void register_coordinator(caf::actor_system_config& cfg);
+
+/// Loads a dataset on a detached actor (file I/O stays off the scheduler
+/// threads) and sends (loaded_atom, dataset_ptr) or an error to `owner`.
+void load_in_background(caf::event_based_actor* owner, data::source_spec src);
+
+/// The data sources of a spec.
+data::source_spec train_source(const job_spec& spec);
+data::source_spec test_source(const job_spec& spec);
+
+/// Registers role names and message types with an actor system config.
+void register_roles(caf::actor_system_config& cfg);
+
+} // namespace troupe::actors
+
+// Local only: between the coordinator and the caller in one process.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::dataset_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::epoch_summary)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::run_result)

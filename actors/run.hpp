@@ -1,0 +1,69 @@
+#pragma once
+/// \file Running a job: the entry point shared by the CLI, the graph API and
+/// the tests. CAF-free, so it is cheap to include.
+#include "actors/job_spec.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace troupe::actors {
+
+/// What one epoch did.
+struct epoch_summary {
+  std::int64_t epoch = 0;          ///< 1-based
+  std::int64_t steps = 0;          ///< steps done so far, all epochs
+  double train_loss = 0;           ///< mean per-sample loss over the epoch
+  double samples_per_s = 0;        ///< training samples / epoch wall time
+  double wall_s = 0;               ///< since training started
+  bool evaluated = false;
+  double test_loss = 0;
+  std::optional<double> test_accuracy; ///< classification only
+};
+
+/// The outcome of a job, as `troupe run --json` prints it.
+struct run_result {
+  std::string job;
+  std::string mode;
+  std::int64_t nodes = 1;
+  std::int64_t workers = 0;
+  std::int64_t epochs = 0;
+  std::int64_t steps = 0;
+  std::int64_t samples = 0;          ///< training samples processed
+  double samples_per_s = 0;          ///< over training time only
+  double train_s = 0;                ///< training time
+  double wall_s = 0;                 ///< whole run, start-up included
+  std::optional<double> test_loss;
+  std::optional<double> test_accuracy;
+  std::string params_digest;         ///< SHA-256 of the final parameters
+  std::int64_t param_count = 0;
+  std::int64_t restarts = 0;
+  std::map<std::string, std::string> placement; ///< actor -> node
+  std::vector<epoch_summary> history;
+};
+
+/// A job that could not finish; what() names the actor and reason.
+class training_failed : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Callbacks while a job runs; all are called on the caller's thread.
+struct run_observer {
+  /// steps done (by the slowest worker) of total, recent train loss.
+  std::function<void(std::int64_t, std::int64_t, double)> on_progress;
+  std::function<void(const epoch_summary&)> on_epoch;
+  /// One line of information (data loaded, actors placed).
+  std::function<void(const std::string&)> on_info;
+};
+
+/// Loads and checks the data, resolves the spec, runs the job on an
+/// embedded actor system and returns its result. Throws config_error or
+/// data_error for bad input and training_failed when training fails.
+run_result run_job(job_spec spec, const run_observer& observer = {});
+
+} // namespace troupe::actors

@@ -1,0 +1,49 @@
+// The graph of examples/fashion_mnist.toml, built with the C++ graph API.
+// Prints the epoch lines and the digest; the digest equals the one
+// `troupe run examples/fashion_mnist.toml` prints.
+#include "actors/graph.hpp"
+#include "data/dataset.hpp"
+#include "runtime/config.hpp"
+
+#include <cstdio>
+
+#include <fmt/format.h>
+
+int main(int argc, char** argv) {
+  const std::string d = "/usr/share/datasets/fashion-mnist/";
+  auto g = troupe::graph("fashion-mnist-mlp")
+               .idx_data(d + "train-images-idx3-ubyte.gz",
+                         d + "train-labels-idx1-ubyte.gz",
+                         d + "t10k-images-idx3-ubyte.gz",
+                         d + "t10k-labels-idx1-ubyte.gz")
+               .shards(2)
+               .batch(64)
+               .dense(128)
+               .relu()
+               .dense(10)
+               .loss("cross_entropy")
+               .partitions(2)
+               .optimizer("adam", 0.001)
+               .workers(2)
+               .epochs(argc > 1 ? std::atoi(argv[1]) : 3)
+               .seed(42);
+  troupe::actors::run_observer obs;
+  obs.on_epoch = [](const troupe::actors::epoch_summary& e) {
+    fmt::print("epoch {}  train_loss {:.4f}  test_loss {:.4f}  test_acc {:.4f}\n",
+               e.epoch, e.train_loss, e.test_loss, e.test_accuracy.value_or(0));
+  };
+  try {
+    auto r = g.run(obs);
+    fmt::print("params_digest {}\n", r.params_digest);
+    return 0;
+  } catch (const troupe::runtime::config_error& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 2;
+  } catch (const troupe::data::data_error& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "training failed: %s\n", e.what());
+    return 1;
+  }
+}

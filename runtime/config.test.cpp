@@ -1,0 +1,104 @@
+#include "runtime/config.hpp"
+
+#include <boost/test/unit_test.hpp>
+
+using troupe::runtime::config;
+using troupe::runtime::config_error;
+
+namespace {
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const config_error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+const char* doc = R"([job]
+name = "x"
+epochs = 3
+
+[optimizer]
+lr = 0.5
+type = "adam"
+
+[model]
+layers = [ { type = "dense", units = 4 }, { type = "relu" } ]
+)";
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(config_suite)
+
+BOOST_AUTO_TEST_CASE(typed_reads_and_defaults) {
+  auto c = config::parse(doc, "p.toml");
+  BOOST_TEST(c.get_string("job.name", "") == "x");
+  BOOST_TEST(c.get_int("job.epochs", 1, 1, 10) == 3);
+  BOOST_TEST(c.get_int("job.seed", 42, 0, 100) == 42);
+  BOOST_TEST(c.get_float("optimizer.lr", 0.1, 0, 1) == 0.5);
+  BOOST_TEST(c.array_size("model.layers") == 2u);
+  BOOST_TEST(c.get_int("model.layers[0].units", 0, 1, 10) == 4);
+  BOOST_TEST(c.where("optimizer.lr") == "p.toml:6:6");
+}
+
+BOOST_AUTO_TEST_CASE(errors_name_position_and_key) {
+  auto c = config::parse(doc, "p.toml");
+  BOOST_TEST(error_of([&] { c.get_int("job.epochs", 1, 5, 10); }) ==
+             "p.toml:3:10: job.epochs: 3 is out of range [5, 10]");
+  BOOST_TEST(error_of([&] { c.get_int("job.name", 1, 0, 10); }) ==
+             "p.toml:2:8: job.name: expected an integer, got a string");
+  BOOST_TEST(error_of([&] { c.get_string("optimizer.type", "", {"sgd"}); }) ==
+             "p.toml:7:8: optimizer.type: \"adam\" is not one of: sgd");
+}
+
+BOOST_AUTO_TEST_CASE(unknown_keys_are_reported) {
+  auto c = config::parse(doc, "p.toml");
+  c.get_string("job.name", "");
+  c.get_int("job.epochs", 1, 1, 10);
+  c.get_float("optimizer.lr", 0, 0, 1);
+  c.get_string("optimizer.type", "");
+  c.array_size("model.layers");
+  c.get_string("model.layers[0].type", "");
+  c.get_int("model.layers[0].units", 0, 0, 10);
+  BOOST_TEST(error_of([&] { c.check_unknown(); }) ==
+             "p.toml:10:52: model.layers[1].type: unknown key");
+  c.get_string("model.layers[1].type", "");
+  BOOST_TEST(error_of([&] { c.check_unknown(); }) == "(no error)");
+  auto d = config::parse("[job]\nname = \"a\"\nlearning_rate = 3\n", "q.toml");
+  d.get_string("job.name", "");
+  BOOST_TEST(error_of([&] { d.check_unknown(); }) ==
+             "q.toml:3:17: job.learning_rate: unknown key");
+}
+
+BOOST_AUTO_TEST_CASE(malformed_toml_names_line_and_column) {
+  auto msg = error_of([] { config::parse("[job]\nname = \n", "bad.toml"); });
+  BOOST_TEST(msg.rfind("bad.toml:2:", 0) == 0u, msg);
+}
+
+BOOST_AUTO_TEST_CASE(overrides) {
+  auto c = config::parse(doc, "p.toml",
+                         {"optimizer.lr=0.01", "job.mode=async",
+                          "data.train=[\"a\",\"b\"]",
+                          "model.layers=[{type=\"dense\",units=10}]"});
+  BOOST_TEST(c.get_float("optimizer.lr", 0, 0, 1) == 0.01);
+  BOOST_TEST(c.get_string("job.mode", "") == "async"); // bare word = string
+  BOOST_TEST(c.get_strings("data.train") == (std::vector<std::string>{"a", "b"}));
+  BOOST_TEST(c.array_size("model.layers") == 1u);
+  BOOST_TEST(c.where("optimizer.lr") == "--set optimizer.lr=0.01");
+  auto d = config::parse(doc, "p.toml", {"optimizer.lr=-1"});
+  BOOST_TEST(error_of([&] { d.get_float("optimizer.lr", 0, 0, 1, true); }) ==
+             "--set optimizer.lr=-1: optimizer.lr: -1 is out of range (0, 1]");
+  BOOST_TEST(error_of([] { config::parse(doc, "p.toml", {"novalue"}); })
+                 .find("expected KEY=VALUE") != std::string::npos);
+  BOOST_TEST(error_of([] { config::parse(doc, "p.toml", {"job.name.x=1"}); })
+                 .find("not a table") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(missing_file) {
+  auto msg = error_of([] { config::load_file("/nonexistent/p.toml"); });
+  BOOST_TEST(msg.find("/nonexistent/p.toml") == 0u, msg);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

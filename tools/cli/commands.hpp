@@ -1,0 +1,19 @@
+#pragma once
+// Subcommands of the troupe CLI. Each adds itself to the app and returns
+// the exit code it wants through the shared int.
+#include <CLI/CLI.hpp>
+
+namespace troupe::cli {
+
+/// Exit codes shared by every command (see docs/cli.md).
+enum exit_code : int {
+  exit_ok = 0,
+  exit_training_failed = 1,
+  exit_bad_input = 2,
+  exit_unreachable = 3,
+};
+
+/// `troupe run PIPELINE ...`; sets *code when it runs.
+void add_run_command(CLI::App& app, int* code);
+
+} // namespace troupe::cli

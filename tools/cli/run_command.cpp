@@ -1,0 +1,223 @@
+// troupe run PIPELINE: loads the pipeline (with --set overrides), runs the
+// job and reports. Progress goes to stderr; results to stdout.
+#include "tools/cli/commands.hpp"
+
+#include "actors/run.hpp"
+#include "data/dataset.hpp"
+#include "runtime/config.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+namespace troupe::cli {
+
+namespace {
+
+using json = nlohmann::ordered_json;
+
+struct run_options {
+  std::string pipeline;
+  std::vector<std::string> sets;
+  bool json_out = false;
+  std::string metrics;
+  std::int64_t threads = -1;
+  bool quiet = false;
+};
+
+json nullable(const std::optional<double>& v) {
+  return v ? json(*v) : json(nullptr);
+}
+
+json to_json(const actors::epoch_summary& e) {
+  return json{{"epoch", e.epoch},
+              {"steps", e.steps},
+              {"train_loss", e.train_loss},
+              {"test_loss", e.evaluated ? json(e.test_loss) : json(nullptr)},
+              {"test_accuracy", nullable(e.test_accuracy)},
+              {"samples_per_s", e.samples_per_s},
+              {"wall_s", e.wall_s}};
+}
+
+json to_json(const actors::run_result& r) {
+  json placement = json::object();
+  for (const auto& [k, v] : r.placement)
+    placement[k] = v;
+  json history = json::array();
+  for (const auto& e : r.history)
+    history.push_back(to_json(e));
+  return json{{"job", r.job},
+              {"mode", r.mode},
+              {"nodes", r.nodes},
+              {"workers", r.workers},
+              {"epochs", r.epochs},
+              {"steps", r.steps},
+              {"samples", r.samples},
+              {"samples_per_s", r.samples_per_s},
+              {"train_s", r.train_s},
+              {"wall_s", r.wall_s},
+              {"test_loss", nullable(r.test_loss)},
+              {"test_accuracy", nullable(r.test_accuracy)},
+              {"params_digest", r.params_digest},
+              {"param_count", r.param_count},
+              {"restarts", r.restarts},
+              {"placement", placement},
+              {"history", history}};
+}
+
+std::string epoch_line(const actors::epoch_summary& e, std::int64_t epochs) {
+  std::string test = "test_loss -";
+  if (e.evaluated) {
+    test = fmt::format("test_loss {:.4f}", e.test_loss);
+    if (e.test_accuracy)
+      test += fmt::format("  test_acc {:.4f}", *e.test_accuracy);
+  }
+  return fmt::format("epoch {}/{}  train_loss {:.4f}  {}  samples/s {:.0f}",
+                     e.epoch, epochs, e.train_loss, test, e.samples_per_s);
+}
+
+int run(const run_options& o) {
+  actors::job_spec spec;
+  std::unique_ptr<std::ofstream> metrics;
+  try {
+    auto cfg = runtime::config::load_file(o.pipeline, o.sets);
+    spec = actors::parse_job_spec(cfg);
+  } catch (const runtime::config_error& e) {
+    std::fprintf(stderr, "troupe: %s\n", e.what());
+    return exit_bad_input;
+  }
+  if (o.threads >= 0)
+    spec.threads = o.threads;
+  if (!o.metrics.empty()) {
+    // Appending: a metrics file from an earlier run is never clobbered.
+    metrics = std::make_unique<std::ofstream>(o.metrics, std::ios::app);
+    if (!*metrics) {
+      std::fprintf(stderr, "troupe: --metrics %s: cannot open for writing: %s\n",
+                   o.metrics.c_str(), std::strerror(errno));
+      return exit_bad_input;
+    }
+  }
+  const bool tty = isatty(STDERR_FILENO) != 0 && !o.quiet;
+  std::FILE* results = o.json_out ? stderr : stdout;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto since = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+        .count();
+  };
+  auto log_metric = [&](json j) {
+    if (metrics) {
+      *metrics << j.dump() << '\n';
+      metrics->flush();
+    }
+  };
+  log_metric({{"event", "start"}, {"job", spec.name}, {"pipeline", o.pipeline}});
+  bool bar_shown = false;
+  auto clear_bar = [&] {
+    if (bar_shown) {
+      std::fprintf(stderr, "\r\033[K");
+      bar_shown = false;
+    }
+  };
+  double last_metric = -1;
+  actors::run_observer obs;
+  obs.on_info = [&](const std::string& s) {
+    if (o.quiet)
+      return;
+    clear_bar();
+    std::fprintf(stderr, "troupe: %s\n", s.c_str());
+  };
+  obs.on_progress = [&](std::int64_t done, std::int64_t total, double loss) {
+    const double now = since();
+    if (now - last_metric >= 1.0 || done == total) {
+      last_metric = now;
+      log_metric({{"event", "progress"}, {"step", done}, {"steps", total},
+                  {"loss", loss}, {"wall_s", now}});
+    }
+    if (!tty)
+      return;
+    const int width = 30;
+    const int filled = total > 0 ? static_cast<int>(width * done / total) : 0;
+    std::fprintf(stderr, "\r[%s%s] %lld/%lld steps  loss %.4f", 
+                 std::string(static_cast<std::size_t>(filled), '#').c_str(),
+                 std::string(static_cast<std::size_t>(width - filled), '.').c_str(),
+                 static_cast<long long>(done), static_cast<long long>(total), loss);
+    bar_shown = true;
+  };
+  obs.on_epoch = [&](const actors::epoch_summary& e) {
+    clear_bar();
+    std::fprintf(results, "%s\n", epoch_line(e, spec.epochs).c_str());
+    std::fflush(results);
+    auto j = to_json(e);
+    j["event"] = "epoch";
+    log_metric(j);
+  };
+  try {
+    auto result = actors::run_job(spec, obs);
+    clear_bar();
+    auto j = to_json(result);
+    auto end = j;
+    end["event"] = "end";
+    log_metric(end);
+    if (o.json_out) {
+      std::printf("%s\n", j.dump().c_str());
+    } else {
+      std::printf("done: %lld steps in %.2f s (%.0f samples/s), %s%sparams_digest %s\n",
+                  static_cast<long long>(result.steps), result.train_s,
+                  result.samples_per_s,
+                  result.test_loss ? fmt::format("test_loss {:.4f}, ", *result.test_loss).c_str() : "",
+                  result.test_accuracy ? fmt::format("test_acc {:.4f}, ", *result.test_accuracy).c_str() : "",
+                  result.params_digest.c_str());
+    }
+    return exit_ok;
+  } catch (const runtime::config_error& e) {
+    clear_bar();
+    std::fprintf(stderr, "troupe: %s: %s\n", o.pipeline.c_str(), e.what());
+    log_metric({{"event", "error"}, {"message", e.what()}});
+    return exit_bad_input;
+  } catch (const data::data_error& e) {
+    clear_bar();
+    std::fprintf(stderr, "troupe: %s\n", e.what());
+    log_metric({{"event", "error"}, {"message", e.what()}});
+    return exit_bad_input;
+  } catch (const actors::training_failed& e) {
+    clear_bar();
+    std::fprintf(stderr, "troupe: training failed: %s\n", e.what());
+    log_metric({{"event", "error"}, {"message", e.what()}});
+    return exit_training_failed;
+  } catch (const std::exception& e) {
+    clear_bar();
+    std::fprintf(stderr, "troupe: training failed: %s\n", e.what());
+    log_metric({{"event", "error"}, {"message", e.what()}});
+    return exit_training_failed;
+  }
+}
+
+} // namespace
+
+void add_run_command(CLI::App& app, int* code) {
+  auto opts = std::make_shared<run_options>();
+  auto* cmd = app.add_subcommand("run", "Train the pipeline in PIPELINE (a TOML file)");
+  cmd->add_option("pipeline", opts->pipeline, "Pipeline file (TOML)")->required();
+  cmd->add_option("--set", opts->sets,
+                  "Override a pipeline key: KEY=VALUE, VALUE parsed as TOML "
+                  "(e.g. --set optimizer.lr=0.01); repeatable");
+  cmd->add_flag("--json", opts->json_out,
+                "Print one JSON object with the result on stdout");
+  cmd->add_option("--metrics", opts->metrics,
+                  "Append JSON lines (progress, epochs, result) to this file");
+  cmd->add_option("--threads", opts->threads,
+                  "Scheduler threads (default: cluster.threads, 0 = one per core)")
+      ->check(CLI::Range(0, 1024));
+  cmd->add_flag("-q,--quiet", opts->quiet, "No progress on stderr");
+  cmd->callback([opts, code] { *code = run(*opts); });
+}
+
+} // namespace troupe::cli
