@@ -21,6 +21,7 @@ struct param_shard_state {
   std::int64_t size = 0;
   devices::tensor params; // current version; never written once published
   std::vector<devices::tensor> opt_state;
+  std::vector<devices::tensor> spares; // earlier versions, reused when free
   std::int64_t version = 0;
   std::map<std::int64_t, std::vector<devices::tensor>> pending; // step -> by rank
   std::map<std::int64_t, std::int64_t> arrived;                 // step -> count
@@ -63,9 +64,23 @@ void apply_step(caf::stateful_actor<param_shard_state>* self,
         dev.axpy(1.0f, b, a);
         return a;
       });
-  auto next = dev.alloc({st.size});
+  // Published versions are immutable; recycle one nobody holds any more
+  // (warm in cache, no allocation), else allocate.
+  devices::tensor next;
+  for (auto& spare : st.spares)
+    if (spare.use_count() == 1) {
+      next = std::move(spare);
+      break;
+    }
+  if (!next.defined())
+    next = dev.alloc({st.size});
+  st.spares.erase(std::remove_if(st.spares.begin(), st.spares.end(),
+                                 [](const devices::tensor& t) { return !t.defined(); }),
+                  st.spares.end());
   dev.optimizer_step(st.spec.optimizer, st.version + 1, st.params, sum,
                      st.opt_state.data(), next);
+  if (st.spares.size() < 3)
+    st.spares.push_back(std::move(st.params));
   st.params = std::move(next);
   ++st.version;
   publish(self);

@@ -130,8 +130,14 @@ caf::behavior worker(caf::stateful_actor<worker_state>* self, job_spec spec,
         st.incoming = p.version;
         st.slices = 0;
       }
-      auto dst = st.params.slice(p.offset, p.values.numel());
-      devices::cpu().copy(p.values, dst);
+      if (st.spec.partitions == 1) {
+        st.params = std::move(p.values); // one shard: use its buffer as is
+      } else {
+        if (st.params.use_count() != 1)
+          st.params = devices::tensor::empty({st.net->param_count()});
+        auto dst = st.params.slice(p.offset, p.values.numel());
+        devices::cpu().copy(p.values, dst);
+      }
       if (++st.slices == st.spec.partitions) {
         st.version = st.incoming;
         try_step(self);

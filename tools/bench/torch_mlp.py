@@ -1,0 +1,79 @@
+#!/usr/bin/python3
+"""PyTorch baseline for tools/bench/mlp: the same MLP, optimizer, batch and
+data as examples/fashion_mnist.toml, one thread. Prints one JSON object.
+
+Only the training loop is timed (no data loading, no evaluation), the same
+way troupe's samples_per_s is measured.
+"""
+import argparse
+import gzip
+import json
+import time
+
+import numpy as np
+import torch
+
+
+def read_idx(path):
+    with gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb") as f:
+        data = f.read()
+    rank = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(rank)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * rank).reshape(dims)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--lr", type=float, default=0.001)
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--layers", type=int, default=1, help="hidden layers")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=42)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    x = torch.from_numpy(read_idx(f"{a.data}/train-images-idx3-ubyte.gz")
+                         .reshape(-1, 784).astype(np.float32) / 255.0)
+    y = torch.from_numpy(read_idx(f"{a.data}/train-labels-idx1-ubyte.gz")
+                         .astype(np.int64))
+    tx = torch.from_numpy(read_idx(f"{a.data}/t10k-images-idx3-ubyte.gz")
+                          .reshape(-1, 784).astype(np.float32) / 255.0)
+    ty = torch.from_numpy(read_idx(f"{a.data}/t10k-labels-idx1-ubyte.gz")
+                          .astype(np.int64))
+    layers, width = [], 784
+    for _ in range(a.layers):
+        layers += [torch.nn.Linear(width, a.hidden), torch.nn.ReLU()]
+        width = a.hidden
+    layers.append(torch.nn.Linear(width, 10))
+    model = torch.nn.Sequential(*layers)
+    opt = torch.optim.Adam(model.parameters(), lr=a.lr)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    steps = len(x) // a.batch
+    samples = 0
+    train_s = 0.0
+    for _ in range(a.epochs):
+        perm = torch.randperm(len(x))
+        t0 = time.perf_counter()
+        for s in range(steps):
+            idx = perm[s * a.batch:(s + 1) * a.batch]
+            xb, yb = x[idx], y[idx]
+            opt.zero_grad()
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            opt.step()
+        train_s += time.perf_counter() - t0
+        samples += steps * a.batch
+    with torch.no_grad():
+        logits = model(tx)
+        acc = (logits.argmax(1) == ty).float().mean().item()
+        test_loss = loss_fn(logits, ty).item()
+    print(json.dumps({"impl": "pytorch", "torch": torch.__version__,
+                      "samples_per_s": samples / train_s, "train_s": train_s,
+                      "test_accuracy": acc, "test_loss": test_loss}))
+
+
+if __name__ == "__main__":
+    main()
