@@ -3,7 +3,10 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <functional>
 #include <sstream>
 
@@ -69,6 +72,10 @@ config config::load_file(const std::string& path,
                          const std::vector<std::string>& overrides) {
   config c;
   c.source_ = path;
+  if (std::FILE* f = std::fopen(path.c_str(), "rb"))
+    std::fclose(f);
+  else
+    throw config_error(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
   try {
     *c.root_ = toml::parse_file(path);
   } catch (const toml::parse_error& e) {

@@ -3,6 +3,7 @@
 #include "tools/cli/commands.hpp"
 
 #include <cstdio>
+#include <string>
 
 int main(int argc, char** argv) {
   CLI::App app{"troupe: actor-model dataflow runtime for distributed "
@@ -20,6 +21,14 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
+    if (argc > 1 && argv[1][0] != '-' && app.get_subcommands().empty()) {
+      std::string known;
+      for (const auto* sub : app.get_subcommands({}))
+        known += (known.empty() ? "" : ", ") + sub->get_name();
+      std::fprintf(stderr, "troupe: unknown command '%s' (commands: %s)\n",
+                   argv[1], known.c_str());
+      return troupe::cli::exit_bad_input;
+    }
     std::fprintf(stderr, "troupe: %s\nRun with --help for usage.\n", e.what());
     return troupe::cli::exit_bad_input;
   }

@@ -1,0 +1,177 @@
+// Bad input through the CLI: exit code 2 and a message naming the file or
+// key and what is wrong; never a crash or a hang. These also run in the
+// sanitizer build.
+#include "tests/program.hpp"
+
+#include <boost/test/unit_test.hpp>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+using namespace troupe::testing;
+using troupe::data::testing::idx_bytes;
+using troupe::data::testing::temp_dir;
+using troupe::data::testing::write_gz;
+using troupe::data::testing::write_plain;
+using troupe::data::testing::write_text;
+
+namespace {
+
+// A tiny IDX data set (8 images of 2x2, labels 0..1) in dir.
+struct tiny_idx {
+  temp_dir dir;
+  std::string images = dir.file("img.gz");
+  std::string labels = dir.file("lbl.gz");
+  tiny_idx() {
+    std::vector<std::uint8_t> px, lb;
+    for (int i = 0; i < 8; ++i) {
+      for (int j = 0; j < 4; ++j)
+        px.push_back(static_cast<std::uint8_t>((i * 37 + j * 11) % 256));
+      lb.push_back(static_cast<std::uint8_t>(i % 2));
+    }
+    write_gz(images, idx_bytes({8, 2, 2}, px));
+    write_gz(labels, idx_bytes({8}, lb));
+  }
+  std::string pipeline(const std::string& extra = "") const {
+    auto path = dir.file("p.toml");
+    write_text(path, fmt::format(R"([job]
+epochs = 1
+[data]
+train = ["{}", "{}"]
+batch = 4
+[model]
+layers = [ {{ type = "dense", units = 2 }} ]
+{})",
+                                 images, labels, extra));
+    return path;
+  }
+};
+
+void expect_bad_input(const outcome& o, const std::string& needle) {
+  BOOST_TEST_INFO("stderr: " << o.err);
+  BOOST_TEST(o.code == 2);
+  BOOST_TEST(o.err.find(needle) != std::string::npos);
+  BOOST_TEST(o.out.empty());
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(cli)
+
+BOOST_AUTO_TEST_CASE(tiny_job_runs_and_prints_json) {
+  tiny_idx d;
+  auto o = run_troupe({"run", d.pipeline(), "--json", "-q"});
+  BOOST_TEST_INFO(o.err);
+  BOOST_REQUIRE(o.code == 0);
+  auto j = nlohmann::json::parse(o.out);
+  for (const char* key : {"job", "mode", "nodes", "workers", "epochs", "steps",
+                          "samples_per_s", "wall_s", "test_loss",
+                          "test_accuracy", "params_digest", "restarts",
+                          "placement"})
+    BOOST_TEST(j.contains(key), key);
+  BOOST_TEST(j["steps"] == 2);
+  BOOST_TEST(j["test_loss"].is_null()); // no data.test
+  BOOST_TEST(j["params_digest"].get<std::string>().size() == 64u);
+  BOOST_TEST(j["placement"]["param_shard:0"] == "local");
+}
+
+BOOST_AUTO_TEST_CASE(truncated_gz) {
+  tiny_idx d;
+  auto size = std::filesystem::file_size(d.images);
+  std::filesystem::resize_file(d.images, size - 10);
+  expect_bad_input(run_troupe({"run", d.pipeline()}), "img.gz: truncated");
+}
+
+BOOST_AUTO_TEST_CASE(wrong_idx_magic) {
+  tiny_idx d;
+  write_plain(d.images, {0, 0, 9, 3, 0, 0, 0, 1});
+  expect_bad_input(run_troupe({"run", d.pipeline()}), "img.gz: not an IDX file");
+}
+
+BOOST_AUTO_TEST_CASE(label_count_differs_from_image_count) {
+  tiny_idx d;
+  write_gz(d.labels, idx_bytes({7}, {0, 1, 0, 1, 0, 1, 0}));
+  expect_bad_input(run_troupe({"run", d.pipeline()}), "lbl.gz has 7 labels but");
+}
+
+BOOST_AUTO_TEST_CASE(missing_data_file) {
+  tiny_idx d;
+  std::filesystem::remove(d.labels);
+  expect_bad_input(run_troupe({"run", d.pipeline()}),
+                   "lbl.gz: cannot open: No such file or directory");
+}
+
+BOOST_AUTO_TEST_CASE(csv_with_a_non_numeric_cell) {
+  temp_dir dir;
+  write_text(dir.file("d.csv"), "x,y\n1,2\n3,oops\n");
+  write_text(dir.file("p.toml"), fmt::format(R"([data]
+format = "csv"
+train = "{}"
+batch = 1
+[model]
+layers = [ {{ type = "dense", units = 1 }} ]
+loss = "mse"
+)", dir.file("d.csv")));
+  expect_bad_input(run_troupe({"run", dir.file("p.toml")}),
+                   "d.csv:3:3: cell \"oops\" is not a finite number");
+}
+
+BOOST_AUTO_TEST_CASE(malformed_toml) {
+  temp_dir dir;
+  write_text(dir.file("p.toml"), "[job]\nepochs = = 3\n");
+  expect_bad_input(run_troupe({"run", dir.file("p.toml")}), "p.toml:2:");
+}
+
+BOOST_AUTO_TEST_CASE(unknown_layer_type) {
+  tiny_idx d;
+  expect_bad_input(
+      run_troupe({"run", d.pipeline(), "--set", "model.layers=[{type=\"conv\"}]"}),
+      "model.layers[0].type: unknown layer type \"conv\"");
+}
+
+BOOST_AUTO_TEST_CASE(negative_learning_rate) {
+  tiny_idx d;
+  auto path = d.pipeline("[optimizer]\nlr = -0.5\n");
+  expect_bad_input(run_troupe({"run", path}), "p.toml:9:6: optimizer.lr: -0.5 is out of range");
+}
+
+BOOST_AUTO_TEST_CASE(unknown_key_and_bad_override) {
+  tiny_idx d;
+  expect_bad_input(run_troupe({"run", d.pipeline("[optimizer]\nrate = 1\n")}),
+                   "optimizer.rate: unknown key");
+  expect_bad_input(run_troupe({"run", d.pipeline(), "--set", "job.epochs"}),
+                   "expected KEY=VALUE");
+  expect_bad_input(run_troupe({"run", d.pipeline(), "--set", "data.shards=2"}),
+                   "data.shards = 2 exceeds cluster.workers = 1");
+}
+
+BOOST_AUTO_TEST_CASE(missing_pipeline_and_bad_flags) {
+  expect_bad_input(run_troupe({"run", "/nonexistent/pipe.toml"}), "/nonexistent/pipe.toml");
+  expect_bad_input(run_troupe({"run", "x.toml", "--no-such-flag"}), "--no-such-flag");
+  expect_bad_input(run_troupe({"frobnicate"}), "frobnicate");
+  auto help = run_troupe({"run", "--help"});
+  BOOST_TEST(help.code == 0);
+  BOOST_TEST(help.out.find("--set") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(model_does_not_fit_the_data) {
+  tiny_idx d;
+  expect_bad_input(run_troupe({"run", d.pipeline(), "--set", "model.loss=mse"}),
+                   "1 target value(s) per sample");
+}
+
+BOOST_AUTO_TEST_CASE(metrics_are_appended_not_clobbered) {
+  tiny_idx d;
+  auto metrics = d.dir.file("m.jsonl");
+  write_text(metrics, "{\"earlier\":1}\n");
+  auto o = run_troupe({"run", d.pipeline(), "--metrics", metrics, "-q"});
+  BOOST_REQUIRE(o.code == 0);
+  auto text = slurp(metrics);
+  BOOST_TEST(text.rfind("{\"earlier\":1}\n", 0) == 0u);
+  BOOST_TEST(text.find("\"event\":\"epoch\"") != std::string::npos);
+  BOOST_TEST(text.find("\"event\":\"end\"") != std::string::npos);
+  expect_bad_input(run_troupe({"run", d.pipeline(), "--metrics", "/nonexistent/m.jsonl"}),
+                   "--metrics /nonexistent/m.jsonl: cannot open");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
