@@ -17,17 +17,26 @@ data::source_spec test_source(const job_spec& spec) {
   return s;
 }
 
+namespace {
+
+// Runs once on its own thread, then ends. (Arguments are passed through
+// spawn rather than captured: CAF 0.17 dereferences a null argument tuple
+// for function actors spawned without arguments, which UBSan reports.)
+void loader(caf::event_based_actor* self, caf::actor owner,
+            data::source_spec src) {
+  try {
+    self->send(owner, loaded_atom::value, data::load_shared(src));
+  } catch (const std::exception& e) {
+    self->send_exit(owner, caf::make_error(caf::sec::runtime_error,
+                                           std::string(e.what())));
+  }
+}
+
+} // namespace
+
 void load_in_background(caf::event_based_actor* owner, data::source_spec src) {
-  auto me = caf::actor_cast<caf::actor>(owner);
-  owner->spawn<caf::detached>(
-      [me, src = std::move(src)](caf::event_based_actor* loader) {
-        try {
-          loader->send(me, loaded_atom::value, data::load_shared(src));
-        } catch (const std::exception& e) {
-          loader->send_exit(me, caf::make_error(caf::sec::runtime_error,
-                                                std::string(e.what())));
-        }
-      });
+  owner->spawn<caf::detached>(loader, caf::actor_cast<caf::actor>(owner),
+                              std::move(src));
 }
 
 void register_roles(caf::actor_system_config& cfg) {
