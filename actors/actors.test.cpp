@@ -83,15 +83,15 @@ BOOST_FIXTURE_TEST_CASE(digest_independent_of_partitions_and_reruns, csv_job) {
 }
 
 BOOST_FIXTURE_TEST_CASE(several_workers_and_shards_train, csv_job) {
-  auto r = ta::run_job(spec({"cluster.workers=4", "data.shards=2",
-                             "model.partitions=3"}));
+  auto r = ta::run_job(
+      spec({"cluster.workers=4", "data.shards=2", "model.partitions=3"}));
   BOOST_TEST(r.workers == 4);
   BOOST_TEST(*r.test_accuracy > 0.8);
   BOOST_TEST(r.history.size() == 2u);
   BOOST_TEST(r.placement.count("worker:3") == 1u);
   BOOST_TEST(r.placement.count("data_shard:1") == 1u);
-  auto again = ta::run_job(spec({"cluster.workers=4", "data.shards=2",
-                                 "model.partitions=1"}));
+  auto again = ta::run_job(
+      spec({"cluster.workers=4", "data.shards=2", "model.partitions=1"}));
   BOOST_TEST(again.params_digest == r.params_digest);
 }
 
@@ -104,7 +104,8 @@ BOOST_FIXTURE_TEST_CASE(data_shard_sends_one_batch_per_credit, csv_job) {
   ta::register_roles(cfg);
   caf::actor_system sys{cfg};
   caf::scoped_actor self{sys};
-  auto shard = sys.spawn<caf::actor>("data_shard", caf::make_message(s, std::int32_t{0}));
+  auto shard = sys.spawn<caf::actor>("data_shard",
+                                     caf::make_message(s, std::int32_t{0}));
   BOOST_REQUIRE(shard);
   self->send(*shard, ta::credit_atom::value, std::int32_t{0}, std::int64_t{2},
              caf::actor_cast<caf::actor>(self));
@@ -113,7 +114,8 @@ BOOST_FIXTURE_TEST_CASE(data_shard_sends_one_batch_per_credit, csv_job) {
     bool more = true;
     while (more)
       self->receive([&](ta::batch_msg& b) { got.push_back(std::move(b)); },
-                    caf::after(std::chrono::milliseconds(300)) >> [&] { more = false; });
+                    caf::after(std::chrono::milliseconds(300)) >>
+                        [&] { more = false; });
   };
   receive_batches();
   BOOST_TEST(got.size() == 2u);
@@ -129,7 +131,8 @@ BOOST_FIXTURE_TEST_CASE(data_shard_sends_one_batch_per_credit, csv_job) {
     const auto& x = got[std::size_t(step)].x;
     BOOST_REQUIRE(x.dim(0) == 32);
     for (int i = 0; i < 32; ++i)
-      BOOST_REQUIRE(std::memcmp(x.data() + i * 4, ds->x.data() + rows[std::size_t(i)] * 4,
+      BOOST_REQUIRE(std::memcmp(x.data() + i * 4,
+                                ds->x.data() + rows[std::size_t(i)] * 4,
                                 16) == 0);
   }
   self->send_exit(*shard, caf::exit_reason::user_shutdown);
@@ -152,14 +155,16 @@ BOOST_AUTO_TEST_CASE(param_shard_sum_ignores_arrival_order) {
   caf::actor_system sys{cfg};
   auto run_order = [&](std::vector<int> order) {
     caf::scoped_actor self{sys};
-    auto shard = sys.spawn<caf::actor>("param_shard", caf::make_message(s, std::int32_t{0}));
+    auto shard = sys.spawn<caf::actor>("param_shard",
+                                       caf::make_message(s, std::int32_t{0}));
     BOOST_REQUIRE(shard);
     std::vector<caf::actor> workers{caf::actor_cast<caf::actor>(self)};
     self->send(*shard, ta::wire_atom::value, workers, caf::actor{},
                caf::actor_cast<caf::actor>(self));
     std::vector<float> out;
     self->receive([&](ta::params_msg& p) { BOOST_TEST(p.version == 0); },
-                  caf::after(std::chrono::seconds(10)) >> [] { BOOST_FAIL("no v0"); });
+                  caf::after(std::chrono::seconds(10)) >>
+                      [] { BOOST_FAIL("no v0"); });
     for (int w : order) {
       ta::grad_msg m;
       m.worker = w;
@@ -167,11 +172,12 @@ BOOST_AUTO_TEST_CASE(param_shard_sum_ignores_arrival_order) {
       m.values = dv::tensor::from({2}, g[w]);
       self->send(*shard, m);
     }
-    self->receive([&](ta::params_msg& p) {
-                    BOOST_TEST(p.version == 1);
-                    out = p.values.to_vector();
-                  },
-                  caf::after(std::chrono::seconds(10)) >> [] { BOOST_FAIL("no v1"); });
+    self->receive(
+        [&](ta::params_msg& p) {
+          BOOST_TEST(p.version == 1);
+          out = p.values.to_vector();
+        },
+        caf::after(std::chrono::seconds(10)) >> [] { BOOST_FAIL("no v1"); });
     self->send_exit(*shard, caf::exit_reason::user_shutdown);
     return out;
   };

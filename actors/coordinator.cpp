@@ -49,8 +49,7 @@ struct coordinator_state {
   run_result result;
 };
 
-void shutdown(caf::stateful_actor<coordinator_state>* self,
-              caf::error reason) {
+void shutdown(caf::stateful_actor<coordinator_state>* self, caf::error reason) {
   auto& st = self->state;
   auto stop = [&](std::vector<caf::actor>& v) {
     for (auto& a : v)
@@ -77,8 +76,7 @@ void fail(caf::stateful_actor<coordinator_state>* self, std::string why) {
 
 void maybe_finish(caf::stateful_actor<coordinator_state>* self) {
   auto& st = self->state;
-  if (st.finished || !st.final_complete ||
-      st.emitted_epochs < st.spec.epochs)
+  if (st.finished || !st.final_complete || st.emitted_epochs < st.spec.epochs)
     return;
   st.finished = true;
   auto& r = st.result;
@@ -89,8 +87,10 @@ void maybe_finish(caf::stateful_actor<coordinator_state>* self) {
   r.epochs = st.spec.epochs;
   r.steps = st.spec.total_steps();
   r.samples = r.steps * st.spec.batch;
-  r.train_s = std::chrono::duration<double>(st.t_train_end - st.t_start).count();
-  r.samples_per_s = r.train_s > 0 ? static_cast<double>(r.samples) / r.train_s : 0;
+  r.train_s =
+      std::chrono::duration<double>(st.t_train_end - st.t_start).count();
+  r.samples_per_s =
+      r.train_s > 0 ? static_cast<double>(r.samples) / r.train_s : 0;
   r.param_count = st.final_params.numel();
   r.params_digest =
       runtime::sha256_hex(st.final_params.data(), st.final_params.bytes());
@@ -114,13 +114,17 @@ void emit_epochs(caf::stateful_actor<coordinator_state>* self) {
     epoch_summary s;
     s.epoch = st.emitted_epochs + 1;
     s.steps = s.epoch * st.spec.steps_per_epoch;
-    s.train_loss = acc.samples > 0 ? acc.loss_sum / static_cast<double>(acc.samples) : 0;
-    const auto begin = st.emitted_epochs == 0 ? st.t_start
-                                              : st.epochs[st.emitted_epochs - 1].end;
+    s.train_loss =
+        acc.samples > 0 ? acc.loss_sum / static_cast<double>(acc.samples) : 0;
+    const auto begin = st.emitted_epochs == 0
+                           ? st.t_start
+                           : st.epochs[st.emitted_epochs - 1].end;
     const double secs = std::chrono::duration<double>(acc.end - begin).count();
-    s.samples_per_s = secs > 0 ? static_cast<double>(st.spec.steps_per_epoch *
-                                                     st.spec.batch) / secs
-                               : 0;
+    s.samples_per_s =
+        secs > 0
+            ? static_cast<double>(st.spec.steps_per_epoch * st.spec.batch) /
+                  secs
+            : 0;
     s.wall_s = std::chrono::duration<double>(acc.end - st.t_start).count();
     if (acc.eval) {
       s.evaluated = true;
@@ -135,14 +139,15 @@ void emit_epochs(caf::stateful_actor<coordinator_state>* self) {
   maybe_finish(self);
 }
 
-caf::expected<caf::actor> spawn_role(caf::stateful_actor<coordinator_state>* self,
-                                     const std::string& role, std::int32_t index,
-                                     caf::message args) {
+caf::expected<caf::actor>
+spawn_role(caf::stateful_actor<coordinator_state>* self,
+           const std::string& role, std::int32_t index, caf::message args) {
   auto h = self->system().spawn<caf::actor>(role, std::move(args));
   if (!h)
     return h;
   self->monitor(*h);
-  const auto name = role == "evaluator" ? role : fmt::format("{}:{}", role, index);
+  const auto name =
+      role == "evaluator" ? role : fmt::format("{}:{}", role, index);
   self->state.names[h->address()] = name;
   self->state.result.placement[name] = "local";
   return h;
@@ -172,7 +177,8 @@ caf::behavior coordinator(caf::stateful_actor<coordinator_state>* self,
       st.data_shards.push_back(*h);
     }
     for (std::int32_t i = 0; i < st.spec.partitions; ++i) {
-      auto h = spawn_role(self, "param_shard", i, caf::make_message(st.spec, i));
+      auto h =
+          spawn_role(self, "param_shard", i, caf::make_message(st.spec, i));
       if (!h)
         return self->system().render(h.error());
       st.param_shards.push_back(*h);
@@ -207,67 +213,68 @@ caf::behavior coordinator(caf::stateful_actor<coordinator_state>* self,
   if (st.evaluator)
     self->send(st.evaluator, wire_atom::value, me);
   return {
-    [=](ready_atom, const std::string&, std::int32_t) {
-      auto& st = self->state;
-      if (st.started || ++st.ready < st.expected_ready)
-        return;
-      st.started = true;
-      self->send(st.listener, info_atom::value,
-                 fmt::format("training: {} worker(s), {} param shard(s), {} "
-                             "data shard(s), {} steps",
-                             st.spec.workers, st.spec.partitions,
-                             st.spec.shards, st.spec.total_steps()));
-      st.t_start = clock_type::now();
-      for (auto& w : st.workers)
-        self->send(w, start_atom::value);
-    },
-    [=](progress_msg& p) {
-      auto& st = self->state;
-      st.steps_done[static_cast<std::size_t>(p.worker)] = p.steps_done;
-      auto& acc = st.epochs[p.epoch];
-      acc.loss_sum += p.loss_sum;
-      acc.samples += p.samples;
-      if (p.samples > 0)
-        st.recent_loss = p.loss_sum / static_cast<double>(p.samples);
-      if (p.epoch_end && ++acc.workers_done == st.spec.workers) {
-        acc.train_done = true;
-        acc.end = clock_type::now();
-      }
-      const auto slowest =
-          *std::min_element(st.steps_done.begin(), st.steps_done.end());
-      if (slowest != st.reported_steps) {
-        st.reported_steps = slowest;
-        self->send(st.listener, progress_atom::value, slowest,
-                   st.spec.total_steps(), st.recent_loss);
-      }
-      if (acc.train_done)
+      [=](ready_atom, const std::string&, std::int32_t) {
+        auto& st = self->state;
+        if (st.started || ++st.ready < st.expected_ready)
+          return;
+        st.started = true;
+        self->send(st.listener, info_atom::value,
+                   fmt::format("training: {} worker(s), {} param shard(s), {} "
+                               "data shard(s), {} steps",
+                               st.spec.workers, st.spec.partitions,
+                               st.spec.shards, st.spec.total_steps()));
+        st.t_start = clock_type::now();
+        for (auto& w : st.workers)
+          self->send(w, start_atom::value);
+      },
+      [=](progress_msg& p) {
+        auto& st = self->state;
+        st.steps_done[static_cast<std::size_t>(p.worker)] = p.steps_done;
+        auto& acc = st.epochs[p.epoch];
+        acc.loss_sum += p.loss_sum;
+        acc.samples += p.samples;
+        if (p.samples > 0)
+          st.recent_loss = p.loss_sum / static_cast<double>(p.samples);
+        if (p.epoch_end && ++acc.workers_done == st.spec.workers) {
+          acc.train_done = true;
+          acc.end = clock_type::now();
+        }
+        const auto slowest =
+            *std::min_element(st.steps_done.begin(), st.steps_done.end());
+        if (slowest != st.reported_steps) {
+          st.reported_steps = slowest;
+          self->send(st.listener, progress_atom::value, slowest,
+                     st.spec.total_steps(), st.recent_loss);
+        }
+        if (acc.train_done)
+          emit_epochs(self);
+      },
+      [=](eval_msg& e) {
+        auto& st = self->state;
+        const auto epoch = (e.version + st.spec.steps_per_epoch - 1) /
+                               st.spec.steps_per_epoch -
+                           1;
+        st.epochs[epoch].eval = e;
         emit_epochs(self);
-    },
-    [=](eval_msg& e) {
-      auto& st = self->state;
-      const auto epoch = (e.version + st.spec.steps_per_epoch - 1) /
-                             st.spec.steps_per_epoch - 1;
-      st.epochs[epoch].eval = e;
-      emit_epochs(self);
-    },
-    [=](params_msg& p) {
-      // The final version, from every param shard.
-      auto& st = self->state;
-      if (p.version != st.spec.total_steps())
-        return;
-      if (!st.final_params.defined()) {
-        const auto n = devices::nn::param_count(
-            devices::nn::param_layout(st.spec.inputs, st.spec.layers));
-        st.final_params = devices::tensor::empty({n});
-      }
-      auto dst = st.final_params.slice(p.offset, p.values.numel());
-      devices::cpu().copy(p.values, dst);
-      if (++st.final_slices == st.spec.partitions) {
-        st.final_complete = true;
-        st.t_train_end = clock_type::now();
-        maybe_finish(self);
-      }
-    },
+      },
+      [=](params_msg& p) {
+        // The final version, from every param shard.
+        auto& st = self->state;
+        if (p.version != st.spec.total_steps())
+          return;
+        if (!st.final_params.defined()) {
+          const auto n = devices::nn::param_count(
+              devices::nn::param_layout(st.spec.inputs, st.spec.layers));
+          st.final_params = devices::tensor::empty({n});
+        }
+        auto dst = st.final_params.slice(p.offset, p.values.numel());
+        devices::cpu().copy(p.values, dst);
+        if (++st.final_slices == st.spec.partitions) {
+          st.final_complete = true;
+          st.t_train_end = clock_type::now();
+          maybe_finish(self);
+        }
+      },
   };
 }
 

@@ -85,21 +85,21 @@ caf::behavior data_shard(caf::stateful_actor<data_shard_state>* self,
   st.index = index;
   load_in_background(self, train_source(st.spec));
   return {
-    [=](loaded_atom, dataset_ptr ds) {
-      auto& st = self->state;
-      st.data = std::move(ds);
-      st.plan = std::make_unique<data::batch_plan>(
-          st.data->samples, st.spec.shards, st.spec.workers, st.spec.batch,
-          st.spec.seed);
-      pump(self);
-    },
-    [=](credit_atom, std::int32_t worker, std::int64_t n, caf::actor who) {
-      auto& c = self->state.clients[worker];
-      if (!c.handle)
-        c.handle = std::move(who);
-      c.credits += n;
-      pump(self);
-    },
+      [=](loaded_atom, dataset_ptr ds) {
+        auto& st = self->state;
+        st.data = std::move(ds);
+        st.plan = std::make_unique<data::batch_plan>(
+            st.data->samples, st.spec.shards, st.spec.workers, st.spec.batch,
+            st.spec.seed);
+        pump(self);
+      },
+      [=](credit_atom, std::int32_t worker, std::int64_t n, caf::actor who) {
+        auto& c = self->state.clients[worker];
+        if (!c.handle)
+          c.handle = std::move(who);
+        c.credits += n;
+        pump(self);
+      },
   };
 }
 

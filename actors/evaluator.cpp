@@ -45,9 +45,9 @@ eval_msg evaluate(evaluator_state& st, std::int64_t version,
   eval_msg out;
   out.version = version;
   out.loss = loss / static_cast<double>(ds.samples);
-  out.accuracy = st.spec.classification()
-                     ? static_cast<double>(correct) / static_cast<double>(ds.samples)
-                     : -1.0;
+  out.accuracy = st.spec.classification() ? static_cast<double>(correct) /
+                                                static_cast<double>(ds.samples)
+                                          : -1.0;
   return out;
 }
 
@@ -67,36 +67,36 @@ caf::behavior evaluator(caf::stateful_actor<evaluator_state>* self,
                         job_spec spec) {
   auto& st = self->state;
   st.spec = std::move(spec);
-  st.net = std::make_unique<devices::nn::model>(
-      devices::cpu(), st.spec.inputs, st.spec.layers, st.spec.loss);
+  st.net = std::make_unique<devices::nn::model>(devices::cpu(), st.spec.inputs,
+                                                st.spec.layers, st.spec.loss);
   load_in_background(self, test_source(st.spec));
   return {
-    [=](wire_atom, caf::actor coordinator) {
-      self->state.coordinator = std::move(coordinator);
-      if (self->state.test)
-        self->send(self->state.coordinator, ready_atom::value,
-                   std::string("evaluator"), std::int32_t{0});
-    },
-    [=](loaded_atom, dataset_ptr ds) {
-      auto& st = self->state;
-      st.test = std::move(ds);
-      if (st.coordinator)
-        self->send(st.coordinator, ready_atom::value, std::string("evaluator"),
-                   std::int32_t{0});
-      drain(self);
-    },
-    [=](params_msg& p) {
-      auto& st = self->state;
-      auto& v = st.versions[p.version];
-      if (!v.params.defined())
-        v.params = devices::tensor::empty({st.net->param_count()});
-      auto dst = v.params.slice(p.offset, p.values.numel());
-      devices::cpu().copy(p.values, dst);
-      if (++v.slices == st.spec.partitions) {
-        st.ready.push_back(p.version);
+      [=](wire_atom, caf::actor coordinator) {
+        self->state.coordinator = std::move(coordinator);
+        if (self->state.test)
+          self->send(self->state.coordinator, ready_atom::value,
+                     std::string("evaluator"), std::int32_t{0});
+      },
+      [=](loaded_atom, dataset_ptr ds) {
+        auto& st = self->state;
+        st.test = std::move(ds);
+        if (st.coordinator)
+          self->send(st.coordinator, ready_atom::value,
+                     std::string("evaluator"), std::int32_t{0});
         drain(self);
-      }
-    },
+      },
+      [=](params_msg& p) {
+        auto& st = self->state;
+        auto& v = st.versions[p.version];
+        if (!v.params.defined())
+          v.params = devices::tensor::empty({st.net->param_count()});
+        auto dst = v.params.slice(p.offset, p.values.numel());
+        devices::cpu().copy(p.values, dst);
+        if (++v.slices == st.spec.partitions) {
+          st.ready.push_back(p.version);
+          drain(self);
+        }
+      },
   };
 }
 

@@ -35,11 +35,13 @@ struct graph::impl {
   std::vector<std::pair<std::string, std::string>> keys; // key, TOML value
 };
 
-graph::graph(std::string name) : impl_(std::make_unique<impl>()) {
+graph::graph(std::string name)
+  : impl_(std::make_unique<impl>()) {
   impl_->name = std::move(name);
   set("job.name", quote(impl_->name));
 }
-graph::graph(const graph& o) : impl_(std::make_unique<impl>(*o.impl_)) {}
+graph::graph(const graph& o)
+  : impl_(std::make_unique<impl>(*o.impl_)) {}
 graph& graph::operator=(const graph& o) {
   *impl_ = *o.impl_;
   return *this;
@@ -56,9 +58,15 @@ graph& graph::set(const std::string& key, const std::string& value) {
   return *this;
 }
 
-graph& graph::mode(const std::string& m) { return set("job.mode", quote(m)); }
-graph& graph::seed(std::uint64_t s) { return set("job.seed", std::to_string(s)); }
-graph& graph::epochs(std::int64_t n) { return set("job.epochs", std::to_string(n)); }
+graph& graph::mode(const std::string& m) {
+  return set("job.mode", quote(m));
+}
+graph& graph::seed(std::uint64_t s) {
+  return set("job.seed", std::to_string(s));
+}
+graph& graph::epochs(std::int64_t n) {
+  return set("job.epochs", std::to_string(n));
+}
 graph& graph::idx_data(const std::string& ti, const std::string& tl,
                        const std::string& vi, const std::string& vl) {
   set("data.format", quote("idx"));
@@ -78,10 +86,15 @@ graph& graph::csv_data(const std::vector<std::string>& train,
     set("data.target", quote(target));
   return set("data.classes", std::to_string(classes));
 }
-graph& graph::shards(std::int64_t n) { return set("data.shards", std::to_string(n)); }
-graph& graph::batch(std::int64_t n) { return set("data.batch", std::to_string(n)); }
+graph& graph::shards(std::int64_t n) {
+  return set("data.shards", std::to_string(n));
+}
+graph& graph::batch(std::int64_t n) {
+  return set("data.batch", std::to_string(n));
+}
 graph& graph::dense(std::int64_t units) {
-  impl_->layers.push_back(fmt::format("{{ type = \"dense\", units = {} }}", units));
+  impl_->layers.push_back(
+      fmt::format("{{ type = \"dense\", units = {} }}", units));
   return *this;
 }
 graph& graph::relu() {
@@ -113,8 +126,12 @@ graph& graph::optimizer(const std::string& type, double lr) {
   set("optimizer.type", quote(type));
   return set("optimizer.lr", fmt::format("{}", lr));
 }
-graph& graph::workers(std::int64_t n) { return set("cluster.workers", std::to_string(n)); }
-graph& graph::threads(std::int64_t n) { return set("cluster.threads", std::to_string(n)); }
+graph& graph::workers(std::int64_t n) {
+  return set("cluster.workers", std::to_string(n));
+}
+graph& graph::threads(std::int64_t n) {
+  return set("cluster.threads", std::to_string(n));
+}
 
 std::string graph::to_toml() const {
   // Group keys by table so the text reads like a hand-written pipeline.

@@ -4,8 +4,8 @@
 /// the pipeline file, so a graph and its TOML twin run identically.
 ///
 ///   auto g = troupe::graph("fashion-mnist-mlp")
-///                .idx_data(train_images, train_labels, test_images, test_labels)
-///                .shards(2).batch(64)
+///                .idx_data(train_images, train_labels, test_images,
+///                test_labels) .shards(2).batch(64)
 ///                .dense(128).relu().dense(10).loss("cross_entropy")
 ///                .partitions(2).optimizer("adam", 0.001)
 ///                .workers(2).epochs(3).seed(42);
@@ -30,7 +30,8 @@ public:
   graph& seed(std::uint64_t s);
   graph& epochs(std::int64_t n);
   /// IDX images + labels for training and (optionally) test.
-  graph& idx_data(const std::string& train_images, const std::string& train_labels,
+  graph& idx_data(const std::string& train_images,
+                  const std::string& train_labels,
                   const std::string& test_images = "",
                   const std::string& test_labels = "");
   /// CSV files; target is a column name or index ("" = last column);

@@ -31,12 +31,12 @@ job_spec parse_job_spec(runtime::config& c) {
   if (s.format == "idx") {
     if (s.train.size() != 2)
       c.fail("data.train", fmt::format("format \"idx\" needs [images, labels], "
-                                        "got {} file(s)",
-                                        s.train.size()));
+                                       "got {} file(s)",
+                                       s.train.size()));
     if (!s.test.empty() && s.test.size() != 2)
       c.fail("data.test", fmt::format("format \"idx\" needs [images, labels], "
-                                       "got {} file(s)",
-                                       s.test.size()));
+                                      "got {} file(s)",
+                                      s.test.size()));
   }
   s.shards = c.get_int("data.shards", 1, 1, 4096);
   s.batch = c.get_int("data.batch", 64, 1, 1 << 24);
@@ -100,14 +100,16 @@ job_spec parse_job_spec(runtime::config& c) {
   auto& o = s.optimizer;
   o.kind = *nn::parse_optimizer_kind(opt);
   o.lr = static_cast<float>(c.get_float("optimizer.lr", 0.001, 0.0, 1e6, true));
-  o.momentum = static_cast<float>(c.get_float("optimizer.momentum", 0.9, 0.0, 1.0));
+  o.momentum =
+      static_cast<float>(c.get_float("optimizer.momentum", 0.9, 0.0, 1.0));
   o.beta1 = static_cast<float>(c.get_float("optimizer.beta1", 0.9, 0.0, 1.0));
   o.beta2 = static_cast<float>(c.get_float("optimizer.beta2", 0.999, 0.0, 1.0));
   if (o.beta1 >= 1.0f)
     c.fail("optimizer.beta1", "must be below 1");
   if (o.beta2 >= 1.0f)
     c.fail("optimizer.beta2", "must be below 1");
-  o.eps = static_cast<float>(c.get_float("optimizer.eps", 1e-8, 0.0, 1.0, true));
+  o.eps =
+      static_cast<float>(c.get_float("optimizer.eps", 1e-8, 0.0, 1.0, true));
   o.weight_decay =
       static_cast<float>(c.get_float("optimizer.weight_decay", 0.0, 0.0, 1e6));
   // [cluster]
@@ -161,9 +163,9 @@ void resolve_job_spec(job_spec& s, const data_facts& train,
           s.outputs, train.targets));
   }
   if (test != nullptr && test->features != train.features)
-    throw config_error(fmt::format(
-        "data.test: {} features per sample, but data.train has {}",
-        test->features, train.features));
+    throw config_error(
+        fmt::format("data.test: {} features per sample, but data.train has {}",
+                    test->features, train.features));
   try {
     data::batch_plan plan(train.samples, s.shards, s.workers, s.batch, s.seed);
     s.steps_per_epoch = plan.steps_per_epoch();

@@ -27,7 +27,7 @@ struct job_spec {
   std::vector<std::string> test;
   std::int64_t shards = 1;
   std::int64_t batch = 64;
-  std::string target;       ///< csv target column
+  std::string target;        ///< csv target column
   std::int64_t classes = -1; ///< csv: 0 regression; idx: inferred
   std::int64_t prefetch = 4; ///< batches a worker may have outstanding
   // [model]
@@ -50,8 +50,8 @@ struct job_spec {
   double heartbeat_timeout_s = 5;
 
   // Resolved from the data before the job starts.
-  std::int64_t inputs = 0;        ///< features per sample
-  std::int64_t outputs = 0;       ///< units of the last layer
+  std::int64_t inputs = 0;  ///< features per sample
+  std::int64_t outputs = 0; ///< units of the last layer
   std::int64_t train_samples = 0;
   std::int64_t steps_per_epoch = 0;
 

@@ -57,7 +57,8 @@ BOOST_AUTO_TEST_CASE(defaults) {
 
 BOOST_AUTO_TEST_CASE(bad_values_name_the_key) {
   BOOST_TEST(error_of(minimal, {"optimizer.lr=-0.1"}) ==
-             "--set optimizer.lr=-0.1: optimizer.lr: -0.1 is out of range (0, 1000000]");
+             "--set optimizer.lr=-0.1: optimizer.lr: -0.1 is out of range (0, "
+             "1000000]");
   BOOST_TEST(error_of(minimal, {"model.layers=[{type=\"conv\"}]"})
                  .find("model.layers[0].type: unknown layer type \"conv\"") !=
              std::string::npos);
@@ -65,12 +66,14 @@ BOOST_AUTO_TEST_CASE(bad_values_name_the_key) {
                  .find("job.epochs: expected an integer, got a string") !=
              std::string::npos);
   BOOST_TEST(error_of(minimal, {"job.mode=turbo"})
-                 .find("job.mode: \"turbo\" is not one of") != std::string::npos);
+                 .find("job.mode: \"turbo\" is not one of") !=
+             std::string::npos);
   BOOST_TEST(error_of(minimal + "[optimizer]\nlr = 0.1\nbeta = 3\n") ==
              "p.toml:8:8: optimizer.beta: unknown key");
-  BOOST_TEST(error_of(minimal,
-                      {"model.layers=[{type=\"dense\",units=3},{type=\"softmax\"}]"})
-                 .find("would apply softmax twice") != std::string::npos);
+  BOOST_TEST(
+      error_of(minimal,
+               {"model.layers=[{type=\"dense\",units=3},{type=\"softmax\"}]"})
+          .find("would apply softmax twice") != std::string::npos);
   BOOST_TEST(error_of(minimal, {"model.layers=[{type=\"relu\"}]"})
                  .find("needs at least one dense layer") != std::string::npos);
   BOOST_TEST(error_of(minimal, {"model.layers=[{type=\"dense\"}]"})
@@ -80,18 +83,22 @@ BOOST_AUTO_TEST_CASE(bad_values_name_the_key) {
 }
 
 BOOST_AUTO_TEST_CASE(resolve_checks_data_against_model) {
-  auto c = config::parse(minimal, "p.toml", {"cluster.workers=2", "data.batch=10"});
+  auto c =
+      config::parse(minimal, "p.toml", {"cluster.workers=2", "data.batch=10"});
   auto s = ta::parse_job_spec(c);
   ta::data_facts train{1000, 5, 0, 1, "t"};
-  BOOST_CHECK_THROW(ta::resolve_job_spec(s, train, nullptr), config_error); // 3 units vs 1 target
-  auto c2 = config::parse(minimal, "p.toml",
-                          {"cluster.workers=2", "data.batch=10", "model.loss=mse",
-                           "model.layers=[{type=\"dense\",units=1}]"});
+  BOOST_CHECK_THROW(ta::resolve_job_spec(s, train, nullptr),
+                    config_error); // 3 units vs 1 target
+  auto c2 =
+      config::parse(minimal, "p.toml",
+                    {"cluster.workers=2", "data.batch=10", "model.loss=mse",
+                     "model.layers=[{type=\"dense\",units=1}]"});
   auto s2 = ta::parse_job_spec(c2);
   ta::resolve_job_spec(s2, train, nullptr);
   BOOST_TEST(s2.inputs == 5);
   BOOST_TEST(s2.steps_per_epoch == 100);
-  auto c3 = config::parse(minimal, "p.toml", {"data.batch=3", "cluster.workers=2"});
+  auto c3 =
+      config::parse(minimal, "p.toml", {"data.batch=3", "cluster.workers=2"});
   auto s3 = ta::parse_job_spec(c3);
   ta::data_facts cls{1000, 5, 3, 1, "t"};
   try {
@@ -99,7 +106,8 @@ BOOST_AUTO_TEST_CASE(resolve_checks_data_against_model) {
     BOOST_FAIL("expected an error");
   } catch (const config_error& e) {
     BOOST_TEST(std::string(e.what()).find("data.batch = 3 must be a positive "
-                                          "multiple of cluster.workers = 2") == 0u);
+                                          "multiple of cluster.workers = 2") ==
+               0u);
   }
 }
 

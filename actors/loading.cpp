@@ -7,7 +7,8 @@ data::source_spec train_source(const job_spec& spec) {
   s.format = spec.format;
   s.files = spec.train;
   s.target = spec.target;
-  s.classes = spec.format == "csv" ? std::max<std::int64_t>(spec.classes, 0) : -1;
+  s.classes =
+      spec.format == "csv" ? std::max<std::int64_t>(spec.classes, 0) : -1;
   return s;
 }
 
@@ -27,8 +28,8 @@ void loader(caf::event_based_actor* self, caf::actor owner,
   try {
     self->send(owner, loaded_atom::value, data::load_shared(src));
   } catch (const std::exception& e) {
-    self->send_exit(owner, caf::make_error(caf::sec::runtime_error,
-                                           std::string(e.what())));
+    self->send_exit(
+        owner, caf::make_error(caf::sec::runtime_error, std::string(e.what())));
   }
 }
 

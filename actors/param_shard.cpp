@@ -23,8 +23,9 @@ struct param_shard_state {
   std::vector<devices::tensor> opt_state;
   std::vector<devices::tensor> spares; // earlier versions, reused when free
   std::int64_t version = 0;
-  std::map<std::int64_t, std::vector<devices::tensor>> pending; // step -> by rank
-  std::map<std::int64_t, std::int64_t> arrived;                 // step -> count
+  std::map<std::int64_t, std::vector<devices::tensor>>
+      pending;                                  // step -> by rank
+  std::map<std::int64_t, std::int64_t> arrived; // step -> count
   std::vector<caf::actor> workers;
   caf::actor evaluator;
   caf::actor coordinator;
@@ -56,10 +57,9 @@ void apply_step(caf::stateful_actor<param_shard_state>* self,
       [&](devices::tensor a, devices::tensor b) {
         // Never write into a worker's buffer: sum into fresh storage unless
         // the left operand is already ours.
-        if (std::any_of(grads.begin(), grads.end(),
-                        [&](const devices::tensor& g) {
-                          return g.shares_storage(a);
-                        }))
+        if (std::any_of(
+                grads.begin(), grads.end(),
+                [&](const devices::tensor& g) { return g.shares_storage(a); }))
           a = a.clone();
         dev.axpy(1.0f, b, a);
         return a;
@@ -74,9 +74,10 @@ void apply_step(caf::stateful_actor<param_shard_state>* self,
     }
   if (!next.defined())
     next = dev.alloc({st.size});
-  st.spares.erase(std::remove_if(st.spares.begin(), st.spares.end(),
-                                 [](const devices::tensor& t) { return !t.defined(); }),
-                  st.spares.end());
+  st.spares.erase(
+      std::remove_if(st.spares.begin(), st.spares.end(),
+                     [](const devices::tensor& t) { return !t.defined(); }),
+      st.spares.end());
   dev.optimizer_step(st.spec.optimizer, st.version + 1, st.params, sum,
                      st.opt_state.data(), next);
   if (st.spares.size() < 3)
@@ -98,33 +99,34 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
   st.params = devices::tensor::empty({st.size});
   devices::nn::init_params(layout, st.spec.seed, st.begin, st.size,
                            st.params.data());
-  for (int i = 0; i < devices::optimizer_state_count(st.spec.optimizer.kind); ++i)
+  for (int i = 0; i < devices::optimizer_state_count(st.spec.optimizer.kind);
+       ++i)
     st.opt_state.push_back(devices::tensor::zeros({st.size}));
   return {
-    [=](wire_atom, std::vector<caf::actor> workers, caf::actor evaluator,
-        caf::actor coordinator) {
-      auto& st = self->state;
-      st.workers = std::move(workers);
-      st.evaluator = std::move(evaluator);
-      st.coordinator = std::move(coordinator);
-      publish(self);
-    },
-    [=](grad_msg& g) {
-      auto& st = self->state;
-      if (g.step < st.version || g.offset != st.begin ||
-          g.values.numel() != st.size || g.worker < 0 ||
-          g.worker >= st.spec.workers)
-        return; // a duplicate of an applied step, or not for this shard
-      auto& slot = st.pending[g.step];
-      if (slot.empty())
-        slot.resize(static_cast<std::size_t>(st.spec.workers));
-      auto& cell = slot[static_cast<std::size_t>(g.worker)];
-      if (cell.defined())
-        return; // duplicate
-      cell = std::move(g.values);
-      if (++st.arrived[g.step] == st.spec.workers && g.step == st.version)
-        apply_step(self, g.step);
-    },
+      [=](wire_atom, std::vector<caf::actor> workers, caf::actor evaluator,
+          caf::actor coordinator) {
+        auto& st = self->state;
+        st.workers = std::move(workers);
+        st.evaluator = std::move(evaluator);
+        st.coordinator = std::move(coordinator);
+        publish(self);
+      },
+      [=](grad_msg& g) {
+        auto& st = self->state;
+        if (g.step < st.version || g.offset != st.begin ||
+            g.values.numel() != st.size || g.worker < 0 ||
+            g.worker >= st.spec.workers)
+          return; // a duplicate of an applied step, or not for this shard
+        auto& slot = st.pending[g.step];
+        if (slot.empty())
+          slot.resize(static_cast<std::size_t>(st.spec.workers));
+        auto& cell = slot[static_cast<std::size_t>(g.worker)];
+        if (cell.defined())
+          return; // duplicate
+        cell = std::move(g.values);
+        if (++st.arrived[g.step] == st.spec.workers && g.step == st.version)
+          apply_step(self, g.step);
+      },
   };
 }
 

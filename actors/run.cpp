@@ -76,17 +76,19 @@ run_result run_job(job_spec spec, const run_observer& obs) {
             if (!result && failure.empty())
               failure = "the coordinator stopped: " + sys.render(dm.reason);
           },
-          caf::after(stall) >> [&] {
-            failure = fmt::format("no progress for {} s; stopping the job",
-                                  stall.count());
-            self->send_exit(*coord, caf::exit_reason::kill);
-          });
+          caf::after(stall) >>
+              [&] {
+                failure = fmt::format("no progress for {} s; stopping the job",
+                                      stall.count());
+                self->send_exit(*coord, caf::exit_reason::kill);
+              });
     }
   }
   if (!result)
     throw training_failed(failure.empty() ? "training failed" : failure);
   result->wall_s =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+          .count();
   return *result;
 }
 

@@ -15,11 +15,11 @@ namespace troupe::actors {
 
 /// What one epoch did.
 struct epoch_summary {
-  std::int64_t epoch = 0;          ///< 1-based
-  std::int64_t steps = 0;          ///< steps done so far, all epochs
-  double train_loss = 0;           ///< mean per-sample loss over the epoch
-  double samples_per_s = 0;        ///< training samples / epoch wall time
-  double wall_s = 0;               ///< since training started
+  std::int64_t epoch = 0;   ///< 1-based
+  std::int64_t steps = 0;   ///< steps done so far, all epochs
+  double train_loss = 0;    ///< mean per-sample loss over the epoch
+  double samples_per_s = 0; ///< training samples / epoch wall time
+  double wall_s = 0;        ///< since training started
   bool evaluated = false;
   double test_loss = 0;
   std::optional<double> test_accuracy; ///< classification only
@@ -33,13 +33,13 @@ struct run_result {
   std::int64_t workers = 0;
   std::int64_t epochs = 0;
   std::int64_t steps = 0;
-  std::int64_t samples = 0;          ///< training samples processed
-  double samples_per_s = 0;          ///< over training time only
-  double train_s = 0;                ///< training time
-  double wall_s = 0;                 ///< whole run, start-up included
+  std::int64_t samples = 0; ///< training samples processed
+  double samples_per_s = 0; ///< over training time only
+  double train_s = 0;       ///< training time
+  double wall_s = 0;        ///< whole run, start-up included
   std::optional<double> test_loss;
   std::optional<double> test_accuracy;
-  std::string params_digest;         ///< SHA-256 of the final parameters
+  std::string params_digest; ///< SHA-256 of the final parameters
   std::int64_t param_count = 0;
   std::int64_t restarts = 0;
   std::map<std::string, std::string> placement; ///< actor -> node

@@ -20,9 +20,9 @@ struct worker_state {
   std::unique_ptr<devices::nn::model> net;
   devices::tensor params; // flat, version `version`
   devices::tensor grad;
-  std::int64_t version = -1;     // complete parameter version held
-  std::int64_t incoming = -1;    // version being assembled
-  std::int64_t slices = 0;       // slices of `incoming` received
+  std::int64_t version = -1;        // complete parameter version held
+  std::int64_t incoming = -1;       // version being assembled
+  std::int64_t slices = 0;          // slices of `incoming` received
   std::vector<std::int64_t> bounds; // shard ranges, partitions + 1 entries
   std::vector<caf::actor> shards;
   caf::actor data;
@@ -93,8 +93,8 @@ caf::behavior worker(caf::stateful_actor<worker_state>* self, job_spec spec,
   auto& st = self->state;
   st.spec = std::move(spec);
   st.rank = rank;
-  st.net = std::make_unique<devices::nn::model>(
-      devices::cpu(), st.spec.inputs, st.spec.layers, st.spec.loss);
+  st.net = std::make_unique<devices::nn::model>(devices::cpu(), st.spec.inputs,
+                                                st.spec.layers, st.spec.loss);
   const auto total = st.net->param_count();
   st.params = devices::tensor::empty({total});
   st.grad = devices::tensor::empty({total});
@@ -105,44 +105,44 @@ caf::behavior worker(caf::stateful_actor<worker_state>* self, job_spec spec,
   // summed per-sample gradient by 1 / global batch, and shards add them up.
   st.grad_scale = 1.0f / static_cast<float>(st.spec.batch);
   return {
-    [=](wire_atom, std::vector<caf::actor> shards, caf::actor data,
-        caf::actor coordinator) {
-      auto& st = self->state;
-      st.shards = std::move(shards);
-      st.data = std::move(data);
-      st.coordinator = std::move(coordinator);
-      self->send(st.data, credit_atom::value, st.rank, st.spec.prefetch,
-                 caf::actor_cast<caf::actor>(self));
-    },
-    [=](start_atom) {
-      self->state.started = true;
-      try_step(self);
-    },
-    [=](batch_msg& b) {
-      self->state.batches.push_back(std::move(b));
-      try_step(self);
-    },
-    [=](params_msg& p) {
-      auto& st = self->state;
-      if (p.version <= st.version)
-        return; // stale
-      if (p.version != st.incoming) {
-        st.incoming = p.version;
-        st.slices = 0;
-      }
-      if (st.spec.partitions == 1) {
-        st.params = std::move(p.values); // one shard: use its buffer as is
-      } else {
-        if (st.params.use_count() != 1)
-          st.params = devices::tensor::empty({st.net->param_count()});
-        auto dst = st.params.slice(p.offset, p.values.numel());
-        devices::cpu().copy(p.values, dst);
-      }
-      if (++st.slices == st.spec.partitions) {
-        st.version = st.incoming;
+      [=](wire_atom, std::vector<caf::actor> shards, caf::actor data,
+          caf::actor coordinator) {
+        auto& st = self->state;
+        st.shards = std::move(shards);
+        st.data = std::move(data);
+        st.coordinator = std::move(coordinator);
+        self->send(st.data, credit_atom::value, st.rank, st.spec.prefetch,
+                   caf::actor_cast<caf::actor>(self));
+      },
+      [=](start_atom) {
+        self->state.started = true;
         try_step(self);
-      }
-    },
+      },
+      [=](batch_msg& b) {
+        self->state.batches.push_back(std::move(b));
+        try_step(self);
+      },
+      [=](params_msg& p) {
+        auto& st = self->state;
+        if (p.version <= st.version)
+          return; // stale
+        if (p.version != st.incoming) {
+          st.incoming = p.version;
+          st.slices = 0;
+        }
+        if (st.spec.partitions == 1) {
+          st.params = std::move(p.values); // one shard: use its buffer as is
+        } else {
+          if (st.params.use_count() != 1)
+            st.params = devices::tensor::empty({st.net->param_count()});
+          auto dst = st.params.slice(p.offset, p.values.numel());
+          devices::cpu().copy(p.values, dst);
+        }
+        if (++st.slices == st.spec.partitions) {
+          st.version = st.incoming;
+          try_step(self);
+        }
+      },
   };
 }
 

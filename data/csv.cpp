@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
-#include <cstring>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -40,7 +40,8 @@ std::vector<cell> split(std::string_view line) {
     // Quoted cells only matter for headers; numbers are never quoted.
     if (t.size() >= 2 && t.front() == '"' && t.back() == '"')
       t = t.substr(1, t.size() - 2);
-    out.push_back({t, start + 1 + static_cast<std::size_t>(t.data() - piece.data())});
+    out.push_back(
+        {t, start + 1 + static_cast<std::size_t>(t.data() - piece.data())});
     if (pos == std::string_view::npos)
       break;
     start = pos + 1;
@@ -72,8 +73,8 @@ dataset read_csv(const std::vector<std::string>& files,
   for (const auto& path : files) {
     std::ifstream in(path);
     if (!in)
-      throw data_error(fmt::format("{}: cannot open: {}", path,
-                                   std::strerror(errno)));
+      throw data_error(
+          fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
     std::string line;
     std::size_t line_no = 0;
     bool first = true;
@@ -142,12 +143,13 @@ dataset read_csv(const std::vector<std::string>& files,
         const auto& ce = cells[static_cast<std::size_t>(c)];
         double v = 0;
         if (!parse_number(ce.text, v))
-          throw data_error(fmt::format(
-              "{}:{}:{}: cell \"{}\" is not a finite number", path, line_no,
-              ce.column, ce.text));
+          throw data_error(
+              fmt::format("{}:{}:{}: cell \"{}\" is not a finite number", path,
+                          line_no, ce.column, ce.text));
         if (c == target_col) {
           if (classes > 0) {
-            if (v != std::floor(v) || v < 0 || v >= static_cast<double>(classes))
+            if (v != std::floor(v) || v < 0 ||
+                v >= static_cast<double>(classes))
               throw data_error(fmt::format(
                   "{}:{}:{}: class label {} is not an integer in [0, {})", path,
                   line_no, ce.column, ce.text, classes));
@@ -172,11 +174,11 @@ dataset read_csv(const std::vector<std::string>& files,
   ds.targets = 1;
   ds.y = ds.classes > 0 ? devices::tensor::from({rows}, ys)
                         : devices::tensor::from({rows, 1}, ys);
-  ds.description = fmt::format("{}{} ({} x {}, {})", files.front(),
-                               files.size() > 1 ? " + more" : "", rows,
-                               ds.features,
-                               ds.classes > 0 ? fmt::format("{} classes", ds.classes)
-                                              : std::string("regression"));
+  ds.description =
+      fmt::format("{}{} ({} x {}, {})", files.front(),
+                  files.size() > 1 ? " + more" : "", rows, ds.features,
+                  ds.classes > 0 ? fmt::format("{} classes", ds.classes)
+                                 : std::string("regression"));
   return ds;
 }
 

@@ -60,24 +60,27 @@ BOOST_AUTO_TEST_CASE(non_numeric_cell_names_line_and_column) {
   write_text(dir.file("a.csv"), "a,b,c\n1,2,3\n4,abc,6\n");
   auto msg = error_of({dir.file("a.csv")}, "", 0);
   BOOST_TEST(msg.find("a.csv:3:3: cell \"abc\" is not a finite number") !=
-             std::string::npos, msg);
+                 std::string::npos,
+             msg);
 }
 
 BOOST_AUTO_TEST_CASE(ragged_rows_and_bad_target) {
   temp_dir dir;
   write_text(dir.file("a.csv"), "1,2,3\n4,5\n");
-  BOOST_TEST(error_of({dir.file("a.csv")}, "", 0).find("a.csv:2: 2 columns, expected 3") !=
-             std::string::npos);
+  BOOST_TEST(error_of({dir.file("a.csv")}, "", 0)
+                 .find("a.csv:2: 2 columns, expected 3") != std::string::npos);
   write_text(dir.file("b.csv"), "a,b\n1,2\n");
-  BOOST_TEST(error_of({dir.file("b.csv")}, "zz", 0).find("data.target = \"zz\"") !=
-             std::string::npos);
+  BOOST_TEST(
+      error_of({dir.file("b.csv")}, "zz", 0).find("data.target = \"zz\"") !=
+      std::string::npos);
   BOOST_TEST(error_of({dir.file("b.csv")}, "7", 0).find("out of range") !=
              std::string::npos);
   write_text(dir.file("c.csv"), "1,2.5\n");
-  BOOST_TEST(error_of({dir.file("c.csv")}, "", 3).find("not an integer in [0, 3)") !=
-             std::string::npos);
-  BOOST_TEST(error_of({dir.file("missing.csv")}, "", 0).find("missing.csv: cannot open") !=
-             std::string::npos);
+  BOOST_TEST(
+      error_of({dir.file("c.csv")}, "", 3).find("not an integer in [0, 3)") !=
+      std::string::npos);
+  BOOST_TEST(error_of({dir.file("missing.csv")}, "", 0)
+                 .find("missing.csv: cannot open") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -32,9 +32,9 @@ struct dataset {
   devices::tensor y;
   std::int64_t samples = 0;
   std::int64_t features = 0;
-  std::int64_t targets = 1;  ///< regression outputs per sample
-  std::int64_t classes = 0;  ///< 0 = regression
-  std::string description;   ///< e.g. "train-images-idx3-ubyte.gz (60000 x 784)"
+  std::int64_t targets = 1; ///< regression outputs per sample
+  std::int64_t classes = 0; ///< 0 = regression
+  std::string description;  ///< e.g. "train-images-idx3-ubyte.gz (60000 x 784)"
 };
 
 /// Reads an IDX image file and an IDX label file (either order, plain or

@@ -37,7 +37,8 @@ void read_exact(gzFile f, const std::string& path, void* out, std::size_t n,
   auto* p = static_cast<unsigned char*>(out);
   std::size_t got = 0;
   while (got < n) {
-    const auto chunk = static_cast<unsigned>(std::min<std::size_t>(n - got, 1u << 30));
+    const auto chunk =
+        static_cast<unsigned>(std::min<std::size_t>(n - got, 1u << 30));
     const int r = gzread(f, p + got, chunk);
     if (r < 0) {
       int err = 0;
@@ -47,8 +48,9 @@ void read_exact(gzFile f, const std::string& path, void* out, std::size_t n,
             "{}: truncated: the compressed stream ends inside {} ({} of {} "
             "bytes read)",
             path, what, got, n));
-      throw data_error(fmt::format("{}: cannot read {}: {}", path, what,
-                                   err == Z_ERRNO ? std::strerror(errno) : msg));
+      throw data_error(
+          fmt::format("{}: cannot read {}: {}", path, what,
+                      err == Z_ERRNO ? std::strerror(errno) : msg));
     }
     if (r == 0) {
       int err = 0;
@@ -65,8 +67,9 @@ void read_exact(gzFile f, const std::string& path, void* out, std::size_t n,
 idx_file read_idx_file(const std::string& path) {
   gz_ptr f(gzopen(path.c_str(), "rb"));
   if (!f)
-    throw data_error(fmt::format("{}: cannot open: {}", path,
-                                 errno != 0 ? std::strerror(errno) : "unknown error"));
+    throw data_error(
+        fmt::format("{}: cannot open: {}", path,
+                    errno != 0 ? std::strerror(errno) : "unknown error"));
   gzbuffer(f.get(), 1 << 20);
   std::array<unsigned char, 4> magic{};
   read_exact(f.get(), path, magic.data(), 4, "the IDX magic number");
@@ -83,15 +86,15 @@ idx_file read_idx_file(const std::string& path) {
   for (int i = 0; i < out.rank; ++i) {
     std::array<unsigned char, 4> d{};
     read_exact(f.get(), path, d.data(), 4, "the IDX dimensions");
-    const std::int64_t v = (std::int64_t{d[0]} << 24) | (d[1] << 16) |
-                           (d[2] << 8) | d[3];
+    const std::int64_t v =
+        (std::int64_t{d[0]} << 24) | (d[1] << 16) | (d[2] << 8) | d[3];
     if (v <= 0 || v > (1 << 28))
-      throw data_error(fmt::format("{}: IDX dimension {} is {}, out of range",
-                                   path, i, v));
+      throw data_error(
+          fmt::format("{}: IDX dimension {} is {}, out of range", path, i, v));
     total *= v;
     if (total > (std::int64_t{1} << 34))
-      throw data_error(fmt::format("{}: IDX data of {} bytes is too large", path,
-                                   total));
+      throw data_error(
+          fmt::format("{}: IDX data of {} bytes is too large", path, total));
     out.dims.push_back(v);
   }
   out.bytes.resize(static_cast<std::size_t>(total));
@@ -122,9 +125,9 @@ dataset read_idx(const std::string& first, const std::string& second,
         "{}: expected a label file (IDX rank 1) beside {}, got rank {}", b.path,
         a.path, b.rank));
   if (a.rank < 2)
-    throw data_error(fmt::format(
-        "{}: expected an image file (IDX rank 2..4), got rank {}", a.path,
-        a.rank));
+    throw data_error(
+        fmt::format("{}: expected an image file (IDX rank 2..4), got rank {}",
+                    a.path, a.rank));
   const auto n = a.dims[0];
   if (b.dims[0] != n)
     throw data_error(fmt::format(
@@ -140,8 +143,9 @@ dataset read_idx(const std::string& first, const std::string& second,
   // byte / 255 like torchvision's ToTensor, through a table of 256 values.
   std::array<float, 256> lut{};
   for (int v = 0; v < 256; ++v)
-    lut[static_cast<std::size_t>(v)] =
-        scale > 0 ? static_cast<float>(v) * scale : static_cast<float>(v) / 255.0f;
+    lut[static_cast<std::size_t>(v)] = scale > 0
+                                           ? static_cast<float>(v) * scale
+                                           : static_cast<float>(v) / 255.0f;
   float* x = ds.x.data();
   for (std::size_t i = 0; i < a.bytes.size(); ++i)
     x[i] = lut[a.bytes[i]];
@@ -154,8 +158,9 @@ dataset read_idx(const std::string& first, const std::string& second,
   }
   ds.classes = max_label + 1;
   ds.targets = 1;
-  ds.description = fmt::format("{} + {} ({} x {}, {} classes)", base_name(a.path),
-                               base_name(b.path), n, features, ds.classes);
+  ds.description =
+      fmt::format("{} + {} ({} x {}, {} classes)", base_name(a.path),
+                  base_name(b.path), n, features, ds.classes);
   return ds;
 }
 

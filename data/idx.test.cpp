@@ -13,7 +13,8 @@ namespace {
 // Three 2x2 images with labels 0, 2, 1.
 struct idx_fixture {
   temp_dir dir;
-  std::vector<std::uint8_t> images = idx_bytes({3, 2, 2}, {0, 255, 51, 102, 1, 2, 3, 4, 5, 6, 7, 8});
+  std::vector<std::uint8_t> images =
+      idx_bytes({3, 2, 2}, {0, 255, 51, 102, 1, 2, 3, 4, 5, 6, 7, 8});
   std::vector<std::uint8_t> labels = idx_bytes({3}, {0, 2, 1});
 };
 

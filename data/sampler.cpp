@@ -12,11 +12,11 @@ namespace troupe::data {
 batch_plan::batch_plan(std::int64_t samples, std::int64_t shards,
                        std::int64_t workers, std::int64_t global_batch,
                        std::uint64_t seed)
-  : samples_(samples),
-    shards_(shards),
-    workers_(workers),
-    global_batch_(global_batch),
-    seed_(seed) {
+  : samples_(samples)
+  , shards_(shards)
+  , workers_(workers)
+  , global_batch_(global_batch)
+  , seed_(seed) {
   if (workers < 1)
     throw std::invalid_argument("cluster.workers must be at least 1");
   if (shards < 1)
@@ -67,7 +67,8 @@ std::vector<std::int64_t> batch_plan::permutation(std::int64_t shard,
                                            stream + 0x5eed);
     const auto j = static_cast<std::int64_t>(
         devices::uniform_below(bits, static_cast<std::uint64_t>(i + 1)));
-    std::swap(perm[static_cast<std::size_t>(i)], perm[static_cast<std::size_t>(j)]);
+    std::swap(perm[static_cast<std::size_t>(i)],
+              perm[static_cast<std::size_t>(j)]);
   }
   return perm;
 }

@@ -45,7 +45,8 @@ BOOST_AUTO_TEST_CASE(an_epoch_visits_each_row_at_most_once_within_its_shard) {
 BOOST_AUTO_TEST_CASE(bad_plans_name_the_key) {
   BOOST_CHECK_EXCEPTION(batch_plan(100, 3, 2, 10, 0), std::invalid_argument,
                         [](const std::invalid_argument& e) {
-                          return std::string(e.what()).find("data.shards = 3") == 0;
+                          return std::string(e.what()).find(
+                                     "data.shards = 3") == 0;
                         });
   BOOST_CHECK_THROW(batch_plan(100, 1, 3, 10, 0), std::invalid_argument);
   BOOST_CHECK_THROW(batch_plan(100, 1, 1, 200, 0), std::invalid_argument);

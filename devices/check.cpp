@@ -12,7 +12,9 @@ namespace {
 std::atomic<bool> throws_{false};
 } // namespace
 
-void set_internal_error_throws(bool throws) { throws_ = throws; }
+void set_internal_error_throws(bool throws) {
+  throws_ = throws;
+}
 
 void on_internal_error(std::string_view what, const char* file, int line) {
   std::string msg = "troupe internal error: " + std::string(what) + " (" +

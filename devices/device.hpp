@@ -21,19 +21,20 @@ enum class optimizer_kind : std::uint8_t { sgd, momentum, nesterov, adam };
 struct optimizer_config {
   optimizer_kind kind = optimizer_kind::adam;
   float lr = 0.001f;
-  float momentum = 0.9f;   ///< momentum and nesterov
-  float beta1 = 0.9f;      ///< adam
-  float beta2 = 0.999f;    ///< adam
-  float eps = 1e-8f;       ///< adam
-  float weight_decay = 0;  ///< L2 term added to the gradient
+  float momentum = 0.9f;  ///< momentum and nesterov
+  float beta1 = 0.9f;     ///< adam
+  float beta2 = 0.999f;   ///< adam
+  float eps = 1e-8f;      ///< adam
+  float weight_decay = 0; ///< L2 term added to the gradient
 };
 
-/// Number of state tensors (each as large as the parameters) an optimizer keeps.
+/// Number of state tensors (each as large as the parameters) an optimizer
+/// keeps.
 int optimizer_state_count(optimizer_kind k);
 
 /// Sum of per-sample losses and how many predictions were right.
 struct loss_sums {
-  double loss = 0;        ///< sum over samples of the per-sample loss
+  double loss = 0;          ///< sum over samples of the per-sample loss
   std::int64_t correct = 0; ///< classification only: argmax == label
 };
 
@@ -66,8 +67,7 @@ public:
   /// Sum of all elements, accumulated in double.
   virtual double sum(const tensor& x) = 0;
 
-  virtual void activation_forward(activation f, const tensor& x,
-                                  tensor& y) = 0;
+  virtual void activation_forward(activation f, const tensor& x, tensor& y) = 0;
   /// dx = dy * f'(x), given y = f(x).
   virtual void activation_backward(activation f, const tensor& x,
                                    const tensor& y, const tensor& dy,

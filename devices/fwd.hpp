@@ -1,5 +1,6 @@
 #pragma once
-/// \file Forward declarations for devices/: include this, not the heavy headers.
+/// \file Forward declarations for devices/: include this, not the heavy
+/// headers.
 #include <cstdint>
 
 namespace troupe::devices {

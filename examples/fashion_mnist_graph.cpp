@@ -29,8 +29,9 @@ int main(int argc, char** argv) {
                .seed(42);
   troupe::actors::run_observer obs;
   obs.on_epoch = [](const troupe::actors::epoch_summary& e) {
-    fmt::print("epoch {}  train_loss {:.4f}  test_loss {:.4f}  test_acc {:.4f}\n",
-               e.epoch, e.train_loss, e.test_loss, e.test_accuracy.value_or(0));
+    fmt::print(
+        "epoch {}  train_loss {:.4f}  test_loss {:.4f}  test_acc {:.4f}\n",
+        e.epoch, e.train_loss, e.test_loss, e.test_accuracy.value_or(0));
   };
   try {
     auto r = g.run(obs);

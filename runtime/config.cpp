@@ -63,7 +63,8 @@ std::vector<std::string> split_key(std::string_view key) {
 
 } // namespace
 
-config::config() : root_(std::make_unique<toml::table>()) {}
+config::config()
+  : root_(std::make_unique<toml::table>()) {}
 config::config(config&&) noexcept = default;
 config& config::operator=(config&&) noexcept = default;
 config::~config() = default;
@@ -75,15 +76,16 @@ config config::load_file(const std::string& path,
   if (std::FILE* f = std::fopen(path.c_str(), "rb"))
     std::fclose(f);
   else
-    throw config_error(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
+    throw config_error(
+        fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
   try {
     *c.root_ = toml::parse_file(path);
   } catch (const toml::parse_error& e) {
     const auto& b = e.source().begin;
     if (b.line == 0)
       throw config_error(fmt::format("{}: {}", path, e.description()));
-    throw config_error(fmt::format("{}:{}:{}: {}", path, b.line, b.column,
-                                   e.description()));
+    throw config_error(
+        fmt::format("{}:{}:{}: {}", path, b.line, b.column, e.description()));
   }
   for (const auto& o : overrides)
     c.apply_override(o);
@@ -110,7 +112,8 @@ void config::apply_override(const std::string& assignment) {
   const auto eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0)
     throw config_error(fmt::format(
-        "--set {}: expected KEY=VALUE, e.g. --set optimizer.lr=0.01", assignment));
+        "--set {}: expected KEY=VALUE, e.g. --set optimizer.lr=0.01",
+        assignment));
   std::string key = assignment.substr(0, eq);
   std::string value = assignment.substr(eq + 1);
   while (!key.empty() && key.back() == ' ')
@@ -166,7 +169,9 @@ const toml::node* config::find(std::string_view key) const {
   return n;
 }
 
-bool config::has(std::string_view key) const { return find(key) != nullptr; }
+bool config::has(std::string_view key) const {
+  return find(key) != nullptr;
+}
 
 std::string config::where(std::string_view key) const {
   for (const auto& [k, text] : overridden_)
@@ -185,7 +190,9 @@ void config::fail(std::string_view key, std::string_view message) const {
   throw config_error(fmt::format("{}: {}: {}", where(key), key, message));
 }
 
-void config::touch(std::string_view key) { known_.emplace(key); }
+void config::touch(std::string_view key) {
+  known_.emplace(key);
+}
 
 std::string config::get_string(std::string_view key, std::string fallback,
                                const std::vector<std::string>& allowed) {
@@ -199,7 +206,8 @@ std::string config::get_string(std::string_view key, std::string fallback,
   std::string v = s->get();
   if (!allowed.empty() &&
       std::find(allowed.begin(), allowed.end(), v) == allowed.end())
-    fail(key, fmt::format("\"{}\" is not one of: {}", v, fmt::join(allowed, ", ")));
+    fail(key,
+         fmt::format("\"{}\" is not one of: {}", v, fmt::join(allowed, ", ")));
   return v;
 }
 
@@ -284,7 +292,8 @@ std::string config::get_name_or_index(std::string_view key) {
       fail(key, fmt::format("column index {} is negative", i->get()));
     return std::to_string(i->get());
   }
-  fail(key, fmt::format("expected a column name or index, got {}", type_name(*n)));
+  fail(key,
+       fmt::format("expected a column name or index, got {}", type_name(*n)));
 }
 
 std::size_t config::array_size(std::string_view key) {
@@ -310,17 +319,19 @@ void config::check_unknown() const {
       if (!path.empty() && path.back() != ']' && known_.count(path) == 0) {
         bool any = false;
         for (const auto& k : known_)
-          any = any || (k.size() > path.size() && k.compare(0, path.size(), path) == 0 &&
+          any = any || (k.size() > path.size() &&
+                        k.compare(0, path.size(), path) == 0 &&
                         (k[path.size()] == '.' || k[path.size()] == '['));
         if (!any)
           fail(path, "unknown key");
       }
       for (const auto& [k, v] : *t)
-        walk(v, path.empty() ? std::string(k.str()) : path + "." + std::string(k.str()));
+        walk(v, path.empty() ? std::string(k.str())
+                             : path + "." + std::string(k.str()));
       return;
     }
-    if (auto* a = n.as_array(); a != nullptr && a->is_array_of_tables() &&
-                                known_.count(path) != 0) {
+    if (auto* a = n.as_array();
+        a != nullptr && a->is_array_of_tables() && known_.count(path) != 0) {
       for (std::size_t i = 0; i < a->size(); ++i)
         walk(*a->get(i), fmt::format("{}[{}]", path, i));
       return;

@@ -84,16 +84,19 @@ BOOST_AUTO_TEST_CASE(overrides) {
                           "model.layers=[{type=\"dense\",units=10}]"});
   BOOST_TEST(c.get_float("optimizer.lr", 0, 0, 1) == 0.01);
   BOOST_TEST(c.get_string("job.mode", "") == "async"); // bare word = string
-  BOOST_TEST(c.get_strings("data.train") == (std::vector<std::string>{"a", "b"}));
+  BOOST_TEST(c.get_strings("data.train") ==
+             (std::vector<std::string>{"a", "b"}));
   BOOST_TEST(c.array_size("model.layers") == 1u);
   BOOST_TEST(c.where("optimizer.lr") == "--set optimizer.lr=0.01");
   auto d = config::parse(doc, "p.toml", {"optimizer.lr=-1"});
   BOOST_TEST(error_of([&] { d.get_float("optimizer.lr", 0, 0, 1, true); }) ==
              "--set optimizer.lr=-1: optimizer.lr: -1 is out of range (0, 1]");
-  BOOST_TEST(error_of([] { config::parse(doc, "p.toml", {"novalue"}); })
-                 .find("expected KEY=VALUE") != std::string::npos);
-  BOOST_TEST(error_of([] { config::parse(doc, "p.toml", {"job.name.x=1"}); })
-                 .find("not a table") != std::string::npos);
+  BOOST_TEST(error_of([] {
+               config::parse(doc, "p.toml", {"novalue"});
+             }).find("expected KEY=VALUE") != std::string::npos);
+  BOOST_TEST(error_of([] {
+               config::parse(doc, "p.toml", {"job.name.x=1"});
+             }).find("not a table") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(missing_file) {

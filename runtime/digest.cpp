@@ -14,8 +14,10 @@ struct sha256::impl {
   ~impl() { EVP_MD_CTX_free(ctx); }
 };
 
-sha256::sha256() : impl_(std::make_unique<impl>()) {
-  if (impl_->ctx == nullptr || EVP_DigestInit_ex(impl_->ctx, EVP_sha256(), nullptr) != 1)
+sha256::sha256()
+  : impl_(std::make_unique<impl>()) {
+  if (impl_->ctx == nullptr ||
+      EVP_DigestInit_ex(impl_->ctx, EVP_sha256(), nullptr) != 1)
     throw std::runtime_error("OpenSSL: cannot initialise SHA-256");
 }
 
@@ -46,7 +48,8 @@ std::uint32_t crc32_of(const void* data, std::size_t bytes) {
   uLong crc = crc32(0L, Z_NULL, 0);
   const auto* p = static_cast<const Bytef*>(data);
   while (bytes > 0) {
-    const auto chunk = static_cast<uInt>(std::min<std::size_t>(bytes, 1u << 30));
+    const auto chunk =
+        static_cast<uInt>(std::min<std::size_t>(bytes, 1u << 30));
     crc = crc32(crc, p, chunk);
     p += chunk;
     bytes -= chunk;

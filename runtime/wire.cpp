@@ -27,9 +27,11 @@ std::vector<std::uint8_t> encode_tensor(const devices::tensor& t) {
 
 devices::tensor decode_tensor(const std::uint8_t* data, std::size_t bytes) {
   if (bytes % sizeof(capnp::word) != 0)
-    throw wire_error(fmt::format("tensor frame of {} bytes is not word-aligned", bytes));
+    throw wire_error(
+        fmt::format("tensor frame of {} bytes is not word-aligned", bytes));
   // Copy into word-aligned storage; Cap'n Proto reads words in place.
-  kj::Array<capnp::word> words = kj::heapArray<capnp::word>(bytes / sizeof(capnp::word));
+  kj::Array<capnp::word> words =
+      kj::heapArray<capnp::word>(bytes / sizeof(capnp::word));
   std::memcpy(words.begin(), data, bytes);
   try {
     capnp::ReaderOptions opts;
@@ -42,7 +44,8 @@ devices::tensor decode_tensor(const std::uint8_t* data, std::size_t bytes) {
     std::uint64_t n = 1;
     for (auto d : root.getShape()) {
       if (d > (1ull << 40))
-        throw wire_error(fmt::format("tensor frame: dimension {} too large", d));
+        throw wire_error(
+            fmt::format("tensor frame: dimension {} too large", d));
       n *= d;
       shape.push_back(static_cast<std::int64_t>(d));
     }
@@ -51,10 +54,11 @@ devices::tensor decode_tensor(const std::uint8_t* data, std::size_t bytes) {
       throw wire_error(fmt::format(
           "tensor frame: shape {} needs {} bytes but the payload has {}",
           devices::to_string(shape), n * sizeof(float), payload.size()));
-    return devices::tensor::from(std::move(shape),
-                                 reinterpret_cast<const float*>(payload.begin()));
+    return devices::tensor::from(
+        std::move(shape), reinterpret_cast<const float*>(payload.begin()));
   } catch (const kj::Exception& e) {
-    throw wire_error(fmt::format("tensor frame: {}", e.getDescription().cStr()));
+    throw wire_error(
+        fmt::format("tensor frame: {}", e.getDescription().cStr()));
   }
 }
 

@@ -2,10 +2,10 @@
 
 #include "runtime/caf_types.hpp"
 
-#include <caf/binary_deserializer.hpp>
-#include <caf/binary_serializer.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
+#include <caf/binary_deserializer.hpp>
+#include <caf/binary_serializer.hpp>
 
 #include <boost/test/unit_test.hpp>
 
@@ -21,7 +21,8 @@ tensor awkward_values() {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
   const float sub = std::numeric_limits<float>::denorm_min();
-  return tensor::from({2, 3}, std::vector<float>{nan, inf, -inf, sub, -0.0f, 1.5f});
+  return tensor::from({2, 3},
+                      std::vector<float>{nan, inf, -inf, sub, -0.0f, 1.5f});
 }
 
 bool same_bits(const tensor& a, const tensor& b) {
@@ -42,8 +43,9 @@ BOOST_AUTO_TEST_CASE(capnp_frame_round_trip_keeps_every_bit) {
 
 BOOST_AUTO_TEST_CASE(bad_frames_are_errors) {
   auto bytes = troupe::runtime::encode_tensor(awkward_values());
-  BOOST_CHECK_THROW(troupe::runtime::decode_tensor(bytes.data(), bytes.size() - 8),
-                    troupe::runtime::wire_error);
+  BOOST_CHECK_THROW(
+      troupe::runtime::decode_tensor(bytes.data(), bytes.size() - 8),
+      troupe::runtime::wire_error);
   BOOST_CHECK_THROW(troupe::runtime::decode_tensor(bytes.data(), 5),
                     troupe::runtime::wire_error);
 }

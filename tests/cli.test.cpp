@@ -64,10 +64,10 @@ BOOST_AUTO_TEST_CASE(tiny_job_runs_and_prints_json) {
   BOOST_TEST_INFO(o.err);
   BOOST_REQUIRE(o.code == 0);
   auto j = nlohmann::json::parse(o.out);
-  for (const char* key : {"job", "mode", "nodes", "workers", "epochs", "steps",
-                          "samples_per_s", "wall_s", "test_loss",
-                          "test_accuracy", "params_digest", "restarts",
-                          "placement"})
+  for (const char* key :
+       {"job", "mode", "nodes", "workers", "epochs", "steps", "samples_per_s",
+        "wall_s", "test_loss", "test_accuracy", "params_digest", "restarts",
+        "placement"})
     BOOST_TEST(j.contains(key), key);
   BOOST_TEST(j["steps"] == 2);
   BOOST_TEST(j["test_loss"].is_null()); // no data.test
@@ -85,13 +85,15 @@ BOOST_AUTO_TEST_CASE(truncated_gz) {
 BOOST_AUTO_TEST_CASE(wrong_idx_magic) {
   tiny_idx d;
   write_plain(d.images, {0, 0, 9, 3, 0, 0, 0, 1});
-  expect_bad_input(run_troupe({"run", d.pipeline()}), "img.gz: not an IDX file");
+  expect_bad_input(run_troupe({"run", d.pipeline()}),
+                   "img.gz: not an IDX file");
 }
 
 BOOST_AUTO_TEST_CASE(label_count_differs_from_image_count) {
   tiny_idx d;
   write_gz(d.labels, idx_bytes({7}, {0, 1, 0, 1, 0, 1, 0}));
-  expect_bad_input(run_troupe({"run", d.pipeline()}), "lbl.gz has 7 labels but");
+  expect_bad_input(run_troupe({"run", d.pipeline()}),
+                   "lbl.gz has 7 labels but");
 }
 
 BOOST_AUTO_TEST_CASE(missing_data_file) {
@@ -111,7 +113,8 @@ batch = 1
 [model]
 layers = [ {{ type = "dense", units = 1 }} ]
 loss = "mse"
-)", dir.file("d.csv")));
+)",
+                                             dir.file("d.csv")));
   expect_bad_input(run_troupe({"run", dir.file("p.toml")}),
                    "d.csv:3:3: cell \"oops\" is not a finite number");
 }
@@ -124,15 +127,16 @@ BOOST_AUTO_TEST_CASE(malformed_toml) {
 
 BOOST_AUTO_TEST_CASE(unknown_layer_type) {
   tiny_idx d;
-  expect_bad_input(
-      run_troupe({"run", d.pipeline(), "--set", "model.layers=[{type=\"conv\"}]"}),
-      "model.layers[0].type: unknown layer type \"conv\"");
+  expect_bad_input(run_troupe({"run", d.pipeline(), "--set",
+                               "model.layers=[{type=\"conv\"}]"}),
+                   "model.layers[0].type: unknown layer type \"conv\"");
 }
 
 BOOST_AUTO_TEST_CASE(negative_learning_rate) {
   tiny_idx d;
   auto path = d.pipeline("[optimizer]\nlr = -0.5\n");
-  expect_bad_input(run_troupe({"run", path}), "p.toml:9:6: optimizer.lr: -0.5 is out of range");
+  expect_bad_input(run_troupe({"run", path}),
+                   "p.toml:9:6: optimizer.lr: -0.5 is out of range");
 }
 
 BOOST_AUTO_TEST_CASE(unknown_key_and_bad_override) {
@@ -146,8 +150,10 @@ BOOST_AUTO_TEST_CASE(unknown_key_and_bad_override) {
 }
 
 BOOST_AUTO_TEST_CASE(missing_pipeline_and_bad_flags) {
-  expect_bad_input(run_troupe({"run", "/nonexistent/pipe.toml"}), "/nonexistent/pipe.toml");
-  expect_bad_input(run_troupe({"run", "x.toml", "--no-such-flag"}), "--no-such-flag");
+  expect_bad_input(run_troupe({"run", "/nonexistent/pipe.toml"}),
+                   "/nonexistent/pipe.toml");
+  expect_bad_input(run_troupe({"run", "x.toml", "--no-such-flag"}),
+                   "--no-such-flag");
   expect_bad_input(run_troupe({"frobnicate"}), "frobnicate");
   auto help = run_troupe({"run", "--help"});
   BOOST_TEST(help.code == 0);
@@ -170,8 +176,9 @@ BOOST_AUTO_TEST_CASE(metrics_are_appended_not_clobbered) {
   BOOST_TEST(text.rfind("{\"earlier\":1}\n", 0) == 0u);
   BOOST_TEST(text.find("\"event\":\"epoch\"") != std::string::npos);
   BOOST_TEST(text.find("\"event\":\"end\"") != std::string::npos);
-  expect_bad_input(run_troupe({"run", d.pipeline(), "--metrics", "/nonexistent/m.jsonl"}),
-                   "--metrics /nonexistent/m.jsonl: cannot open");
+  expect_bad_input(
+      run_troupe({"run", d.pipeline(), "--metrics", "/nonexistent/m.jsonl"}),
+      "--metrics /nonexistent/m.jsonl: cannot open");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

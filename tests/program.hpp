@@ -51,7 +51,8 @@ inline outcome run_program(const std::string& program,
   return o;
 }
 
-inline outcome run_troupe(const std::vector<std::string>& args, int seconds = 120) {
+inline outcome run_troupe(const std::vector<std::string>& args,
+                          int seconds = 120) {
   return run_program("troupe", args, seconds);
 }
 

@@ -37,7 +37,8 @@ json run_json(const std::vector<std::string>& args) {
 BOOST_AUTO_TEST_SUITE(training)
 
 BOOST_AUTO_TEST_CASE(fashion_mnist_mlp_reaches_0_855) {
-  BOOST_REQUIRE_MESSAGE(have_fashion(), "dataset-fashion-mnist is not installed");
+  BOOST_REQUIRE_MESSAGE(have_fashion(),
+                        "dataset-fashion-mnist is not installed");
   auto j = run_json({example("fashion_mnist.toml")});
   BOOST_TEST_MESSAGE("mlp: " << j.dump());
   BOOST_TEST(j["epochs"] == 3);
@@ -48,14 +49,16 @@ BOOST_AUTO_TEST_CASE(fashion_mnist_mlp_reaches_0_855) {
 }
 
 BOOST_AUTO_TEST_CASE(fashion_mnist_softmax_reaches_0_83) {
-  BOOST_REQUIRE_MESSAGE(have_fashion(), "dataset-fashion-mnist is not installed");
+  BOOST_REQUIRE_MESSAGE(have_fashion(),
+                        "dataset-fashion-mnist is not installed");
   auto j = run_json({example("fashion_mnist_softmax.toml")});
   BOOST_TEST_MESSAGE("softmax: " << j.dump());
   BOOST_TEST(j["test_accuracy"].get<double>() >= 0.83);
 }
 
 BOOST_AUTO_TEST_CASE(digest_same_for_reruns_and_partitions) {
-  BOOST_REQUIRE_MESSAGE(have_fashion(), "dataset-fashion-mnist is not installed");
+  BOOST_REQUIRE_MESSAGE(have_fashion(),
+                        "dataset-fashion-mnist is not installed");
   const std::vector<std::string> base{example("fashion_mnist.toml"), "--set",
                                       "job.epochs=1"};
   std::string first;
@@ -86,9 +89,12 @@ BOOST_AUTO_TEST_CASE(csv_regression_beats_predicting_the_mean) {
     for (int i = 0; i < rows; ++i) {
       double x[3];
       for (int j = 0; j < 3; ++j)
-        x[j] = 2.0 * troupe::devices::unit_float(seed, std::uint64_t(i * 4 + j)) - 1.0;
+        x[j] =
+            2.0 * troupe::devices::unit_float(seed, std::uint64_t(i * 4 + j)) -
+            1.0;
       const double noise =
-          0.05 * (troupe::devices::unit_float(seed, std::uint64_t(i * 4 + 3)) - 0.5);
+          0.05 *
+          (troupe::devices::unit_float(seed, std::uint64_t(i * 4 + 3)) - 0.5);
       const double y = 2 * x[0] - 3 * x[1] + 0.5 * x[2] + 1 + noise;
       ys->push_back(y);
       out += fmt::format("{},{},{},{}\n", x[0], x[1], x[2], y);
@@ -103,7 +109,8 @@ BOOST_AUTO_TEST_CASE(csv_regression_beats_predicting_the_mean) {
     mean += y;
   mean /= static_cast<double>(train_y.size());
   for (const char* loss : {"mse", "huber"}) {
-    write_text(dir.file("p.toml"), fmt::format(R"([job]
+    write_text(dir.file("p.toml"),
+               fmt::format(R"([job]
 epochs = 5
 [data]
 format = "csv"
@@ -119,16 +126,19 @@ partitions = 2
 [optimizer]
 type = "adam"
 lr = 0.01
-)", dir.file("train.csv"), dir.file("test.csv"), loss));
+)",
+                           dir.file("train.csv"), dir.file("test.csv"), loss));
     auto j = run_json({dir.file("p.toml")});
     double baseline = 0;
     for (double y : test_y) {
       const double r = std::fabs(y - mean);
-      baseline += std::string(loss) == "mse" ? r * r : (r <= 1 ? 0.5 * r * r : r - 0.5);
+      baseline +=
+          std::string(loss) == "mse" ? r * r : (r <= 1 ? 0.5 * r * r : r - 0.5);
     }
     baseline /= static_cast<double>(test_y.size());
     const double got = j["test_loss"].get<double>();
-    BOOST_TEST_MESSAGE(loss << ": test_loss " << got << ", mean predictor " << baseline);
+    BOOST_TEST_MESSAGE(loss << ": test_loss " << got << ", mean predictor "
+                            << baseline);
     BOOST_TEST(j["test_accuracy"].is_null());
     BOOST_TEST(got < 0.05 * baseline, loss);
   }

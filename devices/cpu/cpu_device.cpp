@@ -67,9 +67,8 @@ std::int64_t cols_of(const tensor& t) {
 TROUPE_MULTIVERSION
 void adam_kernel(std::int64_t n, const float* __restrict p,
                  const float* __restrict g, float* __restrict m,
-                 float* __restrict v, float* __restrict out, float b1,
-                 float b2, float step_size, float inv_bc2_sqrt, float eps,
-                 float wd) {
+                 float* __restrict v, float* __restrict out, float b1, float b2,
+                 float step_size, float inv_bc2_sqrt, float eps, float wd) {
   for (std::int64_t i = 0; i < n; ++i) {
     const float gi = g[i] + wd * p[i];
     const float mi = b1 * m[i] + (1.0f - b1) * gi;
@@ -92,7 +91,9 @@ std::string cpu_device::name() const {
                      openblas_get_corename());
 }
 
-tensor cpu_device::alloc(const shape_t& shape) { return tensor::empty(shape); }
+tensor cpu_device::alloc(const shape_t& shape) {
+  return tensor::empty(shape);
+}
 
 void cpu_device::fill(tensor& x, float value) {
   expect_cpu(x);
@@ -124,8 +125,8 @@ void cpu_device::gemm(bool ta, bool tb, float alpha, const tensor& a,
     return;
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
               tb ? CblasTrans : CblasNoTrans, static_cast<blasint>(m),
-              static_cast<blasint>(n), static_cast<blasint>(k), alpha,
-              a.data(), static_cast<blasint>(a.dim(1)), b.data(),
+              static_cast<blasint>(n), static_cast<blasint>(k), alpha, a.data(),
+              static_cast<blasint>(a.dim(1)), b.data(),
               static_cast<blasint>(b.dim(1)), beta, c.data(),
               static_cast<blasint>(n));
 }
@@ -191,8 +192,7 @@ double cpu_device::sum(const tensor& x) {
   return s;
 }
 
-void cpu_device::activation_forward(activation f, const tensor& x,
-                                    tensor& y) {
+void cpu_device::activation_forward(activation f, const tensor& x, tensor& y) {
   expect_cpu(x);
   expect_cpu(y);
   expect_same_size(x, y);
@@ -302,7 +302,8 @@ loss_sums cpu_device::loss(loss_kind k, float huber_delta, const tensor& pred,
   }
   loss_sums out;
   if (k == loss_kind::cross_entropy) {
-    TROUPE_CHECK(target.numel() == rows, "cross_entropy needs one label per row");
+    TROUPE_CHECK(target.numel() == rows,
+                 "cross_entropy needs one label per row");
     for (std::int64_t i = 0; i < rows; ++i) {
       const float* z = pred.data() + i * cols;
       const auto label = static_cast<std::int64_t>(target.data()[i]);
@@ -361,10 +362,9 @@ loss_sums cpu_device::loss(loss_kind k, float huber_delta, const tensor& pred,
   return out;
 }
 
-void cpu_device::optimizer_step(const optimizer_config& cfg,
-                                std::int64_t step, const tensor& params_in,
-                                const tensor& grad, tensor* state,
-                                tensor& params_out) {
+void cpu_device::optimizer_step(const optimizer_config& cfg, std::int64_t step,
+                                const tensor& params_in, const tensor& grad,
+                                tensor* state, tensor& params_out) {
   expect_cpu(params_in);
   expect_cpu(grad);
   expect_cpu(params_out);
@@ -405,10 +405,10 @@ void cpu_device::optimizer_step(const optimizer_config& cfg,
       const float b1 = cfg.beta1;
       const float b2 = cfg.beta2;
       // Same order of operations as torch.optim.Adam (1.13, single tensor).
-      const double bc1 = 1.0 - std::pow(static_cast<double>(b1),
-                                        static_cast<double>(step));
-      const double bc2 = 1.0 - std::pow(static_cast<double>(b2),
-                                        static_cast<double>(step));
+      const double bc1 =
+          1.0 - std::pow(static_cast<double>(b1), static_cast<double>(step));
+      const double bc2 =
+          1.0 - std::pow(static_cast<double>(b2), static_cast<double>(step));
       adam_kernel(n, p, g, m, v, out, b1, b2, static_cast<float>(lr / bc1),
                   static_cast<float>(1.0 / std::sqrt(bc2)), cfg.eps, wd);
       break;

@@ -25,8 +25,7 @@ public:
   void activation_backward(activation f, const tensor& x, const tensor& y,
                            const tensor& dy, tensor& dx) override;
   void softmax(const tensor& x, tensor& y) override;
-  void softmax_backward(const tensor& y, const tensor& dy,
-                        tensor& dx) override;
+  void softmax_backward(const tensor& y, const tensor& dy, tensor& dx) override;
   loss_sums loss(loss_kind k, float huber_delta, const tensor& pred,
                  const tensor& target, float grad_scale,
                  tensor* dpred) override;

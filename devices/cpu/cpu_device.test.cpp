@@ -18,7 +18,8 @@ namespace {
 tensor random_tensor(dv::shape_t shape, std::uint64_t seed) {
   auto t = tensor::empty(std::move(shape));
   for (std::int64_t i = 0; i < t.numel(); ++i)
-    t.data()[i] = 2.0f * dv::unit_float(seed, static_cast<std::uint64_t>(i)) - 1.0f;
+    t.data()[i] =
+        2.0f * dv::unit_float(seed, static_cast<std::uint64_t>(i)) - 1.0f;
   return t;
 }
 
@@ -119,12 +120,16 @@ BOOST_AUTO_TEST_CASE(cross_entropy_values_and_accuracy) {
   auto labels = tensor::from({2}, std::vector<float>{2, 0});
   auto d = tensor::empty({2, 3});
   auto sums = dev.loss(dv::loss_kind::cross_entropy, 1.0f, z, labels, 0.5f, &d);
-  const double l0 = std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0)) - 3.0;
-  const double l1 = std::log(std::exp(0.0) + std::exp(5.0) + std::exp(-1.0)) - 0.0;
+  const double l0 =
+      std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0)) - 3.0;
+  const double l1 =
+      std::log(std::exp(0.0) + std::exp(5.0) + std::exp(-1.0)) - 0.0;
   BOOST_TEST(sums.loss == l0 + l1, boost::test_tools::tolerance(1e-5));
   BOOST_TEST(sums.correct == 1); // row 0 right, row 1 wrong
-  const double p02 = std::exp(3.0) / (std::exp(1.0) + std::exp(2.0) + std::exp(3.0));
-  BOOST_TEST(d.data()[2] == 0.5 * (p02 - 1.0), boost::test_tools::tolerance(1e-5));
+  const double p02 =
+      std::exp(3.0) / (std::exp(1.0) + std::exp(2.0) + std::exp(3.0));
+  BOOST_TEST(d.data()[2] == 0.5 * (p02 - 1.0),
+             boost::test_tools::tolerance(1e-5));
 }
 
 BOOST_AUTO_TEST_CASE(mse_and_huber_values) {

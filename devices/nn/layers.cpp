@@ -125,7 +125,8 @@ void init_params(const std::vector<param_block>& layout, std::uint64_t seed,
     if (lo >= hi)
       continue;
     const float bound =
-        1.0f / std::sqrt(static_cast<float>(std::max<std::int64_t>(blk.fan_in, 1)));
+        1.0f /
+        std::sqrt(static_cast<float>(std::max<std::int64_t>(blk.fan_in, 1)));
     for (auto i = lo; i < hi; ++i) {
       const float u = unit_float(seed, static_cast<std::uint64_t>(i));
       out[i - first] = bound * (2.0f * u - 1.0f);

@@ -34,10 +34,10 @@ const char* to_string(optimizer_kind k);
 
 /// Where one parameter tensor lives in the flattened parameter vector.
 struct param_block {
-  std::string name;         ///< e.g. "dense0.weight"
-  std::int64_t offset = 0;  ///< first element in the flattened vector
-  std::int64_t rows = 0;    ///< weight: fan_in; bias: 1
-  std::int64_t cols = 0;    ///< fan_out
+  std::string name;        ///< e.g. "dense0.weight"
+  std::int64_t offset = 0; ///< first element in the flattened vector
+  std::int64_t rows = 0;   ///< weight: fan_in; bias: 1
+  std::int64_t cols = 0;   ///< fan_out
   std::int64_t fan_in = 0;
   std::int64_t size() const { return rows * cols; }
 };

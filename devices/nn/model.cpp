@@ -6,7 +6,9 @@ namespace troupe::devices::nn {
 
 model::model(device& dev, std::int64_t inputs, std::vector<layer_spec> layers,
              loss_spec loss)
-  : dev_(dev), inputs_(inputs), loss_(loss) {
+  : dev_(dev)
+  , inputs_(inputs)
+  , loss_(loss) {
   TROUPE_CHECK(inputs > 0, "model needs at least one input");
   layout_ = param_layout(inputs, layers);
   param_count_ = nn::param_count(layout_);

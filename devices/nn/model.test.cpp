@@ -18,7 +18,8 @@ namespace {
 tensor random_tensor(dv::shape_t shape, std::uint64_t seed, float scale = 1) {
   auto t = tensor::empty(std::move(shape));
   for (std::int64_t i = 0; i < t.numel(); ++i)
-    t.data()[i] = scale * (2.0f * dv::unit_float(seed, std::uint64_t(i)) - 1.0f);
+    t.data()[i] =
+        scale * (2.0f * dv::unit_float(seed, std::uint64_t(i)) - 1.0f);
   return t;
 }
 
@@ -48,15 +49,19 @@ void check_gradients(std::vector<nn::layer_spec> layers, nn::loss_spec loss) {
     const double down = m.evaluate(params, x, target).loss * scale;
     params.data()[i] = saved;
     const double fd = (up - down) / (2.0 * eps);
-    const double err = std::fabs(fd - grad.data()[i]) /
-                       std::max(1.0, std::fabs(fd));
+    const double err =
+        std::fabs(fd - grad.data()[i]) / std::max(1.0, std::fabs(fd));
     worst = std::max(worst, err);
   }
   BOOST_TEST(worst < 2e-3);
 }
 
-nn::layer_spec dense(std::int64_t units) { return {nn::layer_kind::dense, units}; }
-nn::layer_spec act(nn::layer_kind k) { return {k, 0}; }
+nn::layer_spec dense(std::int64_t units) {
+  return {nn::layer_kind::dense, units};
+}
+nn::layer_spec act(nn::layer_kind k) {
+  return {k, 0};
+}
 
 } // namespace
 

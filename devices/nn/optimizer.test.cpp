@@ -81,7 +81,8 @@ BOOST_AUTO_TEST_CASE(adam_two_steps) {
   BOOST_TEST(r.p.data()[0] == 0.99f, tt::tolerance(1e-5f));
   BOOST_TEST(r.p.data()[1] == -1.99f, tt::tolerance(1e-5f));
   BOOST_TEST(r.state[0].data()[0] == 0.2f, tt::tolerance(1e-6f));
-  BOOST_TEST(r.state[1].data()[0] == 0.004f, tt::tolerance(1e-4f)); // 1 - 0.999f is inexact
+  BOOST_TEST(r.state[1].data()[0] == 0.004f,
+             tt::tolerance(1e-4f)); // 1 - 0.999f is inexact
   // Step 2 with g = 1: m = 0.18 + 0.1 = 0.28, v = 0.003996 + 0.001 = 0.004996
   // m_hat = 0.28 / 0.19, v_hat = 0.004996 / (1 - 0.999^2)
   r.step(cfg, 2, {1.0f, 0.0f});

@@ -8,8 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -100,7 +100,8 @@ int run(const run_options& o) {
     // Appending: a metrics file from an earlier run is never clobbered.
     metrics = std::make_unique<std::ofstream>(o.metrics, std::ios::app);
     if (!*metrics) {
-      std::fprintf(stderr, "troupe: --metrics %s: cannot open for writing: %s\n",
+      std::fprintf(stderr,
+                   "troupe: --metrics %s: cannot open for writing: %s\n",
                    o.metrics.c_str(), std::strerror(errno));
       return exit_bad_input;
     }
@@ -118,7 +119,8 @@ int run(const run_options& o) {
       metrics->flush();
     }
   };
-  log_metric({{"event", "start"}, {"job", spec.name}, {"pipeline", o.pipeline}});
+  log_metric(
+      {{"event", "start"}, {"job", spec.name}, {"pipeline", o.pipeline}});
   bool bar_shown = false;
   auto clear_bar = [&] {
     if (bar_shown) {
@@ -138,17 +140,21 @@ int run(const run_options& o) {
     const double now = since();
     if (now - last_metric >= 1.0 || done == total) {
       last_metric = now;
-      log_metric({{"event", "progress"}, {"step", done}, {"steps", total},
-                  {"loss", loss}, {"wall_s", now}});
+      log_metric({{"event", "progress"},
+                  {"step", done},
+                  {"steps", total},
+                  {"loss", loss},
+                  {"wall_s", now}});
     }
     if (!tty)
       return;
     const int width = 30;
     const int filled = total > 0 ? static_cast<int>(width * done / total) : 0;
-    std::fprintf(stderr, "\r[%s%s] %lld/%lld steps  loss %.4f", 
-                 std::string(static_cast<std::size_t>(filled), '#').c_str(),
-                 std::string(static_cast<std::size_t>(width - filled), '.').c_str(),
-                 static_cast<long long>(done), static_cast<long long>(total), loss);
+    std::fprintf(
+        stderr, "\r[%s%s] %lld/%lld steps  loss %.4f",
+        std::string(static_cast<std::size_t>(filled), '#').c_str(),
+        std::string(static_cast<std::size_t>(width - filled), '.').c_str(),
+        static_cast<long long>(done), static_cast<long long>(total), loss);
     bar_shown = true;
   };
   obs.on_epoch = [&](const actors::epoch_summary& e) {
@@ -169,12 +175,17 @@ int run(const run_options& o) {
     if (o.json_out) {
       std::printf("%s\n", j.dump().c_str());
     } else {
-      std::printf("done: %lld steps in %.2f s (%.0f samples/s), %s%sparams_digest %s\n",
-                  static_cast<long long>(result.steps), result.train_s,
-                  result.samples_per_s,
-                  result.test_loss ? fmt::format("test_loss {:.4f}, ", *result.test_loss).c_str() : "",
-                  result.test_accuracy ? fmt::format("test_acc {:.4f}, ", *result.test_accuracy).c_str() : "",
-                  result.params_digest.c_str());
+      std::printf(
+          "done: %lld steps in %.2f s (%.0f samples/s), %s%sparams_digest %s\n",
+          static_cast<long long>(result.steps), result.train_s,
+          result.samples_per_s,
+          result.test_loss
+              ? fmt::format("test_loss {:.4f}, ", *result.test_loss).c_str()
+              : "",
+          result.test_accuracy
+              ? fmt::format("test_acc {:.4f}, ", *result.test_accuracy).c_str()
+              : "",
+          result.params_digest.c_str());
     }
     return exit_ok;
   } catch (const runtime::config_error& e) {
@@ -204,8 +215,10 @@ int run(const run_options& o) {
 
 void add_run_command(CLI::App& app, int* code) {
   auto opts = std::make_shared<run_options>();
-  auto* cmd = app.add_subcommand("run", "Train the pipeline in PIPELINE (a TOML file)");
-  cmd->add_option("pipeline", opts->pipeline, "Pipeline file (TOML)")->required();
+  auto* cmd =
+      app.add_subcommand("run", "Train the pipeline in PIPELINE (a TOML file)");
+  cmd->add_option("pipeline", opts->pipeline, "Pipeline file (TOML)")
+      ->required();
   cmd->add_option("--set", opts->sets,
                   "Override a pipeline key: KEY=VALUE, VALUE parsed as TOML "
                   "(e.g. --set optimizer.lr=0.01); repeatable");
@@ -213,8 +226,9 @@ void add_run_command(CLI::App& app, int* code) {
                 "Print one JSON object with the result on stdout");
   cmd->add_option("--metrics", opts->metrics,
                   "Append JSON lines (progress, epochs, result) to this file");
-  cmd->add_option("--threads", opts->threads,
-                  "Scheduler threads (default: cluster.threads, 0 = one per core)")
+  cmd->add_option(
+         "--threads", opts->threads,
+         "Scheduler threads (default: cluster.threads, 0 = one per core)")
       ->check(CLI::Range(0, 1024));
   cmd->add_flag("-q,--quiet", opts->quiet, "No progress on stderr");
   cmd->callback([opts, code] { *code = run(*opts); });
