@@ -158,9 +158,11 @@ BOOST_AUTO_TEST_CASE(param_shard_sum_ignores_arrival_order) {
     auto shard = sys.spawn<caf::actor>("param_shard",
                                        caf::make_message(s, std::int32_t{0}));
     BOOST_REQUIRE(shard);
-    std::vector<caf::actor> workers{caf::actor_cast<caf::actor>(self)};
-    self->send(*shard, ta::wire_atom::value, workers, caf::actor{},
-               caf::actor_cast<caf::actor>(self));
+    // The test stands in for the one aggregator of all three workers.
+    std::vector<caf::actor> aggregators{caf::actor_cast<caf::actor>(self)};
+    std::vector<std::int32_t> aggregator_of_worker{0, 0, 0};
+    self->send(*shard, ta::wire_atom::value, aggregators, aggregator_of_worker,
+               caf::actor{}, caf::actor_cast<caf::actor>(self));
     std::vector<float> out;
     self->receive([&](ta::params_msg& p) { BOOST_TEST(p.version == 0); },
                   caf::after(std::chrono::seconds(10)) >>
@@ -168,6 +170,8 @@ BOOST_AUTO_TEST_CASE(param_shard_sum_ignores_arrival_order) {
     for (int w : order) {
       ta::grad_msg m;
       m.worker = w;
+      m.lo = w;
+      m.hi = w + 1;
       m.step = 0;
       m.values = dv::tensor::from({2}, g[w]);
       self->send(*shard, m);

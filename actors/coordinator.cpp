@@ -1,15 +1,19 @@
-// coordinator: one per job. Spawns the roles by name, wires them, starts
-// training when every worker and the evaluator are ready, turns worker
-// progress and evaluations into epoch summaries for its listener, and ends
-// the job with the digest of the final parameters.
+// coordinator: one per job, in the driver's process. Wires the actors the
+// driver placed, starts training when every worker and the evaluator are
+// ready, turns worker progress and evaluations into epoch summaries for its
+// listener, answers `troupe status`, and ends the job with the digest of
+// the final parameters. Any actor that stops fails the job.
 #include "actors/messages.hpp"
 
 #include "devices/nn/layers.hpp"
 #include "runtime/digest.hpp"
 
+#include <algorithm>
 #include <chrono>
-#include <fmt/format.h>
 #include <map>
+#include <numeric>
+
+#include <fmt/format.h>
 
 namespace troupe::actors {
 
@@ -29,9 +33,7 @@ struct epoch_acc {
 struct coordinator_state {
   job_spec spec;
   caf::actor listener;
-  std::vector<caf::actor> data_shards, param_shards, workers;
-  caf::actor evaluator;
-  std::map<caf::actor_addr, std::string> names;
+  topology topo;
   std::int64_t expected_ready = 0;
   std::int64_t ready = 0;
   bool started = false;
@@ -39,6 +41,8 @@ struct coordinator_state {
   clock_type::time_point t_start;
   clock_type::time_point t_train_end;
   std::vector<std::int64_t> steps_done; // by worker
+  std::vector<std::int64_t> pushed;     // by worker
+  std::int64_t max_lead = 0;
   std::int64_t reported_steps = -1;
   double recent_loss = 0;
   std::map<std::int64_t, epoch_acc> epochs;
@@ -49,23 +53,26 @@ struct coordinator_state {
   run_result result;
 };
 
-void shutdown(caf::stateful_actor<coordinator_state>* self, caf::error reason) {
-  auto& st = self->state;
+using self_ptr = caf::stateful_actor<coordinator_state>*;
+
+void shutdown(self_ptr self, caf::error reason) {
+  auto& t = self->state.topo;
   auto stop = [&](std::vector<caf::actor>& v) {
     for (auto& a : v)
       self->send_exit(a, caf::exit_reason::user_shutdown);
     v.clear();
   };
-  stop(st.workers);
-  stop(st.data_shards);
-  stop(st.param_shards);
-  if (st.evaluator)
-    self->send_exit(st.evaluator, caf::exit_reason::user_shutdown);
-  st.evaluator = nullptr;
+  stop(t.workers);
+  stop(t.aggregators);
+  stop(t.data_shards);
+  stop(t.param_shards);
+  if (t.evaluator)
+    self->send_exit(t.evaluator, caf::exit_reason::user_shutdown);
+  t.evaluator = nullptr;
   self->quit(std::move(reason));
 }
 
-void fail(caf::stateful_actor<coordinator_state>* self, std::string why) {
+void fail(self_ptr self, std::string why) {
   auto& st = self->state;
   if (st.finished)
     return;
@@ -74,7 +81,7 @@ void fail(caf::stateful_actor<coordinator_state>* self, std::string why) {
   shutdown(self, caf::exit_reason::user_shutdown);
 }
 
-void maybe_finish(caf::stateful_actor<coordinator_state>* self) {
+void maybe_finish(self_ptr self) {
   auto& st = self->state;
   if (st.finished || !st.final_complete || st.emitted_epochs < st.spec.epochs)
     return;
@@ -82,7 +89,8 @@ void maybe_finish(caf::stateful_actor<coordinator_state>* self) {
   auto& r = st.result;
   r.job = st.spec.name;
   r.mode = st.spec.mode;
-  r.nodes = 1;
+  r.nodes = st.topo.nodes;
+  r.placement = st.topo.placement;
   r.workers = st.spec.workers;
   r.epochs = st.spec.epochs;
   r.steps = st.spec.total_steps();
@@ -94,6 +102,9 @@ void maybe_finish(caf::stateful_actor<coordinator_state>* self) {
   r.param_count = st.final_params.numel();
   r.params_digest =
       runtime::sha256_hex(st.final_params.data(), st.final_params.bytes());
+  r.max_lead = st.max_lead;
+  r.gradients_pushed =
+      std::accumulate(st.pushed.begin(), st.pushed.end(), std::int64_t{0});
   if (!r.history.empty() && r.history.back().evaluated) {
     r.test_loss = r.history.back().test_loss;
     r.test_accuracy = r.history.back().test_accuracy;
@@ -102,14 +113,14 @@ void maybe_finish(caf::stateful_actor<coordinator_state>* self) {
   shutdown(self, caf::exit_reason::normal);
 }
 
-void emit_epochs(caf::stateful_actor<coordinator_state>* self) {
+void emit_epochs(self_ptr self) {
   auto& st = self->state;
   while (st.emitted_epochs < st.spec.epochs) {
     auto it = st.epochs.find(st.emitted_epochs);
     if (it == st.epochs.end() || !it->second.train_done)
       return;
     auto& acc = it->second;
-    if (st.evaluator && !acc.eval)
+    if (st.topo.evaluator && !acc.eval)
       return;
     epoch_summary s;
     s.epoch = st.emitted_epochs + 1;
@@ -121,10 +132,9 @@ void emit_epochs(caf::stateful_actor<coordinator_state>* self) {
                            : st.epochs[st.emitted_epochs - 1].end;
     const double secs = std::chrono::duration<double>(acc.end - begin).count();
     s.samples_per_s =
-        secs > 0
-            ? static_cast<double>(st.spec.steps_per_epoch * st.spec.batch) /
-                  secs
-            : 0;
+        secs > 0 ? static_cast<double>(st.spec.steps_per_epoch * st.spec.batch) /
+                       secs
+                 : 0;
     s.wall_s = std::chrono::duration<double>(acc.end - st.t_start).count();
     if (acc.eval) {
       s.evaluated = true;
@@ -139,79 +149,79 @@ void emit_epochs(caf::stateful_actor<coordinator_state>* self) {
   maybe_finish(self);
 }
 
-caf::expected<caf::actor>
-spawn_role(caf::stateful_actor<coordinator_state>* self,
-           const std::string& role, std::int32_t index, caf::message args) {
-  auto h = self->system().spawn<caf::actor>(role, std::move(args));
-  if (!h)
-    return h;
-  self->monitor(*h);
-  const auto name =
-      role == "evaluator" ? role : fmt::format("{}:{}", role, index);
-  self->state.names[h->address()] = name;
-  self->state.result.placement[name] = "local";
-  return h;
+// Sends every actor the handles it talks to.
+void wire(self_ptr self) {
+  auto& t = self->state.topo;
+  auto me = caf::actor_cast<caf::actor>(self);
+  for (auto& p : t.param_shards)
+    self->send(p, wire_atom::value, t.aggregators, t.aggregator_of_worker,
+               t.evaluator, me);
+  for (std::size_t a = 0; a < t.aggregators.size(); ++a) {
+    std::vector<caf::actor> local;
+    for (std::size_t r = 0; r < t.workers.size(); ++r)
+      if (t.aggregator_of_worker[r] == static_cast<std::int32_t>(a))
+        local.push_back(t.workers[r]);
+    self->send(t.aggregators[a], wire_atom::value, local, t.param_shards);
+  }
+  for (std::size_t r = 0; r < t.workers.size(); ++r)
+    self->send(
+        t.workers[r], wire_atom::value,
+        t.aggregators[static_cast<std::size_t>(t.aggregator_of_worker[r])],
+        t.data_shards[static_cast<std::size_t>(t.data_shard_of_worker[r])], me);
+  if (t.evaluator)
+    self->send(t.evaluator, wire_atom::value, me);
 }
 
-caf::behavior coordinator(caf::stateful_actor<coordinator_state>* self,
-                          job_spec spec, caf::actor listener) {
+job_status status_of(coordinator_state& st) {
+  job_status s;
+  s.job = st.spec.name;
+  s.mode = st.spec.mode;
+  s.state = !st.started ? "starting" : st.finished ? "finished" : "training";
+  s.nodes = st.topo.node_names;
+  s.placement = st.topo.placement;
+  s.step = std::max<std::int64_t>(0, st.reported_steps);
+  s.steps = st.spec.total_steps();
+  s.loss = st.recent_loss;
+  if (st.started) {
+    s.wall_s =
+        std::chrono::duration<double>(clock_type::now() - st.t_start).count();
+    if (s.wall_s > 0)
+      s.samples_per_s = static_cast<double>(s.step * st.spec.batch) / s.wall_s;
+  }
+  return s;
+}
+
+caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
+                          topology topo) {
   auto& st = self->state;
   st.spec = std::move(spec);
   st.listener = std::move(listener);
+  st.topo = std::move(topo);
   st.steps_done.assign(static_cast<std::size_t>(st.spec.workers), 0);
+  st.pushed.assign(static_cast<std::size_t>(st.spec.workers), 0);
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& st = self->state;
     if (st.finished)
       return;
-    auto it = st.names.find(dm.source);
-    const std::string who = it != st.names.end() ? it->second : "an actor";
-    fail(self, fmt::format("{} stopped: {}", who,
+    auto it = st.topo.names.find(dm.source);
+    const std::string who =
+        it != st.topo.names.end() ? it->second : std::string("an actor");
+    auto node = st.topo.placement.find(who);
+    fail(self, fmt::format("{}{} stopped: {}", who,
+                           node != st.topo.placement.end()
+                               ? " on node " + node->second
+                               : std::string(),
                            dm.reason ? self->system().render(dm.reason)
                                      : std::string("exited normally")));
   });
-  auto spawn_all = [&]() -> std::string {
-    for (std::int32_t i = 0; i < st.spec.shards; ++i) {
-      auto h = spawn_role(self, "data_shard", i, caf::make_message(st.spec, i));
-      if (!h)
-        return self->system().render(h.error());
-      st.data_shards.push_back(*h);
-    }
-    for (std::int32_t i = 0; i < st.spec.partitions; ++i) {
-      auto h =
-          spawn_role(self, "param_shard", i, caf::make_message(st.spec, i));
-      if (!h)
-        return self->system().render(h.error());
-      st.param_shards.push_back(*h);
-    }
-    if (!st.spec.test.empty()) {
-      auto h = spawn_role(self, "evaluator", 0, caf::make_message(st.spec));
-      if (!h)
-        return self->system().render(h.error());
-      st.evaluator = *h;
-      ++st.expected_ready;
-    }
-    for (std::int32_t i = 0; i < st.spec.workers; ++i) {
-      auto h = spawn_role(self, "worker", i, caf::make_message(st.spec, i));
-      if (!h)
-        return self->system().render(h.error());
-      st.workers.push_back(*h);
-      ++st.expected_ready;
-    }
-    return {};
-  };
-  if (auto err = spawn_all(); !err.empty()) {
-    self->send(st.listener, failed_atom::value, "cannot spawn actors: " + err);
-    shutdown(self, caf::exit_reason::user_shutdown);
-    return {};
-  }
-  auto me = caf::actor_cast<caf::actor>(self);
-  for (auto& p : st.param_shards)
-    self->send(p, wire_atom::value, st.workers, st.evaluator, me);
-  for (std::size_t r = 0; r < st.workers.size(); ++r)
-    self->send(st.workers[r], wire_atom::value, st.param_shards,
-               st.data_shards[r % st.data_shards.size()], me);
-  if (st.evaluator)
-    self->send(st.evaluator, wire_atom::value, me);
+  auto& t = st.topo;
+  for (auto* v : {&t.data_shards, &t.param_shards, &t.aggregators, &t.workers})
+    for (auto& a : *v)
+      self->monitor(a);
+  if (t.evaluator)
+    self->monitor(t.evaluator);
+  st.expected_ready = st.spec.workers + (t.evaluator ? 1 : 0);
+  wire(self);
   return {
       [=](ready_atom, const std::string&, std::int32_t) {
         auto& st = self->state;
@@ -220,16 +230,20 @@ caf::behavior coordinator(caf::stateful_actor<coordinator_state>* self,
         st.started = true;
         self->send(st.listener, info_atom::value,
                    fmt::format("training: {} worker(s), {} param shard(s), {} "
-                               "data shard(s), {} steps",
+                               "data shard(s) on {} node(s), mode {}, {} steps",
                                st.spec.workers, st.spec.partitions,
-                               st.spec.shards, st.spec.total_steps()));
+                               st.spec.shards, st.topo.nodes, st.spec.mode,
+                               st.spec.total_steps()));
         st.t_start = clock_type::now();
-        for (auto& w : st.workers)
+        for (auto& w : st.topo.workers)
           self->send(w, start_atom::value);
       },
       [=](progress_msg& p) {
         auto& st = self->state;
-        st.steps_done[static_cast<std::size_t>(p.worker)] = p.steps_done;
+        const auto w = static_cast<std::size_t>(p.worker);
+        st.steps_done[w] = p.steps_done;
+        st.pushed[w] = p.pushed;
+        st.max_lead = std::max(st.max_lead, p.max_lead);
         auto& acc = st.epochs[p.epoch];
         acc.loss_sum += p.loss_sum;
         acc.samples += p.samples;
@@ -250,17 +264,14 @@ caf::behavior coordinator(caf::stateful_actor<coordinator_state>* self,
           emit_epochs(self);
       },
       [=](eval_msg& e) {
-        auto& st = self->state;
-        const auto epoch = (e.version + st.spec.steps_per_epoch - 1) /
-                               st.spec.steps_per_epoch -
-                           1;
-        st.epochs[epoch].eval = e;
+        self->state.epochs[e.epoch - 1].eval = e;
         emit_epochs(self);
       },
+      [=](status_atom) { return status_of(self->state); },
       [=](params_msg& p) {
-        // The final version, from every param shard.
+        // The final parameters, from every param shard.
         auto& st = self->state;
-        if (p.version != st.spec.total_steps())
+        if (p.tag != -1)
           return;
         if (!st.final_params.defined()) {
           const auto n = devices::nn::param_count(

@@ -20,12 +20,12 @@ struct evaluator_state {
   job_spec spec;
   dataset_ptr test;
   std::unique_ptr<devices::nn::model> net;
-  std::map<std::int64_t, pending_version> versions;
+  std::map<std::int64_t, pending_version> versions; // by epoch
   std::vector<std::int64_t> ready; // complete versions waiting for data
   caf::actor coordinator;
 };
 
-eval_msg evaluate(evaluator_state& st, std::int64_t version,
+eval_msg evaluate(evaluator_state& st, std::int64_t epoch,
                   const devices::tensor& params) {
   const auto& ds = *st.test;
   const std::int64_t chunk = 1000;
@@ -43,7 +43,7 @@ eval_msg evaluate(evaluator_state& st, std::int64_t version,
     correct += sums.correct;
   }
   eval_msg out;
-  out.version = version;
+  out.epoch = epoch;
   out.loss = loss / static_cast<double>(ds.samples);
   out.accuracy = st.spec.classification() ? static_cast<double>(correct) /
                                                 static_cast<double>(ds.samples)
@@ -87,13 +87,13 @@ caf::behavior evaluator(caf::stateful_actor<evaluator_state>* self,
       },
       [=](params_msg& p) {
         auto& st = self->state;
-        auto& v = st.versions[p.version];
+        auto& v = st.versions[p.tag];
         if (!v.params.defined())
           v.params = devices::tensor::empty({st.net->param_count()});
         auto dst = v.params.slice(p.offset, p.values.numel());
         devices::cpu().copy(p.values, dst);
         if (++v.slices == st.spec.partitions) {
-          st.ready.push_back(p.version);
+          st.ready.push_back(p.tag);
           drain(self);
         }
       },

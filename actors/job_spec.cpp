@@ -3,6 +3,7 @@
 #include "data/sampler.hpp"
 #include "runtime/config.hpp"
 
+#include <algorithm>
 #include <limits>
 #include <stdexcept>
 
@@ -18,7 +19,7 @@ job_spec parse_job_spec(runtime::config& c) {
   constexpr auto big = std::numeric_limits<std::int64_t>::max();
   // [job]
   s.name = c.get_string("job.name", "job");
-  s.mode = c.get_string("job.mode", "sync", {"sync"});
+  s.mode = c.get_string("job.mode", "sync", {"sync", "async", "ssp"});
   s.staleness = c.get_int("job.staleness", 0, 0, 1'000'000);
   s.seed = static_cast<std::uint64_t>(c.get_int("job.seed", 42, 0, big));
   s.epochs = c.get_int("job.epochs", 1, 1, 1'000'000);
@@ -113,12 +114,13 @@ job_spec parse_job_spec(runtime::config& c) {
   o.weight_decay =
       static_cast<float>(c.get_float("optimizer.weight_decay", 0.0, 0.0, 1e6));
   // [cluster]
-  s.local_nodes = c.get_int("cluster.local_nodes", 1, 1, 256);
-  if (s.local_nodes != 1)
-    c.fail("cluster.local_nodes",
-           "this version runs a job as one node process; set it to 1");
+  s.local_nodes = c.get_int("cluster.local_nodes", 1, 1, 64);
   s.workers = c.get_int("cluster.workers", 1, 1, 4096);
-  s.device = c.get_string("cluster.device", "cpu", {"cpu"});
+  s.device = c.get_string("cluster.device", "cpu", {"cpu", "cuda", "any"});
+  if (s.device == "cuda")
+    c.fail("cluster.device",
+           "\"cuda\" needs the CUDA backend, which this build does not have; "
+           "use \"cpu\" or \"any\"");
   s.threads = c.get_int("cluster.threads", 0, 0, 1024);
   // [supervision]: validated now so pipelines stay portable.
   s.strategy = c.get_string("supervision.strategy", "one_for_one",
@@ -132,6 +134,22 @@ job_spec parse_job_spec(runtime::config& c) {
   if (s.heartbeat_timeout_s <= s.heartbeat_s)
     c.fail("supervision.heartbeat_timeout_s",
            "must be longer than supervision.heartbeat_s");
+  // [placement]
+  static const std::vector<std::string> placeable{"data_shard", "param_shard",
+                                                  "worker", "evaluator"};
+  for (const auto& role : c.keys("placement")) {
+    const auto key = "placement." + role;
+    if (std::find(placeable.begin(), placeable.end(), role) == placeable.end())
+      c.fail(key, fmt::format("unknown role (roles that can be placed: {})",
+                              fmt::join(placeable, ", ")));
+    auto nodes = c.get_strings(key);
+    if (nodes.empty())
+      c.fail(key, "needs at least one node name");
+    s.placement[role] = std::move(nodes);
+  }
+  // [testing]
+  s.slow_worker = c.get_int("testing.slow_worker", -1, -1, 4095);
+  s.slow_ms = c.get_int("testing.slow_ms", 0, 0, 60'000);
   c.check_unknown();
   return s;
 }

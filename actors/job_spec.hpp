@@ -4,6 +4,7 @@
 #include "devices/nn/layers.hpp"
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,11 @@ struct job_spec {
   std::int64_t snapshot_every = 100;
   double heartbeat_s = 0.5;
   double heartbeat_timeout_s = 5;
+  // [placement]: role -> node names (one, or one per index, cycling)
+  std::map<std::string, std::vector<std::string>> placement;
+  // [testing]: hooks for tests and rehearsals
+  std::int64_t slow_worker = -1; ///< this worker rank waits slow_ms per step
+  std::int64_t slow_ms = 0;
 
   // Resolved from the data before the job starts.
   std::int64_t inputs = 0;  ///< features per sample
@@ -56,6 +62,7 @@ struct job_spec {
   std::int64_t steps_per_epoch = 0;
 
   std::int64_t total_steps() const { return epochs * steps_per_epoch; }
+  bool synchronous() const { return mode == "sync"; }
   bool classification() const {
     return loss.kind == devices::loss_kind::cross_entropy;
   }

@@ -44,6 +44,7 @@ void register_roles(caf::actor_system_config& cfg) {
   register_data_shard(cfg);
   register_param_shard(cfg);
   register_worker(cfg);
+  register_aggregator(cfg);
   register_evaluator(cfg);
   register_coordinator(cfg);
   cfg.add_message_type<batch_msg>("troupe.batch_msg");
@@ -53,6 +54,8 @@ void register_roles(caf::actor_system_config& cfg) {
   cfg.add_message_type<eval_msg>("troupe.eval_msg");
   cfg.add_message_type<job_spec>("troupe.job_spec");
   cfg.add_message_type<devices::tensor>("troupe.tensor");
+  cfg.add_message_type<job_status>("troupe.job_status");
+  cfg.add_message_type<std::vector<std::int32_t>>("troupe.int32_list");
 }
 
 } // namespace troupe::actors

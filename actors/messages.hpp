@@ -15,6 +15,7 @@
 
 #include <caf/all.hpp>
 
+#include <map>
 #include <memory>
 
 namespace troupe::devices {
@@ -48,6 +49,8 @@ using epoch_atom = caf::atom_constant<caf::atom("epoch")>;
 using done_atom = caf::atom_constant<caf::atom("done")>;
 using failed_atom = caf::atom_constant<caf::atom("failed")>;
 using info_atom = caf::atom_constant<caf::atom("info")>;
+using resume_atom = caf::atom_constant<caf::atom("resume")>;
+using status_atom = caf::atom_constant<caf::atom("status")>;
 
 /// The samples of (epoch, step) for one worker.
 struct batch_msg {
@@ -59,20 +62,27 @@ struct batch_msg {
 };
 
 /// A worker's gradient for one parameter shard's range.
+/// A gradient (or, past an aggregator, the sum of the canonical subtree of
+/// worker ranks [lo, hi)), whole or one shard's range of it.
 struct grad_msg {
-  std::int32_t worker = 0;
-  std::int64_t step = 0; ///< global step (epoch * steps_per_epoch + step)
-  std::int64_t seq = 0;  ///< per-worker sequence number of this message
-  std::int64_t offset = 0;
+  std::int32_t worker = 0; ///< sender (first rank of the subtree)
+  std::int64_t step = 0;   ///< global step (epoch * steps_per_epoch + step)
+  std::int64_t seq = 0;    ///< per-worker sequence number
+  std::int32_t lo = 0;     ///< subtree of worker ranks the values sum over
+  std::int32_t hi = 1;
+  std::int64_t offset = 0; ///< first element within the flattened vector
   devices::tensor values;
 };
 
-/// A parameter shard's range at a version (= steps applied).
+/// A parameter shard's range at a version.
 struct params_msg {
   std::int32_t shard = 0;
-  std::int64_t version = 0;
+  std::int64_t version = 0;   ///< sync: steps applied; else gradients applied
   std::int64_t offset = 0;
   devices::tensor values;
+  std::int32_t target = -1;   ///< worker rank it answers, -1 = every worker
+  std::int64_t tag = 0;       ///< to the evaluator: the epoch (1-based); -1 final
+  std::int64_t min_clock = 0; ///< async/ssp: fewest steps any worker has applied
 };
 
 /// A worker's running totals, sent every few steps and at each epoch end.
@@ -83,16 +93,33 @@ struct progress_msg {
   double loss_sum = 0;         ///< since the last report
   std::int64_t samples = 0;    ///< since the last report
   bool epoch_end = false;
+  std::int64_t max_lead = 0;   ///< largest step - slowest worker's steps seen
+  std::int64_t pushed = 0;     ///< gradients sent so far
 };
 
 /// Test-set loss and accuracy of one parameter version.
 struct eval_msg {
-  std::int64_t version = 0;
+  std::int64_t epoch = 0; ///< 1-based
   double loss = 0;
   double accuracy = -1; ///< -1 for regression
 };
 
 using dataset_ptr = std::shared_ptr<const data::dataset>;
+
+/// Every actor of a job, as the driver spawned them (local to the driver).
+struct topology {
+  std::vector<caf::actor> data_shards;
+  std::vector<caf::actor> param_shards;
+  std::vector<caf::actor> aggregators;  ///< one per node with workers
+  std::vector<caf::actor> workers;
+  caf::actor evaluator;                 ///< invalid without test data
+  std::vector<std::int32_t> aggregator_of_worker;
+  std::vector<std::int32_t> data_shard_of_worker;
+  std::map<std::string, std::string> placement; ///< actor -> node
+  std::map<caf::actor_addr, std::string> names; ///< actor -> "worker:0"
+  std::int64_t nodes = 1;
+  std::vector<std::string> node_names;
+};
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, batch_msg& x) {
@@ -101,22 +128,28 @@ typename Inspector::result_type inspect(Inspector& f, batch_msg& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, grad_msg& x) {
-  return f(caf::meta::type_name("grad_msg"), x.worker, x.step, x.seq, x.offset,
-           x.values);
+  return f(caf::meta::type_name("grad_msg"), x.worker, x.step, x.seq, x.lo,
+           x.hi, x.offset, x.values);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, params_msg& x) {
   return f(caf::meta::type_name("params_msg"), x.shard, x.version, x.offset,
-           x.values);
+           x.values, x.target, x.tag, x.min_clock);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, progress_msg& x) {
   return f(caf::meta::type_name("progress_msg"), x.worker, x.epoch,
-           x.steps_done, x.loss_sum, x.samples, x.epoch_end);
+           x.steps_done, x.loss_sum, x.samples, x.epoch_end, x.max_lead,
+           x.pushed);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, eval_msg& x) {
-  return f(caf::meta::type_name("eval_msg"), x.version, x.loss, x.accuracy);
+  return f(caf::meta::type_name("eval_msg"), x.epoch, x.loss, x.accuracy);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, job_status& x) {
+  return f(caf::meta::type_name("job_status"), x.job, x.mode, x.state, x.nodes,
+           x.placement, x.step, x.steps, x.loss, x.samples_per_s, x.wall_s);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_spec& x) {
@@ -125,18 +158,20 @@ typename Inspector::result_type inspect(Inspector& f, job_spec& x) {
            x.target, x.classes, x.prefetch, x.layers, x.loss, x.partitions,
            x.optimizer, x.local_nodes, x.workers, x.device, x.threads,
            x.strategy, x.max_restarts, x.within_s, x.snapshot_every,
-           x.heartbeat_s, x.heartbeat_timeout_s, x.inputs, x.outputs,
-           x.train_samples, x.steps_per_epoch);
+           x.heartbeat_s, x.heartbeat_timeout_s, x.placement, x.slow_worker,
+           x.slow_ms, x.inputs, x.outputs, x.train_samples, x.steps_per_epoch);
 }
 
 /// Each role registers its spawn function under its name ("data_shard",
-/// "param_shard", "worker", "evaluator", "coordinator"). Arguments:
-///   data_shard(job_spec, int32 index), param_shard(job_spec, int32 index),
-///   worker(job_spec, int32 rank), evaluator(job_spec),
-///   coordinator(job_spec, actor listener).
+/// "param_shard", "aggregator", "worker", "evaluator", "coordinator").
+/// Arguments: data_shard(job_spec, int32 index), param_shard(job_spec,
+/// int32 index), aggregator(job_spec, int32 lo, int32 hi) for worker ranks
+/// [lo, hi), worker(job_spec, int32 rank), evaluator(job_spec),
+/// coordinator(job_spec, actor listener, topology) (local only).
 void register_data_shard(caf::actor_system_config& cfg);
 void register_param_shard(caf::actor_system_config& cfg);
 void register_worker(caf::actor_system_config& cfg);
+void register_aggregator(caf::actor_system_config& cfg);
 void register_evaluator(caf::actor_system_config& cfg);
 void register_coordinator(caf::actor_system_config& cfg);
 
@@ -157,3 +192,4 @@ void register_roles(caf::actor_system_config& cfg);
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::dataset_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::epoch_summary)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::run_result)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::topology)

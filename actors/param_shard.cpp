@@ -1,7 +1,13 @@
 // param_shard: owns parameters [begin, end) of the flattened model and their
-// optimizer state. In sync mode it waits for every worker's gradient of
-// step t, sums them along the canonical tree over worker ranks, applies the
-// optimizer and publishes version t + 1.
+// optimizer state.
+//  - sync: waits until the partial sums of step t cover every worker rank,
+//    completes the canonical tree over ranks (the aggregators have summed
+//    the subtrees that lie on one node), applies the optimizer once and
+//    publishes version t + 1 to every aggregator.
+//  - async (Downpour): applies each worker's gradient on arrival and answers
+//    that worker with the current parameters.
+//  - ssp: as async, but the answer to a worker that has done t steps waits
+//    until every worker has done at least t - staleness.
 #include "actors/messages.hpp"
 
 #include "devices/nn/layers.hpp"
@@ -14,6 +20,11 @@ namespace troupe::actors {
 
 namespace {
 
+struct pending_step {
+  std::map<std::pair<std::int32_t, std::int32_t>, devices::tensor> parts;
+  std::int64_t leaves = 0;
+};
+
 struct param_shard_state {
   job_spec spec;
   std::int32_t index = 0;
@@ -22,48 +33,73 @@ struct param_shard_state {
   devices::tensor params; // current version; never written once published
   std::vector<devices::tensor> opt_state;
   std::vector<devices::tensor> spares; // earlier versions, reused when free
-  std::int64_t version = 0;
-  std::map<std::int64_t, std::vector<devices::tensor>>
-      pending;                                  // step -> by rank
-  std::map<std::int64_t, std::int64_t> arrived; // step -> count
-  std::vector<caf::actor> workers;
+  std::int64_t version = 0;            // optimizer steps applied
+  std::map<std::int64_t, pending_step> pending;
+  std::vector<caf::actor> aggregators;
+  std::vector<std::int32_t> aggregator_of_worker;
   caf::actor evaluator;
   caf::actor coordinator;
+  // async / ssp
+  std::vector<std::int64_t> clock;         // gradients applied, per worker
+  std::vector<std::int32_t> waiting;       // ssp: workers owed an answer
+  std::vector<std::int64_t> last_seq;      // per worker: highest seq applied
+  std::int64_t epochs_sent = 0;
 };
 
-void publish(caf::stateful_actor<param_shard_state>* self) {
-  auto& st = self->state;
-  params_msg msg{st.index, st.version, st.begin, st.params};
-  for (auto& w : st.workers)
-    self->send(w, msg);
-  const bool last = st.version == st.spec.total_steps();
-  if (st.evaluator && st.version > 0 &&
-      (st.version % st.spec.steps_per_epoch == 0 || last))
-    self->send(st.evaluator, msg);
-  if (last)
-    self->send(st.coordinator, msg);
+params_msg make_msg(const param_shard_state& st) {
+  params_msg m;
+  m.shard = st.index;
+  m.version = st.version;
+  m.offset = st.begin;
+  m.values = st.params;
+  m.min_clock = st.clock.empty() ? st.version
+                                 : *std::min_element(st.clock.begin(), st.clock.end());
+  return m;
 }
 
-void apply_step(caf::stateful_actor<param_shard_state>* self,
-                std::int64_t step) {
+// Epoch ends and the end of training, in this mode's units of version.
+void publish_milestones(caf::stateful_actor<param_shard_state>* self) {
+  auto& st = self->state;
+  const auto per_epoch = st.spec.synchronous()
+                             ? st.spec.steps_per_epoch
+                             : st.spec.steps_per_epoch * st.spec.workers;
+  const auto total = per_epoch * st.spec.epochs;
+  while (st.epochs_sent < st.spec.epochs &&
+         st.version >= (st.epochs_sent + 1) * per_epoch) {
+    ++st.epochs_sent;
+    if (st.evaluator) {
+      auto m = make_msg(st);
+      m.tag = st.epochs_sent;
+      self->send(st.evaluator, std::move(m));
+    }
+  }
+  if (st.version == total) {
+    auto m = make_msg(st);
+    m.tag = -1;
+    self->send(st.coordinator, std::move(m));
+  }
+}
+
+void broadcast(caf::stateful_actor<param_shard_state>* self) {
+  auto& st = self->state;
+  auto m = make_msg(st);
+  for (auto& a : st.aggregators)
+    self->send(a, m);
+}
+
+void answer(caf::stateful_actor<param_shard_state>* self, std::int32_t worker) {
+  auto& st = self->state;
+  auto m = make_msg(st);
+  m.target = worker;
+  self->send(st.aggregators[static_cast<std::size_t>(
+                 st.aggregator_of_worker[static_cast<std::size_t>(worker)])],
+             std::move(m));
+}
+
+void apply(caf::stateful_actor<param_shard_state>* self,
+           const devices::tensor& grad) {
   auto& st = self->state;
   auto& dev = devices::cpu();
-  auto grads = std::move(st.pending[step]);
-  st.pending.erase(step);
-  st.arrived.erase(step);
-  auto sum = runtime::tree_reduce<devices::tensor>(
-      0, static_cast<std::int64_t>(grads.size()),
-      [&](std::int64_t r) { return grads[static_cast<std::size_t>(r)]; },
-      [&](devices::tensor a, devices::tensor b) {
-        // Never write into a worker's buffer: sum into fresh storage unless
-        // the left operand is already ours.
-        if (std::any_of(
-                grads.begin(), grads.end(),
-                [&](const devices::tensor& g) { return g.shares_storage(a); }))
-          a = a.clone();
-        dev.axpy(1.0f, b, a);
-        return a;
-      });
   // Published versions are immutable; recycle one nobody holds any more
   // (warm in cache, no allocation), else allocate.
   devices::tensor next;
@@ -72,19 +108,85 @@ void apply_step(caf::stateful_actor<param_shard_state>* self,
       next = std::move(spare);
       break;
     }
+  st.spares.erase(std::remove_if(st.spares.begin(), st.spares.end(),
+                                 [](const devices::tensor& t) { return !t.defined(); }),
+                  st.spares.end());
   if (!next.defined())
     next = dev.alloc({st.size});
-  st.spares.erase(
-      std::remove_if(st.spares.begin(), st.spares.end(),
-                     [](const devices::tensor& t) { return !t.defined(); }),
-      st.spares.end());
-  dev.optimizer_step(st.spec.optimizer, st.version + 1, st.params, sum,
+  dev.optimizer_step(st.spec.optimizer, st.version + 1, st.params, grad,
                      st.opt_state.data(), next);
   if (st.spares.size() < 3)
     st.spares.push_back(std::move(st.params));
   st.params = std::move(next);
   ++st.version;
-  publish(self);
+}
+
+devices::tensor complete_tree(pending_step& p, std::int32_t lo, std::int32_t hi) {
+  auto it = p.parts.find({lo, hi});
+  if (it != p.parts.end())
+    return it->second;
+  const auto mid = static_cast<std::int32_t>(runtime::tree_split(lo, hi));
+  auto a = complete_tree(p, lo, mid);
+  auto b = complete_tree(p, mid, hi);
+  // Partial sums from aggregators may be shared buffers: sum into our own.
+  auto out = a.clone();
+  devices::cpu().axpy(1.0f, b, out);
+  return out;
+}
+
+void on_sync_grad(caf::stateful_actor<param_shard_state>* self, grad_msg& g) {
+  auto& st = self->state;
+  if (g.step < st.version)
+    return; // already applied
+  auto& p = st.pending[g.step];
+  auto key = std::make_pair(g.lo, g.hi);
+  if (p.parts.count(key) != 0)
+    return; // duplicate
+  p.leaves += g.hi - g.lo;
+  p.parts.emplace(key, std::move(g.values));
+  while (!st.pending.empty() && st.pending.begin()->first == st.version &&
+         st.pending.begin()->second.leaves == st.spec.workers) {
+    auto step = std::move(st.pending.begin()->second);
+    st.pending.erase(st.pending.begin());
+    auto sum = complete_tree(step, 0, static_cast<std::int32_t>(st.spec.workers));
+    step.parts.clear();
+    apply(self, sum);
+    broadcast(self);
+    publish_milestones(self);
+  }
+}
+
+void release_waiting(caf::stateful_actor<param_shard_state>* self) {
+  auto& st = self->state;
+  const auto slowest = *std::min_element(st.clock.begin(), st.clock.end());
+  auto& w = st.waiting;
+  for (auto it = w.begin(); it != w.end();) {
+    // Worker *it has done clock[*it] steps; its next step may start only
+    // while the slowest worker is at most `staleness` steps behind it.
+    if (st.clock[static_cast<std::size_t>(*it)] - slowest <= st.spec.staleness) {
+      answer(self, *it);
+      it = w.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void on_async_grad(caf::stateful_actor<param_shard_state>* self, grad_msg& g) {
+  auto& st = self->state;
+  const auto w = static_cast<std::size_t>(g.worker);
+  if (g.seq <= st.last_seq[w])
+    return; // applied already: at most once per (worker, seq)
+  st.last_seq[w] = g.seq;
+  apply(self, g.values);
+  ++st.clock[w];
+  if (st.spec.mode == "ssp") {
+    st.waiting.push_back(g.worker);
+    release_waiting(self);
+  } else {
+    answer(self, g.worker);
+  }
+  publish_milestones(self);
 }
 
 caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
@@ -99,34 +201,33 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
   st.params = devices::tensor::empty({st.size});
   devices::nn::init_params(layout, st.spec.seed, st.begin, st.size,
                            st.params.data());
-  for (int i = 0; i < devices::optimizer_state_count(st.spec.optimizer.kind);
-       ++i)
+  for (int i = 0; i < devices::optimizer_state_count(st.spec.optimizer.kind); ++i)
     st.opt_state.push_back(devices::tensor::zeros({st.size}));
+  if (!st.spec.synchronous()) {
+    st.clock.assign(static_cast<std::size_t>(st.spec.workers), 0);
+    st.last_seq.assign(static_cast<std::size_t>(st.spec.workers), -1);
+  }
   return {
-      [=](wire_atom, std::vector<caf::actor> workers, caf::actor evaluator,
-          caf::actor coordinator) {
-        auto& st = self->state;
-        st.workers = std::move(workers);
-        st.evaluator = std::move(evaluator);
-        st.coordinator = std::move(coordinator);
-        publish(self);
-      },
-      [=](grad_msg& g) {
-        auto& st = self->state;
-        if (g.step < st.version || g.offset != st.begin ||
-            g.values.numel() != st.size || g.worker < 0 ||
-            g.worker >= st.spec.workers)
-          return; // a duplicate of an applied step, or not for this shard
-        auto& slot = st.pending[g.step];
-        if (slot.empty())
-          slot.resize(static_cast<std::size_t>(st.spec.workers));
-        auto& cell = slot[static_cast<std::size_t>(g.worker)];
-        if (cell.defined())
-          return; // duplicate
-        cell = std::move(g.values);
-        if (++st.arrived[g.step] == st.spec.workers && g.step == st.version)
-          apply_step(self, g.step);
-      },
+    [=](wire_atom, std::vector<caf::actor> aggregators,
+        std::vector<std::int32_t> aggregator_of_worker, caf::actor evaluator,
+        caf::actor coordinator) {
+      auto& st = self->state;
+      st.aggregators = std::move(aggregators);
+      st.aggregator_of_worker = std::move(aggregator_of_worker);
+      st.evaluator = std::move(evaluator);
+      st.coordinator = std::move(coordinator);
+      broadcast(self); // version 0
+    },
+    [=](grad_msg& g) {
+      auto& st = self->state;
+      if (g.offset != st.begin || g.values.numel() != st.size || g.lo < 0 ||
+          g.hi > st.spec.workers || g.lo >= g.hi)
+        return; // not for this shard
+      if (st.spec.synchronous())
+        on_sync_grad(self, g);
+      else
+        on_async_grad(self, g);
+    },
   };
 }
 

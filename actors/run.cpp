@@ -1,6 +1,10 @@
 #include "actors/run.hpp"
 
 #include "actors/messages.hpp"
+#include "actors/placement.hpp"
+#include "runtime/cluster.hpp"
+
+#include <caf/io/all.hpp>
 
 #include <chrono>
 #include <thread>
@@ -15,16 +19,82 @@ data_facts facts_of(const data::dataset& ds) {
   return {ds.samples, ds.features, ds.classes, ds.targets, ds.description};
 }
 
+std::chrono::milliseconds millis(double seconds) {
+  return std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
+}
+
+// Spawns the job's actors where the plan says and returns who is where.
+topology spawn_job(caf::actor_system& sys, const job_spec& spec,
+                   const placement_plan& plan,
+                   const std::vector<runtime::node_handle>& nodes,
+                   const std::vector<std::string>& node_names,
+                   std::chrono::milliseconds timeout) {
+  topology t;
+  t.nodes = static_cast<std::int64_t>(node_names.size());
+  t.node_names = node_names;
+  t.aggregator_of_worker = plan.aggregator_of_worker;
+  t.data_shard_of_worker = plan.data_shard_of_worker;
+  caf::scoped_actor self{sys};
+  auto spawn = [&](const std::string& role, const std::string& name,
+                   std::int32_t node, caf::message args) {
+    caf::actor h;
+    if (nodes.empty()) {
+      auto r = sys.spawn<caf::actor>(role, std::move(args));
+      if (!r)
+        throw training_failed(
+            fmt::format("cannot spawn {}: {}", name, sys.render(r.error())));
+      h = *r;
+    } else {
+      const auto& n = nodes[static_cast<std::size_t>(node)];
+      std::string failure;
+      self->request(n.manager, timeout, runtime::spawn_atom::value, role,
+                    std::move(args))
+          .receive([&](caf::actor& a) { h = std::move(a); },
+                   [&](caf::error& err) { failure = sys.render(err); });
+      if (!failure.empty())
+        throw cluster_unreachable(fmt::format("node {} ({}): cannot spawn {}: {}",
+                                              n.info.name, n.address, name,
+                                              failure));
+    }
+    t.names[h.address()] = name;
+    t.placement[name] = node_names[static_cast<std::size_t>(node)];
+    return h;
+  };
+  for (std::int32_t i = 0; i < spec.shards; ++i)
+    t.data_shards.push_back(spawn("data_shard", fmt::format("data_shard:{}", i),
+                                  plan.data_shards[static_cast<std::size_t>(i)],
+                                  caf::make_message(spec, i)));
+  for (std::int32_t i = 0; i < spec.partitions; ++i)
+    t.param_shards.push_back(spawn("param_shard", fmt::format("param_shard:{}", i),
+                                   plan.param_shards[static_cast<std::size_t>(i)],
+                                   caf::make_message(spec, i)));
+  for (std::size_t a = 0; a < plan.aggregators.size(); ++a) {
+    const auto& slot = plan.aggregators[a];
+    t.aggregators.push_back(spawn("aggregator", fmt::format("aggregator:{}", a),
+                                  slot.node,
+                                  caf::make_message(spec, slot.lo, slot.hi)));
+  }
+  if (!spec.test.empty())
+    t.evaluator = spawn("evaluator", "evaluator", plan.evaluator,
+                        caf::make_message(spec));
+  for (std::int32_t r = 0; r < spec.workers; ++r)
+    t.workers.push_back(spawn("worker", fmt::format("worker:{}", r),
+                              plan.workers[static_cast<std::size_t>(r)],
+                              caf::make_message(spec, r)));
+  return t;
+}
+
 } // namespace
 
-run_result run_job(job_spec spec, const run_observer& obs) {
+run_result run_job(job_spec spec, const run_observer& obs,
+                   const cluster_options& copt) {
   const auto t0 = std::chrono::steady_clock::now();
   auto info = [&](const std::string& s) {
     if (obs.on_info)
       obs.on_info(s);
   };
   // Load and check the data before anything starts: bad input ends here
-  // with a message naming the file. The actors of this process share it.
+  // with a message naming the file. Actors in this process share it.
   auto train = data::load_shared(train_source(spec));
   info(fmt::format("train: {}", train->description));
   std::shared_ptr<const data::dataset> test;
@@ -36,24 +106,82 @@ run_result run_job(job_spec spec, const run_observer& obs) {
   }
   resolve_job_spec(spec, facts_of(*train), test ? &test_facts : nullptr);
 
+  const bool distributed = !copt.nodes.empty() || spec.local_nodes > 1;
+  const auto timeout = millis(copt.connect_timeout_s);
+  runtime::network_options net;
+  net.heartbeat_s = spec.heartbeat_s;
+  net.heartbeat_timeout_s = spec.heartbeat_timeout_s;
+  net.threads = spec.threads;
   caf::actor_system_config cfg;
   register_roles(cfg);
-  const auto threads = spec.threads > 0
-                           ? static_cast<std::size_t>(spec.threads)
-                           : std::max(1u, std::thread::hardware_concurrency());
-  cfg.set("scheduler.max-threads", threads);
+  runtime::register_node_types(cfg);
+  if (distributed) {
+    runtime::configure_network(cfg, net);
+  } else {
+    cfg.set("scheduler.max-threads",
+            spec.threads > 0 ? static_cast<std::size_t>(spec.threads)
+                             : std::max<std::size_t>(
+                                   1, std::thread::hardware_concurrency()));
+  }
+  // Local node processes outlive the actor system below (declared first).
+  std::unique_ptr<runtime::local_nodes> children;
+  auto addresses = copt.nodes;
+  if (distributed && addresses.empty()) {
+    try {
+      children = std::make_unique<runtime::local_nodes>(
+          copt.executable, static_cast<int>(spec.local_nodes), net, timeout);
+    } catch (const runtime::cluster_error& e) {
+      throw cluster_unreachable(e.what());
+    }
+    addresses = children->addresses();
+    info(fmt::format("started {} local node(s): {}", spec.local_nodes,
+                     fmt::join(addresses, ", ")));
+  }
   caf::actor_system sys{cfg};
+  std::vector<runtime::node_handle> nodes;
+  std::vector<node_slot> slots;
+  std::vector<std::string> names;
+  if (distributed) {
+    try {
+      nodes = runtime::connect_nodes(sys, addresses, timeout);
+    } catch (const runtime::cluster_error& e) {
+      throw cluster_unreachable(e.what());
+    }
+    for (const auto& n : nodes) {
+      slots.push_back({n.info.name, n.info.devices});
+      names.push_back(n.info.name);
+    }
+  } else {
+    slots.push_back({"local", {"cpu"}});
+    names.push_back("local");
+  }
+  const auto plan = plan_placement(spec, slots);
   std::optional<run_result> result;
   std::string failure;
+  std::string coordinator_address;
   {
+    auto t = spawn_job(sys, spec, plan, nodes, names, timeout);
     caf::scoped_actor self{sys};
     auto coord = sys.spawn<caf::actor>(
         "coordinator",
-        caf::make_message(spec, caf::actor_cast<caf::actor>(self)));
+        caf::make_message(spec, caf::actor_cast<caf::actor>(self), std::move(t)));
     if (!coord)
       throw training_failed("cannot start the coordinator: " +
                             sys.render(coord.error()));
     self->monitor(*coord);
+    if (distributed && !copt.coordinator_host.empty()) {
+      auto port = sys.middleman().publish(*coord, copt.coordinator_port,
+                                          copt.coordinator_host.c_str(), true);
+      if (port) {
+        coordinator_address = fmt::format("{}:{}", copt.coordinator_host, *port);
+        info(fmt::format("coordinator at {} (troupe status --coordinator {})",
+                         coordinator_address, coordinator_address));
+      } else {
+        info(fmt::format("cannot publish the coordinator at {}:{}: {}",
+                         copt.coordinator_host, copt.coordinator_port,
+                         sys.render(port.error())));
+      }
+    }
     // No step may take longer than this without any progress report.
     const auto stall = std::chrono::seconds(600);
     bool running = true;
@@ -76,16 +204,19 @@ run_result run_job(job_spec spec, const run_observer& obs) {
             if (!result && failure.empty())
               failure = "the coordinator stopped: " + sys.render(dm.reason);
           },
-          caf::after(stall) >>
-              [&] {
-                failure = fmt::format("no progress for {} s; stopping the job",
-                                      stall.count());
-                self->send_exit(*coord, caf::exit_reason::kill);
-              });
+          caf::after(stall) >> [&] {
+            failure = fmt::format("no progress for {} s; stopping the job",
+                                  stall.count());
+            self->send_exit(*coord, caf::exit_reason::kill);
+          });
     }
+    // Nodes given with --nodes keep running: drop what this job left there.
+    for (auto& n : nodes)
+      self->send(n.manager, runtime::reset_atom::value);
   }
   if (!result)
     throw training_failed(failure.empty() ? "training failed" : failure);
+  result->coordinator = coordinator_address;
   result->wall_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
           .count();

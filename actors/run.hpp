@@ -42,8 +42,47 @@ struct run_result {
   std::string params_digest; ///< SHA-256 of the final parameters
   std::int64_t param_count = 0;
   std::int64_t restarts = 0;
+  std::int64_t max_lead = 0; ///< async/ssp: most steps a worker ran ahead of the slowest
+  std::int64_t gradients_pushed = 0;
+  std::string coordinator;   ///< host:port where `troupe status` reaches it
   std::map<std::string, std::string> placement; ///< actor -> node
   std::vector<epoch_summary> history;
+};
+
+/// What `troupe status` shows of a running job.
+struct job_status {
+  std::string job;
+  std::string mode;
+  std::string state; ///< starting, training, finished
+  std::vector<std::string> nodes;
+  std::map<std::string, std::string> placement;
+  std::int64_t step = 0; ///< steps done by the slowest worker
+  std::int64_t steps = 0;
+  double loss = 0;
+  double samples_per_s = 0;
+  double wall_s = 0;
+};
+
+/// Where a job's actors run.
+struct cluster_options {
+  /// Nodes to use (host:port of `troupe node`); empty: start
+  /// cluster.local_nodes node processes on 127.0.0.1, or run in this process
+  /// when that is 1.
+  std::vector<std::string> nodes;
+  /// The executable to start local nodes from (`troupe`).
+  std::string executable;
+  /// Publish the coordinator here (for `troupe status`); port 0 = any.
+  /// Empty host: do not publish.
+  std::string coordinator_host = "127.0.0.1";
+  std::uint16_t coordinator_port = 0;
+  /// Bound on connecting to a node and on each spawn request.
+  double connect_timeout_s = 10;
+};
+
+/// Nodes could not be started or reached (exit code 3).
+class cluster_unreachable : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
 };
 
 /// A job that could not finish; what() names the actor and reason.
@@ -64,6 +103,7 @@ struct run_observer {
 /// Loads and checks the data, resolves the spec, runs the job on an
 /// embedded actor system and returns its result. Throws config_error or
 /// data_error for bad input and training_failed when training fails.
-run_result run_job(job_spec spec, const run_observer& observer = {});
+run_result run_job(job_spec spec, const run_observer& observer = {},
+                   const cluster_options& cluster = {});
 
 } // namespace troupe::actors

@@ -1,10 +1,10 @@
-// worker: a model replica. For each global step t it needs parameters of
-// version t (all shards) and its batch of step t; it computes the gradient,
-// sends each shard its slice, returns a credit to its data shard and waits
-// for version t + 1.
+// worker: a model replica. It needs a complete set of parameter slices and
+// its next batch; it computes forward, loss and backward, sends the gradient
+// to its node's aggregator, returns a credit to its data shard, and waits
+// for the next set of slices: in sync mode version t + 1 (after every
+// worker's step t), in async/ssp mode each shard's answer to its gradient.
 #include "actors/messages.hpp"
 
-#include "data/sampler.hpp"
 #include "devices/nn/model.hpp"
 
 #include <chrono>
@@ -18,24 +18,22 @@ struct worker_state {
   job_spec spec;
   std::int32_t rank = 0;
   std::unique_ptr<devices::nn::model> net;
-  devices::tensor params; // flat, version `version`
+  devices::tensor params;
   devices::tensor grad;
-  std::int64_t version = -1;        // complete parameter version held
-  std::int64_t incoming = -1;       // version being assembled
-  std::int64_t slices = 0;          // slices of `incoming` received
-  std::vector<std::int64_t> bounds; // shard ranges, partitions + 1 entries
-  std::vector<caf::actor> shards;
+  std::int64_t awaiting = 0;   // slices still due before the next step
+  std::int64_t min_clock = -1; // async/ssp: slowest worker's steps, as told
+  caf::actor aggregator;
   caf::actor data;
   caf::actor coordinator;
   std::deque<batch_msg> batches;
   std::int64_t step = 0; // next global step to compute
-  std::int64_t seq = 0;
   bool started = false;
   bool ready_sent = false;
-  // Totals since the last progress report.
+  bool delaying = false; // testing.slow_ms
   double loss_sum = 0;
   std::int64_t samples = 0;
   std::int64_t report_every = 1;
+  std::int64_t max_lead = 0;
   float grad_scale = 1;
 };
 
@@ -48,21 +46,15 @@ void report(caf::stateful_actor<worker_state>* self, bool epoch_end) {
   p.loss_sum = st.loss_sum;
   p.samples = st.samples;
   p.epoch_end = epoch_end;
+  p.max_lead = st.max_lead;
+  p.pushed = st.step;
   self->send(st.coordinator, p);
   st.loss_sum = 0;
   st.samples = 0;
 }
 
-void try_step(caf::stateful_actor<worker_state>* self) {
+void compute(caf::stateful_actor<worker_state>* self) {
   auto& st = self->state;
-  if (!st.ready_sent && st.version == 0 && !st.batches.empty()) {
-    st.ready_sent = true;
-    self->send(st.coordinator, ready_atom::value, std::string("worker"),
-               st.rank);
-  }
-  if (!st.started || st.version != st.step || st.batches.empty() ||
-      st.step >= st.spec.total_steps())
-    return;
   auto b = std::move(st.batches.front());
   st.batches.pop_front();
   // Credit first: the data shard prepares the next batch while we compute.
@@ -71,15 +63,16 @@ void try_step(caf::stateful_actor<worker_state>* self) {
   if (st.grad.use_count() != 1)
     st.grad = devices::tensor::empty({st.net->param_count()});
   auto sums = st.net->train_step(st.params, b.x, b.y, st.grad_scale, st.grad);
-  for (std::size_t s = 0; s < st.shards.size(); ++s) {
-    grad_msg g;
-    g.worker = st.rank;
-    g.step = st.step;
-    g.seq = st.seq++;
-    g.offset = st.bounds[s];
-    g.values = st.grad.slice(st.bounds[s], st.bounds[s + 1] - st.bounds[s]);
-    self->send(st.shards[s], std::move(g));
-  }
+  grad_msg g;
+  g.worker = st.rank;
+  g.step = st.step;
+  g.seq = st.step;
+  g.lo = st.rank;
+  g.hi = st.rank + 1;
+  g.offset = 0;
+  g.values = st.grad;
+  st.awaiting = st.spec.partitions;
+  self->send(st.aggregator, std::move(g));
   st.loss_sum += sums.loss;
   st.samples += b.x.dim(0);
   ++st.step;
@@ -88,61 +81,90 @@ void try_step(caf::stateful_actor<worker_state>* self) {
     report(self, epoch_end);
 }
 
+void try_step(caf::stateful_actor<worker_state>* self) {
+  auto& st = self->state;
+  if (!st.ready_sent && st.awaiting == 0 && !st.batches.empty()) {
+    st.ready_sent = true;
+    self->send(st.coordinator, ready_atom::value, std::string("worker"),
+               st.rank);
+  }
+  if (!st.started || st.awaiting > 0 || st.batches.empty() || st.delaying ||
+      st.step >= st.spec.total_steps())
+    return;
+  if (st.rank == st.spec.slow_worker && st.spec.slow_ms > 0) {
+    st.delaying = true;
+    self->delayed_send(self, std::chrono::milliseconds(st.spec.slow_ms),
+                       resume_atom::value);
+    return;
+  }
+  compute(self);
+}
+
 caf::behavior worker(caf::stateful_actor<worker_state>* self, job_spec spec,
                      std::int32_t rank) {
   auto& st = self->state;
   st.spec = std::move(spec);
   st.rank = rank;
-  st.net = std::make_unique<devices::nn::model>(devices::cpu(), st.spec.inputs,
-                                                st.spec.layers, st.spec.loss);
+  st.net = std::make_unique<devices::nn::model>(
+      devices::cpu(), st.spec.inputs, st.spec.layers, st.spec.loss);
   const auto total = st.net->param_count();
   st.params = devices::tensor::empty({total});
   st.grad = devices::tensor::empty({total});
-  for (std::int64_t s = 0; s <= st.spec.partitions; ++s)
-    st.bounds.push_back(st.spec.shard_begin(s, total));
+  st.awaiting = st.spec.partitions; // version 0
   st.report_every = std::max<std::int64_t>(1, st.spec.steps_per_epoch / 20);
-  // The loss is the mean over the global batch: each worker scales its
-  // summed per-sample gradient by 1 / global batch, and shards add them up.
-  st.grad_scale = 1.0f / static_cast<float>(st.spec.batch);
+  // sync: the loss is the mean over the global batch, so each worker scales
+  // by 1 / global batch and the shards add the workers up. async/ssp: each
+  // gradient is applied on its own, as the mean over its local batch.
+  st.grad_scale =
+      1.0f / static_cast<float>(st.spec.synchronous()
+                                    ? st.spec.batch
+                                    : st.spec.batch / st.spec.workers);
   return {
-      [=](wire_atom, std::vector<caf::actor> shards, caf::actor data,
-          caf::actor coordinator) {
-        auto& st = self->state;
-        st.shards = std::move(shards);
-        st.data = std::move(data);
-        st.coordinator = std::move(coordinator);
-        self->send(st.data, credit_atom::value, st.rank, st.spec.prefetch,
-                   caf::actor_cast<caf::actor>(self));
-      },
-      [=](start_atom) {
-        self->state.started = true;
+    [=](wire_atom, caf::actor aggregator, caf::actor data,
+        caf::actor coordinator) {
+      auto& st = self->state;
+      st.aggregator = std::move(aggregator);
+      st.data = std::move(data);
+      st.coordinator = std::move(coordinator);
+      self->send(st.data, credit_atom::value, st.rank, st.spec.prefetch,
+                 caf::actor_cast<caf::actor>(self));
+    },
+    [=](start_atom) {
+      self->state.started = true;
+      try_step(self);
+    },
+    [=](resume_atom) {
+      auto& st = self->state;
+      st.delaying = false;
+      if (st.started && st.awaiting == 0 && !st.batches.empty() &&
+          st.step < st.spec.total_steps())
+        compute(self);
+    },
+    [=](batch_msg& b) {
+      self->state.batches.push_back(std::move(b));
+      try_step(self);
+    },
+    [=](params_msg& p) {
+      auto& st = self->state;
+      if (st.awaiting == 0)
+        return; // nothing is due: a duplicate
+      if (st.spec.partitions == 1) {
+        st.params = std::move(p.values); // one shard: use its buffer as is
+      } else {
+        if (st.params.use_count() != 1)
+          st.params = devices::tensor::empty({st.net->param_count()});
+        auto dst = st.params.slice(p.offset, p.values.numel());
+        devices::cpu().copy(p.values, dst);
+      }
+      st.min_clock = st.min_clock < 0 ? p.min_clock
+                                      : std::min(st.min_clock, p.min_clock);
+      if (--st.awaiting == 0) {
+        if (!st.spec.synchronous() && st.min_clock >= 0)
+          st.max_lead = std::max(st.max_lead, st.step - st.min_clock);
+        st.min_clock = -1;
         try_step(self);
-      },
-      [=](batch_msg& b) {
-        self->state.batches.push_back(std::move(b));
-        try_step(self);
-      },
-      [=](params_msg& p) {
-        auto& st = self->state;
-        if (p.version <= st.version)
-          return; // stale
-        if (p.version != st.incoming) {
-          st.incoming = p.version;
-          st.slices = 0;
-        }
-        if (st.spec.partitions == 1) {
-          st.params = std::move(p.values); // one shard: use its buffer as is
-        } else {
-          if (st.params.use_count() != 1)
-            st.params = devices::tensor::empty({st.net->param_count()});
-          auto dst = st.params.slice(p.offset, p.values.numel());
-          devices::cpu().copy(p.values, dst);
-        }
-        if (++st.slices == st.spec.partitions) {
-          st.version = st.incoming;
-          try_step(self);
-        }
-      },
+      }
+    },
   };
 }
 

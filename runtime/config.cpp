@@ -194,6 +194,19 @@ void config::touch(std::string_view key) {
   known_.emplace(key);
 }
 
+std::vector<std::string> config::keys(std::string_view key) {
+  std::vector<std::string> out;
+  auto* n = find(key);
+  if (n == nullptr)
+    return out;
+  auto* t = n->as_table();
+  if (t == nullptr)
+    fail(key, fmt::format("expected a table, got {}", type_name(*n)));
+  for (const auto& [k, v] : *t)
+    out.emplace_back(k.str());
+  return out;
+}
+
 std::string config::get_string(std::string_view key, std::string fallback,
                                const std::vector<std::string>& allowed) {
   known_.emplace(key);

@@ -57,6 +57,8 @@ public:
   std::string get_name_or_index(std::string_view key);
   /// Elements in an array (of tables, usually); 0 when absent.
   std::size_t array_size(std::string_view key);
+  /// Member names of a table (empty when absent); throws if not a table.
+  std::vector<std::string> keys(std::string_view key);
   /// Marks a table or array as known without reading its members.
   void touch(std::string_view key);
 

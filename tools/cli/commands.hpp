@@ -15,5 +15,9 @@ enum exit_code : int {
 
 /// `troupe run PIPELINE ...`; sets *code when it runs.
 void add_run_command(CLI::App& app, int* code);
+/// `troupe node ...`
+void add_node_command(CLI::App& app, int* code);
+/// `troupe status --coordinator HOST:PORT`
+void add_status_command(CLI::App& app, int* code);
 
 } // namespace troupe::cli

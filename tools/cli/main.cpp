@@ -12,6 +12,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "troupe 0.1.0");
   int code = troupe::cli::exit_ok;
   troupe::cli::add_run_command(app, &code);
+  troupe::cli::add_node_command(app, &code);
+  troupe::cli::add_status_command(app, &code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -4,12 +4,14 @@
 
 #include "actors/run.hpp"
 #include "data/dataset.hpp"
+#include "runtime/cluster.hpp"
 #include "runtime/config.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -31,7 +33,23 @@ struct run_options {
   std::string metrics;
   std::int64_t threads = -1;
   bool quiet = false;
+  std::vector<std::string> nodes;
+  std::string listen = "127.0.0.1:0";
+  double connect_timeout = 10;
 };
+
+// Ctrl-C or SIGTERM: stop the local node processes, then exit.
+extern "C" void on_stop_signal(int sig) {
+  runtime::kill_local_nodes_from_signal_handler();
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+std::string self_executable() {
+  char buf[4096];
+  const auto n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("troupe");
+}
 
 json nullable(const std::optional<double>& v) {
   return v ? json(*v) : json(nullptr);
@@ -69,6 +87,9 @@ json to_json(const actors::run_result& r) {
               {"params_digest", r.params_digest},
               {"param_count", r.param_count},
               {"restarts", r.restarts},
+              {"max_lead", r.max_lead},
+              {"gradients_pushed", r.gradients_pushed},
+              {"coordinator", r.coordinator.empty() ? json(nullptr) : json(r.coordinator)},
               {"placement", placement},
               {"history", history}};
 }
@@ -165,8 +186,24 @@ int run(const run_options& o) {
     j["event"] = "epoch";
     log_metric(j);
   };
+  actors::cluster_options copt;
+  copt.nodes = o.nodes;
+  copt.executable = self_executable();
+  copt.connect_timeout_s = o.connect_timeout;
   try {
-    auto result = actors::run_job(spec, obs);
+    auto [host, port] = runtime::parse_address(o.listen);
+    copt.coordinator_host = host;
+    copt.coordinator_port = port;
+    for (const auto& n : o.nodes)
+      runtime::parse_address(n);
+  } catch (const std::invalid_argument& e) {
+    std::fprintf(stderr, "troupe: %s\n", e.what());
+    return exit_bad_input;
+  }
+  signal(SIGINT, on_stop_signal);
+  signal(SIGTERM, on_stop_signal);
+  try {
+    auto result = actors::run_job(spec, obs, copt);
     clear_bar();
     auto j = to_json(result);
     auto end = j;
@@ -198,6 +235,11 @@ int run(const run_options& o) {
     std::fprintf(stderr, "troupe: %s\n", e.what());
     log_metric({{"event", "error"}, {"message", e.what()}});
     return exit_bad_input;
+  } catch (const actors::cluster_unreachable& e) {
+    clear_bar();
+    std::fprintf(stderr, "troupe: cluster unreachable: %s\n", e.what());
+    log_metric({{"event", "error"}, {"message", e.what()}});
+    return exit_unreachable;
   } catch (const actors::training_failed& e) {
     clear_bar();
     std::fprintf(stderr, "troupe: training failed: %s\n", e.what());
@@ -231,6 +273,18 @@ void add_run_command(CLI::App& app, int* code) {
          "Scheduler threads (default: cluster.threads, 0 = one per core)")
       ->check(CLI::Range(0, 1024));
   cmd->add_flag("-q,--quiet", opts->quiet, "No progress on stderr");
+  cmd->add_option("--nodes", opts->nodes,
+                  "Nodes to run on: HOST:PORT of `troupe node`s, comma-separated "
+                  "(default: start cluster.local_nodes nodes on 127.0.0.1)")
+      ->delimiter(',');
+  cmd->add_option("--listen", opts->listen,
+                  "HOST:PORT where the coordinator answers `troupe status` "
+                  "(multi-node runs; port 0: the OS picks)")
+      ->capture_default_str();
+  cmd->add_option("--connect-timeout", opts->connect_timeout,
+                  "Seconds to wait for each node (start-up, connect, spawn)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
   cmd->callback([opts, code] { *code = run(*opts); });
 }
 

@@ -1,0 +1,146 @@
+// aggregator: one per node that runs workers, for the contiguous worker
+// ranks [lo, hi) placed there. Upward, in sync mode it sums every canonical
+// subtree of ranks that lies wholly on this node and forwards each param
+// shard its range of those sums, tagged with the subtree (hierarchical
+// reduction: one message per subtree instead of one per worker); in async
+// and ssp modes it forwards each worker's gradient as is. Downward, it
+// relays parameter slices from the shards to its workers, so each slice
+// crosses the network once per node.
+#include "actors/messages.hpp"
+
+#include "devices/nn/layers.hpp"
+#include "runtime/reduce_tree.hpp"
+
+#include <algorithm>
+#include <map>
+
+namespace troupe::actors {
+
+namespace {
+
+struct aggregator_state {
+  job_spec spec;
+  std::int32_t lo = 0, hi = 0;
+  std::vector<caf::actor> workers; // ranks lo..hi-1
+  std::vector<caf::actor> shards;
+  std::vector<std::int64_t> bounds; // shard ranges
+  std::map<std::int64_t, std::vector<devices::tensor>> pending; // step -> by local rank
+  std::map<std::int64_t, std::int32_t> arrived;
+  std::vector<std::pair<std::int32_t, std::int32_t>> subtrees; // local ones
+};
+
+// The maximal canonical subtrees of [0, n) whose ranks all lie in [a, b).
+void local_subtrees(std::int32_t lo, std::int32_t hi, std::int32_t a,
+                    std::int32_t b,
+                    std::vector<std::pair<std::int32_t, std::int32_t>>& out) {
+  if (hi <= a || lo >= b)
+    return;
+  if (lo >= a && hi <= b) {
+    out.emplace_back(lo, hi);
+    return;
+  }
+  const auto mid = static_cast<std::int32_t>(runtime::tree_split(lo, hi));
+  local_subtrees(lo, mid, a, b, out);
+  local_subtrees(mid, hi, a, b, out);
+}
+
+void forward(caf::stateful_actor<aggregator_state>* self, const grad_msg& g,
+             const devices::tensor& values, std::int32_t lo, std::int32_t hi) {
+  auto& st = self->state;
+  for (std::size_t s = 0; s < st.shards.size(); ++s) {
+    grad_msg out;
+    out.worker = g.worker;
+    out.step = g.step;
+    out.seq = g.seq;
+    out.lo = lo;
+    out.hi = hi;
+    out.offset = st.bounds[s];
+    out.values = values.slice(st.bounds[s], st.bounds[s + 1] - st.bounds[s]);
+    self->send(st.shards[s], std::move(out));
+  }
+}
+
+void reduce_step(caf::stateful_actor<aggregator_state>* self,
+                 std::int64_t step, const grad_msg& last) {
+  auto& st = self->state;
+  auto grads = std::move(st.pending[step]);
+  st.pending.erase(step);
+  st.arrived.erase(step);
+  auto& dev = devices::cpu();
+  for (auto [slo, shi] : st.subtrees) {
+    auto sum = runtime::tree_reduce<devices::tensor>(
+        slo, shi,
+        [&](std::int64_t r) { return grads[static_cast<std::size_t>(r - st.lo)]; },
+        [&](devices::tensor a, devices::tensor b) {
+          // Sum into storage of our own, never into a worker's buffer.
+          if (std::any_of(grads.begin(), grads.end(),
+                          [&](const devices::tensor& g) {
+                            return g.shares_storage(a);
+                          }))
+            a = a.clone();
+          dev.axpy(1.0f, b, a);
+          return a;
+        });
+    grad_msg head = last;
+    head.worker = slo;
+    forward(self, head, sum, slo, shi);
+  }
+}
+
+caf::behavior aggregator(caf::stateful_actor<aggregator_state>* self,
+                         job_spec spec, std::int32_t lo, std::int32_t hi) {
+  auto& st = self->state;
+  st.spec = std::move(spec);
+  st.lo = lo;
+  st.hi = hi;
+  const auto total = devices::nn::param_count(
+      devices::nn::param_layout(st.spec.inputs, st.spec.layers));
+  for (std::int64_t s = 0; s <= st.spec.partitions; ++s)
+    st.bounds.push_back(st.spec.shard_begin(s, total));
+  local_subtrees(0, static_cast<std::int32_t>(st.spec.workers), lo, hi,
+                 st.subtrees);
+  return {
+    [=](wire_atom, std::vector<caf::actor> workers,
+        std::vector<caf::actor> shards) {
+      self->state.workers = std::move(workers);
+      self->state.shards = std::move(shards);
+    },
+    [=](grad_msg& g) {
+      auto& st = self->state;
+      if (g.worker < st.lo || g.worker >= st.hi)
+        return;
+      if (!st.spec.synchronous()) {
+        forward(self, g, g.values, g.worker, g.worker + 1);
+        return;
+      }
+      auto& slot = st.pending[g.step];
+      if (slot.empty())
+        slot.resize(static_cast<std::size_t>(st.hi - st.lo));
+      auto& cell = slot[static_cast<std::size_t>(g.worker - st.lo)];
+      if (cell.defined())
+        return; // duplicate
+      cell = std::move(g.values);
+      if (++st.arrived[g.step] == st.hi - st.lo)
+        reduce_step(self, g.step, g);
+    },
+    [=](params_msg& p) {
+      auto& st = self->state;
+      if (p.target >= 0) {
+        if (p.target >= st.lo && p.target < st.hi)
+          self->send(st.workers[static_cast<std::size_t>(p.target - st.lo)],
+                     std::move(p));
+        return;
+      }
+      for (auto& w : st.workers)
+        self->send(w, p);
+    },
+  };
+}
+
+} // namespace
+
+void register_aggregator(caf::actor_system_config& cfg) {
+  cfg.add_actor_type("aggregator", aggregator);
+}
+
+} // namespace troupe::actors

@@ -1,0 +1,106 @@
+#include "actors/placement.hpp"
+
+#include "runtime/config.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace troupe::actors {
+
+namespace {
+
+bool has_device(const node_slot& n, const std::string& kind) {
+  if (kind == "any")
+    return !n.devices.empty();
+  return std::any_of(n.devices.begin(), n.devices.end(), [&](const std::string& d) {
+    return d == kind || d.rfind(kind + ":", 0) == 0;
+  });
+}
+
+std::int32_t node_by_name(const std::vector<node_slot>& nodes,
+                          const std::string& role, const std::string& name) {
+  for (std::size_t i = 0; i < nodes.size(); ++i)
+    if (nodes[i].name == name)
+      return static_cast<std::int32_t>(i);
+  std::vector<std::string> names;
+  for (const auto& n : nodes)
+    names.push_back(n.name);
+  throw runtime::config_error(fmt::format(
+      "placement.{}: no node named \"{}\" (nodes: {})", role, name,
+      fmt::join(names, ", ")));
+}
+
+// Explicit placement of `count` actors of a role: names cycle.
+bool explicit_nodes(const job_spec& spec, const std::vector<node_slot>& nodes,
+                    const std::string& role, std::int64_t count,
+                    std::vector<std::int32_t>& out) {
+  auto it = spec.placement.find(role);
+  if (it == spec.placement.end())
+    return false;
+  out.clear();
+  for (std::int64_t i = 0; i < count; ++i)
+    out.push_back(node_by_name(nodes, role,
+                               it->second[static_cast<std::size_t>(i) %
+                                          it->second.size()]));
+  return true;
+}
+
+} // namespace
+
+placement_plan plan_placement(const job_spec& spec,
+                              const std::vector<node_slot>& nodes) {
+  if (nodes.empty())
+    throw runtime::config_error("no nodes to place the job on");
+  const auto n = static_cast<std::int64_t>(nodes.size());
+  placement_plan p;
+  // Workers: contiguous blocks over the nodes that have the device.
+  std::vector<std::int32_t> capable;
+  for (std::size_t i = 0; i < nodes.size(); ++i)
+    if (has_device(nodes[i], spec.device))
+      capable.push_back(static_cast<std::int32_t>(i));
+  if (capable.empty())
+    throw runtime::config_error(fmt::format(
+        "cluster.device: no node has a \"{}\" device", spec.device));
+  if (!explicit_nodes(spec, nodes, "worker", spec.workers, p.workers)) {
+    const auto c = static_cast<std::int64_t>(capable.size());
+    for (std::int64_t r = 0; r < spec.workers; ++r)
+      p.workers.push_back(capable[static_cast<std::size_t>(r * c / spec.workers)]);
+  }
+  for (std::int64_t r = 0; r < spec.workers; ++r) {
+    const auto& node = nodes[static_cast<std::size_t>(p.workers[static_cast<std::size_t>(r)])];
+    if (!has_device(node, spec.device))
+      throw runtime::config_error(fmt::format(
+          "placement.worker: node \"{}\" has no \"{}\" device for worker {}",
+          node.name, spec.device, r));
+  }
+  // One aggregator per maximal run of consecutive ranks on one node.
+  for (std::int64_t r = 0; r < spec.workers; ++r) {
+    const auto node = p.workers[static_cast<std::size_t>(r)];
+    if (p.aggregators.empty() || p.aggregators.back().node != node ||
+        p.aggregators.back().hi != r)
+      p.aggregators.push_back({node, static_cast<std::int32_t>(r),
+                               static_cast<std::int32_t>(r)});
+    p.aggregators.back().hi = static_cast<std::int32_t>(r + 1);
+    p.aggregator_of_worker.push_back(
+        static_cast<std::int32_t>(p.aggregators.size() - 1));
+  }
+  // Data shard s serves workers s, s + shards, ...: it sits with worker s.
+  if (!explicit_nodes(spec, nodes, "data_shard", spec.shards, p.data_shards))
+    for (std::int64_t s = 0; s < spec.shards; ++s)
+      p.data_shards.push_back(p.workers[static_cast<std::size_t>(s)]);
+  for (std::int64_t r = 0; r < spec.workers; ++r)
+    p.data_shard_of_worker.push_back(static_cast<std::int32_t>(r % spec.shards));
+  // Parameter shards round-robin, so parameters split across all nodes.
+  if (!explicit_nodes(spec, nodes, "param_shard", spec.partitions, p.param_shards))
+    for (std::int64_t s = 0; s < spec.partitions; ++s)
+      p.param_shards.push_back(static_cast<std::int32_t>(s % n));
+  std::vector<std::int32_t> ev;
+  if (explicit_nodes(spec, nodes, "evaluator", 1, ev))
+    p.evaluator = ev.front();
+  else
+    p.evaluator = static_cast<std::int32_t>(n - 1);
+  return p;
+}
+
+} // namespace troupe::actors

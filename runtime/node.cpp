@@ -1,0 +1,172 @@
+#include "runtime/node_protocol.hpp"
+
+#include <caf/io/all.hpp>
+
+#include <algorithm>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <future>
+#include <thread>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+namespace troupe::runtime {
+
+namespace {
+
+struct manager_state {
+  node_info info;
+  std::vector<caf::actor> children;
+};
+
+caf::behavior node_manager(caf::stateful_actor<manager_state>* self,
+                           node_info info) {
+  self->state.info = std::move(info);
+  // Children are monitored so the list stays short on long-lived nodes.
+  self->set_down_handler([=](caf::down_msg& dm) {
+    auto& c = self->state.children;
+    c.erase(std::remove_if(c.begin(), c.end(),
+                           [&](const caf::actor& a) {
+                             return a.address() == dm.source;
+                           }),
+            c.end());
+  });
+  return {
+    [=](node_info_atom) { return self->state.info; },
+    [=](node_info_atom, node_info& final_info) {
+      self->state.info = std::move(final_info);
+    },
+    [=](spawn_atom, const std::string& role,
+        caf::message& args) -> caf::result<caf::actor> {
+      auto h = self->system().spawn<caf::actor>(role, std::move(args));
+      if (!h)
+        return std::move(h.error());
+      self->monitor(*h);
+      self->state.children.push_back(*h);
+      return *h;
+    },
+    [=](reset_atom) {
+      for (auto& c : self->state.children)
+        self->send_exit(c, caf::exit_reason::user_shutdown);
+      self->state.children.clear();
+    },
+  };
+}
+
+} // namespace
+
+void register_node_types(caf::actor_system_config& cfg) {
+  cfg.add_message_type<node_info>("troupe.node_info");
+}
+
+caf::actor spawn_node_manager(caf::actor_system& sys, node_info info) {
+  return sys.spawn(node_manager, std::move(info));
+}
+
+void configure_network(caf::actor_system_config& cfg,
+                       const network_options& opts) {
+  cfg.load<caf::io::middleman>();
+  using ms = std::chrono::milliseconds;
+  cfg.set("middleman.heartbeat-interval",
+          caf::timespan{ms{static_cast<std::int64_t>(opts.heartbeat_s * 1000)}});
+  cfg.set("middleman.connection-timeout",
+          caf::timespan{ms{static_cast<std::int64_t>(opts.heartbeat_timeout_s * 1000)}});
+  cfg.set("middleman.enable-automatic-connections", true);
+  const auto threads =
+      opts.threads > 0 ? static_cast<std::size_t>(opts.threads)
+                       : std::max<std::size_t>(1, std::thread::hardware_concurrency());
+  cfg.set("scheduler.max-threads", threads);
+}
+
+std::int64_t machine_cores() {
+  return std::max<std::int64_t>(1, std::thread::hardware_concurrency());
+}
+
+std::int64_t machine_memory_bytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long size = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && size > 0 ? static_cast<std::int64_t>(pages) * size : 0;
+}
+
+std::pair<std::string, std::uint16_t> parse_address(const std::string& text) {
+  const auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size())
+    throw std::invalid_argument(
+        fmt::format("'{}' is not an address of the form HOST:PORT", text));
+  const auto port_text = text.substr(colon + 1);
+  char* end = nullptr;
+  const long port = std::strtol(port_text.c_str(), &end, 10);
+  if (*end != '\0' || port < 0 || port > 65535)
+    throw std::invalid_argument(fmt::format(
+        "'{}': port '{}' is not a number in 0..65535", text, port_text));
+  return {text.substr(0, colon), static_cast<std::uint16_t>(port)};
+}
+
+int run_node(const node_options& opts,
+             const std::function<void(caf::actor_system_config&)>& register_types,
+             const std::function<void(const node_info&)>& on_listening) {
+  // Block the stop signals in every thread; the main thread waits for them.
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  caf::actor_system_config cfg;
+  configure_network(cfg, opts.network);
+  register_node_types(cfg);
+  register_types(cfg);
+  auto sys = std::make_unique<caf::actor_system>(cfg);
+  node_info info;
+  info.host = opts.host;
+  info.cores = machine_cores();
+  info.memory_bytes = machine_memory_bytes();
+  info.devices = opts.devices;
+  info.pid = static_cast<std::int64_t>(getpid());
+  auto mgr = spawn_node_manager(*sys, info);
+  auto port = sys->middleman().publish(mgr, opts.port, opts.host.c_str(), false);
+  if (!port) {
+    std::fprintf(stderr, "troupe node: cannot listen on %s:%u: %s\n",
+                 opts.host.c_str(), static_cast<unsigned>(opts.port),
+                 sys->render(port.error()).c_str());
+    caf::anon_send_exit(mgr, caf::exit_reason::kill);
+    return 3;
+  }
+  info.port = *port;
+  info.name = opts.name.empty() ? fmt::format("{}:{}", opts.host, *port) : opts.name;
+  caf::anon_send(mgr, node_info_atom::value, info);
+  on_listening(info);
+  std::fflush(stdout);
+  std::fprintf(stderr, "troupe node %s: listening on %s:%u (%lld cores, devices %s)\n",
+               info.name.c_str(), opts.host.c_str(), static_cast<unsigned>(*port),
+               static_cast<long long>(info.cores),
+               fmt::format("{}", fmt::join(info.devices, ",")).c_str());
+  int sig = 0;
+  sigwait(&stop, &sig);
+  std::fprintf(stderr, "troupe node %s: %s, shutting down\n", info.name.c_str(),
+               sig == SIGINT ? "SIGINT" : "SIGTERM");
+  // Stop what runs here, then the system; bounded, since a peer that holds
+  // our actors can keep the system from finishing.
+  caf::anon_send(mgr, reset_atom::value);
+  caf::anon_send_exit(mgr, caf::exit_reason::user_shutdown);
+  sys->middleman().unpublish(mgr, info.port);
+  mgr = nullptr;
+  // Everything of ours has been told to stop; do not wait for proxies of
+  // remote actors (they can keep the registry from emptying).
+  sys->await_actors_before_shutdown(false);
+  // The actor system must be destroyed on the thread that made it (CAF 0.17
+  // hangs otherwise); a watchdog bounds the wait instead.
+  std::thread([name = info.name] {
+    std::this_thread::sleep_for(std::chrono::seconds(5));
+    std::fprintf(stderr, "troupe node %s: shutdown took over 5 s; exiting\n",
+                 name.c_str());
+    std::fflush(stderr);
+    _exit(0);
+  }).detach();
+  sys.reset();
+  return 0;
+}
+
+} // namespace troupe::runtime

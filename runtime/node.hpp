@@ -1,0 +1,63 @@
+#pragma once
+/// \file Nodes: one `troupe node` process per machine. A node publishes a
+/// node manager that spawns any actor type registered by name and reports
+/// what the machine has. CAF-free; see node_protocol.hpp for the messages.
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace caf {
+class actor_system_config;
+}
+
+namespace troupe::runtime {
+
+/// What a node advertises.
+struct node_info {
+  std::string name;
+  std::string host;
+  std::uint16_t port = 0;
+  std::int64_t cores = 0;
+  std::int64_t memory_bytes = 0;
+  std::vector<std::string> devices; ///< "cpu", "cuda:0", ...
+  std::int64_t pid = 0;
+};
+
+/// Settings every process of a cluster must share.
+struct network_options {
+  double heartbeat_s = 0.5;         ///< middleman heartbeat interval
+  double heartbeat_timeout_s = 5;   ///< a silent peer is lost after this
+  std::int64_t threads = 0;         ///< scheduler threads; 0 = one per core
+};
+
+/// Applies network_options and loads the middleman into a config: heartbeats
+/// on, automatic direct connections between nodes on.
+void configure_network(caf::actor_system_config& cfg,
+                       const network_options& opts);
+
+/// Options of `troupe node`.
+struct node_options {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0; ///< 0: the OS picks
+  std::string name;       ///< default: host:port
+  std::vector<std::string> devices; ///< resolved device list
+  network_options network;
+};
+
+/// Runs a node until SIGINT or SIGTERM: publishes the node manager and calls
+/// on_listening once it listens (the CLI prints the address there).
+/// `register_types` adds the actor and message types. Returns the process
+/// exit code (3 if the address cannot be bound).
+int run_node(const node_options& opts,
+             const std::function<void(caf::actor_system_config&)>& register_types,
+             const std::function<void(const node_info&)>& on_listening);
+
+/// Cores and memory of this machine.
+std::int64_t machine_cores();
+std::int64_t machine_memory_bytes();
+
+/// Splits "host:port"; throws std::invalid_argument naming the text.
+std::pair<std::string, std::uint16_t> parse_address(const std::string& text);
+
+} // namespace troupe::runtime

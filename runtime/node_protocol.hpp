@@ -1,0 +1,28 @@
+#pragma once
+/// \file Messages of the node manager (heavy: CAF).
+///   (node_info_atom)                          -> node_info
+///   (spawn_atom, string role, message args)   -> actor   (spawned there)
+///   (reset_atom)                              -> stops what it spawned
+#include "runtime/node.hpp"
+
+#include <caf/all.hpp>
+
+namespace troupe::runtime {
+
+using node_info_atom = caf::atom_constant<caf::atom("nodeinfo")>;
+using spawn_atom = caf::atom_constant<caf::atom("spawn")>;
+using reset_atom = caf::atom_constant<caf::atom("reset")>;
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, node_info& x) {
+  return f(caf::meta::type_name("node_info"), x.name, x.host, x.port, x.cores,
+           x.memory_bytes, x.devices, x.pid);
+}
+
+/// Registers node_info and the manager's name ("node_manager").
+void register_node_types(caf::actor_system_config& cfg);
+
+/// Spawns a node manager advertising `info`.
+caf::actor spawn_node_manager(caf::actor_system& sys, node_info info);
+
+} // namespace troupe::runtime

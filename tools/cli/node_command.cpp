@@ -1,0 +1,116 @@
+// troupe node: one per machine; runs the actors a driver places there.
+#include "tools/cli/commands.hpp"
+
+#include "actors/messages.hpp"
+#include "runtime/node.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <sstream>
+
+#include <fmt/format.h>
+
+namespace troupe::cli {
+
+namespace {
+
+struct node_cli {
+  std::string listen = "127.0.0.1:0";
+  std::string devices = "auto";
+  std::string name;
+  bool json = false;
+  bool quiet = false;
+  double heartbeat = 0.5;
+  double heartbeat_timeout = 5;
+  std::int64_t threads = 0;
+};
+
+// "auto", "cpu", "cuda:0,cuda:1", ...: this build has the CPU backend only.
+std::vector<std::string> resolve_devices(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item == "auto" || item == "cpu") {
+      if (std::find(out.begin(), out.end(), "cpu") == out.end())
+        out.emplace_back("cpu");
+    } else if (item.rfind("cuda", 0) == 0) {
+      throw std::invalid_argument(fmt::format(
+          "--devices {}: this build has no CUDA backend", text));
+    } else {
+      throw std::invalid_argument(fmt::format(
+          "--devices {}: unknown device '{}' (auto, cpu, cuda:N)", text, item));
+    }
+  }
+  if (out.empty())
+    throw std::invalid_argument("--devices: no device given");
+  return out;
+}
+
+int run(const node_cli& o) {
+  runtime::node_options opts;
+  try {
+    auto [host, port] = runtime::parse_address(o.listen);
+    opts.host = host;
+    opts.port = port;
+    opts.devices = resolve_devices(o.devices);
+  } catch (const std::invalid_argument& e) {
+    std::fprintf(stderr, "troupe node: %s\n", e.what());
+    return exit_bad_input;
+  }
+  if (o.heartbeat_timeout <= o.heartbeat) {
+    std::fprintf(stderr, "troupe node: --heartbeat-timeout must exceed --heartbeat\n");
+    return exit_bad_input;
+  }
+  opts.name = o.name;
+  opts.network.heartbeat_s = o.heartbeat;
+  opts.network.heartbeat_timeout_s = o.heartbeat_timeout;
+  opts.network.threads = o.threads;
+  if (o.quiet)
+    std::freopen("/dev/null", "w", stderr);
+  return runtime::run_node(
+      opts, [](caf::actor_system_config& cfg) { actors::register_roles(cfg); },
+      [&](const runtime::node_info& info) {
+        if (o.json) {
+          nlohmann::ordered_json j{{"address", fmt::format("{}:{}", info.host, info.port)},
+                                   {"name", info.name},
+                                   {"cores", info.cores},
+                                   {"memory_bytes", info.memory_bytes},
+                                   {"devices", info.devices},
+                                   {"pid", info.pid}};
+          std::printf("%s\n", j.dump().c_str());
+        } else {
+          std::printf("%s:%u\n", info.host.c_str(), static_cast<unsigned>(info.port));
+        }
+      });
+}
+
+} // namespace
+
+void add_node_command(CLI::App& app, int* code) {
+  auto o = std::make_shared<node_cli>();
+  auto* cmd = app.add_subcommand(
+      "node", "Run a node: actors of jobs are placed here. Prints its address "
+              "(HOST:PORT) as the first line; stops on SIGINT/SIGTERM");
+  cmd->add_option("--listen", o->listen,
+                  "HOST:PORT to listen on (port 0: the OS picks)")
+      ->capture_default_str();
+  cmd->add_option("--devices", o->devices,
+                  "auto, cpu, or cuda:N,... (what this node offers)")
+      ->capture_default_str();
+  cmd->add_option("--name", o->name, "Node name (default HOST:PORT)");
+  cmd->add_flag("--json", o->json, "Print the first line as a JSON object");
+  cmd->add_option("--heartbeat", o->heartbeat,
+                  "Seconds between heartbeats (same on every node)")
+      ->capture_default_str();
+  cmd->add_option("--heartbeat-timeout", o->heartbeat_timeout,
+                  "A silent peer is lost after this many seconds")
+      ->capture_default_str();
+  cmd->add_option("--threads", o->threads, "Scheduler threads (0 = one per core)")
+      ->check(CLI::Range(0, 1024));
+  cmd->add_flag("-q,--quiet", o->quiet, "Nothing on stderr");
+  cmd->callback([o, code] { *code = run(*o); });
+}
+
+} // namespace troupe::cli

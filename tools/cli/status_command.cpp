@@ -1,0 +1,113 @@
+// troupe status --coordinator HOST:PORT: what a running job is doing.
+#include "tools/cli/commands.hpp"
+
+#include "actors/messages.hpp"
+#include "runtime/cluster.hpp"
+
+#include <caf/io/all.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <future>
+#include <thread>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+namespace troupe::cli {
+
+namespace {
+
+struct status_cli {
+  std::string coordinator;
+  bool json = false;
+  double timeout = 5;
+};
+
+int run(const status_cli& o) {
+  std::pair<std::string, std::uint16_t> hp;
+  try {
+    hp = runtime::parse_address(o.coordinator);
+  } catch (const std::invalid_argument& e) {
+    std::fprintf(stderr, "troupe status: --coordinator %s\n", e.what());
+    return exit_bad_input;
+  }
+  caf::actor_system_config cfg;
+  actors::register_roles(cfg);
+  runtime::register_node_types(cfg);
+  runtime::configure_network(cfg, {});
+  caf::actor_system sys{cfg};
+  const auto timeout = std::chrono::milliseconds(static_cast<std::int64_t>(o.timeout * 1000));
+  std::vector<runtime::node_handle> handles;
+  caf::expected<caf::actor> coord = caf::sec::runtime_error;
+  {
+    auto promise = std::make_shared<std::promise<caf::expected<caf::actor>>>();
+    auto future = promise->get_future();
+    std::thread([&sys, hp, promise] {
+      promise->set_value(sys.middleman().remote_actor(hp.first, hp.second));
+    }).detach();
+    if (future.wait_for(timeout) != std::future_status::ready) {
+      std::fprintf(stderr, "troupe status: coordinator %s is unreachable: no answer within %.1f s\n",
+                   o.coordinator.c_str(), o.timeout);
+      std::fflush(stderr);
+      _exit(exit_unreachable);
+    }
+    coord = future.get();
+  }
+  if (!coord) {
+    std::fprintf(stderr, "troupe status: coordinator %s is unreachable: %s\n",
+                 o.coordinator.c_str(), sys.render(coord.error()).c_str());
+    return exit_unreachable;
+  }
+  caf::scoped_actor self{sys};
+  actors::job_status s;
+  std::string failure;
+  self->request(*coord, timeout, actors::status_atom::value)
+      .receive([&](actors::job_status& x) { s = std::move(x); },
+               [&](caf::error& e) { failure = sys.render(e); });
+  if (!failure.empty()) {
+    std::fprintf(stderr, "troupe status: coordinator %s did not answer: %s\n",
+                 o.coordinator.c_str(), failure.c_str());
+    return exit_unreachable;
+  }
+  std::map<std::string, std::vector<std::string>> by_node;
+  for (const auto& [actor, node] : s.placement)
+    by_node[node].push_back(actor);
+  if (o.json) {
+    nlohmann::ordered_json nodes = nlohmann::ordered_json::array();
+    for (const auto& n : s.nodes)
+      nodes.push_back({{"name", n}, {"actors", by_node[n]}});
+    nlohmann::ordered_json j{{"job", s.job},     {"mode", s.mode},
+                             {"state", s.state}, {"nodes", nodes},
+                             {"step", s.step},   {"steps", s.steps},
+                             {"loss", s.loss},   {"samples_per_s", s.samples_per_s},
+                             {"wall_s", s.wall_s}};
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("job %s (%s): %s, step %lld/%lld, loss %.4f, %.0f samples/s\n",
+                s.job.c_str(), s.mode.c_str(), s.state.c_str(),
+                static_cast<long long>(s.step), static_cast<long long>(s.steps),
+                s.loss, s.samples_per_s);
+    for (const auto& n : s.nodes)
+      std::printf("  %s: %s\n", n.c_str(),
+                  fmt::format("{}", fmt::join(by_node[n], ", ")).c_str());
+  }
+  return exit_ok;
+}
+
+} // namespace
+
+void add_status_command(CLI::App& app, int* code) {
+  auto o = std::make_shared<status_cli>();
+  auto* cmd = app.add_subcommand("status", "Show a running job: nodes, actors, "
+                                           "step, loss, samples/s");
+  cmd->add_option("--coordinator", o->coordinator,
+                  "HOST:PORT of the job's coordinator (troupe run prints it)")
+      ->required();
+  cmd->add_flag("--json", o->json, "One JSON object on stdout");
+  cmd->add_option("--timeout", o->timeout, "Seconds to wait for an answer")
+      ->capture_default_str();
+  cmd->callback([o, code] { *code = run(*o); });
+}
+
+} // namespace troupe::cli
