@@ -27,7 +27,21 @@ struct aggregator_state {
   std::map<std::int64_t, std::vector<devices::tensor>> pending; // step -> by local rank
   std::map<std::int64_t, std::int32_t> arrived;
   std::vector<std::pair<std::int32_t, std::int32_t>> subtrees; // local ones
+  bool wired = false;
+  std::vector<params_msg> early; // parameters that beat our wiring here
 };
+
+void relay(caf::stateful_actor<aggregator_state>* self, params_msg p) {
+  auto& st = self->state;
+  if (p.target >= 0) {
+    if (p.target >= st.lo && p.target < st.hi)
+      self->send(st.workers[static_cast<std::size_t>(p.target - st.lo)],
+                 std::move(p));
+    return;
+  }
+  for (auto& w : st.workers)
+    self->send(w, p);
+}
 
 // The maximal canonical subtrees of [0, n) whose ranks all lie in [a, b).
 void local_subtrees(std::int32_t lo, std::int32_t hi, std::int32_t a,
@@ -102,8 +116,15 @@ caf::behavior aggregator(caf::stateful_actor<aggregator_state>* self,
   return {
     [=](wire_atom, std::vector<caf::actor> workers,
         std::vector<caf::actor> shards) {
-      self->state.workers = std::move(workers);
-      self->state.shards = std::move(shards);
+      auto& st = self->state;
+      st.workers = std::move(workers);
+      st.shards = std::move(shards);
+      st.wired = true;
+      // Shards on other nodes may have published version 0 before the
+      // coordinator's wiring reached us: no ordering holds across senders.
+      for (auto& p : st.early)
+        relay(self, std::move(p));
+      st.early.clear();
     },
     [=](grad_msg& g) {
       auto& st = self->state;
@@ -125,14 +146,11 @@ caf::behavior aggregator(caf::stateful_actor<aggregator_state>* self,
     },
     [=](params_msg& p) {
       auto& st = self->state;
-      if (p.target >= 0) {
-        if (p.target >= st.lo && p.target < st.hi)
-          self->send(st.workers[static_cast<std::size_t>(p.target - st.lo)],
-                     std::move(p));
+      if (!st.wired) {
+        st.early.push_back(std::move(p));
         return;
       }
-      for (auto& w : st.workers)
-        self->send(w, p);
+      relay(self, std::move(p));
     },
   };
 }

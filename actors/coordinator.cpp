@@ -12,6 +12,7 @@
 #include <chrono>
 #include <map>
 #include <numeric>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -36,6 +37,7 @@ struct coordinator_state {
   topology topo;
   std::int64_t expected_ready = 0;
   std::int64_t ready = 0;
+  std::set<std::string> ready_names;
   bool started = false;
   bool finished = false;
   clock_type::time_point t_start;
@@ -222,9 +224,29 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
     self->monitor(t.evaluator);
   st.expected_ready = st.spec.workers + (t.evaluator ? 1 : 0);
   wire(self);
+  // Start-up is bounded: name whoever is not ready in time.
+  self->delayed_send(self, std::chrono::seconds(60), start_atom::value);
   return {
-      [=](ready_atom, const std::string&, std::int32_t) {
+      [=](start_atom) {
         auto& st = self->state;
+        if (st.started || st.finished)
+          return;
+        std::vector<std::string> missing;
+        for (std::size_t r = 0; r < st.topo.workers.size(); ++r) {
+          auto name = fmt::format("worker:{}", r);
+          if (st.ready_names.count(name) == 0)
+            missing.push_back(name + " on " + st.topo.placement[name]);
+        }
+        if (st.topo.evaluator && st.ready_names.count("evaluator") == 0)
+          missing.push_back("evaluator on " + st.topo.placement["evaluator"]);
+        fail(self, fmt::format("not ready 60 s after start-up: {}",
+                               fmt::join(missing, ", ")));
+      },
+      [=](ready_atom, const std::string& role, std::int32_t index) {
+        auto& st = self->state;
+        st.ready_names.insert(role == "evaluator"
+                                  ? role
+                                  : fmt::format("{}:{}", role, index));
         if (st.started || ++st.ready < st.expected_ready)
           return;
         st.started = true;

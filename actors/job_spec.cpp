@@ -137,6 +137,7 @@ job_spec parse_job_spec(runtime::config& c) {
   // [placement]
   static const std::vector<std::string> placeable{"data_shard", "param_shard",
                                                   "worker", "evaluator"};
+  c.touch("placement");
   for (const auto& role : c.keys("placement")) {
     const auto key = "placement." + role;
     if (std::find(placeable.begin(), placeable.end(), role) == placeable.end())

@@ -1,0 +1,256 @@
+// Jobs spread over node processes on loopback: placement transparency,
+// remote placement of every role, unreachable nodes, async/ssp bounds,
+// troupe status, and troupe node's own life cycle. Every process started
+// here is stopped here (and dies with the test through PDEATHSIG).
+#include "tests/program.hpp"
+
+#include "devices/random.hpp"
+
+#include <boost/test/unit_test.hpp>
+
+#include <arpa/inet.h>
+#include <chrono>
+#include <set>
+#include <filesystem>
+#include <netinet/in.h>
+#include <nlohmann/json.hpp>
+#include <sys/socket.h>
+
+using namespace troupe::testing;
+using troupe::data::testing::temp_dir;
+using troupe::data::testing::write_text;
+using json = nlohmann::json;
+
+namespace {
+
+// A 3-class CSV problem small enough for many runs.
+struct csv_job {
+  temp_dir dir;
+  std::string pipeline = dir.file("job.toml");
+  explicit csv_job(const std::string& extra = "") {
+    auto make = [](int rows, std::uint64_t seed) {
+      std::string out;
+      for (int i = 0; i < rows; ++i) {
+        float f[4];
+        for (int j = 0; j < 4; ++j)
+          f[j] = 2 * troupe::devices::unit_float(seed, std::uint64_t(i * 4 + j)) - 1;
+        const int label = f[0] + f[1] > f[2] ? (f[3] > 0 ? 0 : 1) : 2;
+        out += fmt::format("{},{},{},{},{}\n", f[0], f[1], f[2], f[3], label);
+      }
+      return out;
+    };
+    write_text(dir.file("train.csv"), make(3000, 1));
+    write_text(dir.file("test.csv"), make(500, 2));
+    write_text(pipeline, fmt::format(R"([job]
+seed = 3
+epochs = 2
+[data]
+format = "csv"
+classes = 3
+train = "{}"
+test = "{}"
+batch = 48
+shards = 3
+[model]
+layers = [ {{ type = "dense", units = 32 }}, {{ type = "relu" }}, {{ type = "dense", units = 3 }} ]
+partitions = 3
+[optimizer]
+type = "adam"
+lr = 0.01
+[cluster]
+workers = 3
+threads = 1
+{})",
+                                     dir.file("train.csv"), dir.file("test.csv"),
+                                     extra));
+  }
+};
+
+json run_json(const std::vector<std::string>& args, int seconds = 180) {
+  std::vector<std::string> all{"run"};
+  all.insert(all.end(), args.begin(), args.end());
+  all.push_back("--json");
+  all.push_back("-q");
+  auto o = run_troupe(all, seconds);
+  BOOST_TEST_INFO("stderr: " << o.err);
+  BOOST_REQUIRE_EQUAL(o.code, 0);
+  return json::parse(o.out);
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(multiprocess)
+
+BOOST_AUTO_TEST_CASE(same_digest_on_one_two_and_three_nodes) {
+  csv_job job;
+  std::string digest;
+  for (int nodes : {1, 2, 3}) {
+    auto j = run_json({job.pipeline, "--set",
+                       fmt::format("cluster.local_nodes={}", nodes)});
+    BOOST_TEST(j["nodes"] == nodes);
+    std::set<std::string> used;
+    for (auto& [actor, node] : j["placement"].items())
+      used.insert(node.get<std::string>());
+    BOOST_TEST(used.size() == std::size_t(nodes));
+    if (digest.empty())
+      digest = j["params_digest"];
+    BOOST_TEST(j["params_digest"] == digest, nodes << " node(s)");
+    BOOST_TEST(j["test_accuracy"].get<double>() > 0.8);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(every_role_on_nodes_given_with_nodes) {
+  csv_job job("[placement]\nworker = [\"b\", \"a\", \"a\"]\nparam_shard = \"b\"\n"
+              "data_shard = [\"b\", \"b\", \"a\"]\nevaluator = \"a\"\n");
+  background a("troupe", {"node", "--listen", "127.0.0.1:0", "--name", "a", "--threads", "1"});
+  background b("troupe", {"node", "--listen", "127.0.0.1:0", "--name", "b", "--threads", "1"});
+  const auto addr_a = a.read_line();
+  const auto addr_b = b.read_line();
+  BOOST_REQUIRE(!addr_a.empty());
+  BOOST_REQUIRE(!addr_b.empty());
+  auto j = run_json({job.pipeline, "--nodes", addr_a + "," + addr_b});
+  const auto& p = j["placement"];
+  BOOST_TEST(p["worker:0"] == "b");
+  BOOST_TEST(p["worker:1"] == "a");
+  BOOST_TEST(p["param_shard:2"] == "b");
+  BOOST_TEST(p["data_shard:2"] == "a");
+  BOOST_TEST(p["evaluator"] == "a");
+  BOOST_TEST(p["aggregator:0"] == "b"); // ranks [0, 1) on b
+  BOOST_TEST(p["aggregator:1"] == "a"); // ranks [1, 3) on a
+  // Same job in one process, placement cleared: same bits.
+  auto local = run_json({job.pipeline, "--set", "placement={}"});
+  BOOST_TEST(j["params_digest"] == local["params_digest"]);
+  // The nodes are still there for the next job, and stop cleanly.
+  auto again = run_json({job.pipeline, "--nodes", addr_a + "," + addr_b});
+  BOOST_TEST(again["params_digest"] == local["params_digest"]);
+  BOOST_TEST(a.stop(SIGTERM) == 0);
+  BOOST_TEST(b.stop(SIGINT) == 0);
+}
+
+BOOST_AUTO_TEST_CASE(unknown_node_name_in_placement_is_bad_input) {
+  csv_job job("[placement]\nworker = \"nowhere\"\n");
+  auto o = run_troupe({"run", job.pipeline, "--set", "cluster.local_nodes=2"});
+  BOOST_TEST(o.code == 2);
+  BOOST_TEST(o.err.find("placement.worker: no node named \"nowhere\"") != std::string::npos, o.err);
+}
+
+BOOST_AUTO_TEST_CASE(unreachable_nodes_exit_3_naming_the_address) {
+  csv_job job;
+  // Nobody listens on a port we just released.
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  BOOST_REQUIRE(bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  socklen_t len = sizeof(addr);
+  getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len);
+  const auto port = ntohs(addr.sin_port);
+  close(s);
+  const auto closed = fmt::format("127.0.0.1:{}", port);
+  auto t0 = std::chrono::steady_clock::now();
+  auto o = run_troupe({"run", job.pipeline, "--nodes", closed}, 60);
+  BOOST_TEST(o.code == 3);
+  BOOST_TEST(o.err.find(closed) != std::string::npos, o.err);
+  BOOST_TEST(seconds_since(t0) < 20);
+  // A port that accepts connections but never speaks: bounded by
+  // --connect-timeout.
+  int silent = socket(AF_INET, SOCK_STREAM, 0);
+  addr.sin_port = 0;
+  BOOST_REQUIRE(bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  listen(silent, 4);
+  len = sizeof(addr);
+  getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len);
+  const auto mute = fmt::format("127.0.0.1:{}", ntohs(addr.sin_port));
+  t0 = std::chrono::steady_clock::now();
+  o = run_troupe({"run", job.pipeline, "--nodes", mute, "--connect-timeout", "2"}, 60);
+  close(silent);
+  BOOST_TEST(o.code == 3);
+  BOOST_TEST(o.err.find(mute) != std::string::npos, o.err);
+  BOOST_TEST(seconds_since(t0) < 20);
+  // A node that died before the job: exit 3 as well.
+  background dead("troupe", {"node", "--listen", "127.0.0.1:0"});
+  const auto gone = dead.read_line();
+  BOOST_REQUIRE(!gone.empty());
+  dead.stop(SIGKILL);
+  o = run_troupe({"run", job.pipeline, "--nodes", gone}, 60);
+  BOOST_TEST(o.code == 3);
+  BOOST_TEST(o.err.find(gone) != std::string::npos, o.err);
+  // A malformed address is bad input.
+  o = run_troupe({"run", job.pipeline, "--nodes", "localhost"}, 60);
+  BOOST_TEST(o.code == 2);
+}
+
+BOOST_AUTO_TEST_CASE(ssp_keeps_workers_within_the_staleness_bound) {
+  // Worker 1 is slowed down: async lets the others run far ahead, ssp holds
+  // them to 2 steps.
+  csv_job job("[testing]\nslow_worker = 1\nslow_ms = 2\n");
+  auto ssp = run_json({job.pipeline, "--set", "job.mode=ssp", "--set",
+                       "job.staleness=2", "--set", "cluster.local_nodes=2"});
+  BOOST_TEST(ssp["max_lead"].get<int>() <= 2);
+  BOOST_TEST(ssp["max_lead"].get<int>() >= 1); // the bound was reached
+  BOOST_TEST(ssp["gradients_pushed"] == 3 * ssp["steps"].get<int>());
+  auto async = run_json({job.pipeline, "--set", "job.mode=async", "--set",
+                         "cluster.local_nodes=2"});
+  BOOST_TEST(async["max_lead"].get<int>() > 2);
+  BOOST_TEST(async["test_accuracy"].get<double>() > 0.75);
+  BOOST_TEST(ssp["test_accuracy"].get<double>() > 0.75);
+}
+
+BOOST_AUTO_TEST_CASE(status_of_a_running_job) {
+  csv_job job("[testing]\nslow_worker = 0\nslow_ms = 20\n");
+  background run("troupe", {"run", job.pipeline, "--set", "cluster.local_nodes=2",
+                            "--set", "job.epochs=1", "--json"});
+  // The coordinator's address is on stderr once the job is placed.
+  std::string coordinator;
+  for (int i = 0; i < 300 && coordinator.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto err = run.err();
+    auto pos = err.find("troupe status --coordinator ");
+    if (pos != std::string::npos) {
+      auto end = err.find(')', pos);
+      coordinator = err.substr(pos + 28, end - pos - 28);
+    }
+  }
+  BOOST_REQUIRE_MESSAGE(!coordinator.empty(), run.err());
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  auto o = run_troupe({"status", "--coordinator", coordinator, "--json"}, 30);
+  BOOST_TEST_INFO(o.err);
+  BOOST_REQUIRE(o.code == 0);
+  auto s = json::parse(o.out);
+  BOOST_TEST(s["nodes"].size() == 2u);
+  BOOST_TEST(s["steps"].get<int>() == 3000 / 3 / 16);
+  BOOST_TEST(s["state"] != "");
+  std::size_t actors = 0;
+  for (auto& n : s["nodes"])
+    actors += n["actors"].size();
+  BOOST_TEST(actors == 3u + 3u + 3u + 1u + 2u); // data, param, workers, eval, aggregators
+  auto rest = run.read_rest();
+  BOOST_TEST(run.wait(60000) == 0);
+  BOOST_TEST(json::parse(rest)["nodes"] == 2);
+  // Once the job is over, status reports the coordinator unreachable.
+  auto after = run_troupe({"status", "--coordinator", coordinator, "--timeout", "2"}, 30);
+  BOOST_TEST(after.code == 3);
+}
+
+BOOST_AUTO_TEST_CASE(node_prints_its_address_and_stops_on_sigterm) {
+  background n("troupe", {"node", "--listen", "127.0.0.1:0", "--json", "--name", "n1"});
+  auto line = n.read_line();
+  BOOST_REQUIRE(!line.empty());
+  auto j = json::parse(line);
+  BOOST_TEST(j["name"] == "n1");
+  BOOST_TEST(j["address"].get<std::string>().rfind("127.0.0.1:", 0) == 0u);
+  BOOST_TEST(j["cores"].get<int>() >= 1);
+  BOOST_TEST(j["devices"][0] == "cpu");
+  auto t0 = std::chrono::steady_clock::now();
+  BOOST_TEST(n.stop(SIGTERM) == 0);
+  BOOST_TEST(seconds_since(t0) < 3);
+  auto bad = run_troupe({"node", "--devices", "cuda:0"});
+  BOOST_TEST(bad.code == 2);
+  BOOST_TEST(bad.err.find("no CUDA backend") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
