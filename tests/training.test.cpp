@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <set>
 #include <nlohmann/json.hpp>
 
 using namespace troupe::testing;
@@ -43,6 +44,11 @@ BOOST_AUTO_TEST_CASE(fashion_mnist_mlp_reaches_0_855) {
   BOOST_TEST_MESSAGE("mlp: " << j.dump());
   BOOST_TEST(j["epochs"] == 3);
   BOOST_TEST(j["workers"] == 2);
+  BOOST_TEST(j["nodes"] == 2); // the embedded default: two node processes
+  std::set<std::string> nodes;
+  for (auto& [actor, node] : j["placement"].items())
+    nodes.insert(node.get<std::string>());
+  BOOST_TEST(nodes.size() == 2u);
   BOOST_TEST(j["test_accuracy"].get<double>() >= 0.855);
   BOOST_TEST(j["samples_per_s"].get<double>() > 0);
   BOOST_TEST(j["history"].size() == 3u);
@@ -79,6 +85,37 @@ BOOST_AUTO_TEST_CASE(digest_same_for_reruns_and_partitions) {
   auto args = base;
   args.insert(args.end(), {"--set", "job.seed=43"});
   BOOST_TEST(run_json(args)["params_digest"].get<std::string>() != first);
+}
+
+BOOST_AUTO_TEST_CASE(digest_same_on_one_two_and_three_nodes) {
+  BOOST_REQUIRE_MESSAGE(have_fashion(), "dataset-fashion-mnist is not installed");
+  std::string first;
+  for (const char* nodes : {"cluster.local_nodes=1", "cluster.local_nodes=2",
+                            "cluster.local_nodes=3"}) {
+    auto j = run_json({example("fashion_mnist.toml"), "--set", "job.epochs=1",
+                       "--set", "cluster.workers=3", "--set", "data.shards=3",
+                       "--set", "data.batch=63", "--set", "model.partitions=3",
+                       "--set", nodes});
+    BOOST_TEST_MESSAGE(nodes << ": " << j["params_digest"] << " "
+                              << j["samples_per_s"]);
+    if (first.empty())
+      first = j["params_digest"];
+    BOOST_TEST(j["params_digest"] == first, nodes);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(async_and_ssp_reach_0_85) {
+  BOOST_REQUIRE_MESSAGE(have_fashion(), "dataset-fashion-mnist is not installed");
+  for (const char* mode : {"job.mode=async", "job.mode=ssp"}) {
+    auto j = run_json({example("fashion_mnist.toml"), "--set", mode, "--set",
+                       "job.staleness=2"});
+    BOOST_TEST_MESSAGE(mode << ": test_accuracy " << j["test_accuracy"]
+                            << ", max_lead " << j["max_lead"]);
+    BOOST_TEST(j["test_accuracy"].get<double>() >= 0.85, mode);
+    BOOST_TEST(j["gradients_pushed"] == 2 * j["steps"].get<int>());
+    if (std::string(mode) == "job.mode=ssp")
+      BOOST_TEST(j["max_lead"].get<int>() <= 2);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(csv_regression_beats_predicting_the_mean) {
