@@ -165,11 +165,13 @@ void wire(self_ptr self) {
         local.push_back(t.workers[r]);
     self->send(t.aggregators[a], wire_atom::value, local, t.param_shards);
   }
-  for (std::size_t r = 0; r < t.workers.size(); ++r)
+  for (std::size_t r = 0; r < t.workers.size(); ++r) {
+    const auto d = t.data_shard_of_worker[r];
     self->send(
         t.workers[r], wire_atom::value,
         t.aggregators[static_cast<std::size_t>(t.aggregator_of_worker[r])],
-        t.data_shards[static_cast<std::size_t>(t.data_shard_of_worker[r])], me);
+        d >= 0 ? t.data_shards[static_cast<std::size_t>(d)] : caf::actor{}, me);
+  }
   if (t.evaluator)
     self->send(t.evaluator, wire_atom::value, me);
 }

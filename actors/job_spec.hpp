@@ -54,6 +54,9 @@ struct job_spec {
   // [testing]: hooks for tests and rehearsals
   std::int64_t slow_worker = -1; ///< this worker rank waits slow_ms per step
   std::int64_t slow_ms = 0;
+  /// `troupe bench allreduce`: workers send fixed gradients without data or
+  /// compute, shards publish the sum without an optimizer step.
+  bool exchange_only = false;
 
   // Resolved from the data before the job starts.
   std::int64_t inputs = 0;  ///< features per sample

@@ -159,7 +159,7 @@ typename Inspector::result_type inspect(Inspector& f, job_spec& x) {
            x.optimizer, x.local_nodes, x.workers, x.device, x.threads,
            x.strategy, x.max_restarts, x.within_s, x.snapshot_every,
            x.heartbeat_s, x.heartbeat_timeout_s, x.placement, x.slow_worker,
-           x.slow_ms, x.inputs, x.outputs, x.train_samples, x.steps_per_epoch);
+           x.slow_ms, x.exchange_only, x.inputs, x.outputs, x.train_samples, x.steps_per_epoch);
 }
 
 /// Each role registers its spawn function under its name ("data_shard",

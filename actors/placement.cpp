@@ -90,7 +90,8 @@ placement_plan plan_placement(const job_spec& spec,
     for (std::int64_t s = 0; s < spec.shards; ++s)
       p.data_shards.push_back(p.workers[static_cast<std::size_t>(s)]);
   for (std::int64_t r = 0; r < spec.workers; ++r)
-    p.data_shard_of_worker.push_back(static_cast<std::int32_t>(r % spec.shards));
+    p.data_shard_of_worker.push_back(
+        spec.shards > 0 ? static_cast<std::int32_t>(r % spec.shards) : -1);
   // Parameter shards round-robin, so parameters split across all nodes.
   if (!explicit_nodes(spec, nodes, "param_shard", spec.partitions, p.param_shards))
     for (std::int64_t s = 0; s < spec.partitions; ++s)

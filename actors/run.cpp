@@ -95,16 +95,19 @@ run_result run_job(job_spec spec, const run_observer& obs,
   };
   // Load and check the data before anything starts: bad input ends here
   // with a message naming the file. Actors in this process share it.
-  auto train = data::load_shared(train_source(spec));
-  info(fmt::format("train: {}", train->description));
+  std::shared_ptr<const data::dataset> train;
   std::shared_ptr<const data::dataset> test;
-  data_facts test_facts;
-  if (!spec.test.empty()) {
-    test = data::load_shared(test_source(spec));
-    test_facts = facts_of(*test);
-    info(fmt::format("test:  {}", test->description));
+  if (!spec.exchange_only) {
+    train = data::load_shared(train_source(spec));
+    info(fmt::format("train: {}", train->description));
+    data_facts test_facts;
+    if (!spec.test.empty()) {
+      test = data::load_shared(test_source(spec));
+      test_facts = facts_of(*test);
+      info(fmt::format("test:  {}", test->description));
+    }
+    resolve_job_spec(spec, facts_of(*train), test ? &test_facts : nullptr);
   }
-  resolve_job_spec(spec, facts_of(*train), test ? &test_facts : nullptr);
 
   const bool distributed = !copt.nodes.empty() || spec.local_nodes > 1;
   const auto timeout = millis(copt.connect_timeout_s);

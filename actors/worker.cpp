@@ -55,14 +55,22 @@ void report(caf::stateful_actor<worker_state>* self, bool epoch_end) {
 
 void compute(caf::stateful_actor<worker_state>* self) {
   auto& st = self->state;
-  auto b = std::move(st.batches.front());
-  st.batches.pop_front();
-  // Credit first: the data shard prepares the next batch while we compute.
-  self->send(st.data, credit_atom::value, st.rank, std::int64_t{1},
-             caf::actor_cast<caf::actor>(self));
   if (st.grad.use_count() != 1)
     st.grad = devices::tensor::empty({st.net->param_count()});
-  auto sums = st.net->train_step(st.params, b.x, b.y, st.grad_scale, st.grad);
+  devices::loss_sums sums;
+  std::int64_t samples = 0;
+  if (st.spec.exchange_only) {
+    // Benchmark of the exchange alone: a fixed gradient, no data.
+    devices::cpu().fill(st.grad, 1.0f / static_cast<float>(st.rank + 1));
+  } else {
+    auto b = std::move(st.batches.front());
+    st.batches.pop_front();
+    // Credit first: the data shard prepares the next batch while we compute.
+    self->send(st.data, credit_atom::value, st.rank, std::int64_t{1},
+               caf::actor_cast<caf::actor>(self));
+    sums = st.net->train_step(st.params, b.x, b.y, st.grad_scale, st.grad);
+    samples = b.x.dim(0);
+  }
   grad_msg g;
   g.worker = st.rank;
   g.step = st.step;
@@ -74,7 +82,7 @@ void compute(caf::stateful_actor<worker_state>* self) {
   st.awaiting = st.spec.partitions;
   self->send(st.aggregator, std::move(g));
   st.loss_sum += sums.loss;
-  st.samples += b.x.dim(0);
+  st.samples += samples;
   ++st.step;
   const bool epoch_end = st.step % st.spec.steps_per_epoch == 0;
   if (epoch_end || st.step % st.report_every == 0)
@@ -83,12 +91,13 @@ void compute(caf::stateful_actor<worker_state>* self) {
 
 void try_step(caf::stateful_actor<worker_state>* self) {
   auto& st = self->state;
-  if (!st.ready_sent && st.awaiting == 0 && !st.batches.empty()) {
+  const bool have_batch = st.spec.exchange_only || !st.batches.empty();
+  if (!st.ready_sent && st.awaiting == 0 && have_batch) {
     st.ready_sent = true;
     self->send(st.coordinator, ready_atom::value, std::string("worker"),
                st.rank);
   }
-  if (!st.started || st.awaiting > 0 || st.batches.empty() || st.delaying ||
+  if (!st.started || st.awaiting > 0 || !have_batch || st.delaying ||
       st.step >= st.spec.total_steps())
     return;
   if (st.rank == st.spec.slow_worker && st.spec.slow_ms > 0) {
@@ -126,8 +135,10 @@ caf::behavior worker(caf::stateful_actor<worker_state>* self, job_spec spec,
       st.aggregator = std::move(aggregator);
       st.data = std::move(data);
       st.coordinator = std::move(coordinator);
-      self->send(st.data, credit_atom::value, st.rank, st.spec.prefetch,
-                 caf::actor_cast<caf::actor>(self));
+      if (st.data)
+        self->send(st.data, credit_atom::value, st.rank, st.spec.prefetch,
+                   caf::actor_cast<caf::actor>(self));
+      try_step(self);
     },
     [=](start_atom) {
       self->state.started = true;
@@ -136,7 +147,8 @@ caf::behavior worker(caf::stateful_actor<worker_state>* self, job_spec spec,
     [=](resume_atom) {
       auto& st = self->state;
       st.delaying = false;
-      if (st.started && st.awaiting == 0 && !st.batches.empty() &&
+      if (st.started && st.awaiting == 0 &&
+          (st.spec.exchange_only || !st.batches.empty()) &&
           st.step < st.spec.total_steps())
         compute(self);
     },

@@ -19,5 +19,7 @@ void add_run_command(CLI::App& app, int* code);
 void add_node_command(CLI::App& app, int* code);
 /// `troupe status --coordinator HOST:PORT`
 void add_status_command(CLI::App& app, int* code);
+/// `troupe bench allreduce ...`
+void add_bench_command(CLI::App& app, int* code);
 
 } // namespace troupe::cli
