@@ -70,7 +70,7 @@ void forward(caf::stateful_actor<aggregator_state>* self, const grad_msg& g,
     out.hi = hi;
     out.offset = st.bounds[s];
     out.values = values.slice(st.bounds[s], st.bounds[s + 1] - st.bounds[s]);
-    self->send(st.shards[s], std::move(out));
+    send_slices(self, st.shards[s], std::move(out));
   }
 }
 
@@ -90,8 +90,11 @@ void reduce_step(caf::stateful_actor<aggregator_state>* self,
           if (std::any_of(grads.begin(), grads.end(),
                           [&](const devices::tensor& g) {
                             return g.shares_storage(a);
-                          }))
-            a = a.clone();
+                          })) {
+            auto out = devices::tensor::empty({a.numel()});
+            dev.add(a, b, out);
+            return out;
+          }
           dev.axpy(1.0f, b, a);
           return a;
         });

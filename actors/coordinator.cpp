@@ -304,7 +304,8 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
         }
         auto dst = st.final_params.slice(p.offset, p.values.numel());
         devices::cpu().copy(p.values, dst);
-        if (++st.final_slices == st.spec.partitions) {
+        st.final_slices += p.values.numel(); // elements received
+        if (st.final_slices == st.final_params.numel()) {
           st.final_complete = true;
           st.t_train_end = clock_type::now();
           maybe_finish(self);

@@ -92,7 +92,8 @@ caf::behavior evaluator(caf::stateful_actor<evaluator_state>* self,
           v.params = devices::tensor::empty({st.net->param_count()});
         auto dst = v.params.slice(p.offset, p.values.numel());
         devices::cpu().copy(p.values, dst);
-        if (++v.slices == st.spec.partitions) {
+        v.slices += p.values.numel(); // elements received
+      if (v.slices == st.net->param_count()) {
           st.ready.push_back(p.tag);
           drain(self);
         }

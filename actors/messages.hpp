@@ -15,6 +15,7 @@
 
 #include <caf/all.hpp>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 
@@ -160,6 +161,29 @@ typename Inspector::result_type inspect(Inspector& f, job_spec& x) {
            x.strategy, x.max_restarts, x.within_s, x.snapshot_every,
            x.heartbeat_s, x.heartbeat_timeout_s, x.placement, x.slow_worker,
            x.slow_ms, x.exchange_only, x.inputs, x.outputs, x.train_samples, x.steps_per_epoch);
+}
+
+/// Elements per message for slices sent to another node: large transfers go
+/// as a stream of 1 MiB pieces, which the receiver assembles by offset (CAF
+/// 0.17 sizes are 32-bit, and one big message stalls the peer's I/O loop).
+constexpr std::int64_t chunk_elements = 1 << 18;
+
+/// Sends a grad_msg or params_msg, cut into chunks when `dest` is remote.
+/// In-process it goes whole (no copy).
+template <class Self, class Msg>
+void send_slices(Self* self, const caf::actor& dest, Msg msg) {
+  const auto n = msg.values.numel();
+  if (n <= chunk_elements || dest.node() == self->node()) {
+    self->send(dest, std::move(msg));
+    return;
+  }
+  for (std::int64_t first = 0; first < n; first += chunk_elements) {
+    Msg piece = msg;
+    const auto len = std::min(chunk_elements, n - first);
+    piece.offset = msg.offset + first;
+    piece.values = msg.values.slice(first, len);
+    self->send(dest, std::move(piece));
+  }
 }
 
 /// Each role registers its spawn function under its name ("data_shard",

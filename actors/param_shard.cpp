@@ -20,9 +20,14 @@ namespace troupe::actors {
 
 namespace {
 
+struct partial_sum {
+  devices::tensor values;
+  std::int64_t received = 0; // elements; complete at the shard's size
+};
+
 struct pending_step {
-  std::map<std::pair<std::int32_t, std::int32_t>, devices::tensor> parts;
-  std::int64_t leaves = 0;
+  std::map<std::pair<std::int32_t, std::int32_t>, partial_sum> parts;
+  std::int64_t leaves = 0; // of complete parts
 };
 
 struct param_shard_state {
@@ -44,6 +49,10 @@ struct param_shard_state {
   std::vector<std::int32_t> waiting;       // ssp: workers owed an answer
   std::vector<std::int64_t> last_seq;      // per worker: highest seq applied
   std::int64_t epochs_sent = 0;
+  std::map<std::pair<std::int64_t, std::int64_t>, partial_sum> incoming; // async chunks
+  static std::pair<std::int64_t, std::int64_t> pending_key(const grad_msg& g) {
+    return {g.worker, g.seq};
+  }
 };
 
 params_msg make_msg(const param_shard_state& st) {
@@ -70,13 +79,13 @@ void publish_milestones(caf::stateful_actor<param_shard_state>* self) {
     if (st.evaluator) {
       auto m = make_msg(st);
       m.tag = st.epochs_sent;
-      self->send(st.evaluator, std::move(m));
+      send_slices(self, st.evaluator, std::move(m));
     }
   }
   if (st.version == total) {
     auto m = make_msg(st);
     m.tag = -1;
-    self->send(st.coordinator, std::move(m));
+    send_slices(self, st.coordinator, std::move(m));
   }
 }
 
@@ -84,16 +93,17 @@ void broadcast(caf::stateful_actor<param_shard_state>* self) {
   auto& st = self->state;
   auto m = make_msg(st);
   for (auto& a : st.aggregators)
-    self->send(a, m);
+    send_slices(self, a, m);
 }
 
 void answer(caf::stateful_actor<param_shard_state>* self, std::int32_t worker) {
   auto& st = self->state;
   auto m = make_msg(st);
   m.target = worker;
-  self->send(st.aggregators[static_cast<std::size_t>(
-                 st.aggregator_of_worker[static_cast<std::size_t>(worker)])],
-             std::move(m));
+  send_slices(self,
+              st.aggregators[static_cast<std::size_t>(
+                  st.aggregator_of_worker[static_cast<std::size_t>(worker)])],
+              std::move(m));
 }
 
 void apply(caf::stateful_actor<param_shard_state>* self,
@@ -127,13 +137,13 @@ void apply(caf::stateful_actor<param_shard_state>* self,
 devices::tensor complete_tree(pending_step& p, std::int32_t lo, std::int32_t hi) {
   auto it = p.parts.find({lo, hi});
   if (it != p.parts.end())
-    return it->second;
+    return it->second.values;
   const auto mid = static_cast<std::int32_t>(runtime::tree_split(lo, hi));
   auto a = complete_tree(p, lo, mid);
   auto b = complete_tree(p, mid, hi);
   // Partial sums from aggregators may be shared buffers: sum into our own.
-  auto out = a.clone();
-  devices::cpu().axpy(1.0f, b, out);
+  auto out = devices::tensor::empty({a.numel()});
+  devices::cpu().add(a, b, out);
   return out;
 }
 
@@ -142,11 +152,23 @@ void on_sync_grad(caf::stateful_actor<param_shard_state>* self, grad_msg& g) {
   if (g.step < st.version)
     return; // already applied
   auto& p = st.pending[g.step];
-  auto key = std::make_pair(g.lo, g.hi);
-  if (p.parts.count(key) != 0)
+  auto& part = p.parts[std::make_pair(g.lo, g.hi)];
+  const auto n = g.values.numel();
+  if (part.received >= st.size)
     return; // duplicate
+  if (n == st.size) {
+    part.values = std::move(g.values); // whole: no copy
+  } else {
+    // A chunk of a slice from another node: assemble by offset.
+    if (!part.values.defined())
+      part.values = devices::tensor::empty({st.size});
+    auto dst = part.values.slice(g.offset - st.begin, n);
+    devices::cpu().copy(g.values, dst);
+  }
+  part.received += n;
+  if (part.received < st.size)
+    return;
   p.leaves += g.hi - g.lo;
-  p.parts.emplace(key, std::move(g.values));
   while (!st.pending.empty() && st.pending.begin()->first == st.version &&
          st.pending.begin()->second.leaves == st.spec.workers) {
     auto step = std::move(st.pending.begin()->second);
@@ -180,8 +202,24 @@ void on_async_grad(caf::stateful_actor<param_shard_state>* self, grad_msg& g) {
   const auto w = static_cast<std::size_t>(g.worker);
   if (g.seq <= st.last_seq[w])
     return; // applied already: at most once per (worker, seq)
+  devices::tensor grad;
+  if (g.values.numel() == st.size) {
+    grad = std::move(g.values);
+  } else {
+    // Chunks of one gradient from another node, assembled by offset.
+    auto& part = st.incoming[st.pending_key(g)];
+    if (!part.values.defined())
+      part.values = devices::tensor::empty({st.size});
+    auto dst = part.values.slice(g.offset - st.begin, g.values.numel());
+    devices::cpu().copy(g.values, dst);
+    part.received += g.values.numel();
+    if (part.received < st.size)
+      return;
+    grad = std::move(part.values);
+    st.incoming.erase(st.pending_key(g));
+  }
   st.last_seq[w] = g.seq;
-  apply(self, g.values);
+  apply(self, grad);
   ++st.clock[w];
   if (st.spec.mode == "ssp") {
     st.waiting.push_back(g.worker);
@@ -223,7 +261,8 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
     },
     [=](grad_msg& g) {
       auto& st = self->state;
-      if (g.offset != st.begin || g.values.numel() != st.size || g.lo < 0 ||
+      if (g.offset < st.begin ||
+          g.offset + g.values.numel() > st.begin + st.size || g.lo < 0 ||
           g.hi > st.spec.workers || g.lo >= g.hi)
         return; // not for this shard
       if (st.spec.synchronous())

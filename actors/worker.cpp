@@ -20,7 +20,7 @@ struct worker_state {
   std::unique_ptr<devices::nn::model> net;
   devices::tensor params;
   devices::tensor grad;
-  std::int64_t awaiting = 0;   // slices still due before the next step
+  std::int64_t awaiting = 0;   // parameter elements still due before the next step
   std::int64_t min_clock = -1; // async/ssp: slowest worker's steps, as told
   caf::actor aggregator;
   caf::actor data;
@@ -79,7 +79,7 @@ void compute(caf::stateful_actor<worker_state>* self) {
   g.hi = st.rank + 1;
   g.offset = 0;
   g.values = st.grad;
-  st.awaiting = st.spec.partitions;
+  st.awaiting = st.net->param_count();
   self->send(st.aggregator, std::move(g));
   st.loss_sum += sums.loss;
   st.samples += samples;
@@ -119,7 +119,7 @@ caf::behavior worker(caf::stateful_actor<worker_state>* self, job_spec spec,
   const auto total = st.net->param_count();
   st.params = devices::tensor::empty({total});
   st.grad = devices::tensor::empty({total});
-  st.awaiting = st.spec.partitions; // version 0
+  st.awaiting = total; // version 0
   st.report_every = std::max<std::int64_t>(1, st.spec.steps_per_epoch / 20);
   // sync: the loss is the mean over the global batch, so each worker scales
   // by 1 / global batch and the shards add the workers up. async/ssp: each
@@ -160,8 +160,9 @@ caf::behavior worker(caf::stateful_actor<worker_state>* self, job_spec spec,
       auto& st = self->state;
       if (st.awaiting == 0)
         return; // nothing is due: a duplicate
-      if (st.spec.partitions == 1) {
-        st.params = std::move(p.values); // one shard: use its buffer as is
+      const auto n = p.values.numel();
+      if (n == st.net->param_count()) {
+        st.params = std::move(p.values); // one shard, whole: use it as is
       } else {
         if (st.params.use_count() != 1)
           st.params = devices::tensor::empty({st.net->param_count()});
@@ -170,7 +171,8 @@ caf::behavior worker(caf::stateful_actor<worker_state>* self, job_spec spec,
       }
       st.min_clock = st.min_clock < 0 ? p.min_clock
                                       : std::min(st.min_clock, p.min_clock);
-      if (--st.awaiting == 0) {
+      st.awaiting -= n;
+      if (st.awaiting == 0) {
         if (!st.spec.synchronous() && st.min_clock >= 0)
           st.max_lead = std::max(st.max_lead, st.step - st.min_clock);
         st.min_clock = -1;

@@ -61,6 +61,8 @@ public:
   virtual void add_row_vector(tensor& y, const tensor& bias) = 0;
   /// out[j] = sum_i x[i, j] (+ beta * out[j]).
   virtual void sum_rows(const tensor& x, float beta, tensor& out) = 0;
+  /// out = a + b (same element count; out may alias a or b).
+  virtual void add(const tensor& a, const tensor& b, tensor& out) = 0;
   /// y += a * x.
   virtual void axpy(float a, const tensor& x, tensor& y) = 0;
   virtual void scale(tensor& x, float a) = 0;

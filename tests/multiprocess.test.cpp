@@ -131,6 +131,33 @@ BOOST_AUTO_TEST_CASE(every_role_on_nodes_given_with_nodes) {
   BOOST_TEST(b.stop(SIGINT) == 0);
 }
 
+BOOST_AUTO_TEST_CASE(large_slices_cross_nodes_in_chunks) {
+  // 320k parameters on one shard: slices travel between nodes as 1 MiB
+  // chunks and are assembled by offset; the bits must not change.
+  csv_job job;
+  const std::vector<std::string> big{
+      job.pipeline, "--set", "job.epochs=1", "--set", "model.partitions=1",
+      "--set",
+      "model.layers=[{type=\"dense\",units=40000},{type=\"relu\"},{type=\"dense\",units=3}]"};
+  auto local = run_json(big);
+  auto args = big;
+  args.insert(args.end(), {"--set", "cluster.local_nodes=2"});
+  auto spread = run_json(args);
+  BOOST_TEST(local["param_count"] == 320003);
+  BOOST_TEST(spread["params_digest"] == local["params_digest"]);
+  args.insert(args.end(), {"--set", "job.mode=async"});
+  auto async = run_json(args);
+  BOOST_TEST(async["gradients_pushed"] == 3 * async["steps"].get<int>());
+  BOOST_TEST(async["test_accuracy"].get<double>() > 0.6);
+  auto bench = run_troupe({"bench", "allreduce", "--nodes", "2", "--bytes",
+                           "4MiB", "--iterations", "5", "--json"});
+  BOOST_TEST_INFO(bench.err);
+  BOOST_REQUIRE(bench.code == 0);
+  auto j = json::parse(bench.out);
+  BOOST_TEST(j["bytes"] == 4194304);
+  BOOST_TEST(j["us_per_op"].get<double>() > 0);
+}
+
 BOOST_AUTO_TEST_CASE(unknown_node_name_in_placement_is_bad_input) {
   csv_job job("[placement]\nworker = \"nowhere\"\n");
   auto o = run_troupe({"run", job.pipeline, "--set", "cluster.local_nodes=2"});

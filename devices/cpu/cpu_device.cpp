@@ -164,6 +164,20 @@ void cpu_device::sum_rows(const tensor& x, float beta, tensor& out) {
   }
 }
 
+void cpu_device::add(const tensor& a, const tensor& b, tensor& out) {
+  expect_cpu(a);
+  expect_cpu(b);
+  expect_cpu(out);
+  expect_same_size(a, b);
+  expect_same_size(a, out);
+  const float* as = a.data();
+  const float* bs = b.data();
+  float* o = out.data();
+  const auto n = a.numel();
+  for (std::int64_t i = 0; i < n; ++i)
+    o[i] = as[i] + bs[i];
+}
+
 void cpu_device::axpy(float a, const tensor& x, tensor& y) {
   expect_cpu(x);
   expect_cpu(y);

@@ -18,6 +18,7 @@ public:
             float beta, tensor& c) override;
   void add_row_vector(tensor& y, const tensor& bias) override;
   void sum_rows(const tensor& x, float beta, tensor& out) override;
+  void add(const tensor& a, const tensor& b, tensor& out) override;
   void axpy(float a, const tensor& x, tensor& y) override;
   void scale(tensor& x, float a) override;
   double sum(const tensor& x) override;

@@ -3,9 +3,14 @@
 #include "tools/cli/commands.hpp"
 
 #include <cstdio>
+#include <malloc.h>
 #include <string>
 
 int main(int argc, char** argv) {
+  // Gradients and parameter versions are large, short-lived buffers: keep
+  // them in the heap instead of fresh mmaps, which page-fault on every use.
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
   CLI::App app{"troupe: actor-model dataflow runtime for distributed "
                "neural-network training"};
   app.require_subcommand(1);
