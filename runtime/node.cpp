@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include <chrono>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <future>
@@ -16,6 +17,14 @@
 namespace troupe::runtime {
 
 namespace {
+
+int stop_pipe[2] = {-1, -1};
+
+extern "C" void node_stop_signal(int sig) {
+  const auto saved = errno;
+  [[maybe_unused]] auto n = write(stop_pipe[1], &sig, sizeof(sig));
+  errno = saved;
+}
 
 struct manager_state {
   node_info info;
@@ -108,12 +117,18 @@ std::pair<std::string, std::uint16_t> parse_address(const std::string& text) {
 int run_node(const node_options& opts,
              const std::function<void(caf::actor_system_config&)>& register_types,
              const std::function<void(const node_info&)>& on_listening) {
-  // Block the stop signals in every thread; the main thread waits for them.
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGINT);
-  sigaddset(&stop, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  // SIGINT/SIGTERM write to a pipe the main thread waits on; a handler
+  // works whichever thread the signal lands on (sanitizer runtimes start
+  // threads before main, so blocking the signals is not enough).
+  if (pipe(stop_pipe) != 0) {
+    std::fprintf(stderr, "troupe node: cannot create a pipe\n");
+    return 1;
+  }
+  struct sigaction sa {};
+  sa.sa_handler = node_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
   caf::actor_system_config cfg;
   configure_network(cfg, opts.network);
   register_node_types(cfg);
@@ -144,7 +159,8 @@ int run_node(const node_options& opts,
                static_cast<long long>(info.cores),
                fmt::format("{}", fmt::join(info.devices, ",")).c_str());
   int sig = 0;
-  sigwait(&stop, &sig);
+  while (read(stop_pipe[0], &sig, sizeof(sig)) < 0 && errno == EINTR) {
+  }
   std::fprintf(stderr, "troupe node %s: %s, shutting down\n", info.name.c_str(),
                sig == SIGINT ? "SIGINT" : "SIGTERM");
   // Stop what runs here, then the system; bounded, since a peer that holds
