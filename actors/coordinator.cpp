@@ -45,6 +45,8 @@ struct coordinator_state {
   std::vector<std::int64_t> steps_done; // by worker
   std::vector<std::int64_t> pushed;     // by worker
   std::int64_t max_lead = 0;
+  double compute_s = 0; // summed over workers
+  double wait_s = 0;
   std::int64_t reported_steps = -1;
   double recent_loss = 0;
   std::map<std::int64_t, epoch_acc> epochs;
@@ -105,6 +107,8 @@ void maybe_finish(self_ptr self) {
   r.params_digest =
       runtime::sha256_hex(st.final_params.data(), st.final_params.bytes());
   r.max_lead = st.max_lead;
+  r.worker_compute_s = st.compute_s / static_cast<double>(st.spec.workers);
+  r.worker_wait_s = st.wait_s / static_cast<double>(st.spec.workers);
   r.gradients_pushed =
       std::accumulate(st.pushed.begin(), st.pushed.end(), std::int64_t{0});
   if (!r.history.empty() && r.history.back().evaluated) {
@@ -268,6 +272,8 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
         st.steps_done[w] = p.steps_done;
         st.pushed[w] = p.pushed;
         st.max_lead = std::max(st.max_lead, p.max_lead);
+        st.compute_s += p.compute_s;
+        st.wait_s += p.wait_s;
         auto& acc = st.epochs[p.epoch];
         acc.loss_sum += p.loss_sum;
         acc.samples += p.samples;

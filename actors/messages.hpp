@@ -96,6 +96,8 @@ struct progress_msg {
   bool epoch_end = false;
   std::int64_t max_lead = 0;   ///< largest step - slowest worker's steps seen
   std::int64_t pushed = 0;     ///< gradients sent so far
+  double compute_s = 0;        ///< since the last report: forward/backward
+  double wait_s = 0;           ///< since the last report: waiting for parameters
 };
 
 /// Test-set loss and accuracy of one parameter version.
@@ -141,7 +143,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, progress_msg& x) {
   return f(caf::meta::type_name("progress_msg"), x.worker, x.epoch,
            x.steps_done, x.loss_sum, x.samples, x.epoch_end, x.max_lead,
-           x.pushed);
+           x.pushed, x.compute_s, x.wait_s);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, eval_msg& x) {

@@ -114,12 +114,21 @@ run_result run_job(job_spec spec, const run_observer& obs,
   runtime::network_options net;
   net.heartbeat_s = spec.heartbeat_s;
   net.heartbeat_timeout_s = spec.heartbeat_timeout_s;
-  net.threads = spec.threads;
+  // Local nodes share this machine's cores: by default each gets its share
+  // (idle CAF worker threads poll, and oversubscribed cores slow the
+  // workers); the driver itself only hosts the coordinator.
+  const auto cores = std::max<std::int64_t>(1, std::thread::hardware_concurrency());
+  net.threads = spec.threads > 0 ? spec.threads
+                : copt.nodes.empty()
+                    ? std::max<std::int64_t>(1, cores / spec.local_nodes)
+                    : 0;
+  runtime::network_options driver_net = net;
+  driver_net.threads = spec.threads > 0 ? spec.threads : 1;
   caf::actor_system_config cfg;
   register_roles(cfg);
   runtime::register_node_types(cfg);
   if (distributed) {
-    runtime::configure_network(cfg, net);
+    runtime::configure_network(cfg, driver_net);
   } else {
     cfg.set("scheduler.max-threads",
             spec.threads > 0 ? static_cast<std::size_t>(spec.threads)

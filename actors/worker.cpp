@@ -35,6 +35,11 @@ struct worker_state {
   std::int64_t report_every = 1;
   std::int64_t max_lead = 0;
   float grad_scale = 1;
+  // Where a worker's time goes, since the last report.
+  std::chrono::steady_clock::time_point sent_at;
+  bool waiting = false;
+  double compute_s = 0;
+  double wait_s = 0;
 };
 
 void report(caf::stateful_actor<worker_state>* self, bool epoch_end) {
@@ -48,6 +53,10 @@ void report(caf::stateful_actor<worker_state>* self, bool epoch_end) {
   p.epoch_end = epoch_end;
   p.max_lead = st.max_lead;
   p.pushed = st.step;
+  p.compute_s = st.compute_s;
+  p.wait_s = st.wait_s;
+  st.compute_s = 0;
+  st.wait_s = 0;
   self->send(st.coordinator, p);
   st.loss_sum = 0;
   st.samples = 0;
@@ -55,6 +64,7 @@ void report(caf::stateful_actor<worker_state>* self, bool epoch_end) {
 
 void compute(caf::stateful_actor<worker_state>* self) {
   auto& st = self->state;
+  const auto t0 = std::chrono::steady_clock::now();
   if (st.grad.use_count() != 1)
     st.grad = devices::tensor::empty({st.net->param_count()});
   devices::loss_sums sums;
@@ -81,6 +91,9 @@ void compute(caf::stateful_actor<worker_state>* self) {
   g.values = st.grad;
   st.awaiting = st.net->param_count();
   self->send(st.aggregator, std::move(g));
+  st.sent_at = std::chrono::steady_clock::now();
+  st.waiting = true;
+  st.compute_s += std::chrono::duration<double>(st.sent_at - t0).count();
   st.loss_sum += sums.loss;
   st.samples += samples;
   ++st.step;
@@ -173,6 +186,12 @@ caf::behavior worker(caf::stateful_actor<worker_state>* self, job_spec spec,
                                       : std::min(st.min_clock, p.min_clock);
       st.awaiting -= n;
       if (st.awaiting == 0) {
+        if (st.waiting) {
+          st.waiting = false;
+          st.wait_s += std::chrono::duration<double>(
+                           std::chrono::steady_clock::now() - st.sent_at)
+                           .count();
+        }
         if (!st.spec.synchronous() && st.min_clock >= 0)
           st.max_lead = std::max(st.max_lead, st.step - st.min_clock);
         st.min_clock = -1;

@@ -89,6 +89,8 @@ json to_json(const actors::run_result& r) {
               {"restarts", r.restarts},
               {"max_lead", r.max_lead},
               {"gradients_pushed", r.gradients_pushed},
+              {"worker_compute_s", r.worker_compute_s},
+              {"worker_wait_s", r.worker_wait_s},
               {"coordinator", r.coordinator.empty() ? json(nullptr) : json(r.coordinator)},
               {"placement", placement},
               {"history", history}};
