@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <chrono>
 #include <set>
+#include <sstream>
 #include <filesystem>
 #include <netinet/in.h>
 #include <nlohmann/json.hpp>
@@ -261,6 +262,76 @@ BOOST_AUTO_TEST_CASE(status_of_a_running_job) {
   // Once the job is over, status reports the coordinator unreachable.
   auto after = run_troupe({"status", "--coordinator", coordinator, "--timeout", "2"}, 30);
   BOOST_TEST(after.code == 3);
+}
+
+namespace {
+
+std::vector<pid_t> children_of(pid_t parent) {
+  std::vector<pid_t> out;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const auto name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos)
+      continue;
+    auto stat = slurp(e.path().string() + "/stat");
+    auto close_paren = stat.rfind(')');
+    if (close_paren == std::string::npos)
+      continue;
+    std::istringstream rest(stat.substr(close_paren + 2));
+    char state = 0;
+    pid_t ppid = 0;
+    rest >> state >> ppid;
+    if (ppid == parent && state != 'Z')
+      out.push_back(static_cast<pid_t>(std::stol(name)));
+  }
+  return out;
+}
+
+bool alive(pid_t pid) {
+  auto stat = slurp(fmt::format("/proc/{}/stat", pid));
+  auto close_paren = stat.rfind(')');
+  return close_paren != std::string::npos && stat[close_paren + 2] != 'Z';
+}
+
+// A job slow enough to be caught mid-run, and the pids of its local nodes.
+struct running_job {
+  csv_job job{"[testing]\nslow_worker = 0\nslow_ms = 20\n"};
+  background run{"troupe", {"run", job.pipeline, "--set", "cluster.local_nodes=2",
+                            "--set", "job.epochs=3"}};
+  std::vector<pid_t> nodes;
+  running_job() {
+    for (int i = 0; i < 300; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (run.err().find("training:") != std::string::npos)
+        break;
+    }
+    nodes = children_of(run.pid());
+  }
+};
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_node_killed_mid_run_fails_the_job_naming_it) {
+  running_job r;
+  BOOST_REQUIRE_MESSAGE(r.nodes.size() == 2u, r.run.err());
+  const auto t0 = std::chrono::steady_clock::now();
+  kill(r.nodes[1], SIGKILL);
+  const int code = r.run.wait(30000);
+  BOOST_TEST(code == 1, r.run.err());
+  BOOST_TEST(seconds_since(t0) < 15);
+  BOOST_TEST(r.run.err().find("on node node1 stopped") != std::string::npos, r.run.err());
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  for (auto pid : r.nodes)
+    BOOST_TEST(!alive(pid), "node process " << pid << " left behind");
+}
+
+BOOST_AUTO_TEST_CASE(interrupting_run_stops_its_nodes) {
+  running_job r;
+  BOOST_REQUIRE_MESSAGE(r.nodes.size() == 2u, r.run.err());
+  const int code = r.run.stop(SIGINT, 15000);
+  BOOST_TEST(code == 128 + SIGINT);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  for (auto pid : r.nodes)
+    BOOST_TEST(!alive(pid), "node process " << pid << " left behind");
 }
 
 BOOST_AUTO_TEST_CASE(node_prints_its_address_and_stops_on_sigterm) {
