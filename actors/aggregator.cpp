@@ -24,7 +24,8 @@ struct aggregator_state {
   std::vector<caf::actor> workers; // ranks lo..hi-1
   std::vector<caf::actor> shards;
   std::vector<std::int64_t> bounds; // shard ranges
-  std::map<std::int64_t, std::vector<devices::tensor>> pending; // step -> by local rank
+  std::map<std::int64_t, std::vector<devices::tensor>>
+      pending; // step -> by local rank
   std::map<std::int64_t, std::int32_t> arrived;
   std::vector<std::pair<std::int32_t, std::int32_t>> subtrees; // local ones
   bool wired = false;
@@ -74,8 +75,8 @@ void forward(caf::stateful_actor<aggregator_state>* self, const grad_msg& g,
   }
 }
 
-void reduce_step(caf::stateful_actor<aggregator_state>* self,
-                 std::int64_t step, const grad_msg& last) {
+void reduce_step(caf::stateful_actor<aggregator_state>* self, std::int64_t step,
+                 const grad_msg& last) {
   auto& st = self->state;
   auto grads = std::move(st.pending[step]);
   st.pending.erase(step);
@@ -84,7 +85,9 @@ void reduce_step(caf::stateful_actor<aggregator_state>* self,
   for (auto [slo, shi] : st.subtrees) {
     auto sum = runtime::tree_reduce<devices::tensor>(
         slo, shi,
-        [&](std::int64_t r) { return grads[static_cast<std::size_t>(r - st.lo)]; },
+        [&](std::int64_t r) {
+          return grads[static_cast<std::size_t>(r - st.lo)];
+        },
         [&](devices::tensor a, devices::tensor b) {
           // Sum into storage of our own, never into a worker's buffer.
           if (std::any_of(grads.begin(), grads.end(),
@@ -117,44 +120,44 @@ caf::behavior aggregator(caf::stateful_actor<aggregator_state>* self,
   local_subtrees(0, static_cast<std::int32_t>(st.spec.workers), lo, hi,
                  st.subtrees);
   return {
-    [=](wire_atom, std::vector<caf::actor> workers,
-        std::vector<caf::actor> shards) {
-      auto& st = self->state;
-      st.workers = std::move(workers);
-      st.shards = std::move(shards);
-      st.wired = true;
-      // Shards on other nodes may have published version 0 before the
-      // coordinator's wiring reached us: no ordering holds across senders.
-      for (auto& p : st.early)
+      [=](wire_atom, std::vector<caf::actor> workers,
+          std::vector<caf::actor> shards) {
+        auto& st = self->state;
+        st.workers = std::move(workers);
+        st.shards = std::move(shards);
+        st.wired = true;
+        // Shards on other nodes may have published version 0 before the
+        // coordinator's wiring reached us: no ordering holds across senders.
+        for (auto& p : st.early)
+          relay(self, std::move(p));
+        st.early.clear();
+      },
+      [=](grad_msg& g) {
+        auto& st = self->state;
+        if (g.worker < st.lo || g.worker >= st.hi)
+          return;
+        if (!st.spec.synchronous()) {
+          forward(self, g, g.values, g.worker, g.worker + 1);
+          return;
+        }
+        auto& slot = st.pending[g.step];
+        if (slot.empty())
+          slot.resize(static_cast<std::size_t>(st.hi - st.lo));
+        auto& cell = slot[static_cast<std::size_t>(g.worker - st.lo)];
+        if (cell.defined())
+          return; // duplicate
+        cell = std::move(g.values);
+        if (++st.arrived[g.step] == st.hi - st.lo)
+          reduce_step(self, g.step, g);
+      },
+      [=](params_msg& p) {
+        auto& st = self->state;
+        if (!st.wired) {
+          st.early.push_back(std::move(p));
+          return;
+        }
         relay(self, std::move(p));
-      st.early.clear();
-    },
-    [=](grad_msg& g) {
-      auto& st = self->state;
-      if (g.worker < st.lo || g.worker >= st.hi)
-        return;
-      if (!st.spec.synchronous()) {
-        forward(self, g, g.values, g.worker, g.worker + 1);
-        return;
-      }
-      auto& slot = st.pending[g.step];
-      if (slot.empty())
-        slot.resize(static_cast<std::size_t>(st.hi - st.lo));
-      auto& cell = slot[static_cast<std::size_t>(g.worker - st.lo)];
-      if (cell.defined())
-        return; // duplicate
-      cell = std::move(g.values);
-      if (++st.arrived[g.step] == st.hi - st.lo)
-        reduce_step(self, g.step, g);
-    },
-    [=](params_msg& p) {
-      auto& st = self->state;
-      if (!st.wired) {
-        st.early.push_back(std::move(p));
-        return;
-      }
-      relay(self, std::move(p));
-    },
+      },
   };
 }
 

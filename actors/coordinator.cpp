@@ -138,9 +138,10 @@ void emit_epochs(self_ptr self) {
                            : st.epochs[st.emitted_epochs - 1].end;
     const double secs = std::chrono::duration<double>(acc.end - begin).count();
     s.samples_per_s =
-        secs > 0 ? static_cast<double>(st.spec.steps_per_epoch * st.spec.batch) /
-                       secs
-                 : 0;
+        secs > 0
+            ? static_cast<double>(st.spec.steps_per_epoch * st.spec.batch) /
+                  secs
+            : 0;
     s.wall_s = std::chrono::duration<double>(acc.end - st.t_start).count();
     if (acc.eval) {
       s.evaluated = true;
@@ -250,9 +251,8 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
       },
       [=](ready_atom, const std::string& role, std::int32_t index) {
         auto& st = self->state;
-        st.ready_names.insert(role == "evaluator"
-                                  ? role
-                                  : fmt::format("{}:{}", role, index));
+        st.ready_names.insert(
+            role == "evaluator" ? role : fmt::format("{}:{}", role, index));
         if (st.started || ++st.ready < st.expected_ready)
           return;
         st.started = true;

@@ -93,7 +93,7 @@ caf::behavior evaluator(caf::stateful_actor<evaluator_state>* self,
         auto dst = v.params.slice(p.offset, p.values.numel());
         devices::cpu().copy(p.values, dst);
         v.slices += p.values.numel(); // elements received
-      if (v.slices == st.net->param_count()) {
+        if (v.slices == st.net->param_count()) {
           st.ready.push_back(p.tag);
           drain(self);
         }

@@ -78,12 +78,13 @@ struct grad_msg {
 /// A parameter shard's range at a version.
 struct params_msg {
   std::int32_t shard = 0;
-  std::int64_t version = 0;   ///< sync: steps applied; else gradients applied
+  std::int64_t version = 0; ///< sync: steps applied; else gradients applied
   std::int64_t offset = 0;
   devices::tensor values;
-  std::int32_t target = -1;   ///< worker rank it answers, -1 = every worker
-  std::int64_t tag = 0;       ///< to the evaluator: the epoch (1-based); -1 final
-  std::int64_t min_clock = 0; ///< async/ssp: fewest steps any worker has applied
+  std::int32_t target = -1; ///< worker rank it answers, -1 = every worker
+  std::int64_t tag = 0;     ///< to the evaluator: the epoch (1-based); -1 final
+  std::int64_t min_clock =
+      0; ///< async/ssp: fewest steps any worker has applied
 };
 
 /// A worker's running totals, sent every few steps and at each epoch end.
@@ -94,10 +95,10 @@ struct progress_msg {
   double loss_sum = 0;         ///< since the last report
   std::int64_t samples = 0;    ///< since the last report
   bool epoch_end = false;
-  std::int64_t max_lead = 0;   ///< largest step - slowest worker's steps seen
-  std::int64_t pushed = 0;     ///< gradients sent so far
-  double compute_s = 0;        ///< since the last report: forward/backward
-  double wait_s = 0;           ///< since the last report: waiting for parameters
+  std::int64_t max_lead = 0; ///< largest step - slowest worker's steps seen
+  std::int64_t pushed = 0;   ///< gradients sent so far
+  double compute_s = 0;      ///< since the last report: forward/backward
+  double wait_s = 0;         ///< since the last report: waiting for parameters
 };
 
 /// Test-set loss and accuracy of one parameter version.
@@ -113,9 +114,9 @@ using dataset_ptr = std::shared_ptr<const data::dataset>;
 struct topology {
   std::vector<caf::actor> data_shards;
   std::vector<caf::actor> param_shards;
-  std::vector<caf::actor> aggregators;  ///< one per node with workers
+  std::vector<caf::actor> aggregators; ///< one per node with workers
   std::vector<caf::actor> workers;
-  caf::actor evaluator;                 ///< invalid without test data
+  caf::actor evaluator; ///< invalid without test data
   std::vector<std::int32_t> aggregator_of_worker;
   std::vector<std::int32_t> data_shard_of_worker;
   std::map<std::string, std::string> placement; ///< actor -> node
@@ -162,7 +163,8 @@ typename Inspector::result_type inspect(Inspector& f, job_spec& x) {
            x.optimizer, x.local_nodes, x.workers, x.device, x.threads,
            x.strategy, x.max_restarts, x.within_s, x.snapshot_every,
            x.heartbeat_s, x.heartbeat_timeout_s, x.placement, x.slow_worker,
-           x.slow_ms, x.exchange_only, x.inputs, x.outputs, x.train_samples, x.steps_per_epoch);
+           x.slow_ms, x.exchange_only, x.inputs, x.outputs, x.train_samples,
+           x.steps_per_epoch);
 }
 
 /// Elements per message for slices sent to another node: large transfers go

@@ -45,11 +45,12 @@ struct param_shard_state {
   caf::actor evaluator;
   caf::actor coordinator;
   // async / ssp
-  std::vector<std::int64_t> clock;         // gradients applied, per worker
-  std::vector<std::int32_t> waiting;       // ssp: workers owed an answer
-  std::vector<std::int64_t> last_seq;      // per worker: highest seq applied
+  std::vector<std::int64_t> clock;    // gradients applied, per worker
+  std::vector<std::int32_t> waiting;  // ssp: workers owed an answer
+  std::vector<std::int64_t> last_seq; // per worker: highest seq applied
   std::int64_t epochs_sent = 0;
-  std::map<std::pair<std::int64_t, std::int64_t>, partial_sum> incoming; // async chunks
+  std::map<std::pair<std::int64_t, std::int64_t>, partial_sum>
+      incoming; // async chunks
   static std::pair<std::int64_t, std::int64_t> pending_key(const grad_msg& g) {
     return {g.worker, g.seq};
   }
@@ -61,8 +62,9 @@ params_msg make_msg(const param_shard_state& st) {
   m.version = st.version;
   m.offset = st.begin;
   m.values = st.params;
-  m.min_clock = st.clock.empty() ? st.version
-                                 : *std::min_element(st.clock.begin(), st.clock.end());
+  m.min_clock = st.clock.empty()
+                    ? st.version
+                    : *std::min_element(st.clock.begin(), st.clock.end());
   return m;
 }
 
@@ -118,9 +120,10 @@ void apply(caf::stateful_actor<param_shard_state>* self,
       next = std::move(spare);
       break;
     }
-  st.spares.erase(std::remove_if(st.spares.begin(), st.spares.end(),
-                                 [](const devices::tensor& t) { return !t.defined(); }),
-                  st.spares.end());
+  st.spares.erase(
+      std::remove_if(st.spares.begin(), st.spares.end(),
+                     [](const devices::tensor& t) { return !t.defined(); }),
+      st.spares.end());
   if (!next.defined())
     next = dev.alloc({st.size});
   if (st.spec.exchange_only)
@@ -134,7 +137,8 @@ void apply(caf::stateful_actor<param_shard_state>* self,
   ++st.version;
 }
 
-devices::tensor complete_tree(pending_step& p, std::int32_t lo, std::int32_t hi) {
+devices::tensor complete_tree(pending_step& p, std::int32_t lo,
+                              std::int32_t hi) {
   auto it = p.parts.find({lo, hi});
   if (it != p.parts.end())
     return it->second.values;
@@ -173,7 +177,8 @@ void on_sync_grad(caf::stateful_actor<param_shard_state>* self, grad_msg& g) {
          st.pending.begin()->second.leaves == st.spec.workers) {
     auto step = std::move(st.pending.begin()->second);
     st.pending.erase(st.pending.begin());
-    auto sum = complete_tree(step, 0, static_cast<std::int32_t>(st.spec.workers));
+    auto sum =
+        complete_tree(step, 0, static_cast<std::int32_t>(st.spec.workers));
     step.parts.clear();
     apply(self, sum);
     broadcast(self);
@@ -188,7 +193,8 @@ void release_waiting(caf::stateful_actor<param_shard_state>* self) {
   for (auto it = w.begin(); it != w.end();) {
     // Worker *it has done clock[*it] steps; its next step may start only
     // while the slowest worker is at most `staleness` steps behind it.
-    if (st.clock[static_cast<std::size_t>(*it)] - slowest <= st.spec.staleness) {
+    if (st.clock[static_cast<std::size_t>(*it)] - slowest <=
+        st.spec.staleness) {
       answer(self, *it);
       it = w.erase(it);
     } else {
@@ -242,34 +248,35 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
   st.params = devices::tensor::empty({st.size});
   devices::nn::init_params(layout, st.spec.seed, st.begin, st.size,
                            st.params.data());
-  for (int i = 0; i < devices::optimizer_state_count(st.spec.optimizer.kind); ++i)
+  for (int i = 0; i < devices::optimizer_state_count(st.spec.optimizer.kind);
+       ++i)
     st.opt_state.push_back(devices::tensor::zeros({st.size}));
   if (!st.spec.synchronous()) {
     st.clock.assign(static_cast<std::size_t>(st.spec.workers), 0);
     st.last_seq.assign(static_cast<std::size_t>(st.spec.workers), -1);
   }
   return {
-    [=](wire_atom, std::vector<caf::actor> aggregators,
-        std::vector<std::int32_t> aggregator_of_worker, caf::actor evaluator,
-        caf::actor coordinator) {
-      auto& st = self->state;
-      st.aggregators = std::move(aggregators);
-      st.aggregator_of_worker = std::move(aggregator_of_worker);
-      st.evaluator = std::move(evaluator);
-      st.coordinator = std::move(coordinator);
-      broadcast(self); // version 0
-    },
-    [=](grad_msg& g) {
-      auto& st = self->state;
-      if (g.offset < st.begin ||
-          g.offset + g.values.numel() > st.begin + st.size || g.lo < 0 ||
-          g.hi > st.spec.workers || g.lo >= g.hi)
-        return; // not for this shard
-      if (st.spec.synchronous())
-        on_sync_grad(self, g);
-      else
-        on_async_grad(self, g);
-    },
+      [=](wire_atom, std::vector<caf::actor> aggregators,
+          std::vector<std::int32_t> aggregator_of_worker, caf::actor evaluator,
+          caf::actor coordinator) {
+        auto& st = self->state;
+        st.aggregators = std::move(aggregators);
+        st.aggregator_of_worker = std::move(aggregator_of_worker);
+        st.evaluator = std::move(evaluator);
+        st.coordinator = std::move(coordinator);
+        broadcast(self); // version 0
+      },
+      [=](grad_msg& g) {
+        auto& st = self->state;
+        if (g.offset < st.begin ||
+            g.offset + g.values.numel() > st.begin + st.size || g.lo < 0 ||
+            g.hi > st.spec.workers || g.lo >= g.hi)
+          return; // not for this shard
+        if (st.spec.synchronous())
+          on_sync_grad(self, g);
+        else
+          on_async_grad(self, g);
+      },
   };
 }
 

@@ -13,9 +13,10 @@ namespace {
 bool has_device(const node_slot& n, const std::string& kind) {
   if (kind == "any")
     return !n.devices.empty();
-  return std::any_of(n.devices.begin(), n.devices.end(), [&](const std::string& d) {
-    return d == kind || d.rfind(kind + ":", 0) == 0;
-  });
+  return std::any_of(n.devices.begin(), n.devices.end(),
+                     [&](const std::string& d) {
+                       return d == kind || d.rfind(kind + ":", 0) == 0;
+                     });
 }
 
 std::int32_t node_by_name(const std::vector<node_slot>& nodes,
@@ -26,9 +27,9 @@ std::int32_t node_by_name(const std::vector<node_slot>& nodes,
   std::vector<std::string> names;
   for (const auto& n : nodes)
     names.push_back(n.name);
-  throw runtime::config_error(fmt::format(
-      "placement.{}: no node named \"{}\" (nodes: {})", role, name,
-      fmt::join(names, ", ")));
+  throw runtime::config_error(
+      fmt::format("placement.{}: no node named \"{}\" (nodes: {})", role, name,
+                  fmt::join(names, ", ")));
 }
 
 // Explicit placement of `count` actors of a role: names cycle.
@@ -40,9 +41,9 @@ bool explicit_nodes(const job_spec& spec, const std::vector<node_slot>& nodes,
     return false;
   out.clear();
   for (std::int64_t i = 0; i < count; ++i)
-    out.push_back(node_by_name(nodes, role,
-                               it->second[static_cast<std::size_t>(i) %
-                                          it->second.size()]));
+    out.push_back(node_by_name(
+        nodes, role,
+        it->second[static_cast<std::size_t>(i) % it->second.size()]));
   return true;
 }
 
@@ -65,10 +66,12 @@ placement_plan plan_placement(const job_spec& spec,
   if (!explicit_nodes(spec, nodes, "worker", spec.workers, p.workers)) {
     const auto c = static_cast<std::int64_t>(capable.size());
     for (std::int64_t r = 0; r < spec.workers; ++r)
-      p.workers.push_back(capable[static_cast<std::size_t>(r * c / spec.workers)]);
+      p.workers.push_back(
+          capable[static_cast<std::size_t>(r * c / spec.workers)]);
   }
   for (std::int64_t r = 0; r < spec.workers; ++r) {
-    const auto& node = nodes[static_cast<std::size_t>(p.workers[static_cast<std::size_t>(r)])];
+    const auto& node =
+        nodes[static_cast<std::size_t>(p.workers[static_cast<std::size_t>(r)])];
     if (!has_device(node, spec.device))
       throw runtime::config_error(fmt::format(
           "placement.worker: node \"{}\" has no \"{}\" device for worker {}",
@@ -79,8 +82,8 @@ placement_plan plan_placement(const job_spec& spec,
     const auto node = p.workers[static_cast<std::size_t>(r)];
     if (p.aggregators.empty() || p.aggregators.back().node != node ||
         p.aggregators.back().hi != r)
-      p.aggregators.push_back({node, static_cast<std::int32_t>(r),
-                               static_cast<std::int32_t>(r)});
+      p.aggregators.push_back(
+          {node, static_cast<std::int32_t>(r), static_cast<std::int32_t>(r)});
     p.aggregators.back().hi = static_cast<std::int32_t>(r + 1);
     p.aggregator_of_worker.push_back(
         static_cast<std::int32_t>(p.aggregators.size() - 1));
@@ -93,7 +96,8 @@ placement_plan plan_placement(const job_spec& spec,
     p.data_shard_of_worker.push_back(
         spec.shards > 0 ? static_cast<std::int32_t>(r % spec.shards) : -1);
   // Parameter shards round-robin, so parameters split across all nodes.
-  if (!explicit_nodes(spec, nodes, "param_shard", spec.partitions, p.param_shards))
+  if (!explicit_nodes(spec, nodes, "param_shard", spec.partitions,
+                      p.param_shards))
     for (std::int64_t s = 0; s < spec.partitions; ++s)
       p.param_shards.push_back(static_cast<std::int32_t>(s % n));
   std::vector<std::int32_t> ev;

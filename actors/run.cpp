@@ -52,9 +52,9 @@ topology spawn_job(caf::actor_system& sys, const job_spec& spec,
           .receive([&](caf::actor& a) { h = std::move(a); },
                    [&](caf::error& err) { failure = sys.render(err); });
       if (!failure.empty())
-        throw cluster_unreachable(fmt::format("node {} ({}): cannot spawn {}: {}",
-                                              n.info.name, n.address, name,
-                                              failure));
+        throw cluster_unreachable(
+            fmt::format("node {} ({}): cannot spawn {}: {}", n.info.name,
+                        n.address, name, failure));
     }
     t.names[h.address()] = name;
     t.placement[name] = node_names[static_cast<std::size_t>(node)];
@@ -65,9 +65,10 @@ topology spawn_job(caf::actor_system& sys, const job_spec& spec,
                                   plan.data_shards[static_cast<std::size_t>(i)],
                                   caf::make_message(spec, i)));
   for (std::int32_t i = 0; i < spec.partitions; ++i)
-    t.param_shards.push_back(spawn("param_shard", fmt::format("param_shard:{}", i),
-                                   plan.param_shards[static_cast<std::size_t>(i)],
-                                   caf::make_message(spec, i)));
+    t.param_shards.push_back(
+        spawn("param_shard", fmt::format("param_shard:{}", i),
+              plan.param_shards[static_cast<std::size_t>(i)],
+              caf::make_message(spec, i)));
   for (std::size_t a = 0; a < plan.aggregators.size(); ++a) {
     const auto& slot = plan.aggregators[a];
     t.aggregators.push_back(spawn("aggregator", fmt::format("aggregator:{}", a),
@@ -117,7 +118,8 @@ run_result run_job(job_spec spec, const run_observer& obs,
   // Local nodes share this machine's cores: by default each gets its share
   // (idle CAF worker threads poll, and oversubscribed cores slow the
   // workers); the driver itself only hosts the coordinator.
-  const auto cores = std::max<std::int64_t>(1, std::thread::hardware_concurrency());
+  const auto cores =
+      std::max<std::int64_t>(1, std::thread::hardware_concurrency());
   net.threads = spec.threads > 0 ? spec.threads
                 : copt.nodes.empty()
                     ? std::max<std::int64_t>(1, cores / spec.local_nodes)
@@ -176,7 +178,8 @@ run_result run_job(job_spec spec, const run_observer& obs,
     caf::scoped_actor self{sys};
     auto coord = sys.spawn<caf::actor>(
         "coordinator",
-        caf::make_message(spec, caf::actor_cast<caf::actor>(self), std::move(t)));
+        caf::make_message(spec, caf::actor_cast<caf::actor>(self),
+                          std::move(t)));
     if (!coord)
       throw training_failed("cannot start the coordinator: " +
                             sys.render(coord.error()));
@@ -185,7 +188,8 @@ run_result run_job(job_spec spec, const run_observer& obs,
       auto port = sys.middleman().publish(*coord, copt.coordinator_port,
                                           copt.coordinator_host.c_str(), true);
       if (port) {
-        coordinator_address = fmt::format("{}:{}", copt.coordinator_host, *port);
+        coordinator_address =
+            fmt::format("{}:{}", copt.coordinator_host, *port);
         info(fmt::format("coordinator at {} (troupe status --coordinator {})",
                          coordinator_address, coordinator_address));
       } else {
@@ -216,11 +220,12 @@ run_result run_job(job_spec spec, const run_observer& obs,
             if (!result && failure.empty())
               failure = "the coordinator stopped: " + sys.render(dm.reason);
           },
-          caf::after(stall) >> [&] {
-            failure = fmt::format("no progress for {} s; stopping the job",
-                                  stall.count());
-            self->send_exit(*coord, caf::exit_reason::kill);
-          });
+          caf::after(stall) >>
+              [&] {
+                failure = fmt::format("no progress for {} s; stopping the job",
+                                      stall.count());
+                self->send_exit(*coord, caf::exit_reason::kill);
+              });
     }
     // Nodes given with --nodes keep running: drop what this job left there.
     for (auto& n : nodes)

@@ -42,11 +42,12 @@ struct run_result {
   std::string params_digest; ///< SHA-256 of the final parameters
   std::int64_t param_count = 0;
   std::int64_t restarts = 0;
-  std::int64_t max_lead = 0; ///< async/ssp: most steps a worker ran ahead of the slowest
+  std::int64_t max_lead =
+      0; ///< async/ssp: most steps a worker ran ahead of the slowest
   std::int64_t gradients_pushed = 0;
   double worker_compute_s = 0; ///< per worker: forward/backward time
   double worker_wait_s = 0;    ///< per worker: time waiting for parameters
-  std::string coordinator;   ///< host:port where `troupe status` reaches it
+  std::string coordinator;     ///< host:port where `troupe status` reaches it
   std::map<std::string, std::string> placement; ///< actor -> node
   std::vector<epoch_summary> history;
 };

@@ -20,7 +20,8 @@ struct worker_state {
   std::unique_ptr<devices::nn::model> net;
   devices::tensor params;
   devices::tensor grad;
-  std::int64_t awaiting = 0;   // parameter elements still due before the next step
+  std::int64_t awaiting =
+      0; // parameter elements still due before the next step
   std::int64_t min_clock = -1; // async/ssp: slowest worker's steps, as told
   caf::actor aggregator;
   caf::actor data;
@@ -127,8 +128,8 @@ caf::behavior worker(caf::stateful_actor<worker_state>* self, job_spec spec,
   auto& st = self->state;
   st.spec = std::move(spec);
   st.rank = rank;
-  st.net = std::make_unique<devices::nn::model>(
-      devices::cpu(), st.spec.inputs, st.spec.layers, st.spec.loss);
+  st.net = std::make_unique<devices::nn::model>(devices::cpu(), st.spec.inputs,
+                                                st.spec.layers, st.spec.loss);
   const auto total = st.net->param_count();
   st.params = devices::tensor::empty({total});
   st.grad = devices::tensor::empty({total});
@@ -142,62 +143,62 @@ caf::behavior worker(caf::stateful_actor<worker_state>* self, job_spec spec,
                                     ? st.spec.batch
                                     : st.spec.batch / st.spec.workers);
   return {
-    [=](wire_atom, caf::actor aggregator, caf::actor data,
-        caf::actor coordinator) {
-      auto& st = self->state;
-      st.aggregator = std::move(aggregator);
-      st.data = std::move(data);
-      st.coordinator = std::move(coordinator);
-      if (st.data)
-        self->send(st.data, credit_atom::value, st.rank, st.spec.prefetch,
-                   caf::actor_cast<caf::actor>(self));
-      try_step(self);
-    },
-    [=](start_atom) {
-      self->state.started = true;
-      try_step(self);
-    },
-    [=](resume_atom) {
-      auto& st = self->state;
-      st.delaying = false;
-      if (st.started && st.awaiting == 0 &&
-          (st.spec.exchange_only || !st.batches.empty()) &&
-          st.step < st.spec.total_steps())
-        compute(self);
-    },
-    [=](batch_msg& b) {
-      self->state.batches.push_back(std::move(b));
-      try_step(self);
-    },
-    [=](params_msg& p) {
-      auto& st = self->state;
-      if (st.awaiting == 0)
-        return; // nothing is due: a duplicate
-      const auto n = p.values.numel();
-      if (n == st.net->param_count()) {
-        st.params = std::move(p.values); // one shard, whole: use it as is
-      } else {
-        if (st.params.use_count() != 1)
-          st.params = devices::tensor::empty({st.net->param_count()});
-        auto dst = st.params.slice(p.offset, p.values.numel());
-        devices::cpu().copy(p.values, dst);
-      }
-      st.min_clock = st.min_clock < 0 ? p.min_clock
-                                      : std::min(st.min_clock, p.min_clock);
-      st.awaiting -= n;
-      if (st.awaiting == 0) {
-        if (st.waiting) {
-          st.waiting = false;
-          st.wait_s += std::chrono::duration<double>(
-                           std::chrono::steady_clock::now() - st.sent_at)
-                           .count();
-        }
-        if (!st.spec.synchronous() && st.min_clock >= 0)
-          st.max_lead = std::max(st.max_lead, st.step - st.min_clock);
-        st.min_clock = -1;
+      [=](wire_atom, caf::actor aggregator, caf::actor data,
+          caf::actor coordinator) {
+        auto& st = self->state;
+        st.aggregator = std::move(aggregator);
+        st.data = std::move(data);
+        st.coordinator = std::move(coordinator);
+        if (st.data)
+          self->send(st.data, credit_atom::value, st.rank, st.spec.prefetch,
+                     caf::actor_cast<caf::actor>(self));
         try_step(self);
-      }
-    },
+      },
+      [=](start_atom) {
+        self->state.started = true;
+        try_step(self);
+      },
+      [=](resume_atom) {
+        auto& st = self->state;
+        st.delaying = false;
+        if (st.started && st.awaiting == 0 &&
+            (st.spec.exchange_only || !st.batches.empty()) &&
+            st.step < st.spec.total_steps())
+          compute(self);
+      },
+      [=](batch_msg& b) {
+        self->state.batches.push_back(std::move(b));
+        try_step(self);
+      },
+      [=](params_msg& p) {
+        auto& st = self->state;
+        if (st.awaiting == 0)
+          return; // nothing is due: a duplicate
+        const auto n = p.values.numel();
+        if (n == st.net->param_count()) {
+          st.params = std::move(p.values); // one shard, whole: use it as is
+        } else {
+          if (st.params.use_count() != 1)
+            st.params = devices::tensor::empty({st.net->param_count()});
+          auto dst = st.params.slice(p.offset, p.values.numel());
+          devices::cpu().copy(p.values, dst);
+        }
+        st.min_clock = st.min_clock < 0 ? p.min_clock
+                                        : std::min(st.min_clock, p.min_clock);
+        st.awaiting -= n;
+        if (st.awaiting == 0) {
+          if (st.waiting) {
+            st.waiting = false;
+            st.wait_s += std::chrono::duration<double>(
+                             std::chrono::steady_clock::now() - st.sent_at)
+                             .count();
+          }
+          if (!st.spec.synchronous() && st.min_clock >= 0)
+            st.max_lead = std::max(st.max_lead, st.step - st.min_clock);
+          st.min_clock = -1;
+          try_step(self);
+        }
+      },
   };
 }
 

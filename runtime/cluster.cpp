@@ -44,7 +44,8 @@ pid_t start_node(const std::string& exe, int index, const network_options& net,
                  int* out_fd) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0)
-    throw cluster_error(fmt::format("cannot create a pipe: {}", std::strerror(errno)));
+    throw cluster_error(
+        fmt::format("cannot create a pipe: {}", std::strerror(errno)));
   const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0)
@@ -135,12 +136,15 @@ local_nodes::local_nodes(const std::string& exe, int n,
     close(fd);
 }
 
-local_nodes::~local_nodes() { stop(); }
+local_nodes::~local_nodes() {
+  stop();
+}
 
 void local_nodes::stop() {
   for (auto pid : pids_)
     kill(pid, SIGTERM);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(5);
   for (auto pid : pids_) {
     for (;;) {
       int status = 0;
@@ -159,9 +163,9 @@ void local_nodes::stop() {
   pids_.clear();
 }
 
-std::vector<node_handle> connect_nodes(caf::actor_system& sys,
-                                       const std::vector<std::string>& addresses,
-                                       std::chrono::milliseconds timeout) {
+std::vector<node_handle>
+connect_nodes(caf::actor_system& sys, const std::vector<std::string>& addresses,
+              std::chrono::milliseconds timeout) {
   std::vector<node_handle> out;
   for (const auto& addr : addresses) {
     std::pair<std::string, std::uint16_t> hp;
@@ -178,8 +182,9 @@ std::vector<node_handle> connect_nodes(caf::actor_system& sys,
       promise->set_value(sys.middleman().remote_actor(hp.first, hp.second));
     }).detach();
     if (future.wait_for(timeout) != std::future_status::ready)
-      throw cluster_error(fmt::format("node {} is unreachable: no answer within {} ms",
-                                      addr, timeout.count()));
+      throw cluster_error(
+          fmt::format("node {} is unreachable: no answer within {} ms", addr,
+                      timeout.count()));
     auto mgr = future.get();
     if (!mgr)
       throw cluster_error(fmt::format("node {} is unreachable: {}", addr,
@@ -193,7 +198,8 @@ std::vector<node_handle> connect_nodes(caf::actor_system& sys,
         .receive([&](node_info& info) { h.info = std::move(info); },
                  [&](caf::error& err) { failure = sys.render(err); });
     if (!failure.empty())
-      throw cluster_error(fmt::format("node {} did not answer: {}", addr, failure));
+      throw cluster_error(
+          fmt::format("node {} did not answer: {}", addr, failure));
     out.push_back(std::move(h));
   }
   return out;

@@ -50,9 +50,9 @@ private:
 
 /// Connects to each node manager and fetches its node_info, each within
 /// `timeout`. Throws cluster_error naming the first address that fails.
-std::vector<node_handle> connect_nodes(caf::actor_system& sys,
-                                       const std::vector<std::string>& addresses,
-                                       std::chrono::milliseconds timeout);
+std::vector<node_handle>
+connect_nodes(caf::actor_system& sys, const std::vector<std::string>& addresses,
+              std::chrono::milliseconds timeout);
 
 /// Kills (SIGKILL) every child process started by local_nodes that is still
 /// running: safe to call from a signal handler.

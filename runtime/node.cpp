@@ -4,8 +4,8 @@
 
 #include <algorithm>
 
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <future>
@@ -37,31 +37,30 @@ caf::behavior node_manager(caf::stateful_actor<manager_state>* self,
   // Children are monitored so the list stays short on long-lived nodes.
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& c = self->state.children;
-    c.erase(std::remove_if(c.begin(), c.end(),
-                           [&](const caf::actor& a) {
-                             return a.address() == dm.source;
-                           }),
+    c.erase(std::remove_if(
+                c.begin(), c.end(),
+                [&](const caf::actor& a) { return a.address() == dm.source; }),
             c.end());
   });
   return {
-    [=](node_info_atom) { return self->state.info; },
-    [=](node_info_atom, node_info& final_info) {
-      self->state.info = std::move(final_info);
-    },
-    [=](spawn_atom, const std::string& role,
-        caf::message& args) -> caf::result<caf::actor> {
-      auto h = self->system().spawn<caf::actor>(role, std::move(args));
-      if (!h)
-        return std::move(h.error());
-      self->monitor(*h);
-      self->state.children.push_back(*h);
-      return *h;
-    },
-    [=](reset_atom) {
-      for (auto& c : self->state.children)
-        self->send_exit(c, caf::exit_reason::user_shutdown);
-      self->state.children.clear();
-    },
+      [=](node_info_atom) { return self->state.info; },
+      [=](node_info_atom, node_info& final_info) {
+        self->state.info = std::move(final_info);
+      },
+      [=](spawn_atom, const std::string& role,
+          caf::message& args) -> caf::result<caf::actor> {
+        auto h = self->system().spawn<caf::actor>(role, std::move(args));
+        if (!h)
+          return std::move(h.error());
+        self->monitor(*h);
+        self->state.children.push_back(*h);
+        return *h;
+      },
+      [=](reset_atom) {
+        for (auto& c : self->state.children)
+          self->send_exit(c, caf::exit_reason::user_shutdown);
+        self->state.children.clear();
+      },
   };
 }
 
@@ -79,14 +78,17 @@ void configure_network(caf::actor_system_config& cfg,
                        const network_options& opts) {
   cfg.load<caf::io::middleman>();
   using ms = std::chrono::milliseconds;
-  cfg.set("middleman.heartbeat-interval",
-          caf::timespan{ms{static_cast<std::int64_t>(opts.heartbeat_s * 1000)}});
+  cfg.set(
+      "middleman.heartbeat-interval",
+      caf::timespan{ms{static_cast<std::int64_t>(opts.heartbeat_s * 1000)}});
   cfg.set("middleman.connection-timeout",
-          caf::timespan{ms{static_cast<std::int64_t>(opts.heartbeat_timeout_s * 1000)}});
+          caf::timespan{
+              ms{static_cast<std::int64_t>(opts.heartbeat_timeout_s * 1000)}});
   cfg.set("middleman.enable-automatic-connections", true);
   const auto threads =
-      opts.threads > 0 ? static_cast<std::size_t>(opts.threads)
-                       : std::max<std::size_t>(1, std::thread::hardware_concurrency());
+      opts.threads > 0
+          ? static_cast<std::size_t>(opts.threads)
+          : std::max<std::size_t>(1, std::thread::hardware_concurrency());
   cfg.set("scheduler.max-threads", threads);
 }
 
@@ -114,9 +116,10 @@ std::pair<std::string, std::uint16_t> parse_address(const std::string& text) {
   return {text.substr(0, colon), static_cast<std::uint16_t>(port)};
 }
 
-int run_node(const node_options& opts,
-             const std::function<void(caf::actor_system_config&)>& register_types,
-             const std::function<void(const node_info&)>& on_listening) {
+int run_node(
+    const node_options& opts,
+    const std::function<void(caf::actor_system_config&)>& register_types,
+    const std::function<void(const node_info&)>& on_listening) {
   // SIGINT/SIGTERM write to a pipe the main thread waits on; a handler
   // works whichever thread the signal lands on (sanitizer runtimes start
   // threads before main, so blocking the signals is not enough).
@@ -141,7 +144,8 @@ int run_node(const node_options& opts,
   info.devices = opts.devices;
   info.pid = static_cast<std::int64_t>(getpid());
   auto mgr = spawn_node_manager(*sys, info);
-  auto port = sys->middleman().publish(mgr, opts.port, opts.host.c_str(), false);
+  auto port =
+      sys->middleman().publish(mgr, opts.port, opts.host.c_str(), false);
   if (!port) {
     std::fprintf(stderr, "troupe node: cannot listen on %s:%u: %s\n",
                  opts.host.c_str(), static_cast<unsigned>(opts.port),
@@ -150,13 +154,15 @@ int run_node(const node_options& opts,
     return 3;
   }
   info.port = *port;
-  info.name = opts.name.empty() ? fmt::format("{}:{}", opts.host, *port) : opts.name;
+  info.name =
+      opts.name.empty() ? fmt::format("{}:{}", opts.host, *port) : opts.name;
   caf::anon_send(mgr, node_info_atom::value, info);
   on_listening(info);
   std::fflush(stdout);
-  std::fprintf(stderr, "troupe node %s: listening on %s:%u (%lld cores, devices %s)\n",
-               info.name.c_str(), opts.host.c_str(), static_cast<unsigned>(*port),
-               static_cast<long long>(info.cores),
+  std::fprintf(stderr,
+               "troupe node %s: listening on %s:%u (%lld cores, devices %s)\n",
+               info.name.c_str(), opts.host.c_str(),
+               static_cast<unsigned>(*port), static_cast<long long>(info.cores),
                fmt::format("{}", fmt::join(info.devices, ",")).c_str());
   int sig = 0;
   while (read(stop_pipe[0], &sig, sizeof(sig)) < 0 && errno == EINTR) {

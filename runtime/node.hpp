@@ -26,9 +26,9 @@ struct node_info {
 
 /// Settings every process of a cluster must share.
 struct network_options {
-  double heartbeat_s = 0.5;         ///< middleman heartbeat interval
-  double heartbeat_timeout_s = 5;   ///< a silent peer is lost after this
-  std::int64_t threads = 0;         ///< scheduler threads; 0 = one per core
+  double heartbeat_s = 0.5;       ///< middleman heartbeat interval
+  double heartbeat_timeout_s = 5; ///< a silent peer is lost after this
+  std::int64_t threads = 0;       ///< scheduler threads; 0 = one per core
 };
 
 /// Applies network_options and loads the middleman into a config: heartbeats
@@ -39,8 +39,8 @@ void configure_network(caf::actor_system_config& cfg,
 /// Options of `troupe node`.
 struct node_options {
   std::string host = "127.0.0.1";
-  std::uint16_t port = 0; ///< 0: the OS picks
-  std::string name;       ///< default: host:port
+  std::uint16_t port = 0;           ///< 0: the OS picks
+  std::string name;                 ///< default: host:port
   std::vector<std::string> devices; ///< resolved device list
   network_options network;
 };
@@ -49,9 +49,10 @@ struct node_options {
 /// on_listening once it listens (the CLI prints the address there).
 /// `register_types` adds the actor and message types. Returns the process
 /// exit code (3 if the address cannot be bound).
-int run_node(const node_options& opts,
-             const std::function<void(caf::actor_system_config&)>& register_types,
-             const std::function<void(const node_info&)>& on_listening);
+int run_node(
+    const node_options& opts,
+    const std::function<void(caf::actor_system_config&)>& register_types,
+    const std::function<void(const node_info&)>& on_listening);
 
 /// Cores and memory of this machine.
 std::int64_t machine_cores();

@@ -10,11 +10,11 @@
 
 #include <arpa/inet.h>
 #include <chrono>
-#include <set>
-#include <sstream>
 #include <filesystem>
 #include <netinet/in.h>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
 #include <sys/socket.h>
 
 using namespace troupe::testing;
@@ -34,7 +34,9 @@ struct csv_job {
       for (int i = 0; i < rows; ++i) {
         float f[4];
         for (int j = 0; j < 4; ++j)
-          f[j] = 2 * troupe::devices::unit_float(seed, std::uint64_t(i * 4 + j)) - 1;
+          f[j] =
+              2 * troupe::devices::unit_float(seed, std::uint64_t(i * 4 + j)) -
+              1;
         const int label = f[0] + f[1] > f[2] ? (f[3] > 0 ? 0 : 1) : 2;
         out += fmt::format("{},{},{},{},{}\n", f[0], f[1], f[2], f[3], label);
       }
@@ -42,7 +44,8 @@ struct csv_job {
     };
     write_text(dir.file("train.csv"), make(3000, 1));
     write_text(dir.file("test.csv"), make(500, 2));
-    write_text(pipeline, fmt::format(R"([job]
+    write_text(pipeline,
+               fmt::format(R"([job]
 seed = 3
 epochs = 2
 [data]
@@ -62,8 +65,7 @@ lr = 0.01
 workers = 3
 threads = 1
 {})",
-                                     dir.file("train.csv"), dir.file("test.csv"),
-                                     extra));
+                           dir.file("train.csv"), dir.file("test.csv"), extra));
   }
 };
 
@@ -79,7 +81,8 @@ json run_json(const std::vector<std::string>& args, int seconds = 180) {
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t)
+      .count();
 }
 
 } // namespace
@@ -90,8 +93,8 @@ BOOST_AUTO_TEST_CASE(same_digest_on_one_two_and_three_nodes) {
   csv_job job;
   std::string digest;
   for (int nodes : {1, 2, 3}) {
-    auto j = run_json({job.pipeline, "--set",
-                       fmt::format("cluster.local_nodes={}", nodes)});
+    auto j = run_json(
+        {job.pipeline, "--set", fmt::format("cluster.local_nodes={}", nodes)});
     BOOST_TEST(j["nodes"] == nodes);
     std::set<std::string> used;
     for (auto& [actor, node] : j["placement"].items())
@@ -105,10 +108,13 @@ BOOST_AUTO_TEST_CASE(same_digest_on_one_two_and_three_nodes) {
 }
 
 BOOST_AUTO_TEST_CASE(every_role_on_nodes_given_with_nodes) {
-  csv_job job("[placement]\nworker = [\"b\", \"a\", \"a\"]\nparam_shard = \"b\"\n"
-              "data_shard = [\"b\", \"b\", \"a\"]\nevaluator = \"a\"\n");
-  background a("troupe", {"node", "--listen", "127.0.0.1:0", "--name", "a", "--threads", "1"});
-  background b("troupe", {"node", "--listen", "127.0.0.1:0", "--name", "b", "--threads", "1"});
+  csv_job job(
+      "[placement]\nworker = [\"b\", \"a\", \"a\"]\nparam_shard = \"b\"\n"
+      "data_shard = [\"b\", \"b\", \"a\"]\nevaluator = \"a\"\n");
+  background a("troupe", {"node", "--listen", "127.0.0.1:0", "--name", "a",
+                          "--threads", "1"});
+  background b("troupe", {"node", "--listen", "127.0.0.1:0", "--name", "b",
+                          "--threads", "1"});
   const auto addr_a = a.read_line();
   const auto addr_b = b.read_line();
   BOOST_REQUIRE(!addr_a.empty());
@@ -137,9 +143,14 @@ BOOST_AUTO_TEST_CASE(large_slices_cross_nodes_in_chunks) {
   // chunks and are assembled by offset; the bits must not change.
   csv_job job;
   const std::vector<std::string> big{
-      job.pipeline, "--set", "job.epochs=1", "--set", "model.partitions=1",
+      job.pipeline,
       "--set",
-      "model.layers=[{type=\"dense\",units=40000},{type=\"relu\"},{type=\"dense\",units=3}]"};
+      "job.epochs=1",
+      "--set",
+      "model.partitions=1",
+      "--set",
+      "model.layers=[{type=\"dense\",units=40000},{type=\"relu\"},{type="
+      "\"dense\",units=3}]"};
   auto local = run_json(big);
   auto args = big;
   args.insert(args.end(), {"--set", "cluster.local_nodes=2"});
@@ -163,7 +174,9 @@ BOOST_AUTO_TEST_CASE(unknown_node_name_in_placement_is_bad_input) {
   csv_job job("[placement]\nworker = \"nowhere\"\n");
   auto o = run_troupe({"run", job.pipeline, "--set", "cluster.local_nodes=2"});
   BOOST_TEST(o.code == 2);
-  BOOST_TEST(o.err.find("placement.worker: no node named \"nowhere\"") != std::string::npos, o.err);
+  BOOST_TEST(o.err.find("placement.worker: no node named \"nowhere\"") !=
+                 std::string::npos,
+             o.err);
 }
 
 BOOST_AUTO_TEST_CASE(unreachable_nodes_exit_3_naming_the_address) {
@@ -188,13 +201,15 @@ BOOST_AUTO_TEST_CASE(unreachable_nodes_exit_3_naming_the_address) {
   // --connect-timeout.
   int silent = socket(AF_INET, SOCK_STREAM, 0);
   addr.sin_port = 0;
-  BOOST_REQUIRE(bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  BOOST_REQUIRE(
+      bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
   listen(silent, 4);
   len = sizeof(addr);
   getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len);
   const auto mute = fmt::format("127.0.0.1:{}", ntohs(addr.sin_port));
   t0 = std::chrono::steady_clock::now();
-  o = run_troupe({"run", job.pipeline, "--nodes", mute, "--connect-timeout", "2"}, 60);
+  o = run_troupe(
+      {"run", job.pipeline, "--nodes", mute, "--connect-timeout", "2"}, 60);
   close(silent);
   BOOST_TEST(o.code == 3);
   BOOST_TEST(o.err.find(mute) != std::string::npos, o.err);
@@ -230,8 +245,9 @@ BOOST_AUTO_TEST_CASE(ssp_keeps_workers_within_the_staleness_bound) {
 
 BOOST_AUTO_TEST_CASE(status_of_a_running_job) {
   csv_job job("[testing]\nslow_worker = 0\nslow_ms = 20\n");
-  background run("troupe", {"run", job.pipeline, "--set", "cluster.local_nodes=2",
-                            "--set", "job.epochs=1", "--json"});
+  background run("troupe",
+                 {"run", job.pipeline, "--set", "cluster.local_nodes=2",
+                  "--set", "job.epochs=1", "--json"});
   // The coordinator's address is on stderr once the job is placed.
   std::string coordinator;
   for (int i = 0; i < 300 && coordinator.empty(); ++i) {
@@ -255,12 +271,14 @@ BOOST_AUTO_TEST_CASE(status_of_a_running_job) {
   std::size_t actors = 0;
   for (auto& n : s["nodes"])
     actors += n["actors"].size();
-  BOOST_TEST(actors == 3u + 3u + 3u + 1u + 2u); // data, param, workers, eval, aggregators
+  BOOST_TEST(actors ==
+             3u + 3u + 3u + 1u + 2u); // data, param, workers, eval, aggregators
   auto rest = run.read_rest();
   BOOST_TEST(run.wait(60000) == 0);
   BOOST_TEST(json::parse(rest)["nodes"] == 2);
   // Once the job is over, status reports the coordinator unreachable.
-  auto after = run_troupe({"status", "--coordinator", coordinator, "--timeout", "2"}, 30);
+  auto after = run_troupe(
+      {"status", "--coordinator", coordinator, "--timeout", "2"}, 30);
   BOOST_TEST(after.code == 3);
 }
 
@@ -295,8 +313,9 @@ bool alive(pid_t pid) {
 // A job slow enough to be caught mid-run, and the pids of its local nodes.
 struct running_job {
   csv_job job{"[testing]\nslow_worker = 0\nslow_ms = 20\n"};
-  background run{"troupe", {"run", job.pipeline, "--set", "cluster.local_nodes=2",
-                            "--set", "job.epochs=3"}};
+  background run{"troupe",
+                 {"run", job.pipeline, "--set", "cluster.local_nodes=2",
+                  "--set", "job.epochs=3"}};
   std::vector<pid_t> nodes;
   running_job() {
     for (int i = 0; i < 300; ++i) {
@@ -318,7 +337,8 @@ BOOST_AUTO_TEST_CASE(a_node_killed_mid_run_fails_the_job_naming_it) {
   const int code = r.run.wait(30000);
   BOOST_TEST(code == 1, r.run.err());
   BOOST_TEST(seconds_since(t0) < 15);
-  BOOST_TEST(r.run.err().find("on node node1 stopped") != std::string::npos, r.run.err());
+  BOOST_TEST(r.run.err().find("on node node1 stopped") != std::string::npos,
+             r.run.err());
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   for (auto pid : r.nodes)
     BOOST_TEST(!alive(pid), "node process " << pid << " left behind");
@@ -335,7 +355,8 @@ BOOST_AUTO_TEST_CASE(interrupting_run_stops_its_nodes) {
 }
 
 BOOST_AUTO_TEST_CASE(node_prints_its_address_and_stops_on_sigterm) {
-  background n("troupe", {"node", "--listen", "127.0.0.1:0", "--json", "--name", "n1"});
+  background n("troupe",
+               {"node", "--listen", "127.0.0.1:0", "--json", "--name", "n1"});
   auto line = n.read_line();
   BOOST_REQUIRE(!line.empty());
   auto j = json::parse(line);

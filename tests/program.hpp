@@ -90,7 +90,8 @@ public:
       int err = open(err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       dup2(err, STDERR_FILENO);
       close(out[0]);
-      std::vector<std::string> all{std::string(TROUPE_BINARY_DIR) + "/bin/" + program};
+      std::vector<std::string> all{std::string(TROUPE_BINARY_DIR) + "/bin/" +
+                                   program};
       all.insert(all.end(), args.begin(), args.end());
       std::vector<char*> argv;
       for (auto& a : all)

@@ -8,8 +8,8 @@
 
 #include <cmath>
 #include <filesystem>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 
 using namespace troupe::testing;
 using troupe::data::testing::temp_dir;
@@ -88,7 +88,8 @@ BOOST_AUTO_TEST_CASE(digest_same_for_reruns_and_partitions) {
 }
 
 BOOST_AUTO_TEST_CASE(digest_same_on_one_two_and_three_nodes) {
-  BOOST_REQUIRE_MESSAGE(have_fashion(), "dataset-fashion-mnist is not installed");
+  BOOST_REQUIRE_MESSAGE(have_fashion(),
+                        "dataset-fashion-mnist is not installed");
   std::string first;
   for (const char* nodes : {"cluster.local_nodes=1", "cluster.local_nodes=2",
                             "cluster.local_nodes=3"}) {
@@ -97,7 +98,7 @@ BOOST_AUTO_TEST_CASE(digest_same_on_one_two_and_three_nodes) {
                        "--set", "data.batch=63", "--set", "model.partitions=3",
                        "--set", nodes});
     BOOST_TEST_MESSAGE(nodes << ": " << j["params_digest"] << " "
-                              << j["samples_per_s"]);
+                             << j["samples_per_s"]);
     if (first.empty())
       first = j["params_digest"];
     BOOST_TEST(j["params_digest"] == first, nodes);
@@ -105,7 +106,8 @@ BOOST_AUTO_TEST_CASE(digest_same_on_one_two_and_three_nodes) {
 }
 
 BOOST_AUTO_TEST_CASE(async_and_ssp_reach_0_85) {
-  BOOST_REQUIRE_MESSAGE(have_fashion(), "dataset-fashion-mnist is not installed");
+  BOOST_REQUIRE_MESSAGE(have_fashion(),
+                        "dataset-fashion-mnist is not installed");
   for (const char* mode : {"job.mode=async", "job.mode=ssp"}) {
     auto j = run_json({example("fashion_mnist.toml"), "--set", mode, "--set",
                        "job.staleness=2"});

@@ -33,7 +33,8 @@ std::int64_t parse_size(const std::string& text) {
   try {
     v = std::stod(text, &pos);
   } catch (...) {
-    throw std::invalid_argument(fmt::format("--bytes: '{}' is not a size", text));
+    throw std::invalid_argument(
+        fmt::format("--bytes: '{}' is not a size", text));
   }
   const auto unit = text.substr(pos);
   double mul = 1;
@@ -46,12 +47,12 @@ std::int64_t parse_size(const std::string& text) {
   else if (unit == "G" || unit == "GiB")
     mul = 1024.0 * 1024 * 1024;
   else
-    throw std::invalid_argument(fmt::format(
-        "--bytes: unknown unit in '{}' (B, KiB, MiB, GiB)", text));
+    throw std::invalid_argument(
+        fmt::format("--bytes: unknown unit in '{}' (B, KiB, MiB, GiB)", text));
   const auto b = static_cast<std::int64_t>(v * mul);
   if (b < 8 || b > (std::int64_t{1} << 31))
-    throw std::invalid_argument(fmt::format(
-        "--bytes: {} is out of range (8 B to 2 GiB)", text));
+    throw std::invalid_argument(
+        fmt::format("--bytes: {} is out of range (8 B to 2 GiB)", text));
   return b;
 }
 
@@ -82,7 +83,8 @@ int run(const bench_cli& o) {
     spec.local_nodes = o.nodes;
     spec.batch = o.nodes;
     spec.threads = std::max<std::int64_t>(
-        1, static_cast<std::int64_t>(std::thread::hardware_concurrency()) / o.nodes);
+        1, static_cast<std::int64_t>(std::thread::hardware_concurrency()) /
+               o.nodes);
     // One dense layer on one input: 2 * units parameters = bytes / 4.
     const auto units = std::max<std::int64_t>(1, bytes / 8);
     spec.layers = {{devices::nn::layer_kind::dense, units}};
@@ -90,8 +92,9 @@ int run(const bench_cli& o) {
     spec.outputs = units;
     spec.epochs = 1;
     spec.steps_per_epoch =
-        o.iterations > 0 ? o.iterations
-                         : std::clamp<std::int64_t>((256 << 20) / bytes, 20, 2000);
+        o.iterations > 0
+            ? o.iterations
+            : std::clamp<std::int64_t>((256 << 20) / bytes, 20, 2000);
     spec.optimizer.kind = devices::optimizer_kind::sgd;
     actors::cluster_options copt;
     copt.executable = self_exe();

@@ -36,8 +36,8 @@ std::vector<std::string> resolve_devices(const std::string& text) {
       if (std::find(out.begin(), out.end(), "cpu") == out.end())
         out.emplace_back("cpu");
     } else if (item.rfind("cuda", 0) == 0) {
-      throw std::invalid_argument(fmt::format(
-          "--devices {}: this build has no CUDA backend", text));
+      throw std::invalid_argument(
+          fmt::format("--devices {}: this build has no CUDA backend", text));
     } else {
       throw std::invalid_argument(fmt::format(
           "--devices {}: unknown device '{}' (auto, cpu, cuda:N)", text, item));
@@ -60,7 +60,8 @@ int run(const node_cli& o) {
     return exit_bad_input;
   }
   if (o.heartbeat_timeout <= o.heartbeat) {
-    std::fprintf(stderr, "troupe node: --heartbeat-timeout must exceed --heartbeat\n");
+    std::fprintf(stderr,
+                 "troupe node: --heartbeat-timeout must exceed --heartbeat\n");
     return exit_bad_input;
   }
   opts.name = o.name;
@@ -73,15 +74,17 @@ int run(const node_cli& o) {
       opts, [](caf::actor_system_config& cfg) { actors::register_roles(cfg); },
       [&](const runtime::node_info& info) {
         if (o.json) {
-          nlohmann::ordered_json j{{"address", fmt::format("{}:{}", info.host, info.port)},
-                                   {"name", info.name},
-                                   {"cores", info.cores},
-                                   {"memory_bytes", info.memory_bytes},
-                                   {"devices", info.devices},
-                                   {"pid", info.pid}};
+          nlohmann::ordered_json j{
+              {"address", fmt::format("{}:{}", info.host, info.port)},
+              {"name", info.name},
+              {"cores", info.cores},
+              {"memory_bytes", info.memory_bytes},
+              {"devices", info.devices},
+              {"pid", info.pid}};
           std::printf("%s\n", j.dump().c_str());
         } else {
-          std::printf("%s:%u\n", info.host.c_str(), static_cast<unsigned>(info.port));
+          std::printf("%s:%u\n", info.host.c_str(),
+                      static_cast<unsigned>(info.port));
         }
       });
 }
@@ -107,7 +110,8 @@ void add_node_command(CLI::App& app, int* code) {
   cmd->add_option("--heartbeat-timeout", o->heartbeat_timeout,
                   "A silent peer is lost after this many seconds")
       ->capture_default_str();
-  cmd->add_option("--threads", o->threads, "Scheduler threads (0 = one per core)")
+  cmd->add_option("--threads", o->threads,
+                  "Scheduler threads (0 = one per core)")
       ->check(CLI::Range(0, 1024));
   cmd->add_flag("-q,--quiet", o->quiet, "Nothing on stderr");
   cmd->callback([o, code] { *code = run(*o); });

@@ -48,7 +48,8 @@ extern "C" void on_stop_signal(int sig) {
 std::string self_executable() {
   char buf[4096];
   const auto n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("troupe");
+  return n > 0 ? std::string(buf, static_cast<std::size_t>(n))
+               : std::string("troupe");
 }
 
 json nullable(const std::optional<double>& v) {
@@ -91,7 +92,8 @@ json to_json(const actors::run_result& r) {
               {"gradients_pushed", r.gradients_pushed},
               {"worker_compute_s", r.worker_compute_s},
               {"worker_wait_s", r.worker_wait_s},
-              {"coordinator", r.coordinator.empty() ? json(nullptr) : json(r.coordinator)},
+              {"coordinator",
+               r.coordinator.empty() ? json(nullptr) : json(r.coordinator)},
               {"placement", placement},
               {"history", history}};
 }
@@ -275,9 +277,10 @@ void add_run_command(CLI::App& app, int* code) {
          "Scheduler threads (default: cluster.threads, 0 = one per core)")
       ->check(CLI::Range(0, 1024));
   cmd->add_flag("-q,--quiet", opts->quiet, "No progress on stderr");
-  cmd->add_option("--nodes", opts->nodes,
-                  "Nodes to run on: HOST:PORT of `troupe node`s, comma-separated "
-                  "(default: start cluster.local_nodes nodes on 127.0.0.1)")
+  cmd->add_option(
+         "--nodes", opts->nodes,
+         "Nodes to run on: HOST:PORT of `troupe node`s, comma-separated "
+         "(default: start cluster.local_nodes nodes on 127.0.0.1)")
       ->delimiter(',');
   cmd->add_option("--listen", opts->listen,
                   "HOST:PORT where the coordinator answers `troupe status` "

@@ -37,7 +37,8 @@ int run(const status_cli& o) {
   runtime::register_node_types(cfg);
   runtime::configure_network(cfg, {});
   caf::actor_system sys{cfg};
-  const auto timeout = std::chrono::milliseconds(static_cast<std::int64_t>(o.timeout * 1000));
+  const auto timeout =
+      std::chrono::milliseconds(static_cast<std::int64_t>(o.timeout * 1000));
   std::vector<runtime::node_handle> handles;
   caf::expected<caf::actor> coord = caf::sec::runtime_error;
   {
@@ -47,7 +48,9 @@ int run(const status_cli& o) {
       promise->set_value(sys.middleman().remote_actor(hp.first, hp.second));
     }).detach();
     if (future.wait_for(timeout) != std::future_status::ready) {
-      std::fprintf(stderr, "troupe status: coordinator %s is unreachable: no answer within %.1f s\n",
+      std::fprintf(stderr,
+                   "troupe status: coordinator %s is unreachable: no answer "
+                   "within %.1f s\n",
                    o.coordinator.c_str(), o.timeout);
       std::fflush(stderr);
       _exit(exit_unreachable);
@@ -77,11 +80,12 @@ int run(const status_cli& o) {
     nlohmann::ordered_json nodes = nlohmann::ordered_json::array();
     for (const auto& n : s.nodes)
       nodes.push_back({{"name", n}, {"actors", by_node[n]}});
-    nlohmann::ordered_json j{{"job", s.job},     {"mode", s.mode},
-                             {"state", s.state}, {"nodes", nodes},
-                             {"step", s.step},   {"steps", s.steps},
-                             {"loss", s.loss},   {"samples_per_s", s.samples_per_s},
-                             {"wall_s", s.wall_s}};
+    nlohmann::ordered_json j{
+        {"job", s.job},      {"mode", s.mode},
+        {"state", s.state},  {"nodes", nodes},
+        {"step", s.step},    {"steps", s.steps},
+        {"loss", s.loss},    {"samples_per_s", s.samples_per_s},
+        {"wall_s", s.wall_s}};
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("job %s (%s): %s, step %lld/%lld, loss %.4f, %.0f samples/s\n",
