@@ -163,35 +163,45 @@ void local_nodes::stop() {
   pids_.clear();
 }
 
+caf::actor connect_actor(caf::actor_system& sys, const std::string& addr,
+                         std::chrono::milliseconds timeout) {
+  std::pair<std::string, std::uint16_t> hp;
+  try {
+    hp = parse_address(addr);
+  } catch (const std::invalid_argument& e) {
+    throw cluster_error(e.what());
+  }
+  // remote_actor blocks; a peer that accepts but never answers must not
+  // hang us, so it runs on its own thread and we wait a bounded time.
+  auto promise = std::make_shared<std::promise<caf::expected<caf::actor>>>();
+  auto future = promise->get_future();
+  std::thread([&sys, hp, promise] {
+    promise->set_value(sys.middleman().remote_actor(hp.first, hp.second));
+  }).detach();
+  if (future.wait_for(timeout) != std::future_status::ready)
+    throw cluster_error(fmt::format("{} is unreachable: no answer within {} ms",
+                                    addr, timeout.count()));
+  auto h = future.get();
+  if (!h)
+    throw cluster_error(
+        fmt::format("{} is unreachable: {}", addr, sys.render(h.error())));
+  return *h;
+}
+
 std::vector<node_handle>
 connect_nodes(caf::actor_system& sys, const std::vector<std::string>& addresses,
               std::chrono::milliseconds timeout) {
   std::vector<node_handle> out;
   for (const auto& addr : addresses) {
-    std::pair<std::string, std::uint16_t> hp;
+    caf::actor mgr;
     try {
-      hp = parse_address(addr);
-    } catch (const std::invalid_argument& e) {
-      throw cluster_error(e.what());
+      mgr = connect_actor(sys, addr, timeout);
+    } catch (const cluster_error& e) {
+      throw cluster_error(fmt::format("node {}", e.what()));
     }
-    // remote_actor blocks; a peer that accepts but never answers must not
-    // hang us, so it runs on its own thread and we wait a bounded time.
-    auto promise = std::make_shared<std::promise<caf::expected<caf::actor>>>();
-    auto future = promise->get_future();
-    std::thread([&sys, hp, promise] {
-      promise->set_value(sys.middleman().remote_actor(hp.first, hp.second));
-    }).detach();
-    if (future.wait_for(timeout) != std::future_status::ready)
-      throw cluster_error(
-          fmt::format("node {} is unreachable: no answer within {} ms", addr,
-                      timeout.count()));
-    auto mgr = future.get();
-    if (!mgr)
-      throw cluster_error(fmt::format("node {} is unreachable: {}", addr,
-                                      sys.render(mgr.error())));
     node_handle h;
     h.address = addr;
-    h.manager = *mgr;
+    h.manager = mgr;
     caf::scoped_actor self{sys};
     std::string failure;
     self->request(h.manager, timeout, node_info_atom::value)

@@ -48,6 +48,11 @@ private:
   std::vector<std::string> addresses_;
 };
 
+/// The actor published at `address` (HOST:PORT), within `timeout`. Throws
+/// cluster_error naming the address.
+caf::actor connect_actor(caf::actor_system& sys, const std::string& address,
+                         std::chrono::milliseconds timeout);
+
 /// Connects to each node manager and fetches its node_info, each within
 /// `timeout`. Throws cluster_error naming the first address that fails.
 std::vector<node_handle>

@@ -25,9 +25,8 @@ struct status_cli {
 };
 
 int run(const status_cli& o) {
-  std::pair<std::string, std::uint16_t> hp;
   try {
-    hp = runtime::parse_address(o.coordinator);
+    runtime::parse_address(o.coordinator);
   } catch (const std::invalid_argument& e) {
     std::fprintf(stderr, "troupe status: --coordinator %s\n", e.what());
     return exit_bad_input;
@@ -39,33 +38,19 @@ int run(const status_cli& o) {
   caf::actor_system sys{cfg};
   const auto timeout =
       std::chrono::milliseconds(static_cast<std::int64_t>(o.timeout * 1000));
-  std::vector<runtime::node_handle> handles;
-  caf::expected<caf::actor> coord = caf::sec::runtime_error;
-  {
-    auto promise = std::make_shared<std::promise<caf::expected<caf::actor>>>();
-    auto future = promise->get_future();
-    std::thread([&sys, hp, promise] {
-      promise->set_value(sys.middleman().remote_actor(hp.first, hp.second));
-    }).detach();
-    if (future.wait_for(timeout) != std::future_status::ready) {
-      std::fprintf(stderr,
-                   "troupe status: coordinator %s is unreachable: no answer "
-                   "within %.1f s\n",
-                   o.coordinator.c_str(), o.timeout);
-      std::fflush(stderr);
-      _exit(exit_unreachable);
-    }
-    coord = future.get();
-  }
-  if (!coord) {
-    std::fprintf(stderr, "troupe status: coordinator %s is unreachable: %s\n",
-                 o.coordinator.c_str(), sys.render(coord.error()).c_str());
-    return exit_unreachable;
+  caf::actor coord;
+  try {
+    coord = runtime::connect_actor(sys, o.coordinator, timeout);
+  } catch (const runtime::cluster_error& e) {
+    std::fprintf(stderr, "troupe status: coordinator %s\n", e.what());
+    std::fflush(stderr);
+    // A connection attempt may still be blocked inside CAF: do not wait.
+    _exit(exit_unreachable);
   }
   caf::scoped_actor self{sys};
   actors::job_status s;
   std::string failure;
-  self->request(*coord, timeout, actors::status_atom::value)
+  self->request(coord, timeout, actors::status_atom::value)
       .receive([&](actors::job_status& x) { s = std::move(x); },
                [&](caf::error& e) { failure = sys.render(e); });
   if (!failure.empty()) {
