@@ -184,8 +184,11 @@ int run(const run_options& o) {
   };
   obs.on_epoch = [&](const actors::epoch_summary& e) {
     clear_bar();
-    std::fprintf(results, "%s\n", epoch_line(e, spec.epochs).c_str());
-    std::fflush(results);
+    // With --json the epoch lines are progress (stderr), which -q silences.
+    if (!(o.json_out && o.quiet)) {
+      std::fprintf(results, "%s\n", epoch_line(e, spec.epochs).c_str());
+      std::fflush(results);
+    }
     auto j = to_json(e);
     j["event"] = "epoch";
     log_metric(j);
