@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <thread>
+#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -141,9 +142,19 @@ run_result run_job(job_spec spec, const run_observer& obs,
   std::unique_ptr<runtime::local_nodes> children;
   auto addresses = copt.nodes;
   if (distributed && addresses.empty()) {
+    // Node processes run `troupe node`: the given executable, else the
+    // troupe binary beside this program (graph-API programs live there).
+    auto exe = copt.executable;
+    if (exe.empty()) {
+      char buf[4096];
+      const auto n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+      std::string self =
+          n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "";
+      exe = self.substr(0, self.rfind('/') + 1) + "troupe";
+    }
     try {
       children = std::make_unique<runtime::local_nodes>(
-          copt.executable, static_cast<int>(spec.local_nodes), net, timeout);
+          exe, static_cast<int>(spec.local_nodes), net, timeout);
     } catch (const runtime::cluster_error& e) {
       throw cluster_unreachable(e.what());
     }

@@ -72,7 +72,8 @@ struct cluster_options {
   /// cluster.local_nodes node processes on 127.0.0.1, or run in this process
   /// when that is 1.
   std::vector<std::string> nodes;
-  /// The executable to start local nodes from (`troupe`).
+  /// The executable to start local nodes from (`troupe`); empty: the
+  /// `troupe` next to the running program.
   std::string executable;
   /// Publish the coordinator here (for `troupe status`); port 0 = any.
   /// Empty host: do not publish.

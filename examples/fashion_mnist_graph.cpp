@@ -1,6 +1,7 @@
 // The graph of examples/fashion_mnist.toml, built with the C++ graph API.
 // Prints the epoch lines and the digest; the digest equals the one
 // `troupe run examples/fashion_mnist.toml` prints.
+//   fashion_mnist_graph [EPOCHS [LOCAL_NODES]]
 #include "actors/graph.hpp"
 #include "data/dataset.hpp"
 #include "runtime/config.hpp"
@@ -26,7 +27,8 @@ int main(int argc, char** argv) {
                .optimizer("adam", 0.001)
                .workers(2)
                .epochs(argc > 1 ? std::atoi(argv[1]) : 3)
-               .seed(42);
+               .seed(42)
+               .set("cluster.local_nodes", argc > 2 ? argv[2] : "1");
   troupe::actors::run_observer obs;
   obs.on_epoch = [](const troupe::actors::epoch_summary& e) {
     fmt::print(
