@@ -232,31 +232,24 @@ int run(const run_options& o) {
           result.params_digest.c_str());
     }
     return exit_ok;
-  } catch (const runtime::config_error& e) {
-    clear_bar();
-    std::fprintf(stderr, "troupe: %s: %s\n", o.pipeline.c_str(), e.what());
-    log_metric({{"event", "error"}, {"message", e.what()}});
-    return exit_bad_input;
-  } catch (const data::data_error& e) {
-    clear_bar();
-    std::fprintf(stderr, "troupe: %s\n", e.what());
-    log_metric({{"event", "error"}, {"message", e.what()}});
-    return exit_bad_input;
-  } catch (const actors::cluster_unreachable& e) {
-    clear_bar();
-    std::fprintf(stderr, "troupe: cluster unreachable: %s\n", e.what());
-    log_metric({{"event", "error"}, {"message", e.what()}});
-    return exit_unreachable;
-  } catch (const actors::training_failed& e) {
-    clear_bar();
-    std::fprintf(stderr, "troupe: training failed: %s\n", e.what());
-    log_metric({{"event", "error"}, {"message", e.what()}});
-    return exit_training_failed;
   } catch (const std::exception& e) {
+    // One message, one metrics line, and the exit code of the failure kind.
+    std::string prefix = "training failed: ";
+    int code = exit_training_failed;
+    if (dynamic_cast<const runtime::config_error*>(&e)) {
+      prefix = o.pipeline + ": ";
+      code = exit_bad_input;
+    } else if (dynamic_cast<const data::data_error*>(&e)) {
+      prefix.clear();
+      code = exit_bad_input;
+    } else if (dynamic_cast<const actors::cluster_unreachable*>(&e)) {
+      prefix = "cluster unreachable: ";
+      code = exit_unreachable;
+    }
     clear_bar();
-    std::fprintf(stderr, "troupe: training failed: %s\n", e.what());
+    std::fprintf(stderr, "troupe: %s%s\n", prefix.c_str(), e.what());
     log_metric({{"event", "error"}, {"message", e.what()}});
-    return exit_training_failed;
+    return code;
   }
 }
 
