@@ -36,7 +36,6 @@ struct coordinator_state {
   caf::actor listener;
   topology topo;
   std::int64_t expected_ready = 0;
-  std::int64_t ready = 0;
   std::set<std::string> ready_names;
   bool started = false;
   bool finished = false;
@@ -253,7 +252,8 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
         auto& st = self->state;
         st.ready_names.insert(
             role == "evaluator" ? role : fmt::format("{}:{}", role, index));
-        if (st.started || ++st.ready < st.expected_ready)
+        if (st.started || static_cast<std::int64_t>(st.ready_names.size()) <
+                              st.expected_ready)
           return;
         st.started = true;
         self->send(st.listener, info_atom::value,

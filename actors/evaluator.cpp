@@ -13,7 +13,7 @@ namespace {
 
 struct pending_version {
   devices::tensor params;
-  std::int64_t slices = 0;
+  std::int64_t received = 0; // elements
 };
 
 struct evaluator_state {
@@ -92,8 +92,8 @@ caf::behavior evaluator(caf::stateful_actor<evaluator_state>* self,
           v.params = devices::tensor::empty({st.net->param_count()});
         auto dst = v.params.slice(p.offset, p.values.numel());
         devices::cpu().copy(p.values, dst);
-        v.slices += p.values.numel(); // elements received
-        if (v.slices == st.net->param_count()) {
+        v.received += p.values.numel();
+        if (v.received == st.net->param_count()) {
           st.ready.push_back(p.tag);
           drain(self);
         }

@@ -3,5 +3,4 @@
 namespace troupe::runtime {
 class config;
 class config_error;
-struct run_clock;
 } // namespace troupe::runtime
