@@ -171,10 +171,16 @@ void wire(self_ptr self) {
   }
   for (std::size_t r = 0; r < t.workers.size(); ++r) {
     const auto d = t.data_shard_of_worker[r];
-    self->send(
-        t.workers[r], wire_atom::value,
-        t.aggregators[static_cast<std::size_t>(t.aggregator_of_worker[r])],
-        d >= 0 ? t.data_shards[static_cast<std::size_t>(d)] : caf::actor{}, me);
+    const auto a = t.aggregator_of_worker[r];
+    // A worker alone on its node has nothing to sum with: it sends its
+    // gradient to the shards itself, piece by piece while it computes.
+    const bool alone = std::count(t.aggregator_of_worker.begin(),
+                                  t.aggregator_of_worker.end(), a) == 1;
+    self->send(t.workers[r], wire_atom::value,
+               t.aggregators[static_cast<std::size_t>(a)],
+               d >= 0 ? t.data_shards[static_cast<std::size_t>(d)]
+                      : caf::actor{},
+               me, alone ? t.param_shards : std::vector<caf::actor>{});
   }
   if (t.evaluator)
     self->send(t.evaluator, wire_atom::value, me);

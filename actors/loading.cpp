@@ -40,6 +40,33 @@ void load_in_background(caf::event_based_actor* owner, data::source_spec src) {
                               std::move(src));
 }
 
+caf::message decode_frame(runtime::bulk_header&& h, devices::tensor&& t) {
+  const auto& v = h.tags;
+  if (h.kind == grad_frame && v.size() == 6) {
+    grad_msg g;
+    g.worker = static_cast<std::int32_t>(v[0]);
+    g.step = v[1];
+    g.seq = v[2];
+    g.lo = static_cast<std::int32_t>(v[3]);
+    g.hi = static_cast<std::int32_t>(v[4]);
+    g.offset = v[5];
+    g.values = std::move(t);
+    return caf::make_message(std::move(g));
+  }
+  if (h.kind == params_frame && v.size() == 6) {
+    params_msg p;
+    p.shard = static_cast<std::int32_t>(v[0]);
+    p.version = v[1];
+    p.offset = v[2];
+    p.target = static_cast<std::int32_t>(v[3]);
+    p.tag = v[4];
+    p.min_clock = v[5];
+    p.values = std::move(t);
+    return caf::make_message(std::move(p));
+  }
+  return caf::message{};
+}
+
 void register_roles(caf::actor_system_config& cfg) {
   register_data_shard(cfg);
   register_param_shard(cfg);
@@ -56,6 +83,7 @@ void register_roles(caf::actor_system_config& cfg) {
   cfg.add_message_type<devices::tensor>("troupe.tensor");
   cfg.add_message_type<job_status>("troupe.job_status");
   cfg.add_message_type<std::vector<std::int32_t>>("troupe.int32_list");
+  runtime::set_bulk_decoder(decode_frame);
 }
 
 } // namespace troupe::actors

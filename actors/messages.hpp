@@ -11,6 +11,7 @@
 #include "actors/job_spec.hpp"
 #include "actors/run.hpp"
 #include "data/dataset.hpp"
+#include "runtime/bulk_caf.hpp"
 #include "runtime/caf_types.hpp"
 
 #include <caf/all.hpp>
@@ -167,27 +168,53 @@ typename Inspector::result_type inspect(Inspector& f, job_spec& x) {
            x.steps_per_epoch);
 }
 
-/// Elements per message for slices sent to another node: large transfers go
-/// as a stream of 1 MiB pieces, which the receiver assembles by offset (CAF
-/// 0.17 sizes are 32-bit, and one big message stalls the peer's I/O loop).
+/// Elements per piece for slices sent to another process: large transfers
+/// go as a stream of 1 MiB pieces, which the receiver assembles by offset
+/// and can act on before the last arrives.
 constexpr std::int64_t chunk_elements = 1 << 18;
 
-/// Sends a grad_msg or params_msg, cut into chunks when `dest` is remote.
-/// In-process it goes whole (no copy).
+/// Frame kinds of grad_msg and params_msg on the data plane
+/// (runtime/bulk.hpp); the tags carry their fields in declaration order.
+constexpr std::uint32_t grad_frame = 1;
+constexpr std::uint32_t params_frame = 2;
+inline std::uint32_t frame_kind(const grad_msg&) {
+  return grad_frame;
+}
+inline std::uint32_t frame_kind(const params_msg&) {
+  return params_frame;
+}
+inline std::vector<std::int64_t> frame_tags(const grad_msg& g) {
+  return {g.worker, g.step, g.seq, g.lo, g.hi, g.offset};
+}
+inline std::vector<std::int64_t> frame_tags(const params_msg& p) {
+  return {p.shard, p.version, p.offset, p.target, p.tag, p.min_clock};
+}
+
+/// The message a data-plane frame carries (set as the plane's decoder).
+caf::message decode_frame(runtime::bulk_header&& h, devices::tensor&& t);
+
+/// Sends a grad_msg or params_msg. In-process it goes whole (no copy); to
+/// another process it goes in pieces, over the data plane where there is
+/// one, else through CAF.
 template <class Self, class Msg>
 void send_slices(Self* self, const caf::actor& dest, Msg msg) {
   const auto n = msg.values.numel();
-  if (n <= chunk_elements || dest.node() == self->node()) {
+  if (dest.node() == self->node()) {
     self->send(dest, std::move(msg));
     return;
   }
-  for (std::int64_t first = 0; first < n; first += chunk_elements) {
-    Msg piece = msg;
+  std::int64_t first = 0;
+  do {
     const auto len = std::min(chunk_elements, n - first);
+    Msg piece;
+    piece = msg;
     piece.offset = msg.offset + first;
     piece.values = msg.values.slice(first, len);
-    self->send(dest, std::move(piece));
-  }
+    if (!runtime::bulk_send(dest, frame_kind(piece), frame_tags(piece),
+                            piece.values))
+      self->send(dest, std::move(piece));
+    first += len;
+  } while (first < n);
 }
 
 /// Each role registers its spawn function under its name ("data_shard",

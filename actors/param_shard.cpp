@@ -22,12 +22,15 @@ namespace {
 
 struct partial_sum {
   devices::tensor values;
-  std::int64_t received = 0; // elements; complete at the shard's size
+  std::int64_t received = 0;           // elements; complete at the shard's size
+  std::vector<std::int64_t> chunk_got; // sync: elements per chunk
 };
 
 struct pending_step {
   std::map<std::pair<std::int32_t, std::int32_t>, partial_sum> parts;
-  std::int64_t leaves = 0; // of complete parts
+  std::vector<std::int64_t> leaves; // per chunk: ranks its complete parts sum
+  std::vector<bool> applied;        // per chunk
+  std::int64_t chunks_applied = 0;
 };
 
 struct param_shard_state {
@@ -39,6 +42,8 @@ struct param_shard_state {
   std::vector<devices::tensor> opt_state;
   std::vector<devices::tensor> spares; // earlier versions, reused when free
   std::int64_t version = 0;            // optimizer steps applied
+  devices::tensor next;                // sync: version + 1, chunk by chunk
+  std::int64_t chunks = 1;             // of chunk_elements, the last shorter
   std::map<std::int64_t, pending_step> pending;
   std::vector<caf::actor> aggregators;
   std::vector<std::int32_t> aggregator_of_worker;
@@ -108,12 +113,9 @@ void answer(caf::stateful_actor<param_shard_state>* self, std::int32_t worker) {
               std::move(m));
 }
 
-void apply(caf::stateful_actor<param_shard_state>* self,
-           const devices::tensor& grad) {
-  auto& st = self->state;
-  auto& dev = devices::cpu();
-  // Published versions are immutable; recycle one nobody holds any more
-  // (warm in cache, no allocation), else allocate.
+// Published versions are immutable; recycle one nobody holds any more
+// (warm in cache, no allocation), else allocate.
+devices::tensor fresh_buffer(param_shard_state& st) {
   devices::tensor next;
   for (auto& spare : st.spares)
     if (spare.use_count() == 1) {
@@ -125,30 +127,116 @@ void apply(caf::stateful_actor<param_shard_state>* self,
                      [](const devices::tensor& t) { return !t.defined(); }),
       st.spares.end());
   if (!next.defined())
-    next = dev.alloc({st.size});
-  if (st.spec.exchange_only)
-    dev.copy(grad, next); // the benchmark measures the exchange alone
-  else
-    dev.optimizer_step(st.spec.optimizer, st.version + 1, st.params, grad,
-                       st.opt_state.data(), next);
+    next = devices::cpu().alloc({st.size});
+  return next;
+}
+
+// The optimizer on elements [first, first + n) of the shard: params of the
+// current version and grad in, `out` (the next version's range) out.
+void update(param_shard_state& st, std::int64_t first, std::int64_t n,
+            const devices::tensor& grad, devices::tensor out) {
+  auto& dev = devices::cpu();
+  if (st.spec.exchange_only) {
+    dev.copy(grad, out); // the benchmark measures the exchange alone
+    return;
+  }
+  std::vector<devices::tensor> state;
+  for (auto& t : st.opt_state)
+    state.push_back(n == st.size ? t : t.slice(first, n));
+  dev.optimizer_step(st.spec.optimizer, st.version + 1,
+                     n == st.size ? st.params : st.params.slice(first, n), grad,
+                     state.data(), out);
+}
+
+// Makes `next` the current version.
+void publish_version(param_shard_state& st, devices::tensor next) {
   if (st.spares.size() < 3)
     st.spares.push_back(std::move(st.params));
   st.params = std::move(next);
   ++st.version;
 }
 
-devices::tensor complete_tree(pending_step& p, std::int32_t lo,
-                              std::int32_t hi) {
+void apply(caf::stateful_actor<param_shard_state>* self,
+           const devices::tensor& grad) {
+  auto& st = self->state;
+  auto next = fresh_buffer(st);
+  update(st, 0, st.size, grad, next);
+  publish_version(st, std::move(next));
+}
+
+// The sum over ranks [lo, hi) of elements [first, first + n), completing
+// the canonical tree from the parts the aggregators summed.
+devices::tensor complete_tree(pending_step& p, std::int32_t lo, std::int32_t hi,
+                              std::int64_t first, std::int64_t n,
+                              std::int64_t size) {
   auto it = p.parts.find({lo, hi});
   if (it != p.parts.end())
-    return it->second.values;
+    return n == size ? it->second.values : it->second.values.slice(first, n);
   const auto mid = static_cast<std::int32_t>(runtime::tree_split(lo, hi));
-  auto a = complete_tree(p, lo, mid);
-  auto b = complete_tree(p, mid, hi);
+  auto a = complete_tree(p, lo, mid, first, n, size);
+  auto b = complete_tree(p, mid, hi, first, n, size);
   // Partial sums from aggregators may be shared buffers: sum into our own.
-  auto out = devices::tensor::empty({a.numel()});
+  auto out = devices::tensor::empty({n});
   devices::cpu().add(a, b, out);
   return out;
+}
+
+// Sends the chunks [c0, c1) of the next version to every aggregator.
+void publish_chunks(caf::stateful_actor<param_shard_state>* self,
+                    std::int64_t c0, std::int64_t c1) {
+  auto& st = self->state;
+  const auto first = c0 * chunk_elements;
+  const auto last = std::min(st.size, c1 * chunk_elements);
+  params_msg m;
+  m.shard = st.index;
+  m.version = st.version + 1;
+  m.offset = st.begin + first;
+  m.values =
+      last - first == st.size ? st.next : st.next.slice(first, last - first);
+  m.min_clock = m.version;
+  for (auto& a : st.aggregators)
+    send_slices(self, a, m);
+}
+
+// Applies every chunk of the current step that all ranks have delivered,
+// and publishes each run of newly applied chunks at once: the way back
+// starts while later chunks are still on their way in.
+void apply_ready_chunks(caf::stateful_actor<param_shard_state>* self) {
+  auto& st = self->state;
+  auto it = st.pending.find(st.version);
+  if (it == st.pending.end())
+    return;
+  auto& p = it->second;
+  std::int64_t run_begin = -1;
+  for (std::int64_t c = 0; c <= st.chunks; ++c) {
+    const bool ready = c < st.chunks &&
+                       !p.applied[static_cast<std::size_t>(c)] &&
+                       p.leaves[static_cast<std::size_t>(c)] == st.spec.workers;
+    if (ready) {
+      if (!st.next.defined())
+        st.next = fresh_buffer(st);
+      const auto first = c * chunk_elements;
+      const auto n = std::min(chunk_elements, st.size - first);
+      auto sum = complete_tree(p, 0, static_cast<std::int32_t>(st.spec.workers),
+                               first, n, st.size);
+      update(st, first, n, sum,
+             n == st.size ? st.next : st.next.slice(first, n));
+      p.applied[static_cast<std::size_t>(c)] = true;
+      ++p.chunks_applied;
+      if (run_begin < 0)
+        run_begin = c;
+    } else if (run_begin >= 0) {
+      publish_chunks(self, run_begin, c);
+      run_begin = -1;
+    }
+  }
+  if (p.chunks_applied < st.chunks)
+    return;
+  st.pending.erase(it);
+  publish_version(st, std::move(st.next));
+  st.next = devices::tensor{};
+  publish_milestones(self);
+  apply_ready_chunks(self); // a later step may be complete already
 }
 
 void on_sync_grad(caf::stateful_actor<param_shard_state>* self, grad_msg& g) {
@@ -156,34 +244,43 @@ void on_sync_grad(caf::stateful_actor<param_shard_state>* self, grad_msg& g) {
   if (g.step < st.version)
     return; // already applied
   auto& p = st.pending[g.step];
+  if (p.leaves.empty()) {
+    p.leaves.assign(static_cast<std::size_t>(st.chunks), 0);
+    p.applied.assign(static_cast<std::size_t>(st.chunks), false);
+  }
   auto& part = p.parts[std::make_pair(g.lo, g.hi)];
   const auto n = g.values.numel();
-  if (part.received >= st.size)
-    return; // duplicate
+  const auto first = g.offset - st.begin;
+  if (part.chunk_got.empty())
+    part.chunk_got.assign(static_cast<std::size_t>(st.chunks), 0);
+  // A duplicate (a replayed message) must not count twice.
+  const auto c0 = first / chunk_elements;
+  const auto c1 = (first + n + chunk_elements - 1) / chunk_elements;
+  for (auto c = c0; c < c1; ++c) {
+    const auto size = std::min(chunk_elements, st.size - c * chunk_elements);
+    if (part.chunk_got[static_cast<std::size_t>(c)] >= size)
+      return;
+  }
   if (n == st.size) {
     part.values = std::move(g.values); // whole: no copy
   } else {
-    // A chunk of a slice from another node: assemble by offset.
+    // A piece of a slice from another node: assemble by offset.
     if (!part.values.defined())
       part.values = devices::tensor::empty({st.size});
-    auto dst = part.values.slice(g.offset - st.begin, n);
+    auto dst = part.values.slice(first, n);
     devices::cpu().copy(g.values, dst);
   }
   part.received += n;
-  if (part.received < st.size)
-    return;
-  p.leaves += g.hi - g.lo;
-  while (!st.pending.empty() && st.pending.begin()->first == st.version &&
-         st.pending.begin()->second.leaves == st.spec.workers) {
-    auto step = std::move(st.pending.begin()->second);
-    st.pending.erase(st.pending.begin());
-    auto sum =
-        complete_tree(step, 0, static_cast<std::int32_t>(st.spec.workers));
-    step.parts.clear();
-    apply(self, sum);
-    broadcast(self);
-    publish_milestones(self);
+  for (auto c = c0; c < c1; ++c) {
+    const auto lo = std::max(first, c * chunk_elements);
+    const auto hi = std::min(first + n, (c + 1) * chunk_elements);
+    const auto size = std::min(chunk_elements, st.size - c * chunk_elements);
+    auto& got = part.chunk_got[static_cast<std::size_t>(c)];
+    got += hi - lo;
+    if (got == size)
+      p.leaves[static_cast<std::size_t>(c)] += g.hi - g.lo;
   }
+  apply_ready_chunks(self);
 }
 
 void release_waiting(caf::stateful_actor<param_shard_state>* self) {
@@ -246,6 +343,8 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
   st.begin = st.spec.shard_begin(index, total);
   st.size = st.spec.shard_begin(index + 1, total) - st.begin;
   st.params = devices::tensor::empty({st.size});
+  st.chunks = std::max<std::int64_t>(1, (st.size + chunk_elements - 1) /
+                                            chunk_elements);
   devices::nn::init_params(layout, st.spec.seed, st.begin, st.size,
                            st.params.data());
   for (int i = 0; i < devices::optimizer_state_count(st.spec.optimizer.kind);

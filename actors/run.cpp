@@ -1,5 +1,7 @@
 #include "actors/run.hpp"
 
+#include "runtime/bulk_caf.hpp"
+
 #include "actors/messages.hpp"
 #include "actors/placement.hpp"
 #include "runtime/cluster.hpp"
@@ -36,6 +38,22 @@ topology spawn_job(caf::actor_system& sys, const job_spec& spec,
   t.aggregator_of_worker = plan.aggregator_of_worker;
   t.data_shard_of_worker = plan.data_shard_of_worker;
   caf::scoped_actor self{sys};
+  // Every node learns where the others' data planes listen.
+  std::vector<std::string> keys, planes;
+  for (const auto& n : nodes)
+    if (!n.info.bulk.empty()) {
+      keys.push_back(runtime::bulk_key(n.manager.node()));
+      planes.push_back(n.info.bulk);
+    }
+  for (const auto& n : nodes) {
+    std::string failure;
+    self->request(n.manager, timeout, runtime::peers_atom::value, keys, planes)
+        .receive([](bool) {},
+                 [&](caf::error& err) { failure = sys.render(err); });
+    if (!failure.empty())
+      throw cluster_unreachable(
+          fmt::format("node {} ({}): {}", n.info.name, n.address, failure));
+  }
   auto spawn = [&](const std::string& role, const std::string& name,
                    std::int32_t node, caf::message args) {
     caf::actor h;

@@ -3,47 +3,68 @@
 // to its node's aggregator, returns a credit to its data shard, and waits
 // for the next set of slices: in sync mode version t + 1 (after every
 // worker's step t), in async/ssp mode each shard's answer to its gradient.
+//
+// The exchange overlaps the computation both ways. The forward pass starts
+// as soon as the batch and the first parameter slices are there and runs on
+// each slice as it arrives (slices from this node's shards come first).
+// A worker alone on its node sends each shard its range of the gradient
+// directly, as soon as that range is final, computing the ranges of shards
+// on other nodes first, so their transfer runs while it computes the rest.
 #include "actors/messages.hpp"
 
+#include "devices/nn/layers.hpp"
 #include "devices/nn/model.hpp"
 
 #include <chrono>
 #include <deque>
+#include <optional>
 
 namespace troupe::actors {
 
 namespace {
 
+using clock_type = std::chrono::steady_clock;
+
 struct worker_state {
   job_spec spec;
   std::int32_t rank = 0;
   std::unique_ptr<devices::nn::model> net;
-  devices::tensor params;
+  std::int64_t total = 0;      // parameters
+  devices::tensor params;      // the version being assembled or used
+  devices::nn::range_set have; // parts of it present
   devices::tensor grad;
-  std::int64_t awaiting =
-      0; // parameter elements still due before the next step
   std::int64_t min_clock = -1; // async/ssp: slowest worker's steps, as told
   caf::actor aggregator;
   caf::actor data;
   caf::actor coordinator;
+  // Direct sends (this worker alone on its node): shards and their ranges.
+  std::vector<caf::actor> shards;
+  std::vector<std::int64_t> bounds;
+  std::vector<bool> remote; // per shard: on another node
   std::deque<batch_msg> batches;
-  std::int64_t step = 0; // next global step to compute
+  std::optional<batch_msg> current; // the batch whose forward pass runs
+  std::int64_t step = 0;            // next global step to compute
+  std::int64_t delayed = -1;        // testing.slow_ms: step already delayed
   bool started = false;
   bool ready_sent = false;
-  bool delaying = false; // testing.slow_ms
+  bool delaying = false;
   double loss_sum = 0;
   std::int64_t samples = 0;
   std::int64_t report_every = 1;
   std::int64_t max_lead = 0;
   float grad_scale = 1;
   // Where a worker's time goes, since the last report.
-  std::chrono::steady_clock::time_point sent_at;
+  clock_type::time_point sent_at;
   bool waiting = false;
   double compute_s = 0;
   double wait_s = 0;
+
+  bool complete() const { return have.count() == total; }
 };
 
-void report(caf::stateful_actor<worker_state>* self, bool epoch_end) {
+using self_ptr = caf::stateful_actor<worker_state>*;
+
+void report(self_ptr self, bool epoch_end) {
   auto& st = self->state;
   progress_msg p;
   p.worker = st.rank;
@@ -63,36 +84,67 @@ void report(caf::stateful_actor<worker_state>* self, bool epoch_end) {
   st.samples = 0;
 }
 
-void compute(caf::stateful_actor<worker_state>* self) {
-  auto& st = self->state;
-  const auto t0 = std::chrono::steady_clock::now();
-  if (st.grad.use_count() != 1)
-    st.grad = devices::tensor::empty({st.net->param_count()});
-  devices::loss_sums sums;
-  std::int64_t samples = 0;
-  if (st.spec.exchange_only) {
-    // Benchmark of the exchange alone: a fixed gradient, no data.
-    devices::cpu().fill(st.grad, 1.0f / static_cast<float>(st.rank + 1));
-  } else {
-    auto b = std::move(st.batches.front());
-    st.batches.pop_front();
-    // Credit first: the data shard prepares the next batch while we compute.
-    self->send(st.data, credit_atom::value, st.rank, std::int64_t{1},
-               caf::actor_cast<caf::actor>(self));
-    sums = st.net->train_step(st.params, b.x, b.y, st.grad_scale, st.grad);
-    samples = b.x.dim(0);
-  }
+grad_msg gradient(const worker_state& st, std::int64_t offset, std::int64_t n) {
   grad_msg g;
   g.worker = st.rank;
   g.step = st.step;
   g.seq = st.step;
   g.lo = st.rank;
   g.hi = st.rank + 1;
-  g.offset = 0;
-  g.values = st.grad;
-  st.awaiting = st.net->param_count();
-  self->send(st.aggregator, std::move(g));
-  st.sent_at = std::chrono::steady_clock::now();
+  g.offset = offset;
+  g.values = st.grad.slice(offset, n);
+  return g;
+}
+
+// Backward (or the benchmark's fixed gradient) and the gradient's way out.
+void finish_step(self_ptr self) {
+  auto& st = self->state;
+  const auto t0 = clock_type::now();
+  if (st.grad.use_count() != 1)
+    st.grad = devices::tensor::empty({st.total});
+  const bool direct = !st.shards.empty();
+  std::vector<bool> sent(st.shards.size(), false);
+  devices::nn::range_set final_part;
+  auto send_ready = [&] {
+    for (std::size_t s = 0; s < st.shards.size(); ++s)
+      if (!sent[s] && final_part.covers(st.bounds[s], st.bounds[s + 1])) {
+        sent[s] = true;
+        send_slices(
+            self, st.shards[s],
+            gradient(st, st.bounds[s], st.bounds[s + 1] - st.bounds[s]));
+      }
+  };
+  devices::loss_sums sums;
+  std::int64_t samples = 0;
+  if (st.spec.exchange_only) {
+    // Benchmark of the exchange alone: a fixed gradient, no data.
+    devices::cpu().fill(st.grad, 1.0f / static_cast<float>(st.rank + 1));
+    final_part.add(0, st.total);
+  } else {
+    devices::nn::grad_hooks hooks;
+    if (direct) {
+      hooks.ready = [&](std::int64_t b, std::int64_t e) {
+        final_part.add(b, e);
+        send_ready();
+      };
+      hooks.urgent = [&](std::int64_t b, std::int64_t e) {
+        for (std::size_t s = 0; s < st.shards.size(); ++s)
+          if (st.remote[s] && b < st.bounds[s + 1] && e > st.bounds[s])
+            return true;
+        return false;
+      };
+    }
+    sums = st.net->backward(st.params, st.current->y, st.grad_scale, st.grad,
+                            hooks);
+    samples = st.current->x.dim(0);
+    st.current.reset();
+  }
+  if (direct)
+    send_ready();
+  else
+    self->send(st.aggregator, gradient(st, 0, st.total));
+  st.have.clear();
+  st.sent_at = clock_type::now();
   st.waiting = true;
   st.compute_s += std::chrono::duration<double>(st.sent_at - t0).count();
   st.loss_sum += sums.loss;
@@ -103,37 +155,87 @@ void compute(caf::stateful_actor<worker_state>* self) {
     report(self, epoch_end);
 }
 
-void try_step(caf::stateful_actor<worker_state>* self) {
+// Does whatever the batches and parameters at hand allow.
+void advance(self_ptr self) {
   auto& st = self->state;
   const bool have_batch = st.spec.exchange_only || !st.batches.empty();
-  if (!st.ready_sent && st.awaiting == 0 && have_batch) {
+  if (!st.ready_sent && st.complete() && have_batch) {
     st.ready_sent = true;
     self->send(st.coordinator, ready_atom::value, std::string("worker"),
                st.rank);
   }
-  if (!st.started || st.awaiting > 0 || !have_batch || st.delaying ||
-      st.step >= st.spec.total_steps())
+  if (!st.started || st.delaying || st.step >= st.spec.total_steps())
     return;
-  if (st.rank == st.spec.slow_worker && st.spec.slow_ms > 0) {
-    st.delaying = true;
-    self->delayed_send(self, std::chrono::milliseconds(st.spec.slow_ms),
-                       resume_atom::value);
+  if (st.spec.exchange_only) {
+    if (st.complete())
+      finish_step(self);
     return;
   }
-  compute(self);
+  if (!st.current) {
+    if (!have_batch || st.have.empty())
+      return;
+    if (st.rank == st.spec.slow_worker && st.spec.slow_ms > 0 &&
+        st.delayed != st.step) {
+      st.delaying = true;
+      st.delayed = st.step;
+      self->delayed_send(self, std::chrono::milliseconds(st.spec.slow_ms),
+                         resume_atom::value);
+      return;
+    }
+    st.current = std::move(st.batches.front());
+    st.batches.pop_front();
+    // Credit first: the data shard prepares the next batch while we compute.
+    self->send(st.data, credit_atom::value, st.rank, std::int64_t{1},
+               caf::actor_cast<caf::actor>(self));
+    st.net->begin_forward(st.current->x);
+  }
+  const auto t0 = clock_type::now();
+  const bool forward_done = st.net->forward_ready(st.params, st.have);
+  st.compute_s += std::chrono::duration<double>(clock_type::now() - t0).count();
+  if (forward_done)
+    finish_step(self);
 }
 
-caf::behavior worker(caf::stateful_actor<worker_state>* self, job_spec spec,
-                     std::int32_t rank) {
+void on_params(self_ptr self, params_msg& p) {
+  auto& st = self->state;
+  const auto n = p.values.numel();
+  if (st.have.covers(p.offset, p.offset + n))
+    return; // nothing of it is due: a duplicate
+  if (n == st.total) {
+    st.params = std::move(p.values); // one shard, whole: use it as is
+  } else {
+    if (st.have.empty() && st.params.use_count() != 1)
+      st.params = devices::tensor::empty({st.total});
+    auto dst = st.params.slice(p.offset, n);
+    devices::cpu().copy(p.values, dst);
+  }
+  st.have.add(p.offset, p.offset + n);
+  st.min_clock =
+      st.min_clock < 0 ? p.min_clock : std::min(st.min_clock, p.min_clock);
+  if (st.complete()) {
+    if (st.waiting) {
+      st.waiting = false;
+      st.wait_s +=
+          std::chrono::duration<double>(clock_type::now() - st.sent_at).count();
+    }
+    if (!st.spec.synchronous() && st.min_clock >= 0)
+      st.max_lead = std::max(st.max_lead, st.step - st.min_clock);
+    st.min_clock = -1;
+  }
+  advance(self);
+}
+
+caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
   auto& st = self->state;
   st.spec = std::move(spec);
   st.rank = rank;
   st.net = std::make_unique<devices::nn::model>(devices::cpu(), st.spec.inputs,
                                                 st.spec.layers, st.spec.loss);
-  const auto total = st.net->param_count();
-  st.params = devices::tensor::empty({total});
-  st.grad = devices::tensor::empty({total});
-  st.awaiting = total; // version 0
+  st.total = st.net->param_count();
+  st.params = devices::tensor::empty({st.total});
+  st.grad = devices::tensor::empty({st.total});
+  for (std::int64_t s = 0; s <= st.spec.partitions; ++s)
+    st.bounds.push_back(st.spec.shard_begin(s, st.total));
   st.report_every = std::max<std::int64_t>(1, st.spec.steps_per_epoch / 20);
   // sync: the loss is the mean over the global batch, so each worker scales
   // by 1 / global batch and the shards add the workers up. async/ssp: each
@@ -144,61 +246,33 @@ caf::behavior worker(caf::stateful_actor<worker_state>* self, job_spec spec,
                                     : st.spec.batch / st.spec.workers);
   return {
       [=](wire_atom, caf::actor aggregator, caf::actor data,
-          caf::actor coordinator) {
+          caf::actor coordinator, std::vector<caf::actor> shards) {
         auto& st = self->state;
         st.aggregator = std::move(aggregator);
         st.data = std::move(data);
         st.coordinator = std::move(coordinator);
+        st.shards = std::move(shards);
+        st.remote.clear();
+        for (auto& s : st.shards)
+          st.remote.push_back(s.node() != self->node());
         if (st.data)
           self->send(st.data, credit_atom::value, st.rank, st.spec.prefetch,
                      caf::actor_cast<caf::actor>(self));
-        try_step(self);
+        advance(self);
       },
       [=](start_atom) {
         self->state.started = true;
-        try_step(self);
+        advance(self);
       },
       [=](resume_atom) {
-        auto& st = self->state;
-        st.delaying = false;
-        if (st.started && st.awaiting == 0 &&
-            (st.spec.exchange_only || !st.batches.empty()) &&
-            st.step < st.spec.total_steps())
-          compute(self);
+        self->state.delaying = false;
+        advance(self);
       },
       [=](batch_msg& b) {
         self->state.batches.push_back(std::move(b));
-        try_step(self);
+        advance(self);
       },
-      [=](params_msg& p) {
-        auto& st = self->state;
-        if (st.awaiting == 0)
-          return; // nothing is due: a duplicate
-        const auto n = p.values.numel();
-        if (n == st.net->param_count()) {
-          st.params = std::move(p.values); // one shard, whole: use it as is
-        } else {
-          if (st.params.use_count() != 1)
-            st.params = devices::tensor::empty({st.net->param_count()});
-          auto dst = st.params.slice(p.offset, p.values.numel());
-          devices::cpu().copy(p.values, dst);
-        }
-        st.min_clock = st.min_clock < 0 ? p.min_clock
-                                        : std::min(st.min_clock, p.min_clock);
-        st.awaiting -= n;
-        if (st.awaiting == 0) {
-          if (st.waiting) {
-            st.waiting = false;
-            st.wait_s += std::chrono::duration<double>(
-                             std::chrono::steady_clock::now() - st.sent_at)
-                             .count();
-          }
-          if (!st.spec.synchronous() && st.min_clock >= 0)
-            st.max_lead = std::max(st.max_lead, st.step - st.min_clock);
-          st.min_clock = -1;
-          try_step(self);
-        }
-      },
+      [=](params_msg& p) { on_params(self, p); },
   };
 }
 

@@ -57,6 +57,11 @@ public:
   /// c = alpha * op(a) * op(b) + beta * c, op = transpose when ta/tb.
   virtual void gemm(bool ta, bool tb, float alpha, const tensor& a,
                     const tensor& b, float beta, tensor& c) = 0;
+  /// gemm on the column block [first, first + count) of a, read in place:
+  /// c = alpha * op(a[:, first : first + count]) * b + beta * c.
+  virtual void gemm_columns(bool ta, float alpha, const tensor& a,
+                            std::int64_t first, std::int64_t count,
+                            const tensor& b, float beta, tensor& c) = 0;
   /// y[i, :] += bias for every row i.
   virtual void add_row_vector(tensor& y, const tensor& bias) = 0;
   /// out[j] = sum_i x[i, j] (+ beta * out[j]).

@@ -1,5 +1,7 @@
 #include "runtime/node_protocol.hpp"
 
+#include "runtime/bulk_caf.hpp"
+
 #include <caf/io/all.hpp>
 
 #include <algorithm>
@@ -55,6 +57,16 @@ caf::behavior node_manager(caf::stateful_actor<manager_state>* self,
         self->monitor(*h);
         self->state.children.push_back(*h);
         return *h;
+      },
+      [=](peers_atom, const std::vector<std::string>& keys,
+          const std::vector<std::string>& addresses) {
+        auto plane = process_bulk_plane();
+        if (!plane || keys.size() != addresses.size())
+          return false;
+        for (std::size_t i = 0; i < keys.size(); ++i)
+          if (keys[i] != bulk_key(self->node()))
+            plane->set_peer(keys[i], addresses[i]);
+        return true;
       },
       [=](reset_atom) {
         for (auto& c : self->state.children)
@@ -137,7 +149,15 @@ int run_node(
   register_node_types(cfg);
   register_types(cfg);
   auto sys = std::make_unique<caf::actor_system>(cfg);
+  std::shared_ptr<bulk_plane> plane;
+  try {
+    plane = start_bulk_plane(*sys, opts.host, opts.network.heartbeat_timeout_s);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "troupe node: %s\n", e.what());
+    return 3;
+  }
   node_info info;
+  info.bulk = plane->address();
   info.host = opts.host;
   info.cores = machine_cores();
   info.memory_bytes = machine_memory_bytes();
@@ -151,6 +171,7 @@ int run_node(
                  opts.host.c_str(), static_cast<unsigned>(opts.port),
                  sys->render(port.error()).c_str());
     caf::anon_send_exit(mgr, caf::exit_reason::kill);
+    stop_bulk_plane(plane);
     return 3;
   }
   info.port = *port;
@@ -175,6 +196,7 @@ int run_node(
   caf::anon_send_exit(mgr, caf::exit_reason::user_shutdown);
   sys->middleman().unpublish(mgr, info.port);
   mgr = nullptr;
+  stop_bulk_plane(plane);
   // Everything of ours has been told to stop; do not wait for proxies of
   // remote actors (they can keep the registry from emptying).
   sys->await_actors_before_shutdown(false);

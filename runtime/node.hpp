@@ -22,6 +22,7 @@ struct node_info {
   std::int64_t memory_bytes = 0;
   std::vector<std::string> devices; ///< "cpu", "cuda:0", ...
   std::int64_t pid = 0;
+  std::string bulk; ///< data-plane address (runtime/bulk.hpp), "" if none
 };
 
 /// Settings every process of a cluster must share.

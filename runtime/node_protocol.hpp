@@ -3,6 +3,8 @@
 ///   (node_info_atom)                          -> node_info
 ///   (spawn_atom, string role, message args)   -> actor   (spawned there)
 ///   (reset_atom)                              -> stops what it spawned
+///   (peers_atom, keys, addresses)             -> bool: the data-plane
+///       addresses of the job's processes, by CAF node id (bulk_caf.hpp)
 #include "runtime/node.hpp"
 
 #include <caf/all.hpp>
@@ -12,11 +14,12 @@ namespace troupe::runtime {
 using node_info_atom = caf::atom_constant<caf::atom("nodeinfo")>;
 using spawn_atom = caf::atom_constant<caf::atom("spawn")>;
 using reset_atom = caf::atom_constant<caf::atom("reset")>;
+using peers_atom = caf::atom_constant<caf::atom("peers")>;
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_info& x) {
   return f(caf::meta::type_name("node_info"), x.name, x.host, x.port, x.cores,
-           x.memory_bytes, x.devices, x.pid);
+           x.memory_bytes, x.devices, x.pid, x.bulk);
 }
 
 /// Registers node_info and the manager's name ("node_manager").

@@ -63,3 +63,15 @@ struct ParamsFile {
   version @1 :UInt64;
   params @2 :Tensor;
 }
+
+# The header of one frame on the data plane (runtime/bulk.hpp): a tensor
+# between two processes over a connection of its own. On the socket:
+# u32 header length, this message (flat, unpacked), then the payload of
+# `elements` little-endian float32 values as one raw block.
+struct BulkFrame {
+  dest @0 :UInt64;        # receiving actor's id in the peer process
+  kind @1 :UInt32;        # what the tags mean, up to the sender's layer
+  tags @2 :List(Int64);
+  shape @3 :List(UInt64);
+  elements @4 :UInt64;    # product of shape
+}

@@ -131,6 +131,30 @@ void cpu_device::gemm(bool ta, bool tb, float alpha, const tensor& a,
               static_cast<blasint>(n));
 }
 
+void cpu_device::gemm_columns(bool ta, float alpha, const tensor& a,
+                              std::int64_t first, std::int64_t count,
+                              const tensor& b, float beta, tensor& c) {
+  expect_cpu(a);
+  expect_cpu(b);
+  expect_cpu(c);
+  TROUPE_CHECK(a.rank() == 2 && b.rank() == 2 && c.rank() == 2,
+               "gemm needs matrices");
+  TROUPE_CHECK(first >= 0 && count >= 0 && first + count <= a.dim(1),
+               "gemm column block out of range");
+  const auto m = ta ? count : a.dim(0);
+  const auto k = ta ? a.dim(0) : count;
+  const auto n = b.dim(1);
+  TROUPE_CHECK(b.dim(0) == k && c.dim(0) == m && c.dim(1) == n,
+               "gemm shapes do not match");
+  if (m == 0 || n == 0)
+    return;
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, CblasNoTrans,
+              static_cast<blasint>(m), static_cast<blasint>(n),
+              static_cast<blasint>(k), alpha, a.data() + first,
+              static_cast<blasint>(a.dim(1)), b.data(), static_cast<blasint>(n),
+              beta, c.data(), static_cast<blasint>(n));
+}
+
 void cpu_device::add_row_vector(tensor& y, const tensor& bias) {
   expect_cpu(y);
   expect_cpu(bias);

@@ -16,6 +16,9 @@ public:
   void copy(const tensor& src, tensor& dst) override;
   void gemm(bool ta, bool tb, float alpha, const tensor& a, const tensor& b,
             float beta, tensor& c) override;
+  void gemm_columns(bool ta, float alpha, const tensor& a, std::int64_t first,
+                    std::int64_t count, const tensor& b, float beta,
+                    tensor& c) override;
   void add_row_vector(tensor& y, const tensor& bias) override;
   void sum_rows(const tensor& x, float beta, tensor& out) override;
   void add(const tensor& a, const tensor& b, tensor& out) override;

@@ -5,6 +5,8 @@
 
 #include "devices/random.hpp"
 
+#include "devices/check.hpp"
+
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
@@ -63,6 +65,41 @@ BOOST_AUTO_TEST_CASE(gemm_all_transposes) {
         }
       check_close(c, want, 1e-6);
     }
+}
+
+BOOST_AUTO_TEST_CASE(gemm_on_a_column_block) {
+  auto& dev = dv::cpu();
+  const std::int64_t rows = 6, width = 9, first = 2, count = 4, n = 3;
+  auto a = random_tensor({rows, width}, 11);
+  for (int ta = 0; ta < 2; ++ta) {
+    // ta = 0: c[rows, n] = a[:, block] * b[count, n];
+    // ta = 1: c[count, n] = a[:, block]^T * b[rows, n].
+    const auto m = ta ? count : rows;
+    const auto k = ta ? rows : count;
+    auto b = random_tensor({k, n}, 12);
+    auto c = random_tensor({m, n}, 13);
+    auto c0 = c.clone();
+    dev.gemm_columns(ta, 2.0f, a, first, count, b, 0.5f, c);
+    std::vector<double> want(static_cast<std::size_t>(m * n));
+    for (std::int64_t i = 0; i < m; ++i)
+      for (std::int64_t j = 0; j < n; ++j) {
+        double s = 0;
+        for (std::int64_t p = 0; p < k; ++p) {
+          const double av = ta ? a.data()[p * width + first + i]
+                               : a.data()[i * width + first + p];
+          s += av * b.data()[p * n + j];
+        }
+        want[static_cast<std::size_t>(i * n + j)] =
+            2.0 * s + 0.5 * c0.data()[i * n + j];
+      }
+    check_close(c, want, 1e-6);
+  }
+  auto c = dv::tensor::empty({rows, n});
+  troupe::set_internal_error_throws(true);
+  BOOST_CHECK_THROW(
+      dev.gemm_columns(false, 1, a, 7, 4, random_tensor({4, n}, 1), 0, c),
+      std::logic_error);
+  troupe::set_internal_error_throws(false);
 }
 
 BOOST_AUTO_TEST_CASE(bias_and_row_sums) {

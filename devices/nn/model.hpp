@@ -2,11 +2,23 @@
 /// \file A sequential model written once against the device interface.
 #include "devices/device.hpp"
 #include "devices/nn/layers.hpp"
+#include "devices/nn/ranges.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace troupe::devices::nn {
+
+/// What a backward pass tells its caller while it runs, so that the gradient
+/// can leave in pieces while the rest is computed.
+struct grad_hooks {
+  /// Called as each range [begin, end) of the gradient becomes final.
+  std::function<void(std::int64_t, std::int64_t)> ready;
+  /// Weight row blocks that overlap a range for which this returns true are
+  /// computed before the others (e.g. ranges that travel furthest).
+  std::function<bool(std::int64_t, std::int64_t)> urgent;
+};
 
 /// A sequential model whose parameters live outside it, in one flattened
 /// vector (see param_layout): workers hold parameter versions, the model
@@ -32,6 +44,22 @@ public:
   loss_sums train_step(const tensor& params, const tensor& x,
                        const tensor& target, float grad_scale, tensor& grad);
 
+  /// Incremental forward, to overlap it with the arrival of parameters:
+  /// begin_forward(x) starts a pass on x [B, inputs]; forward_ready(params,
+  /// have) runs every piece whose parameters `have` covers and returns true
+  /// once the pass is complete. A dense layer's weights are used in fixed
+  /// row blocks, each multiplied into a buffer of its own as soon as it is
+  /// present, and the products are summed in block order: the result does
+  /// not depend on the order in which parameters arrive.
+  void begin_forward(const tensor& x);
+  bool forward_ready(const tensor& params, const range_set& have);
+
+  /// Loss and backward after a complete forward pass on (x, target); writes
+  /// grad as train_step does, telling `hooks` as ranges become final.
+  loss_sums backward(const tensor& params, const tensor& target,
+                     float grad_scale, tensor& grad,
+                     const grad_hooks& hooks = {});
+
   /// Forward and loss without gradients.
   loss_sums evaluate(const tensor& params, const tensor& x,
                      const tensor& target);
@@ -41,12 +69,17 @@ private:
     layer_spec spec;
     std::int64_t in = 0;
     std::int64_t out = 0;
-    int weight_block = -1; // index into layout_ for dense layers
-    tensor y;              // output activations [B, out]
-    tensor dy;             // gradient w.r.t. the output
+    int weight_block = -1;               // index into layout_ for dense layers
+    std::vector<std::int64_t> row_start; // dense: weight row blocks
+    std::vector<tensor> partial;         // dense, > 1 block: their products
+    std::vector<char> done;              // this pass: block multiplied
+    tensor y;                            // output activations [B, out]
+    tensor dy;                           // gradient w.r.t. the output
   };
 
   void ensure_batch(std::int64_t batch);
+  bool forward_dense(layer_state& l, const tensor& in, const tensor& params,
+                     const range_set& have);
   tensor block(const tensor& flat, int index) const;
 
   device& dev_;
@@ -57,6 +90,9 @@ private:
   std::int64_t param_count_ = 0;
   std::vector<layer_state> layers_;
   std::int64_t batch_ = -1;
+  range_set all_;              // every parameter
+  tensor x_;                   // input of the pass in progress
+  std::size_t next_layer_ = 0; // first layer of the pass not yet done
 };
 
 } // namespace troupe::devices::nn

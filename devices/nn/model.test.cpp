@@ -6,7 +6,9 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 namespace dv = troupe::devices;
@@ -114,6 +116,147 @@ BOOST_AUTO_TEST_CASE(layout_and_init_are_split_invariant) {
   const float bound = 1.0f / std::sqrt(784.0f);
   for (std::int64_t i = 0; i < 784 * 128; ++i)
     BOOST_REQUIRE(std::fabs(whole[std::size_t(i)]) <= bound);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(streaming)
+
+// 600 x 128 weights are used in several row blocks.
+constexpr int in = 600;
+struct wide_model {
+  nn::model m{dv::cpu(),
+              in,
+              {dense(128), act(nn::layer_kind::relu), dense(10)},
+              {dv::loss_kind::cross_entropy, 1}};
+  tensor params = tensor::empty({m.param_count()});
+  tensor x = random_tensor({16, in}, 3);
+  tensor y = tensor::from({16}, std::vector<float>(16, 4.0f));
+  wide_model() {
+    nn::init_params(m.layout(), 5, 0, m.param_count(), params.data());
+  }
+};
+
+BOOST_FIXTURE_TEST_CASE(forward_is_the_same_in_any_arrival_order, wide_model) {
+  const auto whole = m.forward(params, x).clone().to_vector();
+  // The parameters arrive in pieces of 5,000 elements, last piece first.
+  const auto n = m.param_count();
+  std::vector<std::pair<std::int64_t, std::int64_t>> pieces;
+  for (std::int64_t b = 0; b < n; b += 5000)
+    pieces.emplace_back(b, std::min(n, b + 5000));
+  std::reverse(pieces.begin(), pieces.end());
+  nn::range_set have;
+  m.begin_forward(x);
+  std::size_t arrived = 0;
+  for (auto [b, e] : pieces) {
+    BOOST_TEST(!m.forward_ready(params, have));
+    have.add(b, e);
+    ++arrived;
+    BOOST_TEST(m.forward_ready(params, have) == (arrived == pieces.size()));
+  }
+  auto streamed = tensor::empty({m.param_count()});
+  auto reference = tensor::empty({m.param_count()});
+  m.backward(params, y, 0.5f, streamed);
+  BOOST_TEST(m.evaluate(params, x, y).loss > 0);
+  BOOST_TEST(m.forward(params, x).to_vector() == whole); // bit for bit
+  m.train_step(params, x, y, 0.5f, reference);
+  BOOST_TEST(streamed.to_vector() == reference.to_vector());
+}
+
+BOOST_FIXTURE_TEST_CASE(blocked_products_match_plain_sgemm, wide_model) {
+  auto grad = tensor::empty({m.param_count()});
+  m.train_step(params, x, y, 1.0f, grad);
+  // dW of the first layer is x^T * dy1; recompute it with one sgemm from
+  // dy1 = (dlogits * W2^T) masked by relu, in double, and compare.
+  const auto& out = m.forward(params, x).to_vector();
+  const auto& lay = m.layout();
+  std::vector<double> h(16 * 128), dlog(16 * 10), dh(16 * 128);
+  for (int i = 0; i < 16; ++i)
+    for (int j = 0; j < 128; ++j) {
+      double s = params.data()[lay[1].offset + j];
+      for (int k = 0; k < in; ++k)
+        s += double(x.data()[i * in + k]) * params.data()[k * 128 + j];
+      h[i * 128 + j] = s;
+    }
+  for (int i = 0; i < 16; ++i) {
+    double mx = -1e30, z = 0;
+    for (int c = 0; c < 10; ++c)
+      mx = std::max(mx, double(out[std::size_t(i * 10 + c)]));
+    for (int c = 0; c < 10; ++c)
+      z += std::exp(out[std::size_t(i * 10 + c)] - mx);
+    for (int c = 0; c < 10; ++c)
+      dlog[i * 10 + c] =
+          std::exp(out[std::size_t(i * 10 + c)] - mx) / z - (c == 4 ? 1 : 0);
+  }
+  for (int i = 0; i < 16; ++i)
+    for (int j = 0; j < 128; ++j) {
+      double s = 0;
+      for (int c = 0; c < 10; ++c)
+        s += dlog[i * 10 + c] * params.data()[lay[2].offset + j * 10 + c];
+      dh[i * 128 + j] = h[i * 128 + j] > 0 ? s : 0;
+    }
+  double worst = 0;
+  for (int k = 0; k < in; ++k)
+    for (int j = 0; j < 128; ++j) {
+      double s = 0;
+      for (int i = 0; i < 16; ++i)
+        s += double(x.data()[i * in + k]) * dh[i * 128 + j];
+      worst = std::max(worst, std::fabs(s - grad.data()[k * 128 + j]) /
+                                  std::max(1.0, std::fabs(s)));
+    }
+  BOOST_TEST(worst < 1e-4);
+}
+
+BOOST_FIXTURE_TEST_CASE(backward_reports_every_range_once_urgent_first,
+                        wide_model) {
+  auto grad = tensor::empty({m.param_count()});
+  m.forward(params, x);
+  // Urgent: the second half of the first layer's weights.
+  const std::int64_t half = (in / 2) * 128;
+  std::vector<std::pair<std::int64_t, std::int64_t>> seen;
+  nn::grad_hooks hooks;
+  hooks.ready = [&](std::int64_t b, std::int64_t e) {
+    seen.emplace_back(b, e);
+  };
+  hooks.urgent = [&](std::int64_t b, std::int64_t e) {
+    return e > half && b < in * 128;
+  };
+  m.backward(params, y, 1.0f, grad, hooks);
+  nn::range_set all;
+  std::int64_t total = 0;
+  for (auto [b, e] : seen) {
+    BOOST_TEST(!all.intersects(b, e));
+    all.add(b, e);
+    total += e - b;
+  }
+  BOOST_TEST(total == m.param_count());
+  BOOST_TEST(all.covers(0, m.param_count()));
+  // After the second layer and the first bias, the urgent rows come first.
+  std::vector<std::int64_t> firsts;
+  for (auto [b, e] : seen)
+    if (b < in * 128)
+      firsts.push_back(b);
+  BOOST_REQUIRE(firsts.size() > 2u);
+  BOOST_TEST(firsts.front() + 1 > half - 128 * 100);
+  BOOST_TEST(firsts.back() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(range_set_merges_and_counts) {
+  nn::range_set r;
+  r.add(10, 20);
+  r.add(30, 40);
+  BOOST_TEST(r.count() == 20);
+  BOOST_TEST(!r.covers(15, 35));
+  BOOST_TEST(r.intersects(19, 30));
+  BOOST_TEST(!r.intersects(20, 30));
+  r.add(20, 30);
+  BOOST_TEST(r.covers(10, 40));
+  BOOST_TEST(r.count() == 30);
+  r.add(5, 45);
+  BOOST_TEST(r.count() == 40);
+  BOOST_TEST(!r.covers(4, 6));
+  r.clear();
+  BOOST_TEST(r.empty());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,313 @@
+#include "runtime/bulk.hpp"
+
+#include "runtime/node.hpp"
+#include "runtime/wire.hpp"
+#include "schema/troupe.capnp.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+namespace troupe::runtime {
+
+namespace {
+
+std::shared_ptr<bulk_plane> the_plane; // atomic_load / atomic_store only
+
+// Reads exactly n bytes; false on end of stream or error.
+bool read_exact(int fd, void* buf, std::size_t n) {
+  auto* p = static_cast<char*>(buf);
+  while (n > 0) {
+    const auto got = ::recv(fd, p, n, 0);
+    if (got > 0) {
+      p += got;
+      n -= static_cast<std::size_t>(got);
+    } else if (got == 0 || errno != EINTR) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Writes every byte of the iovecs; false on error or timeout.
+bool write_all(int fd, iovec* iov, int count) {
+  while (count > 0) {
+    msghdr m{};
+    m.msg_iov = iov;
+    m.msg_iovlen = static_cast<std::size_t>(count);
+    const auto put = ::sendmsg(fd, &m, MSG_NOSIGNAL);
+    if (put < 0) {
+      if (errno == EINTR)
+        continue;
+      return false;
+    }
+    auto left = static_cast<std::size_t>(put);
+    while (count > 0 && left >= iov->iov_len) {
+      left -= iov->iov_len;
+      ++iov;
+      --count;
+    }
+    if (count > 0) {
+      iov->iov_base = static_cast<char*>(iov->iov_base) + left;
+      iov->iov_len -= left;
+    }
+  }
+  return true;
+}
+
+void tune(int fd, double send_timeout_s) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(send_timeout_s);
+  tv.tv_usec = static_cast<suseconds_t>(
+      (send_timeout_s - static_cast<double>(tv.tv_sec)) * 1e6);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+} // namespace
+
+std::vector<std::uint8_t> encode_bulk_header(const bulk_header& h,
+                                             const devices::tensor& payload) {
+  capnp::MallocMessageBuilder msg;
+  auto root = msg.initRoot<schema::BulkFrame>();
+  root.setDest(h.dest);
+  root.setKind(h.kind);
+  auto tags = root.initTags(static_cast<unsigned>(h.tags.size()));
+  for (std::size_t i = 0; i < h.tags.size(); ++i)
+    tags.set(static_cast<unsigned>(i), h.tags[i]);
+  auto shape = root.initShape(static_cast<unsigned>(payload.rank()));
+  for (std::size_t i = 0; i < payload.rank(); ++i)
+    shape.set(static_cast<unsigned>(i),
+              static_cast<std::uint64_t>(payload.dim(i)));
+  root.setElements(static_cast<std::uint64_t>(payload.numel()));
+  auto words = capnp::messageToFlatArray(msg);
+  auto bytes = words.asBytes();
+  const auto n = static_cast<std::uint32_t>(bytes.size());
+  std::vector<std::uint8_t> out(sizeof(n) + bytes.size());
+  std::memcpy(out.data(), &n, sizeof(n));
+  std::memcpy(out.data() + sizeof(n), bytes.begin(), bytes.size());
+  return out;
+}
+
+std::pair<bulk_header, devices::shape_t>
+decode_bulk_header(const std::uint8_t* data, std::size_t bytes) {
+  if (bytes % sizeof(capnp::word) != 0 || bytes == 0 ||
+      bytes > max_bulk_header_bytes)
+    throw wire_error(
+        fmt::format("bulk frame header of {} bytes is malformed", bytes));
+  kj::Array<capnp::word> words =
+      kj::heapArray<capnp::word>(bytes / sizeof(capnp::word));
+  std::memcpy(words.begin(), data, bytes);
+  try {
+    capnp::FlatArrayMessageReader reader(words);
+    auto root = reader.getRoot<schema::BulkFrame>();
+    bulk_header h;
+    h.dest = root.getDest();
+    h.kind = root.getKind();
+    for (auto t : root.getTags())
+      h.tags.push_back(t);
+    devices::shape_t shape;
+    std::uint64_t n = 1;
+    for (auto d : root.getShape()) {
+      if (d > (1ull << 34))
+        throw wire_error(fmt::format("bulk frame: dimension {} too large", d));
+      n *= d;
+      if (n > (1ull << 34))
+        throw wire_error("bulk frame: payload too large");
+      shape.push_back(static_cast<std::int64_t>(d));
+    }
+    if (n != root.getElements())
+      throw wire_error(fmt::format(
+          "bulk frame: shape {} holds {} elements but the header says {}",
+          devices::to_string(shape), n, root.getElements()));
+    return {std::move(h), std::move(shape)};
+  } catch (const kj::Exception& e) {
+    throw wire_error(fmt::format("bulk frame: {}", e.getDescription().cStr()));
+  }
+}
+
+bulk_plane::bulk_plane(const std::string& host, handler on_frame,
+                       double send_timeout_s)
+  : on_frame_(std::move(on_frame))
+  , send_timeout_s_(send_timeout_s) {
+  listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = 0;
+  if (listen_fd_ < 0 || inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1 ||
+      ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) !=
+          0 ||
+      ::listen(listen_fd_, 64) != 0 || ::pipe2(wake_, O_CLOEXEC) != 0) {
+    const auto why = std::strerror(errno);
+    if (listen_fd_ >= 0)
+      ::close(listen_fd_);
+    throw std::runtime_error(
+        fmt::format("data plane: cannot listen on {}: {}", host, why));
+  }
+  socklen_t len = sizeof(addr);
+  getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+  address_ = fmt::format("{}:{}", host, ntohs(addr.sin_port));
+  acceptor_ = std::thread([this] { accept_loop(); });
+}
+
+bulk_plane::~bulk_plane() {
+  stopping_ = true;
+  char c = 0;
+  [[maybe_unused]] auto n = ::write(wake_[1], &c, 1);
+  acceptor_.join();
+  std::vector<std::thread> readers;
+  {
+    std::lock_guard<std::mutex> guard(lock_);
+    for (int fd : inbound_fds_)
+      ::shutdown(fd, SHUT_RDWR);
+    readers.swap(readers_);
+  }
+  for (auto& t : readers)
+    t.join();
+  for (int fd : inbound_fds_)
+    ::close(fd);
+  for (auto& [key, o] : out_)
+    if (o->fd >= 0)
+      ::close(o->fd);
+  ::close(listen_fd_);
+  ::close(wake_[0]);
+  ::close(wake_[1]);
+}
+
+void bulk_plane::accept_loop() {
+  for (;;) {
+    pollfd p[2] = {{listen_fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
+    if (::poll(p, 2, -1) < 0) {
+      if (errno == EINTR)
+        continue;
+      return;
+    }
+    if (stopping_ || (p[1].revents & POLLIN))
+      return;
+    const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0)
+      continue;
+    tune(fd, send_timeout_s_);
+    std::lock_guard<std::mutex> guard(lock_);
+    if (stopping_) {
+      ::close(fd);
+      return;
+    }
+    inbound_fds_.push_back(fd);
+    readers_.emplace_back([this, fd] { read_loop(fd); });
+  }
+}
+
+void bulk_plane::read_loop(int fd) {
+  std::vector<std::uint8_t> head;
+  for (;;) {
+    std::uint32_t n = 0;
+    if (!read_exact(fd, &n, sizeof(n)))
+      return;
+    if (n > max_bulk_header_bytes) {
+      std::fprintf(stderr, "troupe data plane: header of %u bytes; closing\n",
+                   n);
+      ::shutdown(fd, SHUT_RDWR);
+      return;
+    }
+    head.resize(n);
+    if (!read_exact(fd, head.data(), n))
+      return;
+    try {
+      auto [h, shape] = decode_bulk_header(head.data(), head.size());
+      auto t = devices::tensor::empty(std::move(shape));
+      if (!read_exact(fd, t.data(), t.bytes()))
+        return;
+      ++received_;
+      on_frame_(std::move(h), std::move(t));
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "troupe data plane: %s; closing the connection\n",
+                   e.what());
+      ::shutdown(fd, SHUT_RDWR);
+      return;
+    }
+  }
+}
+
+void bulk_plane::set_peer(const std::string& key, const std::string& address) {
+  std::lock_guard<std::mutex> guard(lock_);
+  peers_[key] = address;
+}
+
+bool bulk_plane::knows(const std::string& key) const {
+  std::lock_guard<std::mutex> guard(lock_);
+  return peers_.count(key) > 0;
+}
+
+int bulk_plane::connect_to(const std::string& address) {
+  const auto [host, port] = parse_address(address);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1)
+    return -1;
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -1;
+  tune(fd, send_timeout_s_);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+bool bulk_plane::send(const std::string& key, const bulk_header& h,
+                      const devices::tensor& payload) {
+  std::shared_ptr<outbound> o;
+  std::string address;
+  {
+    std::lock_guard<std::mutex> guard(lock_);
+    auto p = peers_.find(key);
+    if (p == peers_.end())
+      return false;
+    address = p->second;
+    auto& slot = out_[key];
+    if (!slot)
+      slot = std::make_shared<outbound>();
+    o = slot;
+  }
+  auto head = encode_bulk_header(h, payload);
+  std::lock_guard<std::mutex> guard(o->lock);
+  if (o->fd < 0)
+    o->fd = connect_to(address);
+  if (o->fd < 0)
+    return false;
+  iovec iov[2] = {{head.data(), head.size()},
+                  {const_cast<float*>(payload.data()), payload.bytes()}};
+  if (!write_all(o->fd, iov, payload.bytes() > 0 ? 2 : 1)) {
+    ::close(o->fd);
+    o->fd = -1;
+    return false;
+  }
+  ++sent_;
+  return true;
+}
+
+std::shared_ptr<bulk_plane> process_bulk_plane() {
+  return std::atomic_load(&the_plane);
+}
+
+void set_process_bulk_plane(std::shared_ptr<bulk_plane> plane) {
+  std::atomic_store(&the_plane, std::move(plane));
+}
+
+} // namespace troupe::runtime

@@ -1,0 +1,108 @@
+#pragma once
+/// \file The data plane: tensors between processes on TCP connections of
+/// their own, beside CAF's. CAF 0.17 carries a tensor through its I/O thread
+/// with three to four copies and two thread hand-offs per hop; here the
+/// sending actor writes the payload straight from its buffer, and a reader
+/// thread per connection reads it straight into the receiving tensor.
+/// Frames: u32 header length, a Cap'n Proto BulkFrame (schema/troupe.capnp),
+/// then the raw little-endian payload. CAF-free; bulk_caf.hpp delivers
+/// frames to actors.
+#include "devices/tensor.hpp"
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace troupe::runtime {
+
+/// What travels with a payload.
+struct bulk_header {
+  std::uint64_t dest = 0; ///< receiving actor's id in the peer process
+  std::uint32_t kind = 0; ///< meaning of the tags, up to the sender's layer
+  std::vector<std::int64_t> tags;
+};
+
+/// Encodes a frame header (length prefix included) for `payload`'s shape.
+std::vector<std::uint8_t> encode_bulk_header(const bulk_header& h,
+                                             const devices::tensor& payload);
+
+/// Largest header accepted (a longer length prefix means a corrupt stream).
+constexpr std::uint32_t max_bulk_header_bytes = 1 << 16;
+
+/// Decodes a header message (without the length prefix); returns the header
+/// and the shape of the payload that follows. Throws wire_error.
+std::pair<bulk_header, devices::shape_t>
+decode_bulk_header(const std::uint8_t* data, std::size_t bytes);
+
+/// One process's end of the data plane: a listener, a reader thread per
+/// inbound connection, and outbound connections opened on first use.
+class bulk_plane {
+public:
+  /// Called on a reader thread for each frame received.
+  using handler = std::function<void(bulk_header&&, devices::tensor&&)>;
+
+  /// Listens on host with an OS-chosen port. send_timeout_s bounds a write
+  /// to a peer that stopped reading; the connection is dropped after it.
+  /// Throws std::runtime_error when it cannot listen.
+  bulk_plane(const std::string& host, handler on_frame,
+             double send_timeout_s = 5);
+  ~bulk_plane();
+  bulk_plane(const bulk_plane&) = delete;
+  bulk_plane& operator=(const bulk_plane&) = delete;
+
+  /// "host:port" peers connect to.
+  const std::string& address() const { return address_; }
+
+  /// Names the data-plane address of a peer process (its key: CAF's node
+  /// id as text).
+  void set_peer(const std::string& key, const std::string& address);
+  bool knows(const std::string& key) const;
+
+  /// Writes one frame to a peer, blocking until the kernel has it. Returns
+  /// false (and drops the connection) when the peer is unknown, cannot be
+  /// reached or stopped reading; the caller decides what that means.
+  bool send(const std::string& key, const bulk_header& h,
+            const devices::tensor& payload);
+
+  /// Frames received and sent so far (for tests and metrics).
+  std::int64_t frames_received() const { return received_; }
+  std::int64_t frames_sent() const { return sent_; }
+
+private:
+  struct outbound {
+    std::mutex lock;
+    int fd = -1;
+  };
+  void accept_loop();
+  void read_loop(int fd);
+  int connect_to(const std::string& address);
+
+  handler on_frame_;
+  double send_timeout_s_;
+  std::string address_;
+  int listen_fd_ = -1;
+  int wake_[2] = {-1, -1};
+  std::atomic<bool> stopping_{false};
+  std::thread acceptor_;
+  mutable std::mutex lock_; // peers_, out_, readers_, inbound_fds_
+  std::map<std::string, std::string> peers_;
+  std::map<std::string, std::shared_ptr<outbound>> out_;
+  std::vector<std::thread> readers_;
+  std::vector<int> inbound_fds_;
+  std::atomic<std::int64_t> received_{0};
+  std::atomic<std::int64_t> sent_{0};
+};
+
+/// The plane of this process, or null: nodes and drivers of distributed
+/// jobs start one; everything else uses CAF alone. A sender holds it for
+/// the length of a send, so clearing it never pulls it from under one.
+std::shared_ptr<bulk_plane> process_bulk_plane();
+void set_process_bulk_plane(std::shared_ptr<bulk_plane> plane);
+
+} // namespace troupe::runtime

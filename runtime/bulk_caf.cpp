@@ -1,0 +1,77 @@
+#include "runtime/bulk_caf.hpp"
+
+#include <caf/all.hpp>
+
+#include <cstdio>
+
+namespace troupe::runtime {
+
+namespace {
+
+bulk_decoder& decoder() {
+  static bulk_decoder d;
+  return d;
+}
+
+} // namespace
+
+void set_bulk_decoder(bulk_decoder d) {
+  decoder() = std::move(d);
+}
+
+std::shared_ptr<bulk_plane> start_bulk_plane(caf::actor_system& sys,
+                                             const std::string& host,
+                                             double send_timeout_s) {
+  auto deliver = [&sys](bulk_header&& h, devices::tensor&& t) {
+    // Actors whose handles went to another process are in the registry.
+    auto dest = sys.registry().get(static_cast<caf::actor_id>(h.dest));
+    if (!dest || !decoder()) {
+      std::fprintf(stderr,
+                   "troupe data plane: no actor %llu here; frame dropped\n",
+                   static_cast<unsigned long long>(h.dest));
+      return;
+    }
+    const auto kind = h.kind;
+    auto msg = decoder()(std::move(h), std::move(t));
+    if (msg.empty()) {
+      std::fprintf(stderr,
+                   "troupe data plane: frame of unknown kind %u dropped\n",
+                   static_cast<unsigned>(kind));
+      return;
+    }
+    dest->enqueue(caf::make_mailbox_element(nullptr, caf::make_message_id(), {},
+                                            std::move(msg)),
+                  nullptr);
+  };
+  auto plane =
+      std::make_shared<bulk_plane>(host, std::move(deliver), send_timeout_s);
+  set_process_bulk_plane(plane);
+  return plane;
+}
+
+void stop_bulk_plane(std::shared_ptr<bulk_plane>& plane) {
+  if (process_bulk_plane() == plane)
+    set_process_bulk_plane(nullptr);
+  plane.reset();
+}
+
+std::string bulk_key(const caf::node_id& node) {
+  return caf::to_string(node);
+}
+
+bool bulk_send(const caf::actor& dest, std::uint32_t kind,
+               std::vector<std::int64_t> tags, const devices::tensor& payload) {
+  auto plane = process_bulk_plane();
+  if (plane == nullptr || !dest)
+    return false;
+  const auto key = bulk_key(dest.node());
+  if (!plane->knows(key))
+    return false;
+  bulk_header h;
+  h.dest = dest.id();
+  h.kind = kind;
+  h.tags = std::move(tags);
+  return plane->send(key, h, payload);
+}
+
+} // namespace troupe::runtime
