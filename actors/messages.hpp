@@ -206,8 +206,7 @@ void send_slices(Self* self, const caf::actor& dest, Msg msg) {
   std::int64_t first = 0;
   do {
     const auto len = std::min(chunk_elements, n - first);
-    Msg piece;
-    piece = msg;
+    Msg piece = msg;
     piece.offset = msg.offset + first;
     piece.values = msg.values.slice(first, len);
     if (!runtime::bulk_send(dest, frame_kind(piece), frame_tags(piece),

@@ -20,17 +20,23 @@ namespace troupe::actors {
 
 namespace {
 
+// async/ssp: one gradient from another node, assembled from its pieces.
 struct partial_sum {
   devices::tensor values;
-  std::int64_t received = 0;           // elements; complete at the shard's size
-  std::vector<std::int64_t> chunk_got; // sync: elements per chunk
+  std::int64_t received = 0; // elements; complete at the shard's size
+};
+
+// sync: a subtree's partial sum, kept per chunk. A piece that is exactly a
+// chunk (what another node sends) is kept as it came, without a copy.
+struct sync_part {
+  std::vector<devices::tensor> chunk; // per chunk, once its first piece came
+  std::vector<std::int64_t> got;      // per chunk: elements received
 };
 
 struct pending_step {
-  std::map<std::pair<std::int32_t, std::int32_t>, partial_sum> parts;
+  std::map<std::pair<std::int32_t, std::int32_t>, sync_part> parts;
   std::vector<std::int64_t> leaves; // per chunk: ranks its complete parts sum
   std::vector<bool> applied;        // per chunk
-  std::int64_t chunks_applied = 0;
 };
 
 struct param_shard_state {
@@ -164,19 +170,18 @@ void apply(caf::stateful_actor<param_shard_state>* self,
   publish_version(st, std::move(next));
 }
 
-// The sum over ranks [lo, hi) of elements [first, first + n), completing
-// the canonical tree from the parts the aggregators summed.
+// The sum over ranks [lo, hi) of chunk c, completing the canonical tree
+// from the parts the aggregators summed.
 devices::tensor complete_tree(pending_step& p, std::int32_t lo, std::int32_t hi,
-                              std::int64_t first, std::int64_t n,
-                              std::int64_t size) {
+                              std::size_t c) {
   auto it = p.parts.find({lo, hi});
   if (it != p.parts.end())
-    return n == size ? it->second.values : it->second.values.slice(first, n);
+    return it->second.chunk[c];
   const auto mid = static_cast<std::int32_t>(runtime::tree_split(lo, hi));
-  auto a = complete_tree(p, lo, mid, first, n, size);
-  auto b = complete_tree(p, mid, hi, first, n, size);
+  auto a = complete_tree(p, lo, mid, c);
+  auto b = complete_tree(p, mid, hi, c);
   // Partial sums from aggregators may be shared buffers: sum into our own.
-  auto out = devices::tensor::empty({n});
+  auto out = devices::tensor::empty({a.numel()});
   devices::cpu().add(a, b, out);
   return out;
 }
@@ -218,11 +223,10 @@ void apply_ready_chunks(caf::stateful_actor<param_shard_state>* self) {
       const auto first = c * chunk_elements;
       const auto n = std::min(chunk_elements, st.size - first);
       auto sum = complete_tree(p, 0, static_cast<std::int32_t>(st.spec.workers),
-                               first, n, st.size);
+                               static_cast<std::size_t>(c));
       update(st, first, n, sum,
              n == st.size ? st.next : st.next.slice(first, n));
       p.applied[static_cast<std::size_t>(c)] = true;
-      ++p.chunks_applied;
       if (run_begin < 0)
         run_begin = c;
     } else if (run_begin >= 0) {
@@ -230,7 +234,7 @@ void apply_ready_chunks(caf::stateful_actor<param_shard_state>* self) {
       run_begin = -1;
     }
   }
-  if (p.chunks_applied < st.chunks)
+  if (std::count(p.applied.begin(), p.applied.end(), false) > 0)
     return;
   st.pending.erase(it);
   publish_version(st, std::move(st.next));
@@ -249,36 +253,39 @@ void on_sync_grad(caf::stateful_actor<param_shard_state>* self, grad_msg& g) {
     p.applied.assign(static_cast<std::size_t>(st.chunks), false);
   }
   auto& part = p.parts[std::make_pair(g.lo, g.hi)];
+  if (part.got.empty()) {
+    part.chunk.resize(static_cast<std::size_t>(st.chunks));
+    part.got.assign(static_cast<std::size_t>(st.chunks), 0);
+  }
   const auto n = g.values.numel();
   const auto first = g.offset - st.begin;
-  if (part.chunk_got.empty())
-    part.chunk_got.assign(static_cast<std::size_t>(st.chunks), 0);
-  // A duplicate (a replayed message) must not count twice.
   const auto c0 = first / chunk_elements;
   const auto c1 = (first + n + chunk_elements - 1) / chunk_elements;
-  for (auto c = c0; c < c1; ++c) {
-    const auto size = std::min(chunk_elements, st.size - c * chunk_elements);
-    if (part.chunk_got[static_cast<std::size_t>(c)] >= size)
+  auto chunk_size = [&](std::int64_t c) {
+    return std::min(chunk_elements, st.size - c * chunk_elements);
+  };
+  // A duplicate (a replayed message) must not count twice.
+  for (auto c = c0; c < c1; ++c)
+    if (part.got[static_cast<std::size_t>(c)] >= chunk_size(c))
       return;
-  }
-  if (n == st.size) {
-    part.values = std::move(g.values); // whole: no copy
-  } else {
-    // A piece of a slice from another node: assemble by offset.
-    if (!part.values.defined())
-      part.values = devices::tensor::empty({st.size});
-    auto dst = part.values.slice(first, n);
-    devices::cpu().copy(g.values, dst);
-  }
-  part.received += n;
   for (auto c = c0; c < c1; ++c) {
+    const auto i = static_cast<std::size_t>(c);
     const auto lo = std::max(first, c * chunk_elements);
     const auto hi = std::min(first + n, (c + 1) * chunk_elements);
-    const auto size = std::min(chunk_elements, st.size - c * chunk_elements);
-    auto& got = part.chunk_got[static_cast<std::size_t>(c)];
-    got += hi - lo;
-    if (got == size)
-      p.leaves[static_cast<std::size_t>(c)] += g.hi - g.lo;
+    if (hi - lo == chunk_size(c)) {
+      // The whole chunk in this message: keep a view, no copy.
+      part.chunk[i] = hi - lo == n ? std::move(g.values)
+                                   : g.values.slice(lo - first, hi - lo);
+    } else {
+      // Part of a chunk: assemble by offset.
+      if (!part.chunk[i].defined())
+        part.chunk[i] = devices::tensor::empty({chunk_size(c)});
+      auto dst = part.chunk[i].slice(lo - c * chunk_elements, hi - lo);
+      devices::cpu().copy(g.values.slice(lo - first, hi - lo), dst);
+    }
+    part.got[i] += hi - lo;
+    if (part.got[i] == chunk_size(c))
+      p.leaves[i] += g.hi - g.lo;
   }
   apply_ready_chunks(self);
 }

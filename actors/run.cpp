@@ -1,9 +1,8 @@
 #include "actors/run.hpp"
 
-#include "runtime/bulk_caf.hpp"
-
 #include "actors/messages.hpp"
 #include "actors/placement.hpp"
+#include "runtime/bulk_caf.hpp"
 #include "runtime/cluster.hpp"
 
 #include <caf/io/all.hpp>

@@ -7,6 +7,7 @@
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <cerrno>
 #include <cstring>
@@ -176,9 +177,7 @@ bulk_plane::~bulk_plane() {
     readers.swap(readers_);
   }
   for (auto& t : readers)
-    t.join();
-  for (int fd : inbound_fds_)
-    ::close(fd);
+    t.join(); // each closed its connection
   for (auto& [key, o] : out_)
     if (o->fd >= 0)
       ::close(o->fd);
@@ -207,7 +206,14 @@ void bulk_plane::accept_loop() {
       return;
     }
     inbound_fds_.push_back(fd);
-    readers_.emplace_back([this, fd] { read_loop(fd); });
+    readers_.emplace_back([this, fd] {
+      read_loop(fd);
+      // The peer went or sent garbage: close here, not at our own end.
+      std::lock_guard<std::mutex> guard(lock_);
+      inbound_fds_.erase(
+          std::find(inbound_fds_.begin(), inbound_fds_.end(), fd));
+      ::close(fd);
+    });
   }
 }
 

@@ -91,6 +91,7 @@ private:
   std::atomic<bool> stopping_{false};
   std::thread acceptor_;
   mutable std::mutex lock_; // peers_, out_, readers_, inbound_fds_
+  // inbound_fds_: open inbound connections; each reader closes its own.
   std::map<std::string, std::string> peers_;
   std::map<std::string, std::shared_ptr<outbound>> out_;
   std::vector<std::thread> readers_;

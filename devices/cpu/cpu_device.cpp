@@ -108,15 +108,21 @@ void cpu_device::copy(const tensor& src, tensor& dst) {
     std::memmove(dst.data(), src.data(), src.bytes());
 }
 
-void cpu_device::gemm(bool ta, bool tb, float alpha, const tensor& a,
-                      const tensor& b, float beta, tensor& c) {
+namespace {
+
+// c = alpha * op(a[:, first : first + cols]) * op(b) + beta * c, with a's
+// column block read in place (leading dimension a.dim(1)).
+void sgemm(bool ta, bool tb, float alpha, const tensor& a, std::int64_t first,
+           std::int64_t cols, const tensor& b, float beta, tensor& c) {
   expect_cpu(a);
   expect_cpu(b);
   expect_cpu(c);
   TROUPE_CHECK(a.rank() == 2 && b.rank() == 2 && c.rank() == 2,
                "gemm needs matrices");
-  const auto m = ta ? a.dim(1) : a.dim(0);
-  const auto k = ta ? a.dim(0) : a.dim(1);
+  TROUPE_CHECK(first >= 0 && cols >= 0 && first + cols <= a.dim(1),
+               "gemm column block out of range");
+  const auto m = ta ? cols : a.dim(0);
+  const auto k = ta ? a.dim(0) : cols;
   const auto kb = tb ? b.dim(1) : b.dim(0);
   const auto n = tb ? b.dim(0) : b.dim(1);
   TROUPE_CHECK(k == kb && c.dim(0) == m && c.dim(1) == n,
@@ -125,34 +131,25 @@ void cpu_device::gemm(bool ta, bool tb, float alpha, const tensor& a,
     return;
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
               tb ? CblasTrans : CblasNoTrans, static_cast<blasint>(m),
-              static_cast<blasint>(n), static_cast<blasint>(k), alpha, a.data(),
-              static_cast<blasint>(a.dim(1)), b.data(),
+              static_cast<blasint>(n), static_cast<blasint>(k), alpha,
+              a.data() + first, static_cast<blasint>(a.dim(1)), b.data(),
               static_cast<blasint>(b.dim(1)), beta, c.data(),
               static_cast<blasint>(n));
+}
+
+} // namespace
+
+void cpu_device::gemm(bool ta, bool tb, float alpha, const tensor& a,
+                      const tensor& b, float beta, tensor& c) {
+  TROUPE_CHECK(a.rank() == 2, "gemm needs matrices");
+  sgemm(ta, tb, alpha, a, 0, a.dim(1), b, beta, c);
 }
 
 void cpu_device::gemm_columns(bool ta, float alpha, const tensor& a,
                               std::int64_t first, std::int64_t count,
                               const tensor& b, float beta, tensor& c) {
-  expect_cpu(a);
-  expect_cpu(b);
-  expect_cpu(c);
-  TROUPE_CHECK(a.rank() == 2 && b.rank() == 2 && c.rank() == 2,
-               "gemm needs matrices");
-  TROUPE_CHECK(first >= 0 && count >= 0 && first + count <= a.dim(1),
-               "gemm column block out of range");
-  const auto m = ta ? count : a.dim(0);
-  const auto k = ta ? a.dim(0) : count;
-  const auto n = b.dim(1);
-  TROUPE_CHECK(b.dim(0) == k && c.dim(0) == m && c.dim(1) == n,
-               "gemm shapes do not match");
-  if (m == 0 || n == 0)
-    return;
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, CblasNoTrans,
-              static_cast<blasint>(m), static_cast<blasint>(n),
-              static_cast<blasint>(k), alpha, a.data() + first,
-              static_cast<blasint>(a.dim(1)), b.data(), static_cast<blasint>(n),
-              beta, c.data(), static_cast<blasint>(n));
+  TROUPE_CHECK(a.rank() == 2, "gemm needs matrices");
+  sgemm(ta, false, alpha, a, first, count, b, beta, c);
 }
 
 void cpu_device::add_row_vector(tensor& y, const tensor& bias) {
