@@ -102,6 +102,11 @@ void configure_network(caf::actor_system_config& cfg,
           ? static_cast<std::size_t>(opts.threads)
           : std::max<std::size_t>(1, std::thread::hardware_concurrency());
   cfg.set("scheduler.max-threads", threads);
+  // An idle scheduler thread sleeps on its condition variable (woken by the
+  // next message) instead of spinning and napping in 50 us steps: a node's
+  // cores belong to its workers and to the data plane's reader threads.
+  cfg.set("work-stealing.aggressive-poll-attempts", std::size_t{1});
+  cfg.set("work-stealing.moderate-poll-attempts", std::size_t{0});
 }
 
 std::int64_t machine_cores() {

@@ -33,7 +33,8 @@ struct network_options {
 };
 
 /// Applies network_options and loads the middleman into a config: heartbeats
-/// on, automatic direct connections between nodes on.
+/// on, automatic direct connections between nodes on, idle scheduler
+/// threads sleeping instead of polling.
 void configure_network(caf::actor_system_config& cfg,
                        const network_options& opts);
 
