@@ -198,4 +198,41 @@ BOOST_AUTO_TEST_CASE(param_shard_sum_ignores_arrival_order) {
   BOOST_TEST(a[1] == init[1] - ((g[0][1] + g[1][1]) + g[2][1]));
 }
 
+BOOST_AUTO_TEST_CASE(worker_parameters_before_its_wiring_still_make_it_ready) {
+  // Parameters come from the aggregator, the wiring from the coordinator:
+  // no order holds between them, and the ready must reach the coordinator
+  // either way (it once went to the not yet known coordinator and was lost).
+  ta::job_spec s;
+  s.workers = 1;
+  s.partitions = 1;
+  s.inputs = 3;
+  s.layers = {{dv::nn::layer_kind::dense, 2}};
+  s.epochs = 1;
+  s.steps_per_epoch = 1;
+  s.exchange_only = true; // ready needs no batch
+  caf::actor_system_config cfg;
+  ta::register_roles(cfg);
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  auto worker =
+      sys.spawn<caf::actor>("worker", caf::make_message(s, std::int32_t{0}));
+  BOOST_REQUIRE(worker);
+  ta::params_msg p;
+  p.values = dv::tensor::zeros({3 * 2 + 2});
+  self->send(*worker, p);
+  // Let it take the parameters before it learns who its coordinator is.
+  self->receive(caf::after(std::chrono::milliseconds(100)) >> [] {});
+  auto me = caf::actor_cast<caf::actor>(self);
+  self->send(*worker, ta::wire_atom::value, me, caf::actor{}, me,
+             std::vector<caf::actor>{});
+  bool ready = false;
+  self->receive(
+      [&](ta::ready_atom, const std::string& role, std::int32_t rank) {
+        ready = role == "worker" && rank == 0;
+      },
+      caf::after(std::chrono::seconds(10)) >> [] {});
+  BOOST_TEST(ready);
+  self->send_exit(*worker, caf::exit_reason::user_shutdown);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -159,7 +159,9 @@ void finish_step(self_ptr self) {
 void advance(self_ptr self) {
   auto& st = self->state;
   const bool have_batch = st.spec.exchange_only || !st.batches.empty();
-  if (!st.ready_sent && st.complete() && have_batch) {
+  // Ready only once wired: parameters can beat the wiring here (they come
+  // from another sender), and a ready sent to no one is lost.
+  if (!st.ready_sent && st.coordinator && st.complete() && have_batch) {
     st.ready_sent = true;
     self->send(st.coordinator, ready_atom::value, std::string("worker"),
                st.rank);
