@@ -4,6 +4,7 @@
 
 #include "data/sampler.hpp"
 #include "data/test_files.hpp"
+#include "devices/nn/model.hpp"
 #include "devices/random.hpp"
 #include "runtime/config.hpp"
 
@@ -232,6 +233,67 @@ BOOST_AUTO_TEST_CASE(worker_parameters_before_its_wiring_still_make_it_ready) {
       },
       caf::after(std::chrono::seconds(10)) >> [] {});
   BOOST_TEST(ready);
+  self->send_exit(*worker, caf::exit_reason::user_shutdown);
+}
+
+BOOST_AUTO_TEST_CASE(worker_trains_on_the_batch_of_its_step_in_any_order) {
+  // Batches from a data shard on another node can overtake each other while
+  // CAF moves the traffic onto a direct connection; step t must still use
+  // the batch of step t.
+  ta::job_spec s;
+  s.workers = 1;
+  s.partitions = 1;
+  s.inputs = 3;
+  s.layers = {{dv::nn::layer_kind::dense, 2}};
+  s.batch = 4;
+  s.epochs = 1;
+  s.steps_per_epoch = 2;
+  caf::actor_system_config cfg;
+  ta::register_roles(cfg);
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  auto worker =
+      sys.spawn<caf::actor>("worker", caf::make_message(s, std::int32_t{0}));
+  BOOST_REQUIRE(worker);
+  dv::nn::model net(dv::cpu(), s.inputs, s.layers, s.loss);
+  auto params = dv::tensor::empty({net.param_count()});
+  dv::nn::init_params(net.layout(), 7, 0, net.param_count(), params.data());
+  auto batch = [&](std::int64_t step) {
+    ta::batch_msg b;
+    b.step = step;
+    b.x = dv::tensor::empty({4, 3});
+    for (int i = 0; i < 12; ++i)
+      b.x.data()[i] = dv::unit_float(100 + std::uint64_t(step), i) - 0.5f;
+    b.y = dv::tensor::from({4}, std::vector<float>{0, 1, 1, 0});
+    return b;
+  };
+  auto me = caf::actor_cast<caf::actor>(self);
+  self->send(*worker, ta::wire_atom::value, me, me, me,
+             std::vector<caf::actor>{});
+  ta::params_msg p;
+  p.values = params;
+  self->send(*worker, p);
+  self->send(*worker, batch(1)); // step 1 first
+  self->send(*worker, batch(0));
+  self->send(*worker, ta::start_atom::value);
+  dv::tensor got;
+  bool done = false;
+  while (!done)
+    self->receive(
+        [&](ta::grad_msg& g) {
+          BOOST_TEST(g.step == 0);
+          got = g.values;
+          done = true;
+        },
+        [](ta::ready_atom, const std::string&, std::int32_t) {},
+        [](ta::credit_atom, std::int32_t, std::int64_t, const caf::actor&) {},
+        [](const ta::progress_msg&) {},
+        caf::after(std::chrono::seconds(10)) >>
+            [&] { BOOST_FAIL("no gradient"); });
+  auto want = dv::tensor::empty({net.param_count()});
+  auto b0 = batch(0);
+  net.train_step(params, b0.x, b0.y, 1.0f / 4, want);
+  BOOST_TEST(got.to_vector() == want.to_vector());
   self->send_exit(*worker, caf::exit_reason::user_shutdown);
 }
 

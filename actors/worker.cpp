@@ -16,7 +16,7 @@
 #include "devices/nn/model.hpp"
 
 #include <chrono>
-#include <deque>
+#include <map>
 #include <optional>
 
 namespace troupe::actors {
@@ -41,7 +41,9 @@ struct worker_state {
   std::vector<caf::actor> shards;
   std::vector<std::int64_t> bounds;
   std::vector<bool> remote; // per shard: on another node
-  std::deque<batch_msg> batches;
+  // By global step: batches from another node may overtake each other
+  // (CAF reroutes when a direct connection between nodes comes up).
+  std::map<std::int64_t, batch_msg> batches;
   std::optional<batch_msg> current; // the batch whose forward pass runs
   std::int64_t step = 0;            // next global step to compute
   std::int64_t delayed = -1;        // testing.slow_ms: step already delayed
@@ -158,7 +160,8 @@ void finish_step(self_ptr self) {
 // Does whatever the batches and parameters at hand allow.
 void advance(self_ptr self) {
   auto& st = self->state;
-  const bool have_batch = st.spec.exchange_only || !st.batches.empty();
+  const bool have_batch =
+      st.spec.exchange_only || st.batches.count(st.step) > 0;
   // Ready only once wired: parameters can beat the wiring here (they come
   // from another sender), and a ready sent to no one is lost.
   if (!st.ready_sent && st.coordinator && st.complete() && have_batch) {
@@ -184,8 +187,9 @@ void advance(self_ptr self) {
                          resume_atom::value);
       return;
     }
-    st.current = std::move(st.batches.front());
-    st.batches.pop_front();
+    auto next = st.batches.find(st.step);
+    st.current = std::move(next->second);
+    st.batches.erase(next);
     // Credit first: the data shard prepares the next batch while we compute.
     self->send(st.data, credit_atom::value, st.rank, std::int64_t{1},
                caf::actor_cast<caf::actor>(self));
@@ -271,7 +275,9 @@ caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
         advance(self);
       },
       [=](batch_msg& b) {
-        self->state.batches.push_back(std::move(b));
+        auto& st = self->state;
+        const auto step = b.epoch * st.spec.steps_per_epoch + b.step;
+        st.batches.emplace(step, std::move(b));
         advance(self);
       },
       [=](params_msg& p) { on_params(self, p); },
