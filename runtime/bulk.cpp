@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <arpa/inet.h>
 #include <cerrno>
+#include <cstddef>
+#include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -17,6 +19,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -66,6 +69,38 @@ bool write_all(int fd, iovec* iov, int count) {
     }
   }
   return true;
+}
+
+// This machine's boot id: equal for processes that share a kernel.
+std::string read_boot_id() {
+  std::string id;
+  if (FILE* f = std::fopen("/proc/sys/kernel/random/boot_id", "r")) {
+    char buf[64] = {};
+    if (std::fgets(buf, sizeof(buf), f) != nullptr)
+      id = buf;
+    std::fclose(f);
+  }
+  while (!id.empty() && (id.back() == '\n' || id.back() == ' '))
+    id.pop_back();
+  return id;
+}
+
+// An abstract-namespace Unix socket address (no file to clean up).
+socklen_t unix_address(const std::string& name, sockaddr_un& addr) {
+  addr = sockaddr_un{};
+  addr.sun_family = AF_UNIX;
+  const auto n = std::min(name.size(), sizeof(addr.sun_path) - 2);
+  std::memcpy(addr.sun_path + 1, name.data(), n); // sun_path[0] = 0
+  return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + n);
+}
+
+// "key=value" from a ';'-separated address; "" if absent.
+std::string address_field(const std::string& address, const std::string& key) {
+  const auto at = address.find(";" + key + "=");
+  if (at == std::string::npos)
+    return {};
+  const auto begin = at + key.size() + 2;
+  return address.substr(begin, address.find(';', begin) - begin);
 }
 
 void tune(int fd, double send_timeout_s) {
@@ -141,7 +176,7 @@ decode_bulk_header(const std::uint8_t* data, std::size_t bytes) {
 }
 
 bulk_plane::bulk_plane(const std::string& host, handler on_frame,
-                       double send_timeout_s)
+                       double send_timeout_s, bool same_host_sockets)
   : on_frame_(std::move(on_frame))
   , send_timeout_s_(send_timeout_s) {
   listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -161,6 +196,22 @@ bulk_plane::bulk_plane(const std::string& host, handler on_frame,
   socklen_t len = sizeof(addr);
   getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
   address_ = fmt::format("{}:{}", host, ntohs(addr.sin_port));
+  boot_id_ = read_boot_id();
+  if (same_host_sockets && !boot_id_.empty()) {
+    const auto name =
+        fmt::format("troupe-bulk-{}-{}", getpid(), ntohs(addr.sin_port));
+    sockaddr_un ua;
+    const auto ulen = unix_address(name, ua);
+    unix_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (unix_fd_ >= 0 &&
+        ::bind(unix_fd_, reinterpret_cast<sockaddr*>(&ua), ulen) == 0 &&
+        ::listen(unix_fd_, 64) == 0) {
+      address_ += fmt::format(";unix={};boot={}", name, boot_id_);
+    } else if (unix_fd_ >= 0) {
+      ::close(unix_fd_); // TCP alone still works
+      unix_fd_ = -1;
+    }
+  }
   acceptor_ = std::thread([this] { accept_loop(); });
 }
 
@@ -182,21 +233,25 @@ bulk_plane::~bulk_plane() {
     if (o->fd >= 0)
       ::close(o->fd);
   ::close(listen_fd_);
+  if (unix_fd_ >= 0)
+    ::close(unix_fd_);
   ::close(wake_[0]);
   ::close(wake_[1]);
 }
 
 void bulk_plane::accept_loop() {
   for (;;) {
-    pollfd p[2] = {{listen_fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
-    if (::poll(p, 2, -1) < 0) {
+    pollfd p[3] = {
+        {wake_[0], POLLIN, 0}, {listen_fd_, POLLIN, 0}, {unix_fd_, POLLIN, 0}};
+    if (::poll(p, unix_fd_ >= 0 ? 3 : 2, -1) < 0) {
       if (errno == EINTR)
         continue;
       return;
     }
-    if (stopping_ || (p[1].revents & POLLIN))
+    if (stopping_ || (p[0].revents & POLLIN))
       return;
-    const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    const int from = (p[1].revents & POLLIN) ? listen_fd_ : unix_fd_;
+    const int fd = ::accept4(from, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0)
       continue;
     tune(fd, send_timeout_s_);
@@ -259,7 +314,21 @@ bool bulk_plane::knows(const std::string& key) const {
 }
 
 int bulk_plane::connect_to(const std::string& address) {
-  const auto [host, port] = parse_address(address);
+  // A peer on this machine: its Unix socket, if it is in our namespace.
+  const auto unix_name = address_field(address, "unix");
+  if (!unix_name.empty() && !boot_id_.empty() &&
+      address_field(address, "boot") == boot_id_) {
+    sockaddr_un ua;
+    const auto ulen = unix_address(unix_name, ua);
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&ua), ulen) == 0) {
+      tune(fd, send_timeout_s_);
+      return fd;
+    }
+    if (fd >= 0)
+      ::close(fd);
+  }
+  const auto [host, port] = parse_address(address.substr(0, address.find(';')));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);

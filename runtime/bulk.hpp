@@ -47,16 +47,21 @@ public:
   /// Called on a reader thread for each frame received.
   using handler = std::function<void(bulk_header&&, devices::tensor&&)>;
 
-  /// Listens on host with an OS-chosen port. send_timeout_s bounds a write
-  /// to a peer that stopped reading; the connection is dropped after it.
-  /// Throws std::runtime_error when it cannot listen.
+  /// Listens on host with an OS-chosen port and, unless same_host_sockets
+  /// is false, on a Unix socket (Linux abstract namespace) that peers on
+  /// the same machine use instead of TCP: on loopback it moves bytes about
+  /// twice as fast. send_timeout_s bounds a write to a peer that stopped
+  /// reading; the connection is dropped after it. Throws
+  /// std::runtime_error when it cannot listen.
   bulk_plane(const std::string& host, handler on_frame,
-             double send_timeout_s = 5);
+             double send_timeout_s = 5, bool same_host_sockets = true);
   ~bulk_plane();
   bulk_plane(const bulk_plane&) = delete;
   bulk_plane& operator=(const bulk_plane&) = delete;
 
-  /// "host:port" peers connect to.
+  /// What peers connect to: "host:port", then, with a Unix socket,
+  /// ";unix=NAME;boot=ID" (ID: this machine's boot id, so that a peer can
+  /// tell it shares the machine).
   const std::string& address() const { return address_; }
 
   /// Names the data-plane address of a peer process (its key: CAF's node
@@ -87,6 +92,8 @@ private:
   double send_timeout_s_;
   std::string address_;
   int listen_fd_ = -1;
+  int unix_fd_ = -1; // same-machine listener, or -1
+  std::string boot_id_;
   int wake_[2] = {-1, -1};
   std::atomic<bool> stopping_{false};
   std::thread acceptor_;

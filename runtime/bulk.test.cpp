@@ -4,6 +4,8 @@
 
 #include "runtime/wire.hpp"
 
+#include <boost/test/data/monomorphic.hpp>
+#include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include <chrono>
@@ -41,11 +43,16 @@ struct inbox {
 
 BOOST_AUTO_TEST_SUITE(bulk)
 
-BOOST_AUTO_TEST_CASE(frames_arrive_whole_and_in_order) {
+BOOST_DATA_TEST_CASE(frames_arrive_whole_and_in_order,
+                     boost::unit_test::data::make({true, false}),
+                     same_host_sockets) {
+  // Over the same-machine Unix socket, and over TCP.
   inbox got;
-  rt::bulk_plane receiver("127.0.0.1", got.handler());
+  rt::bulk_plane receiver("127.0.0.1", got.handler(), 5, same_host_sockets);
   rt::bulk_plane sender("127.0.0.1", [](rt::bulk_header&&, dv::tensor&&) {});
   BOOST_TEST(receiver.address().rfind("127.0.0.1:", 0) == 0u);
+  BOOST_TEST((receiver.address().find(";unix=troupe-bulk-") !=
+              std::string::npos) == same_host_sockets);
   BOOST_TEST(!sender.knows("peer"));
   sender.set_peer("peer", receiver.address());
   BOOST_TEST(sender.knows("peer"));
