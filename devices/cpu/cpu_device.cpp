@@ -266,8 +266,12 @@ void cpu_device::activation_backward(activation f, const tensor& x,
   const auto n = x.numel();
   switch (f) {
     case activation::relu:
-      for (std::int64_t i = 0; i < n; ++i)
-        d[i] = xs[i] > 0.0f ? g[i] : 0.0f;
+      // Both values loaded, then a select: branch-free, so it vectorizes
+      // (a branch on the sign mispredicts half the time).
+      for (std::int64_t i = 0; i < n; ++i) {
+        const float gi = g[i];
+        d[i] = xs[i] > 0.0f ? gi : 0.0f;
+      }
       break;
     case activation::sigmoid:
       for (std::int64_t i = 0; i < n; ++i)
