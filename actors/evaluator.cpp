@@ -1,11 +1,16 @@
 // evaluator: test-set loss and accuracy of the parameter versions the shards
 // send it (each epoch end and the final version), beside training: workers
-// never wait for it.
+// never wait for it. The evaluation itself runs on a detached helper thread
+// at the lowest CPU priority (SCHED_IDLE), so it only takes cycles that
+// training leaves idle; on a busy machine an epoch's figures may come late,
+// never the training.
 #include "actors/messages.hpp"
 
 #include "devices/nn/model.hpp"
 
 #include <map>
+
+#include <sched.h>
 
 namespace troupe::actors {
 
@@ -19,13 +24,21 @@ struct pending_version {
 struct evaluator_state {
   job_spec spec;
   dataset_ptr test;
-  std::unique_ptr<devices::nn::model> net;
+  std::int64_t param_count = 0;
   std::map<std::int64_t, pending_version> versions; // by epoch
   std::vector<std::int64_t> ready; // complete versions waiting for data
   caf::actor coordinator;
+  caf::actor runner; // does the evaluating, once the test data is there
 };
 
-eval_msg evaluate(evaluator_state& st, std::int64_t epoch,
+struct runner_state {
+  job_spec spec;
+  dataset_ptr test;
+  std::unique_ptr<devices::nn::model> net;
+  bool lowered = false;
+};
+
+eval_msg evaluate(runner_state& st, std::int64_t epoch,
                   const devices::tensor& params) {
   const auto& ds = *st.test;
   const std::int64_t chunk = 1000;
@@ -51,13 +64,37 @@ eval_msg evaluate(evaluator_state& st, std::int64_t epoch,
   return out;
 }
 
+// Runs on its own thread (spawned detached): (epoch, params, coordinator)
+// -> eval_msg to the coordinator.
+caf::behavior runner(caf::stateful_actor<runner_state>* self, job_spec spec,
+                     dataset_ptr test) {
+  auto& st = self->state;
+  st.spec = std::move(spec);
+  st.test = std::move(test);
+  st.net = std::make_unique<devices::nn::model>(devices::cpu(), st.spec.inputs,
+                                                st.spec.layers, st.spec.loss);
+  return {
+      [=](std::int64_t epoch, const devices::tensor& params,
+          const caf::actor& coordinator) {
+        auto& st = self->state;
+        if (!st.lowered) {
+          // This thread only: 0 names the caller. Lowering needs no rights.
+          sched_param none{};
+          sched_setscheduler(0, SCHED_IDLE, &none);
+          st.lowered = true;
+        }
+        self->send(coordinator, evaluate(st, epoch, params));
+      },
+  };
+}
+
 void drain(caf::stateful_actor<evaluator_state>* self) {
   auto& st = self->state;
-  if (!st.test)
+  if (!st.runner || !st.coordinator)
     return;
   for (auto v : st.ready) {
     auto it = st.versions.find(v);
-    self->send(st.coordinator, evaluate(st, v, it->second.params));
+    self->send(st.runner, v, std::move(it->second.params), st.coordinator);
     st.versions.erase(it);
   }
   st.ready.clear();
@@ -67,8 +104,8 @@ caf::behavior evaluator(caf::stateful_actor<evaluator_state>* self,
                         job_spec spec) {
   auto& st = self->state;
   st.spec = std::move(spec);
-  st.net = std::make_unique<devices::nn::model>(devices::cpu(), st.spec.inputs,
-                                                st.spec.layers, st.spec.loss);
+  st.param_count = devices::nn::param_count(
+      devices::nn::param_layout(st.spec.inputs, st.spec.layers));
   load_in_background(self, test_source(st.spec));
   return {
       [=](wire_atom, caf::actor coordinator) {
@@ -76,10 +113,13 @@ caf::behavior evaluator(caf::stateful_actor<evaluator_state>* self,
         if (self->state.test)
           self->send(self->state.coordinator, ready_atom::value,
                      std::string("evaluator"), std::int32_t{0});
+        drain(self);
       },
       [=](loaded_atom, dataset_ptr ds) {
         auto& st = self->state;
         st.test = std::move(ds);
+        st.runner =
+            self->spawn<caf::detached + caf::linked>(runner, st.spec, st.test);
         if (st.coordinator)
           self->send(st.coordinator, ready_atom::value,
                      std::string("evaluator"), std::int32_t{0});
@@ -89,11 +129,11 @@ caf::behavior evaluator(caf::stateful_actor<evaluator_state>* self,
         auto& st = self->state;
         auto& v = st.versions[p.tag];
         if (!v.params.defined())
-          v.params = devices::tensor::empty({st.net->param_count()});
+          v.params = devices::tensor::empty({st.param_count});
         auto dst = v.params.slice(p.offset, p.values.numel());
         devices::cpu().copy(p.values, dst);
         v.received += p.values.numel();
-        if (v.received == st.net->param_count()) {
+        if (v.received == st.param_count) {
           st.ready.push_back(p.tag);
           drain(self);
         }
