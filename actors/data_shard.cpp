@@ -57,8 +57,7 @@ batch_msg make_batch(data_shard_state& st, std::int32_t worker,
                        : devices::tensor::empty({n, ty});
   for (std::int64_t i = 0; i < n; ++i) {
     const auto row = row0 + perm[static_cast<std::size_t>(first + i)];
-    std::memcpy(b.x.data() + i * f, ds.x.data() + row * f,
-                static_cast<std::size_t>(f) * sizeof(float));
+    data::copy_row(ds, row, b.x.data() + i * f);
     std::memcpy(b.y.data() + i * ty, ds.y.data() + row * ty,
                 static_cast<std::size_t>(ty) * sizeof(float));
   }

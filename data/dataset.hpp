@@ -35,7 +35,15 @@ struct dataset {
   std::int64_t targets = 1; ///< regression outputs per sample
   std::int64_t classes = 0; ///< 0 = regression
   std::string description;  ///< e.g. "train-images-idx3-ubyte.gz (60000 x 784)"
+  /// IDX data also keeps its bytes, x[i] == byte_value(bytes[i]): a batch
+  /// gathered from them reads a quarter of the memory.
+  std::vector<std::uint8_t> bytes;
+  float byte_scale = 0; ///< 0: byte / 255
 };
+
+/// Copies row `row` of ds.x into out (ds.features values), from the bytes
+/// where the dataset keeps them.
+void copy_row(const dataset& ds, std::int64_t row, float* out);
 
 /// Reads an IDX image file and an IDX label file (either order, plain or
 /// gzip). Throws data_error naming the file on any problem.

@@ -149,6 +149,8 @@ dataset read_idx(const std::string& first, const std::string& second,
   float* x = ds.x.data();
   for (std::size_t i = 0; i < a.bytes.size(); ++i)
     x[i] = lut[a.bytes[i]];
+  ds.byte_scale = scale;
+  ds.bytes = std::move(a.bytes);
   ds.y = devices::tensor::empty({n});
   std::int64_t max_label = 0;
   for (std::int64_t i = 0; i < n; ++i) {
@@ -162,6 +164,26 @@ dataset read_idx(const std::string& first, const std::string& second,
       fmt::format("{} + {} ({} x {}, {} classes)", base_name(a.path),
                   base_name(b.path), n, features, ds.classes);
   return ds;
+}
+
+void copy_row(const dataset& ds, std::int64_t row, float* out) {
+  const auto f = ds.features;
+  if (ds.bytes.empty()) {
+    std::memcpy(out, ds.x.data() + row * f,
+                static_cast<std::size_t>(f) * sizeof(float));
+    return;
+  }
+  // The same expressions as the table read_idx fills x from, so the values
+  // are the same bits; written as a loop the compiler vectorizes.
+  const std::uint8_t* in = ds.bytes.data() + row * f;
+  if (ds.byte_scale > 0) {
+    const float s = ds.byte_scale;
+    for (std::int64_t j = 0; j < f; ++j)
+      out[j] = static_cast<float>(in[j]) * s;
+  } else {
+    for (std::int64_t j = 0; j < f; ++j)
+      out[j] = static_cast<float>(in[j]) / 255.0f;
+  }
 }
 
 } // namespace troupe::data

@@ -3,6 +3,7 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <cstring>
 #include <filesystem>
 
 namespace td = troupe::data;
@@ -48,6 +49,26 @@ BOOST_AUTO_TEST_CASE(plain_and_gzip_read_the_same) {
   BOOST_TEST(a.y.to_vector() == (std::vector<float>{0, 2, 1}));
   BOOST_TEST(a.x.to_vector() == b.x.to_vector());
   BOOST_TEST(a.y.to_vector() == b.y.to_vector());
+}
+
+BOOST_AUTO_TEST_CASE(rows_copied_from_the_bytes_equal_x_bit_for_bit) {
+  // Every byte value, in rows of 16, with the default and a given scale.
+  std::vector<std::uint8_t> all(256);
+  for (int v = 0; v < 256; ++v)
+    all[std::size_t(v)] = static_cast<std::uint8_t>(v);
+  std::vector<std::uint8_t> lbl(16, 0);
+  write_plain(dir.file("img"), idx_bytes({16, 4, 4}, all));
+  write_plain(dir.file("lbl"), idx_bytes({16}, lbl));
+  for (float scale : {0.0f, 0.0123f}) {
+    auto ds = td::read_idx(dir.file("img"), dir.file("lbl"), scale);
+    BOOST_REQUIRE(ds.bytes.size() == 256u);
+    std::vector<float> row(16);
+    for (std::int64_t r = 0; r < 16; ++r) {
+      td::copy_row(ds, r, row.data());
+      BOOST_TEST(std::memcmp(row.data(), ds.x.data() + r * 16, 64) == 0,
+                 "row " << r << " scale " << scale);
+    }
+  }
 }
 
 BOOST_AUTO_TEST_CASE(truncated_gzip) {
