@@ -198,4 +198,31 @@ void resolve_job_spec(job_spec& s, const data_facts& train,
         s.partitions, params));
 }
 
+std::int64_t job_spec::shard_begin(std::int64_t s, std::int64_t params) const {
+  auto even = [&](std::int64_t i) { return params * i / partitions; };
+  if (s <= 0 || s >= partitions)
+    return even(s);
+  const auto layout = devices::nn::param_layout(inputs, layers);
+  if (devices::nn::param_count(layout) != params)
+    return even(s);
+  // Every cut at the block start nearest its even share, strictly after the
+  // previous cut; where the blocks are too few for that, the even split
+  // for all shards alike.
+  const auto starts = devices::nn::block_starts(layout);
+  std::int64_t previous = 0, cut_s = 0;
+  for (std::int64_t i = 1; i < partitions; ++i) {
+    std::int64_t best = -1;
+    for (auto c : starts)
+      if (c > previous &&
+          (best < 0 || std::llabs(c - even(i)) < std::llabs(best - even(i))))
+        best = c;
+    if (best < 0)
+      return even(s);
+    previous = best;
+    if (i == s)
+      cut_s = best;
+  }
+  return cut_s;
+}
+
 } // namespace troupe::actors

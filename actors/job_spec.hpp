@@ -69,10 +69,11 @@ struct job_spec {
   bool classification() const {
     return loss.kind == devices::loss_kind::cross_entropy;
   }
-  /// Flattened parameter range [first, last) owned by param shard s.
-  std::int64_t shard_begin(std::int64_t s, std::int64_t params) const {
-    return params * s / partitions;
-  }
+  /// First flattened parameter of param shard s (s = partitions: the
+  /// total), for a model of `params` parameters. Shards split by size, each
+  /// cut moved to the nearest block start (devices::nn::block_starts), so
+  /// that a shard's slice completes whole blocks of the forward pass.
+  std::int64_t shard_begin(std::int64_t s, std::int64_t params) const;
 };
 
 /// Reads and checks every key; throws runtime::config_error naming the key,

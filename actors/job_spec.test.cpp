@@ -111,4 +111,34 @@ BOOST_AUTO_TEST_CASE(resolve_checks_data_against_model) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(shards_split_by_size_at_block_starts) {
+  ta::job_spec s;
+  s.inputs = 784;
+  s.layers = {{troupe::devices::nn::layer_kind::dense, 128},
+              {troupe::devices::nn::layer_kind::relu, 0},
+              {troupe::devices::nn::layer_kind::dense, 10}};
+  const std::int64_t total = 784 * 128 + 128 + 128 * 10 + 10;
+  // Two shards: the first layer's 784 rows go in blocks of 196; the cut
+  // lands on row 392, the block start nearest half the parameters.
+  s.partitions = 2;
+  BOOST_TEST(s.shard_begin(0, total) == 0);
+  BOOST_TEST(s.shard_begin(1, total) == 392 * 128);
+  BOOST_TEST(s.shard_begin(2, total) == total);
+  // Any count: contiguous, non-empty, covering everything; where the
+  // blocks are too few (6 starts past 0, 8 cuts for 9 shards), the even
+  // split.
+  for (std::int64_t p = 1; p <= 9; ++p) {
+    s.partitions = p;
+    std::int64_t previous = 0;
+    for (std::int64_t i = 1; i <= p; ++i) {
+      const auto b = s.shard_begin(i, total);
+      BOOST_TEST(b > previous, "partitions " << p << " shard " << i);
+      previous = b;
+    }
+    BOOST_TEST(previous == total);
+  }
+  s.partitions = 9;
+  BOOST_TEST(s.shard_begin(4, total) == total * 4 / 9);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -3,6 +3,7 @@
 #include "devices/check.hpp"
 #include "devices/random.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -106,6 +107,33 @@ std::vector<param_block> param_layout(std::int64_t inputs,
     out.push_back(std::move(b));
     width = l.units;
     ++dense_index;
+  }
+  return out;
+}
+
+std::vector<std::int64_t> row_blocks(std::int64_t rows, std::int64_t cols) {
+  constexpr std::int64_t block_elements = 1 << 15;
+  const auto blocks = std::clamp<std::int64_t>(
+      (rows * cols + block_elements - 1) / block_elements, 1, rows);
+  const auto per = (rows + blocks - 1) / blocks;
+  std::vector<std::int64_t> start;
+  for (std::int64_t r = 0; r < rows; r += per)
+    start.push_back(r);
+  start.push_back(rows);
+  return start;
+}
+
+std::vector<std::int64_t> block_starts(const std::vector<param_block>& layout) {
+  std::vector<std::int64_t> out;
+  for (std::size_t i = 0; i < layout.size(); ++i) {
+    const auto& b = layout[i];
+    if (i % 2 == 1) { // a bias
+      out.push_back(b.offset);
+      continue;
+    }
+    const auto rows = row_blocks(b.rows, b.cols);
+    for (std::size_t k = 0; k + 1 < rows.size(); ++k)
+      out.push_back(b.offset + rows[k] * b.cols);
   }
   return out;
 }

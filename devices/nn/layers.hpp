@@ -47,6 +47,18 @@ struct param_block {
 std::vector<param_block> param_layout(std::int64_t inputs,
                                       const std::vector<layer_spec>& layers);
 
+/// How a dense layer's [rows, cols] weights are used, in blocks of whole
+/// rows of about 32 Ki elements (small enough to arrive well before the
+/// whole set, large enough for sgemm to run at speed): the first row of
+/// each block, then rows. Fixed by the shape alone, so every placement
+/// computes the same sums.
+std::vector<std::int64_t> row_blocks(std::int64_t rows, std::int64_t cols);
+
+/// Every offset in the flattened vector where a weight row block or a bias
+/// starts, ascending: the places where param shards can split without
+/// cutting a piece the forward pass uses whole.
+std::vector<std::int64_t> block_starts(const std::vector<param_block>& layout);
+
 /// Total parameters of the layout.
 std::int64_t param_count(const std::vector<param_block>& layout);
 

@@ -6,27 +6,6 @@
 
 namespace troupe::devices::nn {
 
-namespace {
-
-// A dense layer's weights are multiplied in row blocks of about this many
-// elements: small enough that a block's parameters arrive well before the
-// whole set, large enough for sgemm to run at speed. Fixed by the shape
-// alone, so every placement computes the same sums.
-constexpr std::int64_t block_elements = 1 << 15;
-
-std::vector<std::int64_t> row_blocks(std::int64_t rows, std::int64_t cols) {
-  const auto blocks = std::clamp<std::int64_t>(
-      (rows * cols + block_elements - 1) / block_elements, 1, rows);
-  const auto per = (rows + blocks - 1) / blocks;
-  std::vector<std::int64_t> start;
-  for (std::int64_t r = 0; r < rows; r += per)
-    start.push_back(r);
-  start.push_back(rows);
-  return start;
-}
-
-} // namespace
-
 model::model(device& dev, std::int64_t inputs, std::vector<layer_spec> layers,
              loss_spec loss)
   : dev_(dev)
