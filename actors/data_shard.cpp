@@ -1,5 +1,8 @@
 // data_shard: owns rows [begin, end) of the training set and serves each of
-// its workers the batches of (epoch, step) in order, one per credit.
+// its workers the batches of (epoch, step) in order, one per credit. The
+// shard keeps the credits; a detached helper thread gathers the rows, so
+// that work can run on whichever core is idle instead of taking turns with
+// the workers on the node's scheduler threads.
 #include "actors/messages.hpp"
 
 #include "data/sampler.hpp"
@@ -20,13 +23,19 @@ struct client {
 struct data_shard_state {
   job_spec spec;
   std::int32_t index = 0;
+  caf::actor maker; // once the data is loaded
+  std::map<std::int32_t, client> clients;
+};
+
+struct maker_state {
+  job_spec spec;
+  std::int32_t index = 0;
   dataset_ptr data;
   std::unique_ptr<data::batch_plan> plan;
-  std::map<std::int32_t, client> clients;
   std::map<std::int64_t, std::vector<std::int64_t>> perms; // epoch -> order
 };
 
-const std::vector<std::int64_t>& permutation(data_shard_state& st,
+const std::vector<std::int64_t>& permutation(maker_state& st,
                                              std::int64_t epoch) {
   auto it = st.perms.find(epoch);
   if (it == st.perms.end()) {
@@ -38,7 +47,7 @@ const std::vector<std::int64_t>& permutation(data_shard_state& st,
   return it->second;
 }
 
-batch_msg make_batch(data_shard_state& st, std::int32_t worker,
+batch_msg make_batch(maker_state& st, std::int32_t worker,
                      std::int64_t global_step) {
   const auto& plan = *st.plan;
   const auto& ds = *st.data;
@@ -64,14 +73,31 @@ batch_msg make_batch(data_shard_state& st, std::int32_t worker,
   return b;
 }
 
+// Runs detached: (worker, global step, worker's handle) -> batch_msg to it.
+caf::behavior maker(caf::stateful_actor<maker_state>* self, job_spec spec,
+                    std::int32_t index, dataset_ptr data) {
+  auto& st = self->state;
+  st.spec = std::move(spec);
+  st.index = index;
+  st.data = std::move(data);
+  st.plan = std::make_unique<data::batch_plan>(st.data->samples, st.spec.shards,
+                                               st.spec.workers, st.spec.batch,
+                                               st.spec.seed);
+  return {
+      [=](std::int32_t worker, std::int64_t step, const caf::actor& to) {
+        self->send(to, make_batch(self->state, worker, step));
+      },
+  };
+}
+
 void pump(caf::stateful_actor<data_shard_state>* self) {
   auto& st = self->state;
-  if (!st.data)
+  if (!st.maker)
     return;
   const auto total = st.spec.total_steps();
   for (auto& [rank, c] : st.clients)
     while (c.credits > 0 && c.next < total) {
-      self->send(c.handle, make_batch(st, rank, c.next));
+      self->send(st.maker, rank, c.next, c.handle);
       --c.credits;
       ++c.next;
     }
@@ -86,10 +112,8 @@ caf::behavior data_shard(caf::stateful_actor<data_shard_state>* self,
   return {
       [=](loaded_atom, dataset_ptr ds) {
         auto& st = self->state;
-        st.data = std::move(ds);
-        st.plan = std::make_unique<data::batch_plan>(
-            st.data->samples, st.spec.shards, st.spec.workers, st.spec.batch,
-            st.spec.seed);
+        st.maker = self->spawn<caf::detached + caf::linked>(
+            maker, st.spec, st.index, std::move(ds));
         pump(self);
       },
       [=](credit_atom, std::int32_t worker, std::int64_t n, caf::actor who) {
