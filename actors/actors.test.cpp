@@ -64,6 +64,19 @@ threads = 2
   }
 };
 
+// One dense layer, inputs -> units, one shard, one epoch of `steps` steps.
+ta::job_spec tiny_spec(std::int64_t workers, std::int64_t inputs,
+                       std::int64_t units, std::int64_t steps) {
+  ta::job_spec s;
+  s.workers = workers;
+  s.partitions = 1;
+  s.inputs = inputs;
+  s.layers = {{dv::nn::layer_kind::dense, units}};
+  s.epochs = 1;
+  s.steps_per_epoch = steps;
+  return s;
+}
+
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(roles)
@@ -141,15 +154,9 @@ BOOST_FIXTURE_TEST_CASE(data_shard_sends_one_batch_per_credit, csv_job) {
 
 BOOST_AUTO_TEST_CASE(param_shard_sum_ignores_arrival_order) {
   // Three workers' gradients chosen so float addition order matters.
-  ta::job_spec s;
-  s.workers = 3;
-  s.partitions = 1;
-  s.inputs = 1;
-  s.layers = {{dv::nn::layer_kind::dense, 1}};
+  auto s = tiny_spec(3, 1, 1, 10);
   s.optimizer.kind = dv::optimizer_kind::sgd;
   s.optimizer.lr = 1.0f;
-  s.epochs = 1;
-  s.steps_per_epoch = 10;
   const float g[3][2] = {{1e8f, 1.0f}, {1.0f, -1e8f}, {-1e8f, 3.0f}};
   caf::actor_system_config cfg;
   ta::register_roles(cfg);
@@ -203,13 +210,7 @@ BOOST_AUTO_TEST_CASE(worker_parameters_before_its_wiring_still_make_it_ready) {
   // Parameters come from the aggregator, the wiring from the coordinator:
   // no order holds between them, and the ready must reach the coordinator
   // either way (it once went to the not yet known coordinator and was lost).
-  ta::job_spec s;
-  s.workers = 1;
-  s.partitions = 1;
-  s.inputs = 3;
-  s.layers = {{dv::nn::layer_kind::dense, 2}};
-  s.epochs = 1;
-  s.steps_per_epoch = 1;
+  auto s = tiny_spec(1, 3, 2, 1);
   s.exchange_only = true; // ready needs no batch
   caf::actor_system_config cfg;
   ta::register_roles(cfg);
@@ -240,14 +241,8 @@ BOOST_AUTO_TEST_CASE(worker_trains_on_the_batch_of_its_step_in_any_order) {
   // Batches from a data shard on another node can overtake each other while
   // CAF moves the traffic onto a direct connection; step t must still use
   // the batch of step t.
-  ta::job_spec s;
-  s.workers = 1;
-  s.partitions = 1;
-  s.inputs = 3;
-  s.layers = {{dv::nn::layer_kind::dense, 2}};
+  auto s = tiny_spec(1, 3, 2, 2);
   s.batch = 4;
-  s.epochs = 1;
-  s.steps_per_epoch = 2;
   caf::actor_system_config cfg;
   ta::register_roles(cfg);
   caf::actor_system sys{cfg};
