@@ -7,6 +7,7 @@
 
 #include "data/sampler.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 
@@ -64,8 +65,17 @@ batch_msg make_batch(maker_state& st, std::int32_t worker,
   b.x = devices::tensor::empty({n, f});
   b.y = ds.classes > 0 ? devices::tensor::empty({n})
                        : devices::tensor::empty({n, ty});
+  // Rows are scattered over the data set: fetch a few ahead.
+  constexpr std::int64_t ahead = 4;
+  auto row_at = [&](std::int64_t i) {
+    return row0 + perm[static_cast<std::size_t>(first + i)];
+  };
+  for (std::int64_t i = 0; i < std::min(ahead, n); ++i)
+    data::prefetch_row(ds, row_at(i));
   for (std::int64_t i = 0; i < n; ++i) {
-    const auto row = row0 + perm[static_cast<std::size_t>(first + i)];
+    if (i + ahead < n)
+      data::prefetch_row(ds, row_at(i + ahead));
+    const auto row = row_at(i);
     data::copy_row(ds, row, b.x.data() + i * f);
     std::memcpy(b.y.data() + i * ty, ds.y.data() + row * ty,
                 static_cast<std::size_t>(ty) * sizeof(float));

@@ -45,6 +45,11 @@ struct dataset {
 /// where the dataset keeps them.
 void copy_row(const dataset& ds, std::int64_t row, float* out);
 
+/// Asks the CPU to start loading row `row` (what copy_row reads) into its
+/// caches. Gathering random rows waits on memory; prefetching a few rows
+/// ahead overlaps those waits.
+void prefetch_row(const dataset& ds, std::int64_t row);
+
 /// Reads an IDX image file and an IDX label file (either order, plain or
 /// gzip). Throws data_error naming the file on any problem.
 dataset read_idx(const std::string& images_or_labels,

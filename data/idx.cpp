@@ -188,4 +188,17 @@ copy_row(const dataset& ds, std::int64_t row, float* out) {
   }
 }
 
+void prefetch_row(const dataset& ds, std::int64_t row) {
+  const auto f = ds.features;
+  const char* p =
+      ds.bytes.empty()
+          ? reinterpret_cast<const char*>(ds.x.data() + row * f)
+          : reinterpret_cast<const char*>(ds.bytes.data() + row * f);
+  const auto n =
+      ds.bytes.empty() ? f * static_cast<std::int64_t>(sizeof(float)) : f;
+  for (std::int64_t i = 0; i < n; i += 64)
+    __builtin_prefetch(p + i);
+  __builtin_prefetch(p + n - 1); // the last line, when p is not aligned
+}
+
 } // namespace troupe::data
