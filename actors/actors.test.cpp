@@ -282,6 +282,8 @@ BOOST_AUTO_TEST_CASE(worker_trains_on_the_batch_of_its_step_in_any_order) {
         },
         [](ta::ready_atom, const std::string&, std::int32_t) {},
         [](ta::credit_atom, std::int32_t, std::int64_t, const caf::actor&) {},
+        [](ta::resubscribe_atom, std::int32_t, std::int64_t, std::int64_t,
+           const caf::actor&) {},
         [](const ta::progress_msg&) {},
         caf::after(std::chrono::seconds(10)) >>
             [&] { BOOST_FAIL("no gradient"); });

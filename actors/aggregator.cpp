@@ -29,6 +29,7 @@ struct aggregator_state {
   std::map<std::int64_t, std::int32_t> arrived;
   std::vector<std::pair<std::int32_t, std::int32_t>> subtrees; // local ones
   bool wired = false;
+  std::int64_t kill_step = -1;   // [[chaos]]
   std::vector<params_msg> early; // parameters that beat our wiring here
 };
 
@@ -108,7 +109,8 @@ void reduce_step(caf::stateful_actor<aggregator_state>* self, std::int64_t step,
 }
 
 caf::behavior aggregator(caf::stateful_actor<aggregator_state>* self,
-                         job_spec spec, std::int32_t lo, std::int32_t hi) {
+                         job_spec spec, std::int32_t index, std::int32_t lo,
+                         std::int32_t hi) {
   auto& st = self->state;
   st.spec = std::move(spec);
   st.lo = lo;
@@ -119,6 +121,7 @@ caf::behavior aggregator(caf::stateful_actor<aggregator_state>* self,
     st.bounds.push_back(st.spec.shard_begin(s, total));
   local_subtrees(0, static_cast<std::int32_t>(st.spec.workers), lo, hi,
                  st.subtrees);
+  st.kill_step = st.spec.chaos_kill_step("aggregator", index);
   return {
       [=](wire_atom, std::vector<caf::actor> workers,
           std::vector<caf::actor> shards) {
@@ -136,6 +139,11 @@ caf::behavior aggregator(caf::stateful_actor<aggregator_state>* self,
         auto& st = self->state;
         if (g.worker < st.lo || g.worker >= st.hi)
           return;
+        if (st.kill_step >= 0 && g.step >= st.kill_step) {
+          // [[chaos]]: this incarnation dies here, as a crash would.
+          self->quit(caf::exit_reason::kill);
+          return;
+        }
         if (!st.spec.synchronous()) {
           forward(self, g, g.values, g.worker, g.worker + 1);
           return;
@@ -152,6 +160,13 @@ caf::behavior aggregator(caf::stateful_actor<aggregator_state>* self,
       },
       [=](params_msg& p) {
         auto& st = self->state;
+        if (st.kill_step >= 0 && st.spec.synchronous() &&
+            p.version >= st.kill_step) {
+          // [[chaos]] on an aggregator that only relays (its workers send
+          // their gradients to the shards themselves).
+          self->quit(caf::exit_reason::kill);
+          return;
+        }
         if (!st.wired) {
           st.early.push_back(std::move(p));
           return;

@@ -2,14 +2,31 @@
 // driver placed, starts training when every worker and the evaluator are
 // ready, turns worker progress and evaluations into epoch summaries for its
 // listener, answers `troupe status`, and ends the job with the digest of
-// the final parameters. Any actor that stops fails the job.
+// the final parameters.
+//
+// It is also the job's supervisor (DESIGN §4): an actor that stops is
+// respawned on its node with its incarnation counted, rewired, and brought
+// back to where training is: a worker is told its step and fetches that
+// version; a data shard is resubscribed by its workers; an aggregator gets
+// its workers' last gradients again; a param shard is restored from its
+// newest good snapshot and the workers replay the steps since. Strategies
+// one_for_one, one_for_all and rest_for_one act within the failed actor's
+// role; more than max_restarts restarts of a role within within_s, or any
+// failure before training starts, ends the job with a message naming the
+// actor and its last error. Snapshots go to a store in this process.
 #include "actors/messages.hpp"
 
 #include "devices/nn/layers.hpp"
+#include "devices/nn/ranges.hpp"
 #include "runtime/digest.hpp"
+#include "runtime/node_protocol.hpp"
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <deque>
+#include <filesystem>
+#include <limits>
 #include <map>
 #include <numeric>
 #include <set>
@@ -51,9 +68,25 @@ struct coordinator_state {
   std::map<std::int64_t, epoch_acc> epochs;
   std::int64_t emitted_epochs = 0;
   devices::tensor final_params;
-  std::int64_t final_slices = 0;
+  devices::nn::range_set final_have;
   bool final_complete = false;
   run_result result;
+  // Evaluation: each epoch's parameters, kept until evaluated.
+  std::map<std::int64_t, devices::tensor> milestones;
+  std::map<std::int64_t, devices::nn::range_set> milestone_have;
+  // Supervision.
+  std::int64_t param_count = 0;
+  caf::actor store;
+  std::map<std::string, std::int64_t> incarnation; // by actor name
+  std::map<std::string, std::deque<clock_type::time_point>> restart_times;
+  std::set<caf::actor_addr> expected_down;        // stopped by us (one_for_all)
+  std::vector<std::vector<std::int64_t>> durable; // by shard: versions
+  std::int64_t pruned = 0;                        // backups kept from here
+  struct recovery {
+    clock_type::time_point detected;
+    std::int64_t slowest; // the slowest worker's steps then
+  };
+  std::vector<recovery> recovering;
 };
 
 using self_ptr = caf::stateful_actor<coordinator_state>*;
@@ -155,35 +188,346 @@ void emit_epochs(self_ptr self) {
   maybe_finish(self);
 }
 
-// Sends every actor the handles it talks to.
+// The handles each actor talks to. Wiring is idempotent: after a restart
+// the peers of the new actor are wired again.
+void wire_shard(self_ptr self, std::size_t p) {
+  auto& t = self->state.topo;
+  self->send(t.param_shards[p], wire_atom::value, t.aggregators,
+             t.aggregator_of_worker, t.evaluator,
+             caf::actor_cast<caf::actor>(self));
+}
+
+std::vector<caf::actor> workers_of(const topology& t, std::size_t a) {
+  std::vector<caf::actor> local;
+  for (std::size_t r = 0; r < t.workers.size(); ++r)
+    if (t.aggregator_of_worker[r] == static_cast<std::int32_t>(a))
+      local.push_back(t.workers[r]);
+  return local;
+}
+
+void wire_aggregator(self_ptr self, std::size_t a) {
+  auto& t = self->state.topo;
+  self->send(t.aggregators[a], wire_atom::value, workers_of(t, a),
+             t.param_shards);
+}
+
+void wire_worker(self_ptr self, std::size_t r) {
+  auto& t = self->state.topo;
+  const auto d = t.data_shard_of_worker[r];
+  const auto a = t.aggregator_of_worker[r];
+  // A worker alone on its node has nothing to sum with: it sends its
+  // gradient to the shards itself, piece by piece while it computes.
+  const bool alone = std::count(t.aggregator_of_worker.begin(),
+                                t.aggregator_of_worker.end(), a) == 1;
+  self->send(t.workers[r], wire_atom::value,
+             t.aggregators[static_cast<std::size_t>(a)],
+             d >= 0 ? t.data_shards[static_cast<std::size_t>(d)] : caf::actor{},
+             caf::actor_cast<caf::actor>(self),
+             alone ? t.param_shards : std::vector<caf::actor>{});
+}
+
 void wire(self_ptr self) {
   auto& t = self->state.topo;
-  auto me = caf::actor_cast<caf::actor>(self);
-  for (auto& p : t.param_shards)
-    self->send(p, wire_atom::value, t.aggregators, t.aggregator_of_worker,
-               t.evaluator, me);
-  for (std::size_t a = 0; a < t.aggregators.size(); ++a) {
-    std::vector<caf::actor> local;
-    for (std::size_t r = 0; r < t.workers.size(); ++r)
-      if (t.aggregator_of_worker[r] == static_cast<std::int32_t>(a))
-        local.push_back(t.workers[r]);
-    self->send(t.aggregators[a], wire_atom::value, local, t.param_shards);
-  }
-  for (std::size_t r = 0; r < t.workers.size(); ++r) {
-    const auto d = t.data_shard_of_worker[r];
-    const auto a = t.aggregator_of_worker[r];
-    // A worker alone on its node has nothing to sum with: it sends its
-    // gradient to the shards itself, piece by piece while it computes.
-    const bool alone = std::count(t.aggregator_of_worker.begin(),
-                                  t.aggregator_of_worker.end(), a) == 1;
-    self->send(t.workers[r], wire_atom::value,
-               t.aggregators[static_cast<std::size_t>(a)],
-               d >= 0 ? t.data_shards[static_cast<std::size_t>(d)]
-                      : caf::actor{},
-               me, alone ? t.param_shards : std::vector<caf::actor>{});
-  }
+  for (std::size_t p = 0; p < t.param_shards.size(); ++p)
+    wire_shard(self, p);
+  for (std::size_t a = 0; a < t.aggregators.size(); ++a)
+    wire_aggregator(self, a);
+  for (std::size_t r = 0; r < t.workers.size(); ++r)
+    wire_worker(self, r);
   if (t.evaluator)
-    self->send(t.evaluator, wire_atom::value, me);
+    self->send(t.evaluator, wire_atom::value,
+               caf::actor_cast<caf::actor>(self));
+}
+
+// An epoch's parameters, complete: to the evaluator (kept until evaluated).
+void send_milestone(self_ptr self, std::int64_t epoch) {
+  auto& st = self->state;
+  if (!st.topo.evaluator)
+    return;
+  params_msg m;
+  m.tag = epoch;
+  m.values = st.milestones[epoch];
+  send_slices(self, st.topo.evaluator, std::move(m));
+}
+
+// A snapshot is on disk. Workers keep their gradients from the second
+// newest snapshot of each shard on (a corrupt newest one falls back to it).
+void on_durable(self_ptr self, std::int32_t shard, std::int64_t version) {
+  auto& st = self->state;
+  auto& d = st.durable[static_cast<std::size_t>(shard)];
+  d.push_back(version);
+  if (d.size() > 2)
+    d.erase(d.begin());
+  std::int64_t keep = std::numeric_limits<std::int64_t>::max();
+  for (const auto& v : st.durable)
+    keep = std::min(keep, v.size() < 2 ? std::int64_t{0} : v.front());
+  if (keep > st.pruned) {
+    st.pruned = keep;
+    for (auto& w : st.topo.workers)
+      self->send(w, prune_atom::value, keep);
+  }
+}
+
+std::pair<std::string, std::int32_t> split_name(const std::string& name) {
+  const auto colon = name.find(':');
+  if (colon == std::string::npos)
+    return {name, 0};
+  return {name.substr(0, colon),
+          static_cast<std::int32_t>(std::stol(name.substr(colon + 1)))};
+}
+
+caf::actor* slot_of(topology& t, const std::string& role, std::int32_t i) {
+  auto at = [&](std::vector<caf::actor>& v) -> caf::actor* {
+    return i >= 0 && static_cast<std::size_t>(i) < v.size()
+               ? &v[static_cast<std::size_t>(i)]
+               : nullptr;
+  };
+  if (role == "worker")
+    return at(t.workers);
+  if (role == "data_shard")
+    return at(t.data_shards);
+  if (role == "param_shard")
+    return at(t.param_shards);
+  if (role == "aggregator")
+    return at(t.aggregators);
+  if (role == "evaluator")
+    return &t.evaluator;
+  return nullptr;
+}
+
+std::int64_t slowest_steps(const coordinator_state& st) {
+  return st.steps_done.empty()
+             ? 0
+             : *std::min_element(st.steps_done.begin(), st.steps_done.end());
+}
+
+// The restarted actor `name` is `h`: wire it and its peers, and bring it
+// back to where training is.
+void recover(self_ptr self, const std::string& name, caf::actor h) {
+  auto& st = self->state;
+  auto& t = st.topo;
+  const auto [role, index] = split_name(name);
+  const auto i = static_cast<std::size_t>(index);
+  *slot_of(t, role, index) = h;
+  t.names[h.address()] = name;
+  self->monitor(h);
+  const auto timeout = std::chrono::seconds(30);
+  if (role == "worker") {
+    // Shards are at most one version apart (sync): the worker redoes the
+    // oldest step any shard still waits for.
+    auto versions = std::make_shared<std::vector<std::int64_t>>();
+    auto left = std::make_shared<std::size_t>(t.param_shards.size());
+    for (auto& p : t.param_shards)
+      self->request(p, timeout, version_atom::value)
+          .then(
+              [=](std::int64_t v) {
+                versions->push_back(v);
+                if (--*left > 0)
+                  return;
+                auto& t = self->state.topo;
+                const auto step =
+                    *std::min_element(versions->begin(), versions->end());
+                self->send(h, recover_atom::value, step);
+                wire_worker(self, i);
+                wire_aggregator(
+                    self, static_cast<std::size_t>(t.aggregator_of_worker[i]));
+                for (auto& p : t.param_shards)
+                  self->send(p, fetch_atom::value, step, index, h);
+              },
+              [=](caf::error& err) {
+                fail(self, fmt::format("recovering {}: a param shard did not "
+                                       "answer: {}",
+                                       name, self->system().render(err)));
+              });
+  } else if (role == "data_shard") {
+    for (std::size_t r = 0; r < t.workers.size(); ++r)
+      if (t.data_shard_of_worker[r] == index)
+        wire_worker(self, r);
+  } else if (role == "aggregator") {
+    wire_aggregator(self, i);
+    for (std::size_t r = 0; r < t.workers.size(); ++r)
+      if (t.aggregator_of_worker[r] == index)
+        wire_worker(self, r);
+    for (std::size_t p = 0; p < t.param_shards.size(); ++p) {
+      wire_shard(self, p);
+      self->send(t.param_shards[p], republish_atom::value, h);
+    }
+  } else if (role == "param_shard") {
+    self->request(st.store, timeout, load_atom::value, index)
+        .then(
+            [=](shard_state_msg& m, std::vector<std::string>& problems) {
+              auto& t = self->state.topo;
+              for (auto& why : problems)
+                self->send(self->state.listener, info_atom::value,
+                           fmt::format("{}: snapshot refused, falling back to "
+                                       "an older one: {}",
+                                       name, why));
+              const auto from = m.version;
+              self->send(h, restore_atom::value, std::move(m));
+              wire_shard(self, i);
+              for (std::size_t a = 0; a < t.aggregators.size(); ++a)
+                wire_aggregator(self, a);
+              for (std::size_t r = 0; r < t.workers.size(); ++r) {
+                wire_worker(self, r);
+                self->send(t.workers[r], replay_atom::value, index, from);
+              }
+              self->send(self->state.listener, info_atom::value,
+                         fmt::format("{} restored from version {}; the "
+                                     "workers replay the steps since",
+                                     name, from));
+            },
+            [=](caf::error& err) {
+              fail(self, fmt::format("recovering {}: the snapshot store did "
+                                     "not answer: {}",
+                                     name, self->system().render(err)));
+            });
+  } else if (role == "evaluator") {
+    self->send(h, wire_atom::value, caf::actor_cast<caf::actor>(self));
+    for (std::size_t p = 0; p < t.param_shards.size(); ++p)
+      wire_shard(self, p);
+    for (auto& [epoch, params] : st.milestones)
+      if (st.milestone_have[epoch].count() == st.param_count)
+        send_milestone(self, epoch);
+  }
+}
+
+// Spawns actor `name` again on its node, its incarnation counted.
+void respawn(self_ptr self, const std::string& name) {
+  auto& st = self->state;
+  auto& t = st.topo;
+  const auto [role, index] = split_name(name);
+  auto spec = st.spec;
+  spec.incarnation = ++st.incarnation[name];
+  caf::message args;
+  if (role == "aggregator") {
+    std::int32_t lo = -1, hi = -1;
+    for (std::size_t r = 0; r < t.aggregator_of_worker.size(); ++r)
+      if (t.aggregator_of_worker[r] == index) {
+        if (lo < 0)
+          lo = static_cast<std::int32_t>(r);
+        hi = static_cast<std::int32_t>(r) + 1;
+      }
+    args = caf::make_message(spec, index, lo, hi);
+  } else if (role == "evaluator") {
+    args = caf::make_message(spec);
+  } else {
+    args = caf::make_message(spec, index);
+  }
+  if (t.managers.empty()) {
+    auto h = self->system().spawn<caf::actor>(role, std::move(args));
+    if (!h) {
+      fail(self, fmt::format("cannot restart {}: {}", name,
+                             self->system().render(h.error())));
+      return;
+    }
+    recover(self, name, *h);
+    return;
+  }
+  const auto& node = t.placement[name];
+  const auto n = static_cast<std::size_t>(
+      std::find(t.node_names.begin(), t.node_names.end(), node) -
+      t.node_names.begin());
+  if (n >= t.managers.size()) {
+    fail(self,
+         fmt::format("cannot restart {}: node {} is unknown", name, node));
+    return;
+  }
+  self->request(t.managers[n], std::chrono::seconds(30),
+                runtime::spawn_atom::value, role, std::move(args))
+      .then([=](caf::actor& h) { recover(self, name, std::move(h)); },
+            [=](caf::error& err) {
+              fail(self, fmt::format("cannot restart {} on node {}: {}", name,
+                                     node, self->system().render(err)));
+            });
+}
+
+// The names the strategy restarts when `name` fails: itself (one_for_one),
+// every actor of its role (one_for_all), or itself and those of its role
+// with a higher index (rest_for_one).
+std::vector<std::string> restart_set(const coordinator_state& st,
+                                     const std::string& name) {
+  const auto [role, index] = split_name(name);
+  if (st.spec.strategy == "one_for_one" || role == "evaluator")
+    return {name};
+  const auto& t = st.topo;
+  std::size_t count = role == "worker"        ? t.workers.size()
+                      : role == "data_shard"  ? t.data_shards.size()
+                      : role == "param_shard" ? t.param_shards.size()
+                                              : t.aggregators.size();
+  std::vector<std::string> out{name};
+  for (std::size_t i = 0; i < count; ++i) {
+    const auto k = static_cast<std::int32_t>(i);
+    if (k == index || (st.spec.strategy == "rest_for_one" && k < index))
+      continue;
+    out.push_back(fmt::format("{}:{}", role, k));
+  }
+  return out;
+}
+
+void on_down(self_ptr self, caf::down_msg& dm) {
+  auto& st = self->state;
+  if (st.finished)
+    return;
+  if (st.expected_down.erase(dm.source) > 0)
+    return; // stopped by us, restarting already
+  auto it = st.topo.names.find(dm.source);
+  if (it == st.topo.names.end())
+    return; // an incarnation replaced already
+  const auto name = it->second;
+  st.topo.names.erase(it);
+  auto node = st.topo.placement.find(name);
+  const auto where =
+      node != st.topo.placement.end() ? " on node " + node->second : "";
+  const auto why = dm.reason ? self->system().render(dm.reason)
+                             : std::string("exited normally");
+  if (!st.started) {
+    fail(self,
+         fmt::format("{}{} stopped during start-up: {}", name, where, why));
+    return;
+  }
+  if (dm.reason == caf::exit_reason::remote_link_unreachable) {
+    // The node is gone with every actor on it. Respawning them on the
+    // surviving nodes is not in this version: the job fails, naming it.
+    fail(self, fmt::format("{}{} stopped: {} (the node was lost; moving its "
+                           "actors to other nodes is not supported yet)",
+                           name, where, why));
+    return;
+  }
+  // Escalation: too many restarts of this role within the window.
+  const auto role = split_name(name).first;
+  const auto now = clock_type::now();
+  auto& times = st.restart_times[role];
+  const auto window = std::chrono::duration<double>(st.spec.within_s);
+  while (!times.empty() && now - times.front() > window)
+    times.pop_front();
+  if (static_cast<std::int64_t>(times.size()) >= st.spec.max_restarts) {
+    fail(self, fmt::format(
+                   "supervision gave up: {}{} failed ({}) after {} restart(s) "
+                   "of role {} within {} s (supervision.max_restarts = {}); "
+                   "last good checkpoint: none",
+                   name, where, why, times.size(), role, st.spec.within_s,
+                   st.spec.max_restarts));
+    return;
+  }
+  self->send(st.listener, info_atom::value,
+             fmt::format("{}{} failed ({}); restarting ({})", name, where, why,
+                         st.spec.strategy));
+  st.recovering.push_back({now, slowest_steps(st)});
+  for (const auto& target : restart_set(st, name)) {
+    if (target != name) {
+      auto* a =
+          slot_of(st.topo, split_name(target).first, split_name(target).second);
+      if (a == nullptr || !*a)
+        continue;
+      st.expected_down.insert(a->address());
+      st.topo.names.erase(a->address());
+      self->send_exit(*a, caf::exit_reason::kill);
+    }
+    times.push_back(now);
+    ++st.result.restarts;
+    ++st.result.restarts_by_role[split_name(target).first];
+    respawn(self, target);
+  }
 }
 
 job_status status_of(coordinator_state& st) {
@@ -213,21 +557,18 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
   st.topo = std::move(topo);
   st.steps_done.assign(static_cast<std::size_t>(st.spec.workers), 0);
   st.pushed.assign(static_cast<std::size_t>(st.spec.workers), 0);
-  self->set_down_handler([=](caf::down_msg& dm) {
-    auto& st = self->state;
-    if (st.finished)
-      return;
-    auto it = st.topo.names.find(dm.source);
-    const std::string who =
-        it != st.topo.names.end() ? it->second : std::string("an actor");
-    auto node = st.topo.placement.find(who);
-    fail(self, fmt::format("{}{} stopped: {}", who,
-                           node != st.topo.placement.end()
-                               ? " on node " + node->second
-                               : std::string(),
-                           dm.reason ? self->system().render(dm.reason)
-                                     : std::string("exited normally")));
-  });
+  self->set_down_handler([=](caf::down_msg& dm) { on_down(self, dm); });
+  st.param_count = devices::nn::param_count(
+      devices::nn::param_layout(st.spec.inputs, st.spec.layers));
+  st.durable.resize(static_cast<std::size_t>(st.spec.partitions));
+  {
+    // Snapshots live in a directory of this job's own, removed at the end.
+    const auto base = std::filesystem::temp_directory_path().string();
+    std::string tmpl = base + "/troupe-snapshots-XXXXXX";
+    const char* made = ::mkdtemp(tmpl.data());
+    st.store = spawn_snapshot_store(self, made != nullptr ? made : base,
+                                    caf::actor_cast<caf::actor>(self));
+  }
   auto& t = st.topo;
   for (auto* v : {&t.data_shards, &t.param_shards, &t.aggregators, &t.workers})
     for (auto& a : *v)
@@ -291,6 +632,18 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
         }
         const auto slowest =
             *std::min_element(st.steps_done.begin(), st.steps_done.end());
+        // Training went on past each failure: that recovery is over.
+        for (auto it = st.recovering.begin(); it != st.recovering.end();) {
+          if (slowest > it->slowest) {
+            st.result.recovery_ms.push_back(
+                std::chrono::duration<double, std::milli>(clock_type::now() -
+                                                          it->detected)
+                    .count());
+            it = st.recovering.erase(it);
+          } else {
+            ++it;
+          }
+        }
         if (slowest != st.reported_steps) {
           st.reported_steps = slowest;
           self->send(st.listener, progress_atom::value, slowest,
@@ -300,28 +653,56 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
           emit_epochs(self);
       },
       [=](eval_msg& e) {
-        self->state.epochs[e.epoch - 1].eval = e;
+        auto& st = self->state;
+        st.epochs[e.epoch - 1].eval = e;
+        st.milestones.erase(e.epoch);
         emit_epochs(self);
       },
       [=](status_atom) { return status_of(self->state); },
       [=](params_msg& p) {
-        // The final parameters, from every param shard.
+        // From every param shard: each epoch's parameters (tag = epoch) for
+        // the evaluator, and the final ones (tag -1). A restarted shard may
+        // send a piece again: each element counts once.
         auto& st = self->state;
-        if (p.tag != -1)
+        const auto n = p.values.numel();
+        if (p.offset < 0 || n <= 0 || p.offset + n > st.param_count)
           return;
-        if (!st.final_params.defined()) {
-          const auto n = devices::nn::param_count(
-              devices::nn::param_layout(st.spec.inputs, st.spec.layers));
-          st.final_params = devices::tensor::empty({n});
+        if (p.tag == -1) {
+          if (st.final_complete)
+            return;
+          if (!st.final_params.defined())
+            st.final_params = devices::tensor::empty({st.param_count});
+          auto dst = st.final_params.slice(p.offset, n);
+          devices::cpu().copy(p.values, dst);
+          st.final_have.add(p.offset, p.offset + n);
+          if (st.final_have.count() == st.param_count) {
+            st.final_complete = true;
+            st.t_train_end = clock_type::now();
+            maybe_finish(self);
+          }
+          return;
         }
-        auto dst = st.final_params.slice(p.offset, p.values.numel());
+        auto& have = st.milestone_have[p.tag];
+        if (have.count() == st.param_count ||
+            st.epochs[p.tag - 1].eval.has_value())
+          return;
+        auto& m = st.milestones[p.tag];
+        if (!m.defined())
+          m = devices::tensor::empty({st.param_count});
+        auto dst = m.slice(p.offset, n);
         devices::cpu().copy(p.values, dst);
-        st.final_slices += p.values.numel(); // elements received
-        if (st.final_slices == st.final_params.numel()) {
-          st.final_complete = true;
-          st.t_train_end = clock_type::now();
-          maybe_finish(self);
-        }
+        have.add(p.offset, p.offset + n);
+        if (have.count() == st.param_count)
+          send_milestone(self, p.tag);
+      },
+      [=](snapshot_atom, shard_state_msg& m) {
+        auto& st = self->state;
+        const auto offset = st.spec.shard_begin(m.shard, st.param_count);
+        self->send(st.store, snapshot_atom::value, std::move(m), offset,
+                   st.param_count);
+      },
+      [=](durable_atom, std::int32_t shard, std::int64_t version) {
+        on_durable(self, shard, version);
       },
   };
 }

@@ -24,7 +24,8 @@ struct client {
 struct data_shard_state {
   job_spec spec;
   std::int32_t index = 0;
-  caf::actor maker; // once the data is loaded
+  std::int64_t kill_step = -1; // [[chaos]]
+  caf::actor maker;            // once the data is loaded
   std::map<std::int32_t, client> clients;
 };
 
@@ -107,6 +108,11 @@ void pump(caf::stateful_actor<data_shard_state>* self) {
   const auto total = st.spec.total_steps();
   for (auto& [rank, c] : st.clients)
     while (c.credits > 0 && c.next < total) {
+      if (c.next == st.kill_step) {
+        // [[chaos]]: this incarnation dies here, as a crash would.
+        self->quit(caf::exit_reason::kill);
+        return;
+      }
       self->send(st.maker, rank, c.next, c.handle);
       --c.credits;
       ++c.next;
@@ -118,6 +124,7 @@ caf::behavior data_shard(caf::stateful_actor<data_shard_state>* self,
   auto& st = self->state;
   st.spec = std::move(spec);
   st.index = index;
+  st.kill_step = st.spec.chaos_kill_step("data_shard", index);
   load_in_background(self, train_source(st.spec));
   return {
       [=](loaded_atom, dataset_ptr ds) {
@@ -131,6 +138,17 @@ caf::behavior data_shard(caf::stateful_actor<data_shard_state>* self,
         if (!c.handle)
           c.handle = std::move(who);
         c.credits += n;
+        pump(self);
+      },
+      [=](resubscribe_atom, std::int32_t worker, std::int64_t from,
+          std::int64_t n, caf::actor who) {
+        // A worker (new, or whose data shard was restarted) wants the
+        // batches from `from` on, with n credits. Batches are a pure
+        // function of (seed, epoch, step, worker): nothing else to restore.
+        auto& c = self->state.clients[worker];
+        c.handle = std::move(who);
+        c.next = from;
+        c.credits = n;
         pump(self);
       },
   };

@@ -148,6 +148,60 @@ job_spec parse_job_spec(runtime::config& c) {
       c.fail(key, "needs at least one node name");
     s.placement[role] = std::move(nodes);
   }
+  // [[chaos]]
+  static const std::vector<std::string> killable{
+      "worker", "data_shard", "param_shard", "aggregator", "evaluator"};
+  const auto events = c.array_size("chaos");
+  std::map<std::string, std::vector<std::size_t>> by_target;
+  for (std::size_t i = 0; i < events; ++i) {
+    const auto key = fmt::format("chaos[{}]", i);
+    chaos_event e;
+    const bool kill = c.has(key + ".kill"), freeze = c.has(key + ".freeze");
+    if (kill == freeze)
+      c.fail(key, "needs exactly one of kill = \"ROLE:INDEX\" or "
+                  "\"node:NAME\", and freeze = \"node:NAME\"");
+    e.action = kill ? "kill" : "freeze";
+    const auto tkey = key + "." + e.action;
+    const auto target = c.get_string(tkey, "");
+    const auto colon = target.find(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == target.size())
+      c.fail(tkey,
+             fmt::format("\"{}\" is not ROLE:INDEX or node:NAME", target));
+    e.role = target.substr(0, colon);
+    const auto rest = target.substr(colon + 1);
+    if (e.role == "node") {
+      e.node = rest;
+    } else {
+      if (e.action == "freeze")
+        c.fail(tkey, "only a node can be frozen (freeze = \"node:NAME\")");
+      if (std::find(killable.begin(), killable.end(), e.role) == killable.end())
+        c.fail(tkey, fmt::format("unknown role \"{}\" (roles: {}, or node)",
+                                 e.role, fmt::join(killable, ", ")));
+      std::size_t used = 0;
+      long long v = -1;
+      try {
+        v = std::stoll(rest, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != rest.size() || v < 0 || v > 1'000'000)
+        c.fail(tkey, fmt::format("\"{}\" is not an index", rest));
+      e.index = static_cast<std::int32_t>(v);
+    }
+    if (!c.has(key + ".at_step"))
+      c.fail(key, "needs at_step (the global step, from 0)");
+    e.at_step = c.get_int(key + ".at_step", 0, 0, big);
+    by_target[e.target()].push_back(s.chaos.size());
+    s.chaos.push_back(std::move(e));
+  }
+  // The k-th event on an actor (by step) hits its k-th incarnation.
+  for (auto& [target, idx] : by_target) {
+    std::stable_sort(idx.begin(), idx.end(), [&](std::size_t a, std::size_t b) {
+      return s.chaos[a].at_step < s.chaos[b].at_step;
+    });
+    for (std::size_t k = 0; k < idx.size(); ++k)
+      s.chaos[idx[k]].incarnation = static_cast<std::int64_t>(k);
+  }
   // [testing]
   s.slow_worker = c.get_int("testing.slow_worker", -1, -1, 4095);
   s.slow_ms = c.get_int("testing.slow_ms", 0, 0, 60'000);
@@ -196,6 +250,19 @@ void resolve_job_spec(job_spec& s, const data_facts& train,
     throw config_error(fmt::format(
         "model.partitions = {} exceeds the {} parameters of the model",
         s.partitions, params));
+}
+
+std::string chaos_event::target() const {
+  return role == "node" ? "node:" + node : fmt::format("{}:{}", role, index);
+}
+
+std::int64_t job_spec::chaos_kill_step(const std::string& role,
+                                       std::int32_t index) const {
+  for (const auto& e : chaos)
+    if (e.action == "kill" && e.role == role && e.index == index &&
+        e.incarnation == incarnation)
+      return e.at_step;
+  return -1;
 }
 
 std::int64_t job_spec::shard_begin(std::int64_t s, std::int64_t params) const {

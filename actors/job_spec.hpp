@@ -14,6 +14,21 @@ class config;
 
 namespace troupe::actors {
 
+/// One `[[chaos]]` entry: a fault to inject when training reaches a step.
+struct chaos_event {
+  std::string action = "kill"; ///< kill | freeze (freeze: nodes only)
+  std::string role;            ///< worker, data_shard, ...; "node" for a node
+  std::int32_t index = 0;      ///< the actor's index (roles)
+  std::string node;            ///< the node's name (role "node")
+  std::int64_t at_step = 0;    ///< global step (0-based)
+  /// Which incarnation of the actor it hits: the k-th entry (by at_step)
+  /// naming an actor kills its k-th restart, so a restarted actor does not
+  /// die again at the same step.
+  std::int64_t incarnation = 0;
+
+  std::string target() const;
+};
+
 /// Everything a pipeline says, validated; the same on every node.
 struct job_spec {
   // [job]
@@ -49,6 +64,8 @@ struct job_spec {
   std::int64_t snapshot_every = 100;
   double heartbeat_s = 0.5;
   double heartbeat_timeout_s = 5;
+  // [[chaos]]
+  std::vector<chaos_event> chaos;
   // [placement]: role -> node names (one, or one per index, cycling)
   std::map<std::string, std::vector<std::string>> placement;
   // [testing]: hooks for tests and rehearsals
@@ -57,6 +74,11 @@ struct job_spec {
   /// `troupe bench allreduce`: workers send fixed gradients without data or
   /// compute, shards publish the sum without an optimizer step.
   bool exchange_only = false;
+
+  /// Set per actor at spawn: 0 the first time, then 1, 2, ... for each
+  /// restart by its supervisor. A restarted actor waits to be told where
+  /// training is (workers) or to be given its state (param shards).
+  std::int64_t incarnation = 0;
 
   // Resolved from the data before the job starts.
   std::int64_t inputs = 0;  ///< features per sample
@@ -74,6 +96,10 @@ struct job_spec {
   /// cut moved to the nearest block start (devices::nn::block_starts), so
   /// that a shard's slice completes whole blocks of the forward pass.
   std::int64_t shard_begin(std::int64_t s, std::int64_t params) const;
+  /// The step at which the actor ROLE:INDEX of this incarnation is to be
+  /// killed by a [[chaos]] entry, or -1.
+  std::int64_t chaos_kill_step(const std::string& role,
+                               std::int32_t index) const;
 };
 
 /// Reads and checks every key; throws runtime::config_error naming the key,

@@ -78,6 +78,9 @@ void register_roles(caf::actor_system_config& cfg) {
   cfg.add_message_type<grad_msg>("troupe.grad_msg");
   cfg.add_message_type<params_msg>("troupe.params_msg");
   cfg.add_message_type<progress_msg>("troupe.progress_msg");
+  cfg.add_message_type<shard_state_msg>("troupe.shard_state_msg");
+  cfg.add_message_type<std::vector<devices::tensor>>("troupe.tensor_list");
+  cfg.add_message_type<std::vector<std::int64_t>>("troupe.int64_list");
   cfg.add_message_type<eval_msg>("troupe.eval_msg");
   cfg.add_message_type<job_spec>("troupe.job_spec");
   cfg.add_message_type<devices::tensor>("troupe.tensor");

@@ -53,6 +53,19 @@ using failed_atom = caf::atom_constant<caf::atom("failed")>;
 using info_atom = caf::atom_constant<caf::atom("info")>;
 using resume_atom = caf::atom_constant<caf::atom("resume")>;
 using status_atom = caf::atom_constant<caf::atom("status")>;
+// Supervision and recovery (see coordinator.cpp).
+using resubscribe_atom = caf::atom_constant<caf::atom("resub")>;
+using recover_atom = caf::atom_constant<caf::atom("recover")>;
+using replay_atom = caf::atom_constant<caf::atom("replay")>;
+using prune_atom = caf::atom_constant<caf::atom("prune")>;
+using fetch_atom = caf::atom_constant<caf::atom("fetch")>;
+using version_atom = caf::atom_constant<caf::atom("version")>;
+using republish_atom = caf::atom_constant<caf::atom("republish")>;
+using snapshot_atom = caf::atom_constant<caf::atom("snapshot")>;
+using restore_atom = caf::atom_constant<caf::atom("restore")>;
+using durable_atom = caf::atom_constant<caf::atom("durable")>;
+using load_atom = caf::atom_constant<caf::atom("load")>;
+using evaluated_atom = caf::atom_constant<caf::atom("evaluated")>;
 
 /// The samples of (epoch, step) for one worker.
 struct batch_msg {
@@ -86,6 +99,16 @@ struct params_msg {
   std::int64_t tag = 0;     ///< to the evaluator: the epoch (1-based); -1 final
   std::int64_t min_clock =
       0; ///< async/ssp: fewest steps any worker has applied
+};
+
+/// A param shard's state at a version: its snapshot (to the coordinator's
+/// store) and, after a restart, what it is restored from.
+struct shard_state_msg {
+  std::int32_t shard = 0;
+  std::int64_t version = 0;
+  devices::tensor params;
+  std::vector<devices::tensor> optimizer_state;
+  std::vector<std::int64_t> ledger; ///< async/ssp: last seq applied, by worker
 };
 
 /// A worker's running totals, sent every few steps and at each epoch end.
@@ -124,6 +147,9 @@ struct topology {
   std::map<caf::actor_addr, std::string> names; ///< actor -> "worker:0"
   std::int64_t nodes = 1;
   std::vector<std::string> node_names;
+  /// Node managers by node (empty: every actor is in the driver's process);
+  /// supervision respawns actors through them.
+  std::vector<caf::actor> managers;
 };
 
 template <class Inspector>
@@ -142,6 +168,11 @@ typename Inspector::result_type inspect(Inspector& f, params_msg& x) {
            x.values, x.target, x.tag, x.min_clock);
 }
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, shard_state_msg& x) {
+  return f(caf::meta::type_name("shard_state_msg"), x.shard, x.version,
+           x.params, x.optimizer_state, x.ledger);
+}
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, progress_msg& x) {
   return f(caf::meta::type_name("progress_msg"), x.worker, x.epoch,
            x.steps_done, x.loss_sum, x.samples, x.epoch_end, x.max_lead,
@@ -157,15 +188,20 @@ typename Inspector::result_type inspect(Inspector& f, job_status& x) {
            x.placement, x.step, x.steps, x.loss, x.samples_per_s, x.wall_s);
 }
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, chaos_event& x) {
+  return f(caf::meta::type_name("chaos_event"), x.action, x.role, x.index,
+           x.node, x.at_step, x.incarnation);
+}
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_spec& x) {
   return f(caf::meta::type_name("job_spec"), x.name, x.mode, x.staleness,
            x.seed, x.epochs, x.format, x.train, x.test, x.shards, x.batch,
            x.target, x.classes, x.prefetch, x.layers, x.loss, x.partitions,
            x.optimizer, x.local_nodes, x.workers, x.device, x.threads,
            x.strategy, x.max_restarts, x.within_s, x.snapshot_every,
-           x.heartbeat_s, x.heartbeat_timeout_s, x.placement, x.slow_worker,
-           x.slow_ms, x.exchange_only, x.inputs, x.outputs, x.train_samples,
-           x.steps_per_epoch);
+           x.heartbeat_s, x.heartbeat_timeout_s, x.chaos, x.incarnation,
+           x.placement, x.slow_worker, x.slow_ms, x.exchange_only, x.inputs,
+           x.outputs, x.train_samples, x.steps_per_epoch);
 }
 
 /// Elements per piece for slices sent to another process: large transfers
@@ -219,8 +255,8 @@ void send_slices(Self* self, const caf::actor& dest, Msg msg) {
 /// Each role registers its spawn function under its name ("data_shard",
 /// "param_shard", "aggregator", "worker", "evaluator", "coordinator").
 /// Arguments: data_shard(job_spec, int32 index), param_shard(job_spec,
-/// int32 index), aggregator(job_spec, int32 lo, int32 hi) for worker ranks
-/// [lo, hi), worker(job_spec, int32 rank), evaluator(job_spec),
+/// int32 index), aggregator(job_spec, int32 index, int32 lo, int32 hi) for
+/// worker ranks [lo, hi), worker(job_spec, int32 rank), evaluator(job_spec),
 /// coordinator(job_spec, actor listener, topology) (local only).
 void register_data_shard(caf::actor_system_config& cfg);
 void register_param_shard(caf::actor_system_config& cfg);
@@ -228,6 +264,14 @@ void register_worker(caf::actor_system_config& cfg);
 void register_aggregator(caf::actor_system_config& cfg);
 void register_evaluator(caf::actor_system_config& cfg);
 void register_coordinator(caf::actor_system_config& cfg);
+
+/// The coordinator's snapshot store (snapshot_store.cpp), linked to `owner`,
+/// keeping files in `dir` (removed when the store stops). Messages:
+/// (snapshot_atom, shard_state_msg, int64 offset, int64 total) -> files it,
+/// then (durable_atom, int32 shard, int64 version) to `coordinator`;
+/// (load_atom, int32 shard) -> (shard_state_msg, vector<string> problems).
+caf::actor spawn_snapshot_store(caf::local_actor* owner, std::string dir,
+                                caf::actor coordinator);
 
 /// Loads a dataset on a detached actor (file I/O stays off the scheduler
 /// threads) and sends (loaded_atom, dataset_ptr) or an error to `owner`.

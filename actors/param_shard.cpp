@@ -8,6 +8,12 @@
 //    that worker with the current parameters.
 //  - ssp: as async, but the answer to a worker that has done t steps waits
 //    until every worker has done at least t - staleness.
+//
+// Every snapshot_every versions it sends its state (parameters, optimizer
+// state, at-most-once ledger) to the coordinator's snapshot store. Restarted
+// (incarnation > 0), it waits for the state to restore (restore_atom) and
+// keeps the gradients that come before it; the workers then replay the
+// steps after the snapshot, and the shard reaches the same bits again.
 #include "actors/messages.hpp"
 
 #include "devices/nn/layers.hpp"
@@ -45,6 +51,10 @@ struct param_shard_state {
   std::int64_t begin = 0;
   std::int64_t size = 0;
   devices::tensor params; // current version; never written once published
+  devices::tensor prev;   // sync: the version before, for restarted workers
+  std::int64_t kill_step = -1; // [[chaos]]
+  bool restoring = false;      // restarted, state not yet restored
+  std::vector<grad_msg> held;  // gradients that came before the state
   std::vector<devices::tensor> opt_state;
   std::vector<devices::tensor> spares; // earlier versions, reused when free
   std::int64_t version = 0;            // optimizer steps applied
@@ -90,9 +100,11 @@ void publish_milestones(caf::stateful_actor<param_shard_state>* self) {
          st.version >= (st.epochs_sent + 1) * per_epoch) {
     ++st.epochs_sent;
     if (st.evaluator) {
+      // Through the coordinator, which keeps each until it is evaluated
+      // (a restarted evaluator gets them again).
       auto m = make_msg(st);
       m.tag = st.epochs_sent;
-      send_slices(self, st.evaluator, std::move(m));
+      send_slices(self, st.coordinator, std::move(m));
     }
   }
   if (st.version == total) {
@@ -157,9 +169,31 @@ void update(param_shard_state& st, std::int64_t first, std::int64_t n,
 // Makes `next` the current version.
 void publish_version(param_shard_state& st, devices::tensor next) {
   if (st.spares.size() < 3)
-    st.spares.push_back(std::move(st.params));
+    st.spares.push_back(st.params);
+  st.prev = std::move(st.params);
   st.params = std::move(next);
   ++st.version;
+}
+
+// Every snapshot_every versions: the state, to the coordinator's store.
+// The optimizer state is updated in place, so it goes as a copy; published
+// parameters are never written again and go as they are.
+void maybe_snapshot(caf::stateful_actor<param_shard_state>* self) {
+  auto& st = self->state;
+  if (!st.coordinator || st.spec.exchange_only ||
+      st.version % st.spec.snapshot_every != 0)
+    return;
+  shard_state_msg m;
+  m.shard = st.index;
+  m.version = st.version;
+  m.params = st.params;
+  for (auto& t : st.opt_state) {
+    auto copy = devices::tensor::empty({st.size});
+    devices::cpu().copy(t, copy);
+    m.optimizer_state.push_back(std::move(copy));
+  }
+  m.ledger = st.last_seq;
+  self->send(st.coordinator, snapshot_atom::value, std::move(m));
 }
 
 void apply(caf::stateful_actor<param_shard_state>* self,
@@ -168,6 +202,7 @@ void apply(caf::stateful_actor<param_shard_state>* self,
   auto next = fresh_buffer(st);
   update(st, 0, st.size, grad, next);
   publish_version(st, std::move(next));
+  maybe_snapshot(self);
 }
 
 // The sum over ranks [lo, hi) of chunk c, completing the canonical tree
@@ -239,6 +274,7 @@ void apply_ready_chunks(caf::stateful_actor<param_shard_state>* self) {
   st.pending.erase(it);
   publish_version(st, std::move(st.next));
   st.next = devices::tensor{};
+  maybe_snapshot(self);
   publish_milestones(self);
   apply_ready_chunks(self); // a later step may be complete already
 }
@@ -361,6 +397,8 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
     st.clock.assign(static_cast<std::size_t>(st.spec.workers), 0);
     st.last_seq.assign(static_cast<std::size_t>(st.spec.workers), -1);
   }
+  st.restoring = st.spec.incarnation > 0;
+  st.kill_step = st.spec.chaos_kill_step("param_shard", index);
   return {
       [=](wire_atom, std::vector<caf::actor> aggregators,
           std::vector<std::int32_t> aggregator_of_worker, caf::actor evaluator,
@@ -378,10 +416,70 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
             g.offset + g.values.numel() > st.begin + st.size || g.lo < 0 ||
             g.hi > st.spec.workers || g.lo >= g.hi)
           return; // not for this shard
+        if (st.restoring) {
+          st.held.push_back(std::move(g));
+          return;
+        }
+        if (st.kill_step >= 0 && g.step >= st.kill_step) {
+          // [[chaos]]: this incarnation dies here, as a crash would.
+          self->quit(caf::exit_reason::kill);
+          return;
+        }
         if (st.spec.synchronous())
           on_sync_grad(self, g);
         else
           on_async_grad(self, g);
+      },
+      [=](restore_atom, shard_state_msg& m) {
+        // Restarted: the state of the newest good snapshot (version 0, the
+        // seeded start, when there is none).
+        auto& st = self->state;
+        if (m.version > 0) {
+          st.params = std::move(m.params);
+          st.opt_state = std::move(m.optimizer_state);
+          st.version = m.version;
+          if (!st.spec.synchronous() && m.ledger.size() == st.last_seq.size()) {
+            st.last_seq = m.ledger;
+            for (std::size_t w = 0; w < st.clock.size(); ++w)
+              st.clock[w] = st.last_seq[w] + 1; // seq counts from 0
+          }
+          const auto per_epoch =
+              st.spec.synchronous() ? st.spec.steps_per_epoch
+                                    : st.spec.steps_per_epoch * st.spec.workers;
+          st.epochs_sent = std::min(st.spec.epochs, st.version / per_epoch);
+        }
+        st.restoring = false;
+        auto held = std::move(st.held);
+        st.held.clear();
+        for (auto& g : held)
+          if (st.spec.synchronous())
+            on_sync_grad(self, g);
+          else
+            on_async_grad(self, g);
+      },
+      [=](version_atom) { return self->state.version; },
+      [=](fetch_atom, std::int64_t from, std::int32_t worker,
+          const caf::actor& to) {
+        // A restarted worker at step `from`: every version >= from we hold.
+        auto& st = self->state;
+        if (st.restoring)
+          return;
+        auto m = make_msg(st);
+        m.target = worker;
+        if (st.prev.defined() && st.version - 1 >= from) {
+          auto old = m;
+          old.version = st.version - 1;
+          old.values = st.prev;
+          send_slices(self, to, std::move(old));
+        }
+        if (st.version >= from)
+          send_slices(self, to, std::move(m));
+      },
+      [=](republish_atom, const caf::actor& aggregator) {
+        // A restarted aggregator: the current version for its workers.
+        auto& st = self->state;
+        if (!st.restoring)
+          send_slices(self, aggregator, make_msg(st));
       },
   };
 }

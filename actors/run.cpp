@@ -36,6 +36,8 @@ topology spawn_job(caf::actor_system& sys, const job_spec& spec,
   t.node_names = node_names;
   t.aggregator_of_worker = plan.aggregator_of_worker;
   t.data_shard_of_worker = plan.data_shard_of_worker;
+  for (const auto& n : nodes)
+    t.managers.push_back(n.manager);
   caf::scoped_actor self{sys};
   // Every node learns where the others' data planes listen.
   std::vector<std::string> keys, planes;
@@ -89,9 +91,10 @@ topology spawn_job(caf::actor_system& sys, const job_spec& spec,
               caf::make_message(spec, i)));
   for (std::size_t a = 0; a < plan.aggregators.size(); ++a) {
     const auto& slot = plan.aggregators[a];
-    t.aggregators.push_back(spawn("aggregator", fmt::format("aggregator:{}", a),
-                                  slot.node,
-                                  caf::make_message(spec, slot.lo, slot.hi)));
+    t.aggregators.push_back(
+        spawn("aggregator", fmt::format("aggregator:{}", a), slot.node,
+              caf::make_message(spec, static_cast<std::int32_t>(a), slot.lo,
+                                slot.hi)));
   }
   if (!spec.test.empty())
     t.evaluator = spawn("evaluator", "evaluator", plan.evaluator,

@@ -41,7 +41,11 @@ struct run_result {
   std::optional<double> test_accuracy;
   std::string params_digest; ///< SHA-256 of the final parameters
   std::int64_t param_count = 0;
-  std::int64_t restarts = 0;
+  std::int64_t restarts = 0; ///< actor restarts by supervision, in all
+  std::map<std::string, std::int64_t> restarts_by_role;
+  /// Each recovery: from the failure's detection until training went on
+  /// (the slowest worker finished a step past where it was).
+  std::vector<double> recovery_ms;
   std::int64_t max_lead =
       0; ///< async/ssp: most steps a worker ran ahead of the slowest
   std::int64_t gradients_pushed = 0;

@@ -10,6 +10,13 @@
 // A worker alone on its node sends each shard its range of the gradient
 // directly, as soon as that range is final, computing the ranges of shards
 // on other nodes first, so their transfer runs while it computes the rest.
+//
+// Recovery (sync mode): a worker keeps each gradient it sent until every
+// param shard's snapshot covers that step (upstream backup), and replays
+// them on request: to a param shard restarted from an older snapshot, or to
+// a restarted aggregator. Parameters are taken only at the version of the
+// worker's step; later versions wait, earlier ones are dropped. A restarted
+// worker (incarnation > 0) waits to be told its step (recover_atom).
 #include "actors/messages.hpp"
 
 #include "devices/nn/layers.hpp"
@@ -49,6 +56,11 @@ struct worker_state {
   std::int64_t delayed = -1;        // testing.slow_ms: step already delayed
   bool started = false;
   bool ready_sent = false;
+  bool recovering = false;     // restarted: waiting for recover_atom
+  std::int64_t kill_step = -1; // [[chaos]]
+  // Upstream backup (sync): gradients sent, by step, until pruned.
+  std::map<std::int64_t, devices::tensor> backup;
+  std::vector<params_msg> ahead; // sync: versions beyond our step
   bool delaying = false;
   double loss_sum = 0;
   std::int64_t samples = 0;
@@ -86,16 +98,69 @@ void report(self_ptr self, bool epoch_end) {
   st.samples = 0;
 }
 
-grad_msg gradient(const worker_state& st, std::int64_t offset, std::int64_t n) {
+grad_msg gradient(const worker_state& st, const devices::tensor& grad,
+                  std::int64_t step, std::int64_t offset, std::int64_t n) {
   grad_msg g;
   g.worker = st.rank;
-  g.step = st.step;
-  g.seq = st.step;
+  g.step = step;
+  g.seq = step;
   g.lo = st.rank;
   g.hi = st.rank + 1;
   g.offset = offset;
-  g.values = st.grad.slice(offset, n);
+  g.values = n == grad.numel() ? grad : grad.slice(offset, n);
   return g;
+}
+
+grad_msg gradient(const worker_state& st, std::int64_t offset, std::int64_t n) {
+  return gradient(st, st.grad, st.step, offset, n);
+}
+
+// Sends the kept gradients of steps >= from again: to param shard `shard`
+// (-1: every shard) when this worker sends to the shards itself, else
+// whole to its aggregator.
+void replay(self_ptr self, std::int32_t shard, std::int64_t from) {
+  auto& st = self->state;
+  for (auto it = st.backup.lower_bound(from); it != st.backup.end(); ++it) {
+    const auto& [step, grad] = *it;
+    if (st.shards.empty()) {
+      self->send(st.aggregator, gradient(st, grad, step, 0, st.total));
+      continue;
+    }
+    for (std::size_t s = 0; s < st.shards.size(); ++s)
+      if (shard < 0 || static_cast<std::size_t>(shard) == s)
+        send_slices(self, st.shards[s],
+                    gradient(st, grad, step, st.bounds[s],
+                             st.bounds[s + 1] - st.bounds[s]));
+  }
+}
+
+// Asks the data shard for batches from `from` on, `n` at a time.
+void subscribe(self_ptr self, std::int64_t from) {
+  auto& st = self->state;
+  if (st.data)
+    self->send(st.data, resubscribe_atom::value, st.rank, from,
+               st.spec.prefetch, caf::actor_cast<caf::actor>(self));
+}
+
+void on_params(self_ptr self, params_msg& p);
+
+// Parameters that came ahead of our step and are due now.
+void feed_ahead(self_ptr self) {
+  auto& st = self->state;
+  std::vector<params_msg> due;
+  auto& a = st.ahead;
+  for (auto it = a.begin(); it != a.end();) {
+    if (it->version < st.step) {
+      it = a.erase(it);
+    } else if (it->version == st.step) {
+      due.push_back(std::move(*it));
+      it = a.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& p : due)
+    on_params(self, p);
 }
 
 // Backward (or the benchmark's fixed gradient) and the gradient's way out.
@@ -145,6 +210,8 @@ void finish_step(self_ptr self) {
     send_ready();
   else
     self->send(st.aggregator, gradient(st, 0, st.total));
+  if (st.spec.synchronous() && !st.spec.exchange_only)
+    st.backup.emplace(st.step, st.grad);
   st.have.clear();
   st.sent_at = clock_type::now();
   st.waiting = true;
@@ -155,6 +222,8 @@ void finish_step(self_ptr self) {
   const bool epoch_end = st.step % st.spec.steps_per_epoch == 0;
   if (epoch_end || st.step % st.report_every == 0)
     report(self, epoch_end);
+  if (st.spec.synchronous())
+    feed_ahead(self);
 }
 
 // Does whatever the batches and parameters at hand allow.
@@ -169,8 +238,14 @@ void advance(self_ptr self) {
     self->send(st.coordinator, ready_atom::value, std::string("worker"),
                st.rank);
   }
-  if (!st.started || st.delaying || st.step >= st.spec.total_steps())
+  if (!st.started || st.delaying || st.recovering ||
+      st.step >= st.spec.total_steps())
     return;
+  if (st.step == st.kill_step && !st.current) {
+    // [[chaos]]: this incarnation dies here, as a crash would.
+    self->quit(caf::exit_reason::kill);
+    return;
+  }
   if (st.spec.exchange_only) {
     if (st.complete())
       finish_step(self);
@@ -204,6 +279,14 @@ void advance(self_ptr self) {
 
 void on_params(self_ptr self, params_msg& p) {
   auto& st = self->state;
+  if (st.spec.synchronous()) {
+    if (p.version < st.step)
+      return; // a version we are past (a replay or a republication)
+    if (p.version > st.step || st.recovering) {
+      st.ahead.push_back(std::move(p));
+      return;
+    }
+  }
   const auto n = p.values.numel();
   if (st.have.covers(p.offset, p.offset + n))
     return; // nothing of it is due: a duplicate
@@ -240,6 +323,8 @@ caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
   st.total = st.net->param_count();
   st.params = devices::tensor::empty({st.total});
   st.grad = devices::tensor::empty({st.total});
+  st.recovering = st.spec.incarnation > 0;
+  st.kill_step = st.spec.chaos_kill_step("worker", rank);
   for (std::int64_t s = 0; s <= st.spec.partitions; ++s)
     st.bounds.push_back(st.spec.shard_begin(s, st.total));
   st.report_every = std::max<std::int64_t>(1, st.spec.steps_per_epoch / 20);
@@ -253,7 +338,11 @@ caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
   return {
       [=](wire_atom, caf::actor aggregator, caf::actor data,
           caf::actor coordinator, std::vector<caf::actor> shards) {
+        // First wiring, or rewiring after a peer was restarted.
         auto& st = self->state;
+        const bool first = !st.coordinator;
+        const bool new_data = data != st.data;
+        const bool new_aggregator = !first && aggregator != st.aggregator;
         st.aggregator = std::move(aggregator);
         st.data = std::move(data);
         st.coordinator = std::move(coordinator);
@@ -261,10 +350,37 @@ caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
         st.remote.clear();
         for (auto& s : st.shards)
           st.remote.push_back(s.node() != self->node());
-        if (st.data)
-          self->send(st.data, credit_atom::value, st.rank, st.spec.prefetch,
-                     caf::actor_cast<caf::actor>(self));
+        if (new_data && !st.recovering) {
+          // Batches we hold stay; the shard serves the rest.
+          auto from = st.current ? st.step + 1 : st.step;
+          while (st.batches.count(from) > 0)
+            ++from;
+          subscribe(self, from);
+        }
+        // A restarted aggregator lost what it was summing: send it our
+        // last gradient (and the one before, in case it was mid-step).
+        if (new_aggregator && st.shards.empty())
+          replay(self, -1, st.step - 1);
         advance(self);
+      },
+      [=](recover_atom, std::int64_t step) {
+        // Restarted: training is at `step`.
+        auto& st = self->state;
+        st.recovering = false;
+        st.started = true;
+        st.ready_sent = true;
+        st.step = step;
+        st.batches.erase(st.batches.begin(), st.batches.lower_bound(step));
+        subscribe(self, step);
+        feed_ahead(self);
+        advance(self);
+      },
+      [=](replay_atom, std::int32_t shard, std::int64_t from) {
+        replay(self, shard, from);
+      },
+      [=](prune_atom, std::int64_t below) {
+        auto& b = self->state.backup;
+        b.erase(b.begin(), b.lower_bound(below));
       },
       [=](start_atom) {
         self->state.started = true;
@@ -277,6 +393,8 @@ caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
       [=](batch_msg& b) {
         auto& st = self->state;
         const auto step = b.epoch * st.spec.steps_per_epoch + b.step;
+        if (step < st.step)
+          return; // served again after a resubscription; used already
         st.batches.emplace(step, std::move(b));
         advance(self);
       },

@@ -73,6 +73,9 @@ json to_json(const actors::run_result& r) {
   json history = json::array();
   for (const auto& e : r.history)
     history.push_back(to_json(e));
+  json restarts = json::object();
+  for (const auto& [role, n] : r.restarts_by_role)
+    restarts[role] = n;
   return json{{"job", r.job},
               {"mode", r.mode},
               {"nodes", r.nodes},
@@ -88,6 +91,8 @@ json to_json(const actors::run_result& r) {
               {"params_digest", r.params_digest},
               {"param_count", r.param_count},
               {"restarts", r.restarts},
+              {"restarts_by_role", restarts},
+              {"recovery_ms", r.recovery_ms},
               {"max_lead", r.max_lead},
               {"gradients_pushed", r.gradients_pushed},
               {"worker_compute_s", r.worker_compute_s},
