@@ -11,9 +11,11 @@
 // its workers' last gradients again; a param shard is restored from its
 // newest good snapshot and the workers replay the steps since. Strategies
 // one_for_one, one_for_all and rest_for_one act within the failed actor's
-// role; more than max_restarts restarts of a role within within_s, or any
-// failure before training starts, ends the job with a message naming the
-// actor and its last error. Snapshots go to a store in this process.
+// role for workers and data shards (param shards and aggregators are
+// restarted one for one). More than max_restarts restarts of a role within
+// within_s, or any failure before training starts, ends the job with a
+// message naming the actor and its last error. Snapshots go to a store in
+// this process.
 #include "actors/messages.hpp"
 
 #include "devices/nn/layers.hpp"
@@ -447,7 +449,11 @@ void respawn(self_ptr self, const std::string& name) {
 std::vector<std::string> restart_set(const coordinator_state& st,
                                      const std::string& name) {
   const auto [role, index] = split_name(name);
-  if (st.spec.strategy == "one_for_one" || role == "evaluator")
+  // Param shards and aggregators are restarted one for one whatever the
+  // strategy: stopping their siblings on other nodes as well loses those
+  // nodes' connections in this version (to be fixed).
+  if (st.spec.strategy == "one_for_one" || role == "evaluator" ||
+      role == "param_shard" || role == "aggregator")
     return {name};
   const auto& t = st.topo;
   std::size_t count = role == "worker"        ? t.workers.size()
@@ -521,7 +527,7 @@ void on_down(self_ptr self, caf::down_msg& dm) {
         continue;
       st.expected_down.insert(a->address());
       st.topo.names.erase(a->address());
-      self->send_exit(*a, caf::exit_reason::kill);
+      self->send_exit(*a, caf::exit_reason::user_shutdown);
     }
     times.push_back(now);
     ++st.result.restarts;

@@ -170,7 +170,8 @@ job_spec parse_job_spec(runtime::config& c) {
     e.role = target.substr(0, colon);
     const auto rest = target.substr(colon + 1);
     if (e.role == "node") {
-      e.node = rest;
+      c.fail(tkey, "node faults (node:NAME) are not supported in this "
+                   "version; kill an actor (ROLE:INDEX)");
     } else {
       if (e.action == "freeze")
         c.fail(tkey, "only a node can be frozen (freeze = \"node:NAME\")");

@@ -82,6 +82,57 @@ BOOST_AUTO_TEST_CASE(bad_values_name_the_key) {
                  .find("data.train: required") != std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(chaos_events_parse_and_hit_successive_incarnations) {
+  auto c = config::parse(minimal + R"(
+[[chaos]]
+kill = "worker:0"
+at_step = 40
+[[chaos]]
+kill = "param_shard:1"
+at_step = 10
+[[chaos]]
+kill = "worker:0"
+at_step = 20
+)",
+                         "p.toml");
+  auto s = ta::parse_job_spec(c);
+  BOOST_REQUIRE_EQUAL(s.chaos.size(), 3u);
+  BOOST_TEST(s.chaos[1].target() == "param_shard:1");
+  // worker:0 dies at step 20 first, then its first restart at step 40.
+  BOOST_TEST(s.chaos_kill_step("worker", 0) == 20);
+  s.incarnation = 1;
+  BOOST_TEST(s.chaos_kill_step("worker", 0) == 40);
+  BOOST_TEST(s.chaos_kill_step("param_shard", 1) == -1);
+  s.incarnation = 2;
+  BOOST_TEST(s.chaos_kill_step("worker", 0) == -1);
+  s.incarnation = 0;
+  BOOST_TEST(s.chaos_kill_step("param_shard", 1) == 10);
+  BOOST_TEST(s.chaos_kill_step("worker", 1) == -1);
+
+  auto chaos = [&](const std::string& entry) {
+    return error_of(minimal + "[[chaos]]\n" + entry);
+  };
+  BOOST_TEST(chaos("kill = \"worker\"\nat_step = 1\n")
+                 .find("chaos[0].kill: \"worker\" is not ROLE:INDEX or "
+                       "node:NAME") != std::string::npos);
+  BOOST_TEST(chaos("kill = \"wizard:0\"\nat_step = 1\n")
+                 .find("unknown role \"wizard\"") != std::string::npos);
+  BOOST_TEST(chaos("kill = \"worker:x\"\nat_step = 1\n")
+                 .find("\"x\" is not an index") != std::string::npos);
+  BOOST_TEST(chaos("kill = \"worker:0\"\n").find("chaos[0]: needs at_step") !=
+             std::string::npos);
+  BOOST_TEST(chaos("kill = \"node:a\"\nat_step = 1\n")
+                 .find("node faults (node:NAME) are not supported") !=
+             std::string::npos);
+  BOOST_TEST(chaos("freeze = \"worker:0\"\nat_step = 1\n")
+                 .find("only a node can be frozen") != std::string::npos);
+  BOOST_TEST(chaos("kill = \"worker:0\"\nfreeze = \"node:a\"\nat_step = 1\n")
+                 .find("needs exactly one of kill") != std::string::npos);
+  BOOST_TEST(
+      chaos("kill = \"worker:0\"\nat_step = -2\n").find("chaos[0].at_step") !=
+      std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(resolve_checks_data_against_model) {
   auto c =
       config::parse(minimal, "p.toml", {"cluster.workers=2", "data.batch=10"});

@@ -60,7 +60,8 @@ struct worker_state {
   std::int64_t kill_step = -1; // [[chaos]]
   // Upstream backup (sync): gradients sent, by step, until pruned.
   std::map<std::int64_t, devices::tensor> backup;
-  std::vector<params_msg> ahead; // sync: versions beyond our step
+  std::vector<params_msg> ahead;            // sync: versions beyond our step
+  std::vector<devices::tensor> spare_grads; // pruned backups, for reuse
   bool delaying = false;
   double loss_sum = 0;
   std::int64_t samples = 0;
@@ -167,8 +168,19 @@ void feed_ahead(self_ptr self) {
 void finish_step(self_ptr self) {
   auto& st = self->state;
   const auto t0 = clock_type::now();
-  if (st.grad.use_count() != 1)
-    st.grad = devices::tensor::empty({st.total});
+  if (st.grad.use_count() != 1) {
+    // Gradients kept for replay are recycled once pruned: fresh memory
+    // each step would cost page faults.
+    st.grad = devices::tensor{};
+    while (!st.grad.defined() && !st.spare_grads.empty()) {
+      auto t = std::move(st.spare_grads.back());
+      st.spare_grads.pop_back();
+      if (t.use_count() == 1)
+        st.grad = std::move(t);
+    }
+    if (!st.grad.defined())
+      st.grad = devices::tensor::empty({st.total});
+  }
   const bool direct = !st.shards.empty();
   std::vector<bool> sent(st.shards.size(), false);
   devices::nn::range_set final_part;
@@ -323,6 +335,18 @@ caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
   st.total = st.net->param_count();
   st.params = devices::tensor::empty({st.total});
   st.grad = devices::tensor::empty({st.total});
+  if (st.spec.synchronous() && !st.spec.exchange_only) {
+    // The replay window (up to two snapshot intervals of gradients) is
+    // allocated and touched now, up to 256 MiB, rather than page by page
+    // while training.
+    const auto window =
+        std::min(2 * st.spec.snapshot_every + 2, st.spec.total_steps() + 1);
+    const auto budget = std::int64_t{256} << 20;
+    const auto bytes = st.total * static_cast<std::int64_t>(sizeof(float));
+    const auto n = std::min(window, budget / std::max<std::int64_t>(1, bytes));
+    for (std::int64_t i = 0; i < n; ++i)
+      st.spare_grads.push_back(devices::tensor::zeros({st.total}));
+  }
   st.recovering = st.spec.incarnation > 0;
   st.kill_step = st.spec.chaos_kill_step("worker", rank);
   for (std::int64_t s = 0; s <= st.spec.partitions; ++s)
@@ -379,8 +403,12 @@ caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
         replay(self, shard, from);
       },
       [=](prune_atom, std::int64_t below) {
-        auto& b = self->state.backup;
-        b.erase(b.begin(), b.lower_bound(below));
+        auto& st = self->state;
+        auto& b = st.backup;
+        const auto end = b.lower_bound(below);
+        for (auto it = b.begin(); it != end; ++it)
+          st.spare_grads.push_back(std::move(it->second));
+        b.erase(b.begin(), end);
       },
       [=](start_atom) {
         self->state.started = true;

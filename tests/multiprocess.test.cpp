@@ -107,6 +107,58 @@ BOOST_AUTO_TEST_CASE(same_digest_on_one_two_and_three_nodes) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(chaos_kills_of_every_role_end_with_the_fault_free_digest) {
+  // 6 workers on 3 node processes: aggregators sum two workers each. Each
+  // role loses an actor at a different step; param_shard:1 is restored
+  // from a snapshot and the workers replay the steps since.
+  csv_job job(R"([[chaos]]
+kill = "worker:0"
+at_step = 20
+[[chaos]]
+kill = "param_shard:1"
+at_step = 47
+[[chaos]]
+kill = "data_shard:0"
+at_step = 70
+[[chaos]]
+kill = "aggregator:0"
+at_step = 95
+[[chaos]]
+kill = "worker:5"
+at_step = 101
+)");
+  const std::vector<std::string> common{
+      job.pipeline,        "--set", "cluster.local_nodes=3",        "--set",
+      "cluster.workers=6", "--set", "supervision.snapshot_every=10"};
+  auto clean = common;
+  clean.insert(clean.end(), {"--set", "chaos=[]"});
+  const auto reference = run_json(clean);
+  BOOST_TEST(reference["restarts"] == 0);
+  for (const std::string strategy : {"one_for_one", "rest_for_one"}) {
+    auto args = common;
+    args.insert(args.end(), {"--set", "supervision.strategy=" + strategy});
+    auto j = run_json(args);
+    BOOST_TEST(j["params_digest"] == reference["params_digest"], strategy);
+    const auto& by_role = j["restarts_by_role"];
+    BOOST_TEST(by_role["param_shard"].get<int>() >= 1, strategy);
+    BOOST_TEST(by_role["data_shard"].get<int>() >= 1, strategy);
+    BOOST_TEST(by_role["aggregator"].get<int>() >= 1, strategy);
+    BOOST_TEST(by_role["worker"].get<int>() >= 2, strategy);
+    if (strategy == "one_for_one") {
+      BOOST_TEST(j["restarts"] == 5);
+      BOOST_TEST(by_role["worker"] == 2);
+      BOOST_TEST(j["recovery_ms"].size() == 5u, j["recovery_ms"].dump());
+    } else {
+      // worker:0 takes workers 1-5 down with it, so the event for worker:5
+      // (aimed at its first incarnation) never fires.
+      BOOST_TEST(by_role["worker"] == 6);
+      BOOST_TEST(j["recovery_ms"].size() == 4u, j["recovery_ms"].dump());
+    }
+    for (auto& ms : j["recovery_ms"])
+      BOOST_TEST(ms.get<double>() < 10000);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(every_role_on_nodes_given_with_nodes) {
   csv_job job(
       "[placement]\nworker = [\"b\", \"a\", \"a\"]\nparam_shard = \"b\"\n"
@@ -330,6 +382,40 @@ struct running_job {
 };
 
 } // namespace
+
+BOOST_AUTO_TEST_CASE(too_many_restarts_end_the_job_naming_the_actor) {
+  csv_job job(R"([supervision]
+max_restarts = 1
+within_s = 60
+[[chaos]]
+kill = "worker:1"
+at_step = 10
+[[chaos]]
+kill = "worker:1"
+at_step = 30
+)");
+  background run{"troupe",
+                 {"run", job.pipeline, "--set", "cluster.local_nodes=2"}};
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<pid_t> nodes;
+  for (int i = 0; i < 500 && nodes.size() < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    nodes = children_of(run.pid());
+  }
+  BOOST_REQUIRE_EQUAL(nodes.size(), 2u);
+  const int code = run.wait(60000);
+  BOOST_TEST(code == 1, run.err());
+  BOOST_TEST(seconds_since(t0) < 30);
+  const auto err = run.err();
+  BOOST_TEST(err.find("worker:1 on node node") != std::string::npos, err);
+  BOOST_TEST(err.find("supervision gave up: worker:1") != std::string::npos,
+             err);
+  BOOST_TEST(err.find("supervision.max_restarts = 1") != std::string::npos,
+             err);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  for (auto pid : nodes)
+    BOOST_TEST(!alive(pid), "node process " << pid << " left behind");
+}
 
 BOOST_AUTO_TEST_CASE(a_node_killed_mid_run_fails_the_job_naming_it) {
   running_job r;
