@@ -50,6 +50,26 @@ struct epoch_acc {
   std::optional<eval_msg> eval;
 };
 
+// A whole parameter vector assembled from the shards' pieces; a piece that
+// comes again (from a restarted shard) counts once.
+struct parameters {
+  devices::tensor values;
+  devices::nn::range_set have;
+
+  // Adds a piece; true when this piece completed the vector.
+  bool add(const params_msg& p, std::int64_t total) {
+    if (complete(total))
+      return false;
+    if (!values.defined())
+      values = devices::tensor::empty({total});
+    auto dst = values.slice(p.offset, p.values.numel());
+    devices::cpu().copy(p.values, dst);
+    have.add(p.offset, p.offset + p.values.numel());
+    return complete(total);
+  }
+  bool complete(std::int64_t total) const { return have.count() == total; }
+};
+
 struct coordinator_state {
   job_spec spec;
   caf::actor listener;
@@ -69,19 +89,15 @@ struct coordinator_state {
   double recent_loss = 0;
   std::map<std::int64_t, epoch_acc> epochs;
   std::int64_t emitted_epochs = 0;
-  devices::tensor final_params;
-  devices::nn::range_set final_have;
-  bool final_complete = false;
+  parameters final;
   run_result result;
   // Evaluation: each epoch's parameters, kept until evaluated.
-  std::map<std::int64_t, devices::tensor> milestones;
-  std::map<std::int64_t, devices::nn::range_set> milestone_have;
+  std::map<std::int64_t, parameters> milestones;
   // Supervision.
   std::int64_t param_count = 0;
   caf::actor store;
   std::map<std::string, std::int64_t> incarnation; // by actor name
   std::map<std::string, std::deque<clock_type::time_point>> restart_times;
-  std::set<caf::actor_addr> expected_down;        // stopped by us (one_for_all)
   std::vector<std::vector<std::int64_t>> durable; // by shard: versions
   std::int64_t pruned = 0;                        // backups kept from here
   struct recovery {
@@ -121,7 +137,8 @@ void fail(self_ptr self, std::string why) {
 
 void maybe_finish(self_ptr self) {
   auto& st = self->state;
-  if (st.finished || !st.final_complete || st.emitted_epochs < st.spec.epochs)
+  if (st.finished || !st.final.complete(st.param_count) ||
+      st.emitted_epochs < st.spec.epochs)
     return;
   st.finished = true;
   auto& r = st.result;
@@ -137,9 +154,9 @@ void maybe_finish(self_ptr self) {
       std::chrono::duration<double>(st.t_train_end - st.t_start).count();
   r.samples_per_s =
       r.train_s > 0 ? static_cast<double>(r.samples) / r.train_s : 0;
-  r.param_count = st.final_params.numel();
+  r.param_count = st.param_count;
   r.params_digest =
-      runtime::sha256_hex(st.final_params.data(), st.final_params.bytes());
+      runtime::sha256_hex(st.final.values.data(), st.final.values.bytes());
   r.max_lead = st.max_lead;
   r.worker_compute_s = st.compute_s / static_cast<double>(st.spec.workers);
   r.worker_wait_s = st.wait_s / static_cast<double>(st.spec.workers);
@@ -248,7 +265,7 @@ void send_milestone(self_ptr self, std::int64_t epoch) {
     return;
   params_msg m;
   m.tag = epoch;
-  m.values = st.milestones[epoch];
+  m.values = st.milestones[epoch].values;
   send_slices(self, st.topo.evaluator, std::move(m));
 }
 
@@ -384,11 +401,10 @@ void recover(self_ptr self, const std::string& name, caf::actor h) {
                                      name, self->system().render(err)));
             });
   } else if (role == "evaluator") {
+    // Shards send epoch parameters through us: they need no rewiring.
     self->send(h, wire_atom::value, caf::actor_cast<caf::actor>(self));
-    for (std::size_t p = 0; p < t.param_shards.size(); ++p)
-      wire_shard(self, p);
     for (auto& [epoch, params] : st.milestones)
-      if (st.milestone_have[epoch].count() == st.param_count)
+      if (params.complete(st.param_count))
         send_milestone(self, epoch);
   }
 }
@@ -456,10 +472,7 @@ std::vector<std::string> restart_set(const coordinator_state& st,
       role == "param_shard" || role == "aggregator")
     return {name};
   const auto& t = st.topo;
-  std::size_t count = role == "worker"        ? t.workers.size()
-                      : role == "data_shard"  ? t.data_shards.size()
-                      : role == "param_shard" ? t.param_shards.size()
-                                              : t.aggregators.size();
+  const auto count = role == "worker" ? t.workers.size() : t.data_shards.size();
   std::vector<std::string> out{name};
   for (std::size_t i = 0; i < count; ++i) {
     const auto k = static_cast<std::int32_t>(i);
@@ -474,11 +487,9 @@ void on_down(self_ptr self, caf::down_msg& dm) {
   auto& st = self->state;
   if (st.finished)
     return;
-  if (st.expected_down.erase(dm.source) > 0)
-    return; // stopped by us, restarting already
   auto it = st.topo.names.find(dm.source);
   if (it == st.topo.names.end())
-    return; // an incarnation replaced already
+    return; // replaced already, or stopped by us to be restarted
   const auto name = it->second;
   st.topo.names.erase(it);
   auto node = st.topo.placement.find(name);
@@ -525,7 +536,6 @@ void on_down(self_ptr self, caf::down_msg& dm) {
           slot_of(st.topo, split_name(target).first, split_name(target).second);
       if (a == nullptr || !*a)
         continue;
-      st.expected_down.insert(a->address());
       st.topo.names.erase(a->address());
       self->send_exit(*a, caf::exit_reason::user_shutdown);
     }
@@ -674,31 +684,16 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
         if (p.offset < 0 || n <= 0 || p.offset + n > st.param_count)
           return;
         if (p.tag == -1) {
-          if (st.final_complete)
-            return;
-          if (!st.final_params.defined())
-            st.final_params = devices::tensor::empty({st.param_count});
-          auto dst = st.final_params.slice(p.offset, n);
-          devices::cpu().copy(p.values, dst);
-          st.final_have.add(p.offset, p.offset + n);
-          if (st.final_have.count() == st.param_count) {
-            st.final_complete = true;
+          if (st.final.add(p, st.param_count)) {
             st.t_train_end = clock_type::now();
             maybe_finish(self);
           }
           return;
         }
-        auto& have = st.milestone_have[p.tag];
-        if (have.count() == st.param_count ||
-            st.epochs[p.tag - 1].eval.has_value())
-          return;
-        auto& m = st.milestones[p.tag];
-        if (!m.defined())
-          m = devices::tensor::empty({st.param_count});
-        auto dst = m.slice(p.offset, n);
-        devices::cpu().copy(p.values, dst);
-        have.add(p.offset, p.offset + n);
-        if (have.count() == st.param_count)
+        auto e = st.epochs.find(p.tag - 1);
+        if (e != st.epochs.end() && e->second.eval)
+          return; // evaluated already
+        if (st.milestones[p.tag].add(p, st.param_count))
           send_milestone(self, p.tag);
       },
       [=](snapshot_atom, shard_state_msg& m) {

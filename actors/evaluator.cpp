@@ -1,5 +1,5 @@
-// evaluator: test-set loss and accuracy of the parameter versions the shards
-// send it (each epoch end and the final version), beside training: workers
+// evaluator: test-set loss and accuracy of each epoch's parameters, which
+// the coordinator sends it (whole or in pieces), beside training: workers
 // never wait for it. The evaluation itself runs on a detached helper thread
 // at the lowest CPU priority (SCHED_IDLE), so it only takes cycles that
 // training leaves idle; on a busy machine an epoch's figures may come late,
@@ -29,6 +29,7 @@ struct evaluator_state {
   std::vector<std::int64_t> ready; // complete versions waiting for data
   caf::actor coordinator;
   caf::actor runner; // does the evaluating, once the test data is there
+  std::int64_t kill_step = -1; // [[chaos]]
 };
 
 struct runner_state {
@@ -106,6 +107,7 @@ caf::behavior evaluator(caf::stateful_actor<evaluator_state>* self,
   st.spec = std::move(spec);
   st.param_count = devices::nn::param_count(
       devices::nn::param_layout(st.spec.inputs, st.spec.layers));
+  st.kill_step = st.spec.chaos_kill_step("evaluator", 0);
   load_in_background(self, test_source(st.spec));
   return {
       [=](wire_atom, caf::actor coordinator) {
@@ -127,6 +129,12 @@ caf::behavior evaluator(caf::stateful_actor<evaluator_state>* self,
       },
       [=](params_msg& p) {
         auto& st = self->state;
+        if (st.kill_step >= 0 &&
+            p.tag * st.spec.steps_per_epoch >= st.kill_step) {
+          // [[chaos]]: dies when given the parameters of that step or later.
+          self->quit(caf::exit_reason::kill);
+          return;
+        }
         auto& v = st.versions[p.tag];
         if (!v.params.defined())
           v.params = devices::tensor::empty({st.param_count});

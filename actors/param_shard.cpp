@@ -403,12 +403,16 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
       [=](wire_atom, std::vector<caf::actor> aggregators,
           std::vector<std::int32_t> aggregator_of_worker, caf::actor evaluator,
           caf::actor coordinator) {
+        // First wiring, or rewiring after a peer was restarted (a restarted
+        // aggregator is sent the current version by republish_atom).
         auto& st = self->state;
+        const bool first = !st.coordinator;
         st.aggregators = std::move(aggregators);
         st.aggregator_of_worker = std::move(aggregator_of_worker);
         st.evaluator = std::move(evaluator);
         st.coordinator = std::move(coordinator);
-        broadcast(self); // version 0
+        if (first)
+          broadcast(self); // version 0, or the restored one
       },
       [=](grad_msg& g) {
         auto& st = self->state;

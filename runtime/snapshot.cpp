@@ -1,6 +1,7 @@
 #include "runtime/snapshot.hpp"
 
-#include "schema/troupe.capnp.h"
+#include "runtime/tensor_capnp.hpp"
+#include "runtime/wire.hpp"
 
 #include <capnp/message.h>
 #include <capnp/serialize.h>
@@ -36,35 +37,13 @@ std::uint32_t crc_of(const std::uint8_t* p, std::size_t n) {
   return static_cast<std::uint32_t>(crc);
 }
 
-void set_tensor(schema::Tensor::Builder b, const devices::tensor& t) {
-  b.setDtype(schema::DType::FLOAT32);
-  auto shape = b.initShape(static_cast<unsigned>(t.rank()));
-  for (std::size_t i = 0; i < t.rank(); ++i)
-    shape.set(static_cast<unsigned>(i), static_cast<std::uint64_t>(t.dim(i)));
-  b.setData(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(t.data()),
-                                t.bytes()));
-}
-
-devices::tensor get_tensor(schema::Tensor::Reader r, const std::string& path,
-                           const char* what) {
-  if (r.getDtype() != schema::DType::FLOAT32)
-    throw snapshot_error(fmt::format("{}: {}: unsupported dtype", path, what));
-  devices::shape_t shape;
-  std::uint64_t n = 1;
-  for (auto d : r.getShape()) {
-    if (d > (1ull << 40))
-      throw snapshot_error(
-          fmt::format("{}: {}: dimension {} too large", path, what, d));
-    n *= d;
-    shape.push_back(static_cast<std::int64_t>(d));
+devices::tensor read_tensor(schema::Tensor::Reader r, const std::string& path,
+                            const char* what) {
+  try {
+    return get_tensor(r);
+  } catch (const wire_error& e) {
+    throw snapshot_error(fmt::format("{}: {}: {}", path, what, e.what()));
   }
-  auto data = r.getData();
-  if (data.size() != n * sizeof(float))
-    throw snapshot_error(fmt::format(
-        "{}: {}: shape {} needs {} bytes, the file has {}", path, what,
-        devices::to_string(shape), n * sizeof(float), data.size()));
-  return devices::tensor::from(std::move(shape),
-                               reinterpret_cast<const float*>(data.begin()));
 }
 
 void write_all(int fd, const void* p, std::size_t n, const std::string& path) {
@@ -202,9 +181,9 @@ shard_snapshot read_snapshot_file(const std::string& path) {
     s.version = static_cast<std::int64_t>(r.getVersion());
     s.offset = static_cast<std::int64_t>(r.getParams().getOffset());
     s.total = static_cast<std::int64_t>(r.getParams().getTotal());
-    s.params = get_tensor(r.getParams().getValues(), path, "params");
+    s.params = read_tensor(r.getParams().getValues(), path, "params");
     for (auto t : r.getOptimizerState())
-      s.optimizer_state.push_back(get_tensor(t, path, "optimizer state"));
+      s.optimizer_state.push_back(read_tensor(t, path, "optimizer state"));
     auto steps = r.getAppliedSteps();
     if (r.getAppliedWorkers().size() != steps.size())
       throw snapshot_error(

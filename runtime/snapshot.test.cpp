@@ -1,5 +1,7 @@
 #include "runtime/snapshot.hpp"
 
+#include "data/test_files.hpp"
+
 #include <boost/test/unit_test.hpp>
 
 #include <cstdio>
@@ -11,18 +13,11 @@
 #include <string>
 
 namespace tr = troupe::runtime;
+using troupe::data::testing::temp_dir;
+using troupe::data::testing::write_text;
 using troupe::devices::tensor;
 
 namespace {
-
-struct temp_dir {
-  std::string path;
-  temp_dir() {
-    char tmpl[] = "/tmp/troupe-snapshot-test-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~temp_dir() { std::filesystem::remove_all(path); }
-};
 
 tr::shard_snapshot sample() {
   tr::shard_snapshot s;
@@ -50,11 +45,6 @@ std::string read_all(const std::string& path) {
                      std::istreambuf_iterator<char>());
 }
 
-void write_all(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
 std::string error_of(const std::string& path) {
   try {
     tr::read_snapshot_file(path);
@@ -68,7 +58,7 @@ std::string error_of(const std::string& path) {
 
 BOOST_AUTO_TEST_CASE(snapshot_files_round_trip_bit_for_bit) {
   temp_dir dir;
-  const auto path = dir.path + "/param_shard-1-v300.snap";
+  const auto path = dir.file("param_shard-1-v300.snap");
   const auto s = sample();
   tr::write_snapshot_file(path, s);
   const auto r = tr::read_snapshot_file(path);
@@ -92,33 +82,33 @@ BOOST_AUTO_TEST_CASE(snapshot_files_round_trip_bit_for_bit) {
 
 BOOST_AUTO_TEST_CASE(corrupt_and_truncated_snapshots_are_named_and_refused) {
   temp_dir dir;
-  const auto path = dir.path + "/s.snap";
+  const auto path = dir.file("s.snap");
   tr::write_snapshot_file(path, sample());
   const auto good = read_all(path);
 
   // One flipped bit in the payload: the checksum catches it.
   auto flipped = good;
   flipped[flipped.size() - 20] ^= 0x10;
-  write_all(path, flipped);
+  write_text(path, flipped);
   auto e = error_of(path);
   BOOST_TEST(e.find(path) != std::string::npos);
   BOOST_TEST(e.find("checksum mismatch") != std::string::npos);
 
   // Cut short, at a word boundary and not.
-  write_all(path, good.substr(0, good.size() - 64));
+  write_text(path, good.substr(0, good.size() - 64));
   e = error_of(path);
   BOOST_TEST(e.find(path) != std::string::npos);
   BOOST_TEST(e.find("truncated") != std::string::npos);
-  write_all(path, good.substr(0, good.size() - 3));
+  write_text(path, good.substr(0, good.size() - 3));
   BOOST_TEST(error_of(path).find("truncated") != std::string::npos);
 
   // Not a troupe file at all.
-  write_all(path, std::string(64, 'x'));
+  write_text(path, std::string(64, 'x'));
   e = error_of(path);
   BOOST_TEST(e.find(path) != std::string::npos);
   BOOST_TEST(!e.empty());
 
   // Missing.
-  e = error_of(dir.path + "/none.snap");
+  e = error_of(dir.file("none.snap"));
   BOOST_TEST(e.find("none.snap: cannot open") != std::string::npos);
 }

@@ -159,6 +159,25 @@ at_step = 101
   }
 }
 
+BOOST_AUTO_TEST_CASE(a_restarted_evaluator_still_reports_every_epoch) {
+  // Killed when given epoch 1's parameters (step 62): the coordinator keeps
+  // them until evaluated and sends them to the new evaluator.
+  csv_job job("[[chaos]]\nkill = \"evaluator:0\"\nat_step = 60\n");
+  const std::vector<std::string> common{job.pipeline, "--set",
+                                        "cluster.local_nodes=2"};
+  auto clean = common;
+  clean.insert(clean.end(), {"--set", "chaos=[]"});
+  const auto reference = run_json(clean);
+  const auto j = run_json(common);
+  BOOST_TEST(j["restarts_by_role"]["evaluator"] == 1);
+  BOOST_TEST(j["params_digest"] == reference["params_digest"]);
+  BOOST_REQUIRE_EQUAL(j["history"].size(), 2u);
+  for (int e = 0; e < 2; ++e)
+    BOOST_TEST(j["history"][e]["test_accuracy"] ==
+                   reference["history"][e]["test_accuracy"],
+               "epoch " << e + 1);
+}
+
 BOOST_AUTO_TEST_CASE(every_role_on_nodes_given_with_nodes) {
   csv_job job(
       "[placement]\nworker = [\"b\", \"a\", \"a\"]\nparam_shard = \"b\"\n"
