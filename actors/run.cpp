@@ -55,6 +55,26 @@ topology spawn_job(caf::actor_system& sys, const job_spec& spec,
       throw cluster_unreachable(
           fmt::format("node {} ({}): {}", n.info.name, n.address, failure));
   }
+  // ... and connects directly to the nodes after it in the list (one
+  // connection per pair), before any actor talks across them.
+  for (std::size_t i = 0; i + 1 < nodes.size(); ++i) {
+    std::vector<std::string> later;
+    for (std::size_t j = i + 1; j < nodes.size(); ++j)
+      later.push_back(nodes[j].address);
+    std::vector<std::string> failures;
+    std::string failure;
+    self->request(nodes[i].manager, timeout + std::chrono::seconds(1),
+                  runtime::mesh_atom::value, later,
+                  static_cast<std::int64_t>(timeout.count()))
+        .receive([&](std::vector<std::string>& f) { failures = std::move(f); },
+                 [&](caf::error& err) { failure = sys.render(err); });
+    if (!failure.empty())
+      failures.push_back(failure);
+    if (!failures.empty())
+      throw cluster_unreachable(fmt::format(
+          "node {} ({}) cannot connect to the other nodes: {}",
+          nodes[i].info.name, nodes[i].address, fmt::join(failures, "; ")));
+  }
   auto spawn = [&](const std::string& role, const std::string& name,
                    std::int32_t node, caf::message args) {
     caf::actor h;

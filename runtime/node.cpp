@@ -68,6 +68,43 @@ caf::behavior node_manager(caf::stateful_actor<manager_state>* self,
             plane->set_peer(keys[i], addresses[i]);
         return true;
       },
+      [=](mesh_atom, const std::vector<std::string>& addresses,
+          std::int64_t timeout_ms) {
+        // Direct connections to the job's other nodes, opened before any
+        // actor talks across them: CAF 0.17's automatic connections (a
+        // route through the driver replaced by a direct one mid-stream)
+        // lost messages here, about one job in 30.
+        auto rp = self->make_response_promise<std::vector<std::string>>();
+        auto failures = std::make_shared<std::vector<std::string>>();
+        auto left = std::make_shared<std::size_t>(addresses.size());
+        auto done = [=]() mutable {
+          if (--*left == 0)
+            rp.deliver(*failures);
+        };
+        if (addresses.empty())
+          rp.deliver(*failures);
+        auto mm = self->system().middleman().actor_handle();
+        for (const auto& a : addresses) {
+          std::pair<std::string, std::uint16_t> hp;
+          try {
+            hp = parse_address(a);
+          } catch (const std::invalid_argument& e) {
+            failures->push_back(e.what());
+            done();
+            continue;
+          }
+          self->request(mm, std::chrono::milliseconds(timeout_ms),
+                        caf::connect_atom::value, hp.first, hp.second)
+              .then([=](const caf::node_id&, const caf::strong_actor_ptr&,
+                        const std::set<std::string>&) mutable { done(); },
+                    [=](caf::error& err) mutable {
+                      failures->push_back(
+                          fmt::format("{}: {}", a, self->system().render(err)));
+                      done();
+                    });
+        }
+        return rp;
+      },
       [=](reset_atom) {
         for (auto& c : self->state.children)
           self->send_exit(c, caf::exit_reason::user_shutdown);
@@ -96,7 +133,8 @@ void configure_network(caf::actor_system_config& cfg,
   cfg.set("middleman.connection-timeout",
           caf::timespan{
               ms{static_cast<std::int64_t>(opts.heartbeat_timeout_s * 1000)}});
-  cfg.set("middleman.enable-automatic-connections", true);
+  // Nodes connect to each other explicitly at start-up (mesh_atom).
+  cfg.set("middleman.enable-automatic-connections", false);
   const auto threads =
       opts.threads > 0
           ? static_cast<std::size_t>(opts.threads)

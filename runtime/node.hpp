@@ -33,8 +33,8 @@ struct network_options {
 };
 
 /// Applies network_options and loads the middleman into a config: heartbeats
-/// on, automatic direct connections between nodes on, idle scheduler
-/// threads sleeping instead of polling.
+/// on, automatic connections off (nodes connect to each other explicitly,
+/// mesh_atom), idle scheduler threads sleeping instead of polling.
 void configure_network(caf::actor_system_config& cfg,
                        const network_options& opts);
 

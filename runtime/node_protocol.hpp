@@ -5,6 +5,8 @@
 ///   (reset_atom)                              -> stops what it spawned
 ///   (peers_atom, keys, addresses)             -> bool: the data-plane
 ///       addresses of the job's processes, by CAF node id (bulk_caf.hpp)
+///   (mesh_atom, addresses, int64 timeout_ms)  -> vector<string> failures:
+///       opens a direct CAF connection to each node given (host:port)
 #include "runtime/node.hpp"
 
 #include <caf/all.hpp>
@@ -15,6 +17,7 @@ using node_info_atom = caf::atom_constant<caf::atom("nodeinfo")>;
 using spawn_atom = caf::atom_constant<caf::atom("spawn")>;
 using reset_atom = caf::atom_constant<caf::atom("reset")>;
 using peers_atom = caf::atom_constant<caf::atom("peers")>;
+using mesh_atom = caf::atom_constant<caf::atom("mesh")>;
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_info& x) {
