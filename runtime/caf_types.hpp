@@ -17,9 +17,14 @@ namespace troupe::devices {
 // element-wise float packing is slow and corrupts NaN/inf/subnormals.
 // Little-endian nodes assumed; sequence sizes are 32-bit, so callers chunk
 // tensors above 1 GiB.
+// The kind byte of a tensor that holds nothing (tensor{}): it crosses as
+// such, not as a scalar missing its element.
+constexpr std::uint8_t undefined_tensor_kind = 0xff;
+
 inline caf::error inspect(caf::serializer& f, tensor& x) {
   auto shape = x.shape();
-  auto kind = static_cast<std::uint8_t>(x.kind());
+  auto kind = x.defined() ? static_cast<std::uint8_t>(x.kind())
+                          : undefined_tensor_kind;
   if (auto err = f(kind, shape))
     return err;
   size_t n = x.bytes();
@@ -38,6 +43,13 @@ inline caf::error inspect(caf::deserializer& f, tensor& x) {
   size_t n = 0;
   if (auto err = f.begin_sequence(n))
     return err;
+  if (kind == undefined_tensor_kind) {
+    if (n != 0)
+      return caf::make_error(caf::sec::runtime_error,
+                             "an undefined tensor with a payload");
+    x = tensor{};
+    return f.end_sequence();
+  }
   auto t = tensor::empty(shape);
   if (n != t.bytes())
     return caf::make_error(caf::sec::runtime_error,
