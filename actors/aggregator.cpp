@@ -135,6 +135,11 @@ caf::behavior aggregator(caf::stateful_actor<aggregator_state>* self,
           relay(self, std::move(p));
         st.early.clear();
       },
+      [=](wire_atom) {
+        // A barrier: the wiring the asker sent before this is in place, so
+        // every parameter relayed from now on reaches the new handles.
+        return true;
+      },
       [=](grad_msg& g) {
         auto& st = self->state;
         if (g.worker < st.lo || g.worker >= st.hi)

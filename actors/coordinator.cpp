@@ -11,8 +11,7 @@
 // its workers' last gradients again; a param shard is restored from its
 // newest good snapshot and the workers replay the steps since. Strategies
 // one_for_one, one_for_all and rest_for_one act within the failed actor's
-// role for workers and data shards (param shards and aggregators are
-// restarted one for one). More than max_restarts restarts of a role within
+// role. More than max_restarts restarts of a role within
 // within_s, or any failure before training starts, ends the job with a
 // message naming the actor and its last error. Snapshots go to a store in
 // this process.
@@ -348,10 +347,24 @@ void recover(self_ptr self, const std::string& name, caf::actor h) {
                     *std::min_element(versions->begin(), versions->end());
                 self->send(h, recover_atom::value, step);
                 wire_worker(self, i);
-                wire_aggregator(
-                    self, static_cast<std::size_t>(t.aggregator_of_worker[i]));
-                for (auto& p : t.param_shards)
-                  self->send(p, fetch_atom::value, step, index, h);
+                // The worker fetches the versions the shards hold only once
+                // its aggregator relays to it: a version published between
+                // the fetch and that rewiring would go to the old handle.
+                const auto a =
+                    static_cast<std::size_t>(t.aggregator_of_worker[i]);
+                wire_aggregator(self, a);
+                self->request(t.aggregators[a], timeout, wire_atom::value)
+                    .then(
+                        [=](bool) {
+                          for (auto& p : self->state.topo.param_shards)
+                            self->send(p, fetch_atom::value, step, index, h);
+                        },
+                        [=](caf::error& err) {
+                          fail(self,
+                               fmt::format("recovering {}: its aggregator did "
+                                           "not answer: {}",
+                                           name, self->system().render(err)));
+                        });
               },
               [=](caf::error& err) {
                 fail(self, fmt::format("recovering {}: a param shard did not "
@@ -465,11 +478,7 @@ void respawn(self_ptr self, const std::string& name) {
 std::vector<std::string> restart_set(const coordinator_state& st,
                                      const std::string& name) {
   const auto [role, index] = split_name(name);
-  // Param shards and aggregators are restarted one for one whatever the
-  // strategy: stopping their siblings on other nodes as well loses those
-  // nodes' connections in this version (to be fixed).
-  if (st.spec.strategy == "one_for_one" || role == "evaluator" ||
-      role == "param_shard" || role == "aggregator")
+  if (st.spec.strategy == "one_for_one" || role == "evaluator")
     return {name};
   const auto& t = st.topo;
   const auto count = role == "worker" ? t.workers.size() : t.data_shards.size();

@@ -234,6 +234,10 @@ caf::message decode_frame(runtime::bulk_header&& h, devices::tensor&& t);
 /// one, else through CAF.
 template <class Self, class Msg>
 void send_slices(Self* self, const caf::actor& dest, Msg msg) {
+  // A handle to an actor that was gone when its wiring was read arrives
+  // null (CAF 0.17); what is sent to it is dropped, as to any dead actor.
+  if (!dest)
+    return;
   const auto n = msg.values.numel();
   if (dest.node() == self->node()) {
     self->send(dest, std::move(msg));

@@ -373,7 +373,7 @@ caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
         st.shards = std::move(shards);
         st.remote.clear();
         for (auto& s : st.shards)
-          st.remote.push_back(s.node() != self->node());
+          st.remote.push_back(s && s.node() != self->node());
         if (new_data && !st.recovering) {
           // Batches we hold stay; the shard serves the rest.
           auto from = st.current ? st.step + 1 : st.step;

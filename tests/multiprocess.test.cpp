@@ -134,7 +134,8 @@ at_step = 101
   clean.insert(clean.end(), {"--set", "chaos=[]"});
   const auto reference = run_json(clean);
   BOOST_TEST(reference["restarts"] == 0);
-  for (const std::string strategy : {"one_for_one", "rest_for_one"}) {
+  for (const std::string strategy :
+       {"one_for_one", "rest_for_one", "one_for_all"}) {
     auto args = common;
     args.insert(args.end(), {"--set", "supervision.strategy=" + strategy});
     auto j = run_json(args);
@@ -150,8 +151,11 @@ at_step = 101
       BOOST_TEST(j["recovery_ms"].size() == 5u, j["recovery_ms"].dump());
     } else {
       // worker:0 takes workers 1-5 down with it, so the event for worker:5
-      // (aimed at its first incarnation) never fires.
+      // (aimed at its first incarnation) never fires. Every param shard
+      // after param_shard:1 is restored from its snapshot too.
       BOOST_TEST(by_role["worker"] == 6);
+      BOOST_TEST(by_role["param_shard"] == (strategy == "one_for_all" ? 3 : 2));
+      BOOST_TEST(by_role["aggregator"] == 3);
       BOOST_TEST(j["recovery_ms"].size() == 4u, j["recovery_ms"].dump());
     }
     for (auto& ms : j["recovery_ms"])
