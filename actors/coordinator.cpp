@@ -99,6 +99,11 @@ struct coordinator_state {
   std::map<std::string, std::deque<clock_type::time_point>> restart_times;
   std::vector<std::vector<std::int64_t>> durable; // by shard: versions
   std::int64_t pruned = 0;                        // backups kept from here
+  // The step of the latest worker restart: that worker kept no gradients
+  // from before it, so a param shard can be restored only from a snapshot
+  // at or after it (the shards are asked for one at once).
+  std::int64_t replay_floor = 0;
+  std::string floor_worker;
   struct recovery {
     clock_type::time_point detected;
     std::int64_t slowest; // the slowest worker's steps then
@@ -319,6 +324,41 @@ std::int64_t slowest_steps(const coordinator_state& st) {
              : *std::min_element(st.steps_done.begin(), st.steps_done.end());
 }
 
+// A restarted worker fetches the versions the shards hold only once its
+// aggregator relays to it: a version published between the fetch and that
+// rewiring would go to the old handle. The aggregator may be restarting
+// too: each try asks the current one, for a second.
+void fetch_when_relayed(self_ptr self, const std::string& name, caf::actor h,
+                        std::int64_t step, int tries) {
+  auto& t = self->state.topo;
+  const auto index = split_name(name).second;
+  const auto a = static_cast<std::size_t>(
+      t.aggregator_of_worker[static_cast<std::size_t>(index)]);
+  wire_aggregator(self, a);
+  self->request(t.aggregators[a], std::chrono::seconds(1), wire_atom::value)
+      .then(
+          [=](bool) {
+            auto& st = self->state;
+            for (auto& p : st.topo.param_shards) {
+              self->send(p, fetch_atom::value, step, index, h);
+              self->send(p, snapshot_atom::value);
+            }
+            if (step >= st.replay_floor) {
+              st.replay_floor = step;
+              st.floor_worker = name;
+            }
+          },
+          [=](caf::error& err) {
+            if (tries > 1) {
+              fetch_when_relayed(self, name, h, step, tries - 1);
+              return;
+            }
+            fail(self, fmt::format("recovering {}: its aggregator did not "
+                                   "answer: {}",
+                                   name, self->system().render(err)));
+          });
+}
+
 // The restarted actor `name` is `h`: wire it and its peers, and bring it
 // back to where training is.
 void recover(self_ptr self, const std::string& name, caf::actor h) {
@@ -342,29 +382,11 @@ void recover(self_ptr self, const std::string& name, caf::actor h) {
                 versions->push_back(v);
                 if (--*left > 0)
                   return;
-                auto& t = self->state.topo;
                 const auto step =
                     *std::min_element(versions->begin(), versions->end());
                 self->send(h, recover_atom::value, step);
                 wire_worker(self, i);
-                // The worker fetches the versions the shards hold only once
-                // its aggregator relays to it: a version published between
-                // the fetch and that rewiring would go to the old handle.
-                const auto a =
-                    static_cast<std::size_t>(t.aggregator_of_worker[i]);
-                wire_aggregator(self, a);
-                self->request(t.aggregators[a], timeout, wire_atom::value)
-                    .then(
-                        [=](bool) {
-                          for (auto& p : self->state.topo.param_shards)
-                            self->send(p, fetch_atom::value, step, index, h);
-                        },
-                        [=](caf::error& err) {
-                          fail(self,
-                               fmt::format("recovering {}: its aggregator did "
-                                           "not answer: {}",
-                                           name, self->system().render(err)));
-                        });
+                fetch_when_relayed(self, name, h, step, 30);
               },
               [=](caf::error& err) {
                 fail(self, fmt::format("recovering {}: a param shard did not "
@@ -395,6 +417,17 @@ void recover(self_ptr self, const std::string& name, caf::actor h) {
                                        "an older one: {}",
                                        name, why));
               const auto from = m.version;
+              auto& st = self->state;
+              if (from < st.replay_floor) {
+                fail(self,
+                     fmt::format("cannot restore {} bit for bit: its newest "
+                                 "good snapshot is version {}, but {} was "
+                                 "restarted at step {} and kept no gradients "
+                                 "from before it (the snapshot asked for then "
+                                 "was not written yet)",
+                                 name, from, st.floor_worker, st.replay_floor));
+                return;
+              }
               self->send(h, restore_atom::value, std::move(m));
               wire_shard(self, i);
               for (std::size_t a = 0; a < t.aggregators.size(); ++a)
@@ -684,6 +717,30 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
         emit_epochs(self);
       },
       [=](status_atom) { return status_of(self->state); },
+      [=](kill_atom, const std::string& target) -> std::string {
+        // `troupe kill`: the actor dies as a crash would, and supervision
+        // takes over.
+        auto& st = self->state;
+        const auto name = target == "evaluator:0" ? "evaluator" : target;
+        for (const auto& [addr, n] : st.topo.names)
+          if (n == name) {
+            auto [role, index] = split_name(name);
+            auto* a = slot_of(st.topo, role, index);
+            if (a == nullptr || !*a)
+              break;
+            if (!st.started || st.finished)
+              return fmt::format("the job is {}: nothing is killed",
+                                 st.finished ? "over" : "starting");
+            self->send_exit(*a, caf::exit_reason::kill);
+            return "";
+          }
+        std::vector<std::string> known;
+        for (const auto& [addr, n] : st.topo.names)
+          known.push_back(n);
+        std::sort(known.begin(), known.end());
+        return fmt::format("no actor {} in this job (actors: {})", target,
+                           fmt::join(known, ", "));
+      },
       [=](params_msg& p) {
         // From every param shard: each epoch's parameters (tag = epoch) for
         // the evaluator, and the final ones (tag -1). A restarted shard may

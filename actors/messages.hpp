@@ -66,6 +66,9 @@ using restore_atom = caf::atom_constant<caf::atom("restore")>;
 using durable_atom = caf::atom_constant<caf::atom("durable")>;
 using load_atom = caf::atom_constant<caf::atom("load")>;
 using evaluated_atom = caf::atom_constant<caf::atom("evaluated")>;
+/// (kill_atom, string "ROLE:INDEX") to the coordinator -> string: "" when
+/// killed (as a crash would: its supervisor restarts it), else why not.
+using kill_atom = caf::atom_constant<caf::atom("kill")>;
 
 /// The samples of (epoch, step) for one worker.
 struct batch_msg {

@@ -52,9 +52,10 @@ struct param_shard_state {
   std::int64_t size = 0;
   devices::tensor params; // current version; never written once published
   devices::tensor prev;   // sync: the version before, for restarted workers
-  std::int64_t kill_step = -1; // [[chaos]]
-  bool restoring = false;      // restarted, state not yet restored
-  std::vector<grad_msg> held;  // gradients that came before the state
+  std::int64_t kill_step = -1;  // [[chaos]]
+  bool restoring = false;       // restarted, state not yet restored
+  std::int64_t snapshotted = 0; // version of the last snapshot sent
+  std::vector<grad_msg> held;   // gradients that came before the state
   std::vector<devices::tensor> opt_state;
   std::vector<devices::tensor> spares; // earlier versions, reused when free
   std::int64_t version = 0;            // optimizer steps applied
@@ -178,11 +179,16 @@ void publish_version(param_shard_state& st, devices::tensor next) {
 // Every snapshot_every versions: the state, to the coordinator's store.
 // The optimizer state is updated in place, so it goes as a copy; published
 // parameters are never written again and go as they are.
-void maybe_snapshot(caf::stateful_actor<param_shard_state>* self) {
+// `now`: whatever the version (the coordinator asks after a worker's
+// restart: that worker holds no gradients from before it).
+void maybe_snapshot(caf::stateful_actor<param_shard_state>* self,
+                    bool now = false) {
   auto& st = self->state;
-  if (!st.coordinator || st.spec.exchange_only ||
-      st.version % st.spec.snapshot_every != 0)
+  if (!st.coordinator || st.spec.exchange_only || st.restoring ||
+      st.version == st.snapshotted ||
+      (!now && st.version % st.spec.snapshot_every != 0))
     return;
+  st.snapshotted = st.version;
   shard_state_msg m;
   m.shard = st.index;
   m.version = st.version;
@@ -442,6 +448,7 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
           st.params = std::move(m.params);
           st.opt_state = std::move(m.optimizer_state);
           st.version = m.version;
+          st.snapshotted = m.version;
           if (!st.spec.synchronous() && m.ledger.size() == st.last_seq.size()) {
             st.last_seq = m.ledger;
             for (std::size_t w = 0; w < st.clock.size(); ++w)
@@ -462,6 +469,7 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
             on_async_grad(self, g);
       },
       [=](version_atom) { return self->state.version; },
+      [=](snapshot_atom) { maybe_snapshot(self, true); },
       [=](fetch_atom, std::int64_t from, std::int32_t worker,
           const caf::actor& to) {
         // A restarted worker at step `from`: every version >= from we hold.

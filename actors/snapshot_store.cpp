@@ -39,6 +39,9 @@ caf::behavior snapshot_store(caf::stateful_actor<store_state>* self,
       [=](snapshot_atom, shard_state_msg& m, std::int64_t offset,
           std::int64_t total) {
         auto& st = self->state;
+        auto& list = st.files[m.shard];
+        if (!list.empty() && list.back().first >= m.version)
+          return; // that version (or a later one) is on disk already
         const auto path = fmt::format("{}/param_shard-{}-v{:012}.snap", st.dir,
                                       m.shard, m.version);
         runtime::shard_snapshot s;
@@ -56,7 +59,6 @@ caf::behavior snapshot_store(caf::stateful_actor<store_state>* self,
                      fmt::format("snapshot not kept: {}", e.what()));
           return;
         }
-        auto& list = st.files[m.shard];
         list.emplace_back(m.version, path);
         while (list.size() > kept_per_shard) {
           std::error_code ec;

@@ -359,6 +359,46 @@ BOOST_AUTO_TEST_CASE(status_of_a_running_job) {
   BOOST_TEST(after.code == 3);
 }
 
+BOOST_AUTO_TEST_CASE(troupe_kill_restarts_the_actor_and_the_digest_holds) {
+  csv_job job("[testing]\nslow_worker = 0\nslow_ms = 30\n");
+  const std::vector<std::string> args{
+      "run", job.pipeline, "--set", "cluster.local_nodes=2", "--json", "-q"};
+  const auto reference =
+      run_json({job.pipeline, "--set", "cluster.local_nodes=2"});
+  background run("troupe", {"run", job.pipeline, "--set",
+                            "cluster.local_nodes=2", "--json"});
+  std::string coordinator;
+  for (int i = 0; i < 300 && coordinator.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto err = run.err();
+    auto pos = err.find("troupe status --coordinator ");
+    if (pos != std::string::npos &&
+        err.find("training:") != std::string::npos) {
+      auto end = err.find(')', pos);
+      coordinator = err.substr(pos + 28, end - pos - 28);
+    }
+  }
+  BOOST_REQUIRE_MESSAGE(!coordinator.empty(), run.err());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto k = run_troupe({"kill", "--coordinator", coordinator, "worker:1"}, 30);
+  BOOST_TEST(k.code == 0, k.err);
+  BOOST_TEST(k.out == "killed worker:1\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  k = run_troupe({"kill", "--coordinator", coordinator, "param_shard:0"}, 30);
+  BOOST_TEST(k.code == 0, k.err);
+  k = run_troupe({"kill", "--coordinator", coordinator, "wizard:3"}, 30);
+  BOOST_TEST(k.code == 2);
+  BOOST_TEST(k.err.find("no actor wizard:3 in this job") != std::string::npos,
+             k.err);
+  auto rest = run.read_rest();
+  BOOST_TEST(run.wait(60000) == 0, run.err());
+  const auto j = json::parse(rest);
+  BOOST_TEST(j["params_digest"] == reference["params_digest"]);
+  BOOST_TEST(j["restarts_by_role"]["worker"] == 1);
+  BOOST_TEST(j["restarts_by_role"]["param_shard"] == 1);
+  BOOST_TEST(run.err().find("worker:1 on node") != std::string::npos);
+}
+
 namespace {
 
 std::vector<pid_t> children_of(pid_t parent) {

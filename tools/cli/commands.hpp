@@ -19,6 +19,8 @@ void add_run_command(CLI::App& app, int* code);
 void add_node_command(CLI::App& app, int* code);
 /// `troupe status --coordinator HOST:PORT`
 void add_status_command(CLI::App& app, int* code);
+/// `troupe kill --coordinator HOST:PORT ROLE:INDEX`
+void add_kill_command(CLI::App& app, int* code);
 /// `troupe bench allreduce ...`
 void add_bench_command(CLI::App& app, int* code);
 

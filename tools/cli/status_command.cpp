@@ -1,4 +1,5 @@
 // troupe status --coordinator HOST:PORT: what a running job is doing.
+// troupe kill --coordinator HOST:PORT ROLE:INDEX: kill one of its actors.
 #include "tools/cli/commands.hpp"
 
 #include "actors/messages.hpp"
@@ -8,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <functional>
 #include <future>
 #include <thread>
 #include <unistd.h>
@@ -24,11 +26,23 @@ struct status_cli {
   double timeout = 5;
 };
 
-int run(const status_cli& o) {
+struct kill_cli {
+  std::string coordinator;
+  std::string target;
+  double timeout = 5;
+};
+
+using body_fn = std::function<int(caf::actor_system&, const caf::actor&,
+                                  std::chrono::milliseconds)>;
+
+// Connects to a running job's coordinator and runs `body` with it. A bad
+// address is exit 2, an unreachable coordinator exit 3.
+int with_coordinator(const char* command, const std::string& address,
+                     double timeout_s, const body_fn& body) {
   try {
-    runtime::parse_address(o.coordinator);
+    runtime::parse_address(address);
   } catch (const std::invalid_argument& e) {
-    std::fprintf(stderr, "troupe status: --coordinator %s\n", e.what());
+    std::fprintf(stderr, "troupe %s: --coordinator %s\n", command, e.what());
     return exit_bad_input;
   }
   caf::actor_system_config cfg;
@@ -37,16 +51,57 @@ int run(const status_cli& o) {
   runtime::configure_network(cfg, {});
   caf::actor_system sys{cfg};
   const auto timeout =
-      std::chrono::milliseconds(static_cast<std::int64_t>(o.timeout * 1000));
+      std::chrono::milliseconds(static_cast<std::int64_t>(timeout_s * 1000));
   caf::actor coord;
   try {
-    coord = runtime::connect_actor(sys, o.coordinator, timeout);
+    coord = runtime::connect_actor(sys, address, timeout);
   } catch (const runtime::cluster_error& e) {
-    std::fprintf(stderr, "troupe status: coordinator %s\n", e.what());
+    std::fprintf(stderr, "troupe %s: coordinator %s\n", command, e.what());
     std::fflush(stderr);
     // A connection attempt may still be blocked inside CAF: do not wait.
     _exit(exit_unreachable);
   }
+  return body(sys, coord, timeout);
+}
+
+int show(const status_cli& o, caf::actor_system& sys, const caf::actor& coord,
+         std::chrono::milliseconds timeout);
+
+int kill_actor(const kill_cli& o) {
+  return with_coordinator(
+      "kill", o.coordinator, o.timeout,
+      [&](caf::actor_system& sys, const caf::actor& coord,
+          std::chrono::milliseconds timeout) {
+        caf::scoped_actor self{sys};
+        std::string refused, failure;
+        self->request(coord, timeout, actors::kill_atom::value, o.target)
+            .receive([&](std::string& why) { refused = std::move(why); },
+                     [&](caf::error& e) { failure = sys.render(e); });
+        if (!failure.empty()) {
+          std::fprintf(stderr,
+                       "troupe kill: coordinator %s did not answer: %s\n",
+                       o.coordinator.c_str(), failure.c_str());
+          return exit_unreachable;
+        }
+        if (!refused.empty()) {
+          std::fprintf(stderr, "troupe kill: %s\n", refused.c_str());
+          return exit_bad_input;
+        }
+        std::printf("killed %s\n", o.target.c_str());
+        return exit_ok;
+      });
+}
+
+int run(const status_cli& o) {
+  return with_coordinator("status", o.coordinator, o.timeout,
+                          [&](caf::actor_system& sys, const caf::actor& coord,
+                              std::chrono::milliseconds timeout) {
+                            return show(o, sys, coord, timeout);
+                          });
+}
+
+int show(const status_cli& o, caf::actor_system& sys, const caf::actor& coord,
+         std::chrono::milliseconds timeout) {
   caf::scoped_actor self{sys};
   actors::job_status s;
   std::string failure;
@@ -97,6 +152,22 @@ void add_status_command(CLI::App& app, int* code) {
   cmd->add_option("--timeout", o->timeout, "Seconds to wait for an answer")
       ->capture_default_str();
   cmd->callback([o, code] { *code = run(*o); });
+}
+
+void add_kill_command(CLI::App& app, int* code) {
+  auto o = std::make_shared<kill_cli>();
+  auto* cmd = app.add_subcommand(
+      "kill", "Kill one actor of a running job, as a crash would (its "
+              "supervisor restarts it)");
+  cmd->add_option("--coordinator", o->coordinator,
+                  "HOST:PORT of the job's coordinator (troupe run prints it)")
+      ->required();
+  cmd->add_option("target", o->target,
+                  "ROLE:INDEX, e.g. worker:0, param_shard:1, evaluator")
+      ->required();
+  cmd->add_option("--timeout", o->timeout, "Seconds to wait for an answer")
+      ->capture_default_str();
+  cmd->callback([o, code] { *code = kill_actor(*o); });
 }
 
 } // namespace troupe::cli
