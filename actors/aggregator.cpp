@@ -29,8 +29,9 @@ struct aggregator_state {
   std::map<std::int64_t, std::int32_t> arrived;
   std::vector<std::pair<std::int32_t, std::int32_t>> subtrees; // local ones
   bool wired = false;
-  std::int64_t kill_step = -1;   // [[chaos]]
-  std::vector<params_msg> early; // parameters that beat our wiring here
+  std::int64_t kill_step = -1;       // [[chaos]]
+  std::vector<params_msg> early;     // parameters that beat our wiring here
+  std::vector<grad_msg> early_grads; // gradients that beat it (a replay)
 };
 
 void relay(caf::stateful_actor<aggregator_state>* self, params_msg p) {
@@ -134,6 +135,10 @@ caf::behavior aggregator(caf::stateful_actor<aggregator_state>* self,
         for (auto& p : st.early)
           relay(self, std::move(p));
         st.early.clear();
+        auto grads = std::move(st.early_grads);
+        st.early_grads.clear();
+        for (auto& g : grads)
+          self->send(self, std::move(g));
       },
       [=](wire_atom) {
         // A barrier: the wiring the asker sent before this is in place, so
@@ -147,6 +152,12 @@ caf::behavior aggregator(caf::stateful_actor<aggregator_state>* self,
         if (st.kill_step >= 0 && g.step >= st.kill_step) {
           // [[chaos]]: this incarnation dies here, as a crash would.
           self->quit(caf::exit_reason::kill);
+          return;
+        }
+        if (!st.wired) {
+          // A worker's replay to a restarted aggregator can beat the
+          // coordinator's wiring of it.
+          st.early_grads.push_back(std::move(g));
           return;
         }
         if (!st.spec.synchronous()) {

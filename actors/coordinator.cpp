@@ -30,6 +30,7 @@
 #include <limits>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <set>
 
 #include <fmt/format.h>
@@ -80,7 +81,10 @@ struct coordinator_state {
   clock_type::time_point t_start;
   clock_type::time_point t_train_end;
   std::vector<std::int64_t> steps_done; // by worker
-  std::vector<std::int64_t> pushed;     // by worker
+  // By worker and step: whether its loss was counted. A worker that
+  // redoes steps (restarted, or the job rolled back) reports them again.
+  std::vector<std::vector<bool>> counted;
+  std::vector<std::int64_t> pushed; // by worker
   std::int64_t max_lead = 0;
   double compute_s = 0; // summed over workers
   double wait_s = 0;
@@ -94,11 +98,33 @@ struct coordinator_state {
   std::map<std::int64_t, parameters> milestones;
   // Supervision.
   std::int64_t param_count = 0;
+  snapshot_options snap;
   caf::actor store;
+  // Lost nodes (killed, or silent past the heartbeat timeout): their actors
+  // run on the surviving nodes now.
+  std::set<std::string> lost_nodes;
+  std::map<caf::actor_addr, std::size_t> manager_of; // node manager -> node
+  // A rollback to the newest checkpoint (node loss, a failure during a
+  // recovery, --resume) in progress: answers of an older one are dropped.
+  std::int64_t generation = 0;
+  bool rolling = false;
+  std::vector<bool> chaos_done; // by spec.chaos entry (node faults)
+  std::map<std::string, clock_type::time_point> faulted; // node -> when
+  // async/ssp: each snapshot's ledger (until pruned), each shard's ledger
+  // at the end, and where each worker's backups begin.
+  std::map<std::pair<std::int32_t, std::int64_t>, std::vector<std::int64_t>>
+      ledgers;
+  std::map<std::int32_t, std::int64_t> applied;
+  std::vector<std::int64_t> pruned_by_worker;
+  // By worker: the step its current incarnation started at (it kept no
+  // gradients from before).
+  std::vector<std::int64_t> first_step;
   std::map<std::string, std::int64_t> incarnation; // by actor name
   std::map<std::string, std::deque<clock_type::time_point>> restart_times;
   std::vector<std::vector<std::int64_t>> durable; // by shard: versions
   std::int64_t pruned = 0;                        // backups kept from here
+  std::map<std::int64_t, std::set<std::int32_t>> durable_shards; // by version
+  std::int64_t checkpoint = -1; // newest version every shard has on disk
   // The step of the latest worker restart: that worker kept no gradients
   // from before it, so a param shard can be restored only from a snapshot
   // at or after it (the shards are asked for one at once).
@@ -142,7 +168,9 @@ void fail(self_ptr self, std::string why) {
 void maybe_finish(self_ptr self) {
   auto& st = self->state;
   if (st.finished || !st.final.complete(st.param_count) ||
-      st.emitted_epochs < st.spec.epochs)
+      st.emitted_epochs < st.spec.epochs ||
+      (!st.spec.synchronous() &&
+       static_cast<std::int64_t>(st.applied.size()) < st.spec.partitions))
     return;
   st.finished = true;
   auto& r = st.result;
@@ -166,6 +194,11 @@ void maybe_finish(self_ptr self) {
   r.worker_wait_s = st.wait_s / static_cast<double>(st.spec.workers);
   r.gradients_pushed =
       std::accumulate(st.pushed.begin(), st.pushed.end(), std::int64_t{0});
+  if (!st.applied.empty()) {
+    r.gradients_applied = st.applied.begin()->second;
+    for (const auto& [shard, n] : st.applied)
+      r.gradients_applied = std::min(r.gradients_applied, n);
+  }
   if (!r.history.empty() && r.history.back().evaluated) {
     r.test_loss = r.history.back().test_loss;
     r.test_accuracy = r.history.back().test_accuracy;
@@ -188,9 +221,11 @@ void emit_epochs(self_ptr self) {
     s.steps = s.epoch * st.spec.steps_per_epoch;
     s.train_loss =
         acc.samples > 0 ? acc.loss_sum / static_cast<double>(acc.samples) : 0;
-    const auto begin = st.emitted_epochs == 0
-                           ? st.t_start
-                           : st.epochs[st.emitted_epochs - 1].end;
+    // The epoch before may have run in an earlier job (--resume).
+    const auto prev = st.epochs.find(st.emitted_epochs - 1);
+    const auto begin = prev != st.epochs.end() && prev->second.train_done
+                           ? prev->second.end
+                           : st.t_start;
     const double secs = std::chrono::duration<double>(acc.end - begin).count();
     s.samples_per_s =
         secs > 0
@@ -273,14 +308,60 @@ void send_milestone(self_ptr self, std::int64_t epoch) {
   send_slices(self, st.topo.evaluator, std::move(m));
 }
 
+// The newest step every param shard has a snapshot of, for messages.
+std::string last_checkpoint(const coordinator_state& st) {
+  if (st.checkpoint < 0)
+    return "none";
+  return st.snap.keep ? fmt::format("step {} in {}", st.checkpoint, st.snap.dir)
+                      : fmt::format("step {}", st.checkpoint);
+}
+
 // A snapshot is on disk. Workers keep their gradients from the second
 // newest snapshot of each shard on (a corrupt newest one falls back to it).
 void on_durable(self_ptr self, std::int32_t shard, std::int64_t version) {
   auto& st = self->state;
+  auto& have = st.durable_shards[version];
+  have.insert(shard);
+  if (static_cast<std::int64_t>(have.size()) == st.spec.partitions) {
+    st.checkpoint = std::max(st.checkpoint, version);
+    st.durable_shards.erase(st.durable_shards.begin(),
+                            st.durable_shards.upper_bound(version));
+  }
   auto& d = st.durable[static_cast<std::size_t>(shard)];
   d.push_back(version);
   if (d.size() > 2)
     d.erase(d.begin());
+  if (!st.spec.synchronous()) {
+    // Each worker keeps its gradients from the first one the second newest
+    // snapshot of some shard lacks.
+    auto keep = st.pruned_by_worker;
+    std::fill(keep.begin(), keep.end(),
+              std::numeric_limits<std::int64_t>::max());
+    for (std::size_t p = 0; p < st.durable.size(); ++p) {
+      const auto& v = st.durable[p];
+      auto l = v.size() < 2
+                   ? st.ledgers.end()
+                   : st.ledgers.find({static_cast<std::int32_t>(p), v.front()});
+      for (std::size_t w = 0; w < keep.size(); ++w)
+        keep[w] = std::min(keep[w], l == st.ledgers.end() ||
+                                            l->second.size() != keep.size()
+                                        ? std::int64_t{0}
+                                        : l->second[w] + 1);
+    }
+    for (std::size_t w = 0; w < keep.size(); ++w)
+      if (keep[w] > st.pruned_by_worker[w]) {
+        st.pruned_by_worker[w] = keep[w];
+        self->send(st.topo.workers[w], prune_atom::value, keep[w]);
+      }
+    for (auto it = st.ledgers.begin(); it != st.ledgers.end();) {
+      const auto& v = st.durable[static_cast<std::size_t>(it->first.first)];
+      if (v.size() == 2 && it->first.second < v.front())
+        it = st.ledgers.erase(it);
+      else
+        ++it;
+    }
+    return;
+  }
   std::int64_t keep = std::numeric_limits<std::int64_t>::max();
   for (const auto& v : st.durable)
     keep = std::min(keep, v.size() < 2 ? std::int64_t{0} : v.front());
@@ -335,10 +416,13 @@ void fetch_when_relayed(self_ptr self, const std::string& name, caf::actor h,
   const auto a = static_cast<std::size_t>(
       t.aggregator_of_worker[static_cast<std::size_t>(index)]);
   wire_aggregator(self, a);
+  const auto gen = self->state.generation;
   self->request(t.aggregators[a], std::chrono::seconds(1), wire_atom::value)
       .then(
           [=](bool) {
             auto& st = self->state;
+            if (gen != st.generation)
+              return; // the job rolled back meanwhile
             for (auto& p : st.topo.param_shards) {
               self->send(p, fetch_atom::value, step, index, h);
               self->send(p, snapshot_atom::value);
@@ -349,6 +433,8 @@ void fetch_when_relayed(self_ptr self, const std::string& name, caf::actor h,
             }
           },
           [=](caf::error& err) {
+            if (gen != self->state.generation)
+              return;
             if (tries > 1) {
               fetch_when_relayed(self, name, h, step, tries - 1);
               return;
@@ -359,10 +445,13 @@ void fetch_when_relayed(self_ptr self, const std::string& name, caf::actor h,
           });
 }
 
+void rollback(self_ptr self, const std::string& why);
+
 // The restarted actor `name` is `h`: wire it and its peers, and bring it
 // back to where training is.
 void recover(self_ptr self, const std::string& name, caf::actor h) {
   auto& st = self->state;
+  const auto gen = st.generation;
   auto& t = st.topo;
   const auto [role, index] = split_name(name);
   const auto i = static_cast<std::size_t>(index);
@@ -373,38 +462,68 @@ void recover(self_ptr self, const std::string& name, caf::actor h) {
   if (role == "worker") {
     // Shards are at most one version apart (sync): the worker redoes the
     // oldest step any shard still waits for.
+    // async/ssp: it redoes the oldest of its gradients some shard has not
+    // applied (those that have drop it as a duplicate).
     auto versions = std::make_shared<std::vector<std::int64_t>>();
     auto left = std::make_shared<std::size_t>(t.param_shards.size());
-    for (auto& p : t.param_shards)
-      self->request(p, timeout, version_atom::value)
-          .then(
-              [=](std::int64_t v) {
-                versions->push_back(v);
-                if (--*left > 0)
-                  return;
-                const auto step =
-                    *std::min_element(versions->begin(), versions->end());
-                self->send(h, recover_atom::value, step);
-                wire_worker(self, i);
-                fetch_when_relayed(self, name, h, step, 30);
-              },
-              [=](caf::error& err) {
-                fail(self, fmt::format("recovering {}: a param shard did not "
-                                       "answer: {}",
-                                       name, self->system().render(err)));
-              });
+    auto on_version = [=](std::int64_t v) {
+      if (gen != self->state.generation)
+        return; // the job rolled back meanwhile
+      versions->push_back(v);
+      if (--*left > 0)
+        return;
+      const auto step = *std::min_element(versions->begin(), versions->end());
+      self->state.first_step[i] = step;
+      self->send(h, recover_atom::value, step);
+      wire_worker(self, i);
+      fetch_when_relayed(self, name, h, step, 30);
+    };
+    auto on_error = [=](caf::error& err) {
+      if (gen != self->state.generation)
+        return;
+      fail(self, fmt::format("recovering {}: a param shard did not answer: {}",
+                             name, self->system().render(err)));
+    };
+    for (auto& p : t.param_shards) {
+      if (st.spec.synchronous())
+        self->request(p, timeout, version_atom::value)
+            .then(on_version, on_error);
+      else
+        self->request(p, timeout, version_atom::value, index)
+            .then(on_version, on_error);
+    }
   } else if (role == "data_shard") {
     for (std::size_t r = 0; r < t.workers.size(); ++r)
       if (t.data_shard_of_worker[r] == index)
         wire_worker(self, r);
   } else if (role == "aggregator") {
+    // The shards learn the new handle first: the workers' replays through
+    // it are answered through it.
     wire_aggregator(self, i);
-    for (std::size_t r = 0; r < t.workers.size(); ++r)
-      if (t.aggregator_of_worker[r] == index)
-        wire_worker(self, r);
+    auto left = std::make_shared<std::size_t>(t.param_shards.size());
     for (std::size_t p = 0; p < t.param_shards.size(); ++p) {
       wire_shard(self, p);
       self->send(t.param_shards[p], republish_atom::value, h);
+      self->request(t.param_shards[p], timeout, wire_atom::value)
+          .then(
+              [=](bool) {
+                auto& st = self->state;
+                if (gen != st.generation || --*left > 0)
+                  return;
+                for (std::size_t r = 0; r < st.topo.workers.size(); ++r)
+                  if (st.topo.aggregator_of_worker[r] == index)
+                    wire_worker(self, r);
+              },
+              [=](caf::error& err) {
+                if (gen != self->state.generation)
+                  return;
+                // A shard that does not answer fails on its own; a later
+                // recovery rewires the workers.
+                self->send(self->state.listener, info_atom::value,
+                           fmt::format("recovering {}: a param shard did not "
+                                       "confirm its wiring: {}",
+                                       name, self->system().render(err)));
+              });
     }
   } else if (role == "param_shard") {
     self->request(st.store, timeout, load_atom::value, index)
@@ -418,14 +537,30 @@ void recover(self_ptr self, const std::string& name, caf::actor h) {
                                        name, why));
               const auto from = m.version;
               auto& st = self->state;
-              if (from < st.replay_floor) {
-                fail(self,
-                     fmt::format("cannot restore {} bit for bit: its newest "
-                                 "good snapshot is version {}, but {} was "
-                                 "restarted at step {} and kept no gradients "
-                                 "from before it (the snapshot asked for then "
-                                 "was not written yet)",
-                                 name, from, st.floor_worker, st.replay_floor));
+              if (gen != st.generation)
+                return; // the job rolled back meanwhile
+              // Where each worker's replay begins: the snapshot's step
+              // (sync), or the first gradient its ledger lacks (async).
+              std::vector<std::int64_t> replay_from(t.workers.size(), from);
+              if (!st.spec.synchronous())
+                for (std::size_t r = 0; r < replay_from.size(); ++r)
+                  replay_from[r] = m.ledger.size() == replay_from.size()
+                                       ? m.ledger[r] + 1
+                                       : 0;
+              std::string lacking;
+              for (std::size_t r = 0; r < replay_from.size(); ++r)
+                if (replay_from[r] < st.first_step[r])
+                  lacking = fmt::format("worker:{}", r);
+              if (from < st.replay_floor || !lacking.empty()) {
+                // The steps since `from` cannot be replayed: go back to a
+                // checkpoint from which nothing needs replaying.
+                rollback(
+                    self,
+                    fmt::format("{} can only be restored to version {}, "
+                                "but {} was restarted since and kept no "
+                                "gradients from before its restart",
+                                name, from,
+                                lacking.empty() ? st.floor_worker : lacking));
                 return;
               }
               self->send(h, restore_atom::value, std::move(m));
@@ -434,7 +569,8 @@ void recover(self_ptr self, const std::string& name, caf::actor h) {
                 wire_aggregator(self, a);
               for (std::size_t r = 0; r < t.workers.size(); ++r) {
                 wire_worker(self, r);
-                self->send(t.workers[r], replay_atom::value, index, from);
+                self->send(t.workers[r], replay_atom::value, index,
+                           replay_from[r]);
               }
               self->send(self->state.listener, info_atom::value,
                          fmt::format("{} restored from version {}; the "
@@ -442,6 +578,8 @@ void recover(self_ptr self, const std::string& name, caf::actor h) {
                                      name, from));
             },
             [=](caf::error& err) {
+              if (gen != self->state.generation)
+                return;
               fail(self, fmt::format("recovering {}: the snapshot store did "
                                      "not answer: {}",
                                      name, self->system().render(err)));
@@ -455,10 +593,58 @@ void recover(self_ptr self, const std::string& name, caf::actor h) {
   }
 }
 
-// Spawns actor `name` again on its node, its incarnation counted.
-void respawn(self_ptr self, const std::string& name) {
+// The node `name` is to run on: its own, or, when that node was lost, the
+// surviving node with the fewest of the job's actors (the first of those).
+// Returns the node's index, or none when every node is lost.
+std::optional<std::size_t> home_of(coordinator_state& st,
+                                   const std::string& name) {
+  auto& t = st.topo;
+  const auto& node = t.placement[name];
+  if (st.lost_nodes.count(node) == 0) {
+    const auto n = static_cast<std::size_t>(
+        std::find(t.node_names.begin(), t.node_names.end(), node) -
+        t.node_names.begin());
+    if (n < t.managers.size())
+      return n;
+  }
+  std::optional<std::size_t> best;
+  std::size_t best_load = 0;
+  for (std::size_t n = 0; n < t.node_names.size(); ++n) {
+    if (st.lost_nodes.count(t.node_names[n]) > 0)
+      continue;
+    std::size_t load = 0;
+    for (const auto& [actor, where] : t.placement)
+      load += where == t.node_names[n] ? 1 : 0;
+    if (!best || load < best_load) {
+      best = n;
+      best_load = load;
+    }
+  }
+  if (best)
+    t.placement[name] = t.node_names[*best];
+  return best;
+}
+
+void node_lost(self_ptr self, std::size_t n, const std::string& why);
+
+// Spawns actor `name` again, its incarnation counted: on its node, or on a
+// surviving one when its node was lost. `then` gets the new handle (the
+// default: recover it alone).
+void respawn(self_ptr self, const std::string& name,
+             std::function<void(caf::actor)> then = nullptr) {
   auto& st = self->state;
   auto& t = st.topo;
+  if (!then) {
+    const auto gen = st.generation;
+    then = [=](caf::actor h) {
+      if (gen != self->state.generation || self->state.finished) {
+        // The job rolled back meanwhile; that spawned everything anew.
+        self->send_exit(h, caf::exit_reason::user_shutdown);
+        return;
+      }
+      recover(self, name, std::move(h));
+    };
+  }
   const auto [role, index] = split_name(name);
   auto spec = st.spec;
   spec.incarnation = ++st.incarnation[name];
@@ -484,24 +670,34 @@ void respawn(self_ptr self, const std::string& name) {
                              self->system().render(h.error())));
       return;
     }
-    recover(self, name, *h);
+    then(*h);
     return;
   }
-  const auto& node = t.placement[name];
-  const auto n = static_cast<std::size_t>(
-      std::find(t.node_names.begin(), t.node_names.end(), node) -
-      t.node_names.begin());
-  if (n >= t.managers.size()) {
-    fail(self,
-         fmt::format("cannot restart {}: node {} is unknown", name, node));
+  const auto n = home_of(st, name);
+  if (!n) {
+    fail(self, fmt::format("cannot restart {}: every node of the job was "
+                           "lost ({})",
+                           name, fmt::join(st.lost_nodes, ", ")));
     return;
   }
-  self->request(t.managers[n], std::chrono::seconds(30),
+  const auto node = t.node_names[*n];
+  self->request(t.managers[*n], std::chrono::seconds(30),
                 runtime::spawn_atom::value, role, std::move(args))
-      .then([=](caf::actor& h) { recover(self, name, std::move(h)); },
+      .then([=](caf::actor& h) { then(std::move(h)); },
             [=](caf::error& err) {
-              fail(self, fmt::format("cannot restart {} on node {}: {}", name,
-                                     node, self->system().render(err)));
+              auto& st = self->state;
+              if (st.finished)
+                return;
+              if (st.lost_nodes.count(node) == 0 &&
+                  err != caf::sec::request_timeout) {
+                fail(self, fmt::format("cannot restart {} on node {}: {}", name,
+                                       node, self->system().render(err)));
+                return;
+              }
+              // The node went away while we asked it: it is lost too.
+              node_lost(self, *n,
+                        fmt::format("it did not spawn {}: {}", name,
+                                    self->system().render(err)));
             });
 }
 
@@ -525,10 +721,198 @@ std::vector<std::string> restart_set(const coordinator_state& st,
   return out;
 }
 
+// Every training actor stops (the evaluator too when its node is lost);
+// their names are dropped first, so their down messages are ignored.
+void stop_training_actors(self_ptr self) {
+  auto& st = self->state;
+  auto& t = st.topo;
+  auto stop = [&](caf::actor& a) {
+    if (!a)
+      return;
+    t.names.erase(a.address());
+    self->send_exit(a, caf::exit_reason::user_shutdown);
+    a = nullptr;
+  };
+  for (auto* v : {&t.workers, &t.aggregators, &t.data_shards, &t.param_shards})
+    for (auto& a : *v)
+      stop(a);
+  if (st.lost_nodes.count(t.placement["evaluator"]) > 0)
+    stop(t.evaluator);
+}
+
+// The actors are there again: the param shards take the checkpoint's state
+// (version 0: the seeded start), everything is wired, and the workers go on
+// from its step.
+void restore_all(self_ptr self, std::int64_t version,
+                 const std::vector<shard_state_msg>& states,
+                 std::optional<clock_type::time_point> detected,
+                 bool evaluator_new) {
+  auto& st = self->state;
+  auto& t = st.topo;
+  for (std::size_t p = 0; p < t.param_shards.size(); ++p) {
+    shard_state_msg m;
+    m.shard = static_cast<std::int32_t>(p);
+    if (p < states.size())
+      m = states[p];
+    self->send(t.param_shards[p], restore_atom::value, std::move(m));
+  }
+  wire(self);
+  if (evaluator_new)
+    for (auto& [epoch, params] : st.milestones)
+      if (params.complete(st.param_count))
+        send_milestone(self, epoch);
+  // sync: every worker at the checkpoint's step. async/ssp: each at the
+  // first of its gradients some shard's ledger lacks, with the current
+  // parameters (shards that have it drop it as a duplicate).
+  for (std::size_t r = 0; r < t.workers.size(); ++r) {
+    auto step = version;
+    if (!st.spec.synchronous()) {
+      step = states.empty() ? 0 : std::numeric_limits<std::int64_t>::max();
+      for (const auto& m : states)
+        step = std::min(step, m.ledger.size() == t.workers.size()
+                                  ? m.ledger[r] + 1
+                                  : std::int64_t{0});
+    }
+    st.steps_done[r] = step;
+    st.first_step[r] = step;
+    self->send(t.workers[r], recover_atom::value, step);
+    if (!st.spec.synchronous())
+      for (auto& p : t.param_shards)
+        self->send(p, fetch_atom::value, step, static_cast<std::int32_t>(r),
+                   t.workers[r]);
+  }
+  st.recovering.clear();
+  if (detected) // a failure's recovery (not a resume): timed
+    st.recovering.push_back({*detected, slowest_steps(st)});
+  st.replay_floor = version;
+  st.floor_worker = "every worker";
+  for (auto& d : st.durable)
+    d.clear();
+  st.pruned = version;
+  st.rolling = false;
+  self->send(st.listener, info_atom::value,
+             fmt::format("the job goes on from step {}", version));
+}
+
+// Spawns every training actor again (on the surviving nodes) and restores
+// them to checkpoint `version` once all are there. Answers for an older
+// rollback (`gen`) are dropped.
+void respawn_all(self_ptr self, std::int64_t gen, std::int64_t version,
+                 std::shared_ptr<const std::vector<shard_state_msg>> states,
+                 std::optional<clock_type::time_point> detected) {
+  auto& st = self->state;
+  auto& t = st.topo;
+  std::vector<std::string> names;
+  for (std::size_t i = 0; i < t.data_shards.size(); ++i)
+    names.push_back(fmt::format("data_shard:{}", i));
+  for (std::size_t i = 0; i < t.param_shards.size(); ++i)
+    names.push_back(fmt::format("param_shard:{}", i));
+  for (std::size_t i = 0; i < t.aggregators.size(); ++i)
+    names.push_back(fmt::format("aggregator:{}", i));
+  for (std::size_t i = 0; i < t.workers.size(); ++i)
+    names.push_back(fmt::format("worker:{}", i));
+  const bool evaluator_new = !st.spec.test.empty() && !t.evaluator;
+  if (evaluator_new)
+    names.push_back("evaluator");
+  auto left = std::make_shared<std::size_t>(names.size());
+  for (const auto& name : names)
+    respawn(self, name, [=](caf::actor h) {
+      auto& st = self->state;
+      if (gen != st.generation || st.finished) {
+        self->send_exit(h, caf::exit_reason::user_shutdown);
+        return;
+      }
+      const auto [role, index] = split_name(name);
+      *slot_of(st.topo, role, index) = h;
+      st.topo.names[h.address()] = name;
+      self->monitor(h);
+      if (--*left == 0)
+        restore_all(self, version, *states, detected, evaluator_new);
+    });
+}
+
+// Rolls the whole job back to its newest checkpoint (the newest version
+// every param shard has a good snapshot of): every training actor is
+// spawned again, a lost node's on the surviving nodes, and training goes
+// on from there. Sync training is deterministic, so the job ends with the
+// bits it would have had; the steps since the checkpoint are done twice.
+void rollback(self_ptr self, const std::string& why) {
+  auto& st = self->state;
+  const auto gen = ++st.generation;
+  const auto detected = clock_type::now();
+  st.rolling = true;
+  ++st.result.rollbacks;
+  stop_training_actors(self);
+  self->send(
+      st.listener, info_atom::value,
+      fmt::format("{}: rolling the job back to its newest checkpoint", why));
+  self->request(st.store, std::chrono::seconds(30), checkpoint_atom::value)
+      .then(
+          [=](std::int64_t version, std::vector<shard_state_msg>& states,
+              std::vector<std::string>& problems) {
+            auto& st = self->state;
+            if (gen != st.generation || st.finished)
+              return;
+            for (auto& p : problems)
+              self->send(st.listener, info_atom::value,
+                         fmt::format("snapshot refused, falling back to an "
+                                     "older checkpoint: {}",
+                                     p));
+            respawn_all(self, gen, version,
+                        std::make_shared<const std::vector<shard_state_msg>>(
+                            std::move(states)),
+                        detected);
+          },
+          [=](caf::error& err) {
+            fail(self, fmt::format("rolling back: the snapshot store did not "
+                                   "answer: {}",
+                                   self->system().render(err)));
+          });
+}
+
+void node_lost(self_ptr self, std::size_t n, const std::string& why) {
+  auto& st = self->state;
+  if (st.finished)
+    return;
+  const auto node = st.topo.node_names[n];
+  if (!st.lost_nodes.insert(node).second)
+    return; // known already
+  st.result.lost_nodes.push_back(node);
+  if (auto f = st.faulted.find(node); f != st.faulted.end())
+    st.result.fault_detection_ms.push_back(
+        std::chrono::duration<double, std::milli>(clock_type::now() - f->second)
+            .count());
+  if (!st.started) {
+    fail(self, fmt::format("node {} was lost during start-up: {}", node, why));
+    return;
+  }
+  if (st.lost_nodes.size() == st.topo.node_names.size()) {
+    fail(self, fmt::format("node {} was lost ({}), and it was the last node "
+                           "of the job",
+                           node, why));
+    return;
+  }
+  // Its actors are restarted elsewhere: they count as restarts.
+  for (const auto& [actor, where] : st.topo.placement)
+    if (where == node) {
+      ++st.result.restarts;
+      ++st.result.restarts_by_role[split_name(actor).first];
+    }
+  rollback(self, fmt::format("node {} lost ({})", node, why));
+}
+
 void on_down(self_ptr self, caf::down_msg& dm) {
   auto& st = self->state;
   if (st.finished)
     return;
+  const auto why = dm.reason ? self->system().render(dm.reason)
+                             : std::string("exited normally");
+  auto manager = st.manager_of.find(dm.source);
+  if (manager != st.manager_of.end()) {
+    node_lost(self, manager->second,
+              fmt::format("its node manager stopped: {}", why));
+    return;
+  }
   auto it = st.topo.names.find(dm.source);
   if (it == st.topo.names.end())
     return; // replaced already, or stopped by us to be restarted
@@ -537,20 +921,22 @@ void on_down(self_ptr self, caf::down_msg& dm) {
   auto node = st.topo.placement.find(name);
   const auto where =
       node != st.topo.placement.end() ? " on node " + node->second : "";
-  const auto why = dm.reason ? self->system().render(dm.reason)
-                             : std::string("exited normally");
   if (!st.started) {
     fail(self,
          fmt::format("{}{} stopped during start-up: {}", name, where, why));
     return;
   }
-  if (dm.reason == caf::exit_reason::remote_link_unreachable) {
-    // The node is gone with every actor on it. Respawning them on the
-    // surviving nodes is not in this version: the job fails, naming it.
-    fail(self, fmt::format("{}{} stopped: {} (the node was lost; moving its "
-                           "actors to other nodes is not supported yet)",
-                           name, where, why));
-    return;
+  if (dm.reason == caf::exit_reason::remote_link_unreachable &&
+      node != st.topo.placement.end()) {
+    // The node is gone (killed, or silent past the heartbeat timeout),
+    // with every actor on it.
+    const auto& names = st.topo.node_names;
+    const auto n = static_cast<std::size_t>(
+        std::find(names.begin(), names.end(), node->second) - names.begin());
+    if (n < names.size()) {
+      node_lost(self, n, fmt::format("{} stopped: {}", name, why));
+      return;
+    }
   }
   // Escalation: too many restarts of this role within the window.
   const auto role = split_name(name).first;
@@ -563,9 +949,20 @@ void on_down(self_ptr self, caf::down_msg& dm) {
     fail(self, fmt::format(
                    "supervision gave up: {}{} failed ({}) after {} restart(s) "
                    "of role {} within {} s (supervision.max_restarts = {}); "
-                   "last good checkpoint: none",
+                   "last good checkpoint: {}",
                    name, where, why, times.size(), role, st.spec.within_s,
-                   st.spec.max_restarts));
+                   st.spec.max_restarts, last_checkpoint(st)));
+    return;
+  }
+  if (st.rolling || !st.recovering.empty()) {
+    // A second failure while one recovery is under way: the peers the
+    // first recovery counts on may be the ones gone. Go back to a state
+    // that holds for all instead.
+    times.push_back(now);
+    ++st.result.restarts;
+    ++st.result.restarts_by_role[role];
+    rollback(self, fmt::format("{}{} failed ({}) during a recovery", name,
+                               where, why));
     return;
   }
   self->send(st.listener, info_atom::value,
@@ -588,6 +985,81 @@ void on_down(self_ptr self, caf::down_msg& dm) {
   }
 }
 
+// Kills or freezes the node's process ([[chaos]], troupe kill --node):
+// "" when done, else why not.
+std::string fault_node(self_ptr self, const std::string& node,
+                       const std::string& action) {
+  auto& st = self->state;
+  const auto& names = st.topo.node_names;
+  const auto n = static_cast<std::size_t>(
+      std::find(names.begin(), names.end(), node) - names.begin());
+  if (st.topo.managers.empty())
+    return "this job runs in one process: it has no node to kill";
+  if (n >= names.size() || n >= st.topo.managers.size())
+    return fmt::format("no node {} in this job (nodes: {})", node,
+                       fmt::join(names, ", "));
+  if (st.lost_nodes.count(node) > 0)
+    return fmt::format("node {} was lost already", node);
+  self->send(st.listener, info_atom::value,
+             fmt::format("fault injected: {} node {}", action, node));
+  st.faulted[node] = clock_type::now();
+  self->send(st.topo.managers[n], runtime::fault_atom::value, action);
+  return "";
+}
+
+// --resume: the job goes on from the newest checkpoint in the checkpoint
+// directory (from the start when there is none).
+void resume(self_ptr self) {
+  auto& st = self->state;
+  const auto gen = ++st.generation;
+  st.rolling = true;
+  self->request(st.store, std::chrono::seconds(60), checkpoint_atom::value)
+      .then(
+          [=](std::int64_t version, std::vector<shard_state_msg>& states,
+              std::vector<std::string>& problems) {
+            auto& st = self->state;
+            if (gen != st.generation || st.finished)
+              return;
+            for (auto& p : problems)
+              self->send(st.listener, info_atom::value,
+                         fmt::format("snapshot refused, falling back to an "
+                                     "older checkpoint: {}",
+                                     p));
+            if (version == 0) {
+              st.rolling = false;
+              self->send(st.listener, info_atom::value,
+                         fmt::format("no checkpoint in {}: starting from "
+                                     "step 0",
+                                     st.snap.dir));
+              for (auto& w : st.topo.workers)
+                self->send(w, start_atom::value);
+              return;
+            }
+            st.result.resumed_from = version;
+            st.checkpoint = version;
+            self->send(st.listener, info_atom::value,
+                       fmt::format("resuming from the checkpoint at step {} "
+                                   "in {}",
+                                   version, st.snap.dir));
+            // Epochs before the checkpoint's were reported by the job that
+            // wrote it.
+            st.emitted_epochs =
+                version / (st.spec.synchronous()
+                               ? st.spec.steps_per_epoch
+                               : st.spec.steps_per_epoch * st.spec.workers);
+            stop_training_actors(self);
+            respawn_all(self, gen, version,
+                        std::make_shared<const std::vector<shard_state_msg>>(
+                            std::move(states)),
+                        std::nullopt);
+          },
+          [=](caf::error& err) {
+            fail(self, fmt::format("resuming: the snapshot store did not "
+                                   "answer: {}",
+                                   self->system().render(err)));
+          });
+}
+
 job_status status_of(coordinator_state& st) {
   job_status s;
   s.job = st.spec.name;
@@ -608,31 +1080,45 @@ job_status status_of(coordinator_state& st) {
 }
 
 caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
-                          topology topo) {
+                          topology topo, snapshot_options snap) {
   auto& st = self->state;
   st.spec = std::move(spec);
   st.listener = std::move(listener);
   st.topo = std::move(topo);
+  st.snap = std::move(snap);
   st.steps_done.assign(static_cast<std::size_t>(st.spec.workers), 0);
+  st.pruned_by_worker.assign(static_cast<std::size_t>(st.spec.workers), 0);
+  st.first_step.assign(static_cast<std::size_t>(st.spec.workers), 0);
+  st.counted.assign(static_cast<std::size_t>(st.spec.workers),
+                    std::vector<bool>(static_cast<std::size_t>(
+                        std::max<std::int64_t>(0, st.spec.total_steps()))));
   st.pushed.assign(static_cast<std::size_t>(st.spec.workers), 0);
+  st.chaos_done.assign(st.spec.chaos.size(), false);
   self->set_down_handler([=](caf::down_msg& dm) { on_down(self, dm); });
   st.param_count = devices::nn::param_count(
       devices::nn::param_layout(st.spec.inputs, st.spec.layers));
   st.durable.resize(static_cast<std::size_t>(st.spec.partitions));
-  {
+  if (st.snap.dir.empty()) {
     // Snapshots live in a directory of this job's own, removed at the end.
     const auto base = std::filesystem::temp_directory_path().string();
     std::string tmpl = base + "/troupe-snapshots-XXXXXX";
     const char* made = ::mkdtemp(tmpl.data());
-    st.store = spawn_snapshot_store(self, made != nullptr ? made : base,
-                                    caf::actor_cast<caf::actor>(self));
+    st.snap.dir = made != nullptr ? made : base;
+    st.snap.keep = made == nullptr;
   }
+  st.snap.shards = static_cast<std::int32_t>(st.spec.partitions);
+  st.store =
+      spawn_snapshot_store(self, st.snap, caf::actor_cast<caf::actor>(self));
   auto& t = st.topo;
   for (auto* v : {&t.data_shards, &t.param_shards, &t.aggregators, &t.workers})
     for (auto& a : *v)
       self->monitor(a);
   if (t.evaluator)
     self->monitor(t.evaluator);
+  for (std::size_t n = 0; n < t.managers.size(); ++n) {
+    st.manager_of[t.managers[n].address()] = n;
+    self->monitor(t.managers[n]);
+  }
   st.expected_ready = st.spec.workers + (t.evaluator ? 1 : 0);
   wire(self);
   // Start-up is bounded: name whoever is not ready in time.
@@ -668,26 +1154,53 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
                                st.spec.shards, st.topo.nodes, st.spec.mode,
                                st.spec.total_steps()));
         st.t_start = clock_type::now();
-        for (auto& w : st.topo.workers)
-          self->send(w, start_atom::value);
+        if (st.snap.resume)
+          resume(self);
+        else
+          for (auto& w : st.topo.workers)
+            self->send(w, start_atom::value);
       },
       [=](progress_msg& p) {
         auto& st = self->state;
         const auto w = static_cast<std::size_t>(p.worker);
-        st.steps_done[w] = p.steps_done;
-        st.pushed[w] = p.pushed;
+        if (w >= st.steps_done.size() || p.losses.size() != p.samples.size())
+          return;
+        // From an incarnation stopped since (its last words): its losses
+        // count, its position does not.
+        if (p.incarnation ==
+            st.incarnation[fmt::format("worker:{}", p.worker)]) {
+          st.steps_done[w] = p.steps_done;
+          st.pushed[w] = p.pushed;
+        }
         st.max_lead = std::max(st.max_lead, p.max_lead);
         st.compute_s += p.compute_s;
         st.wait_s += p.wait_s;
-        auto& acc = st.epochs[p.epoch];
-        acc.loss_sum += p.loss_sum;
-        acc.samples += p.samples;
-        if (p.samples > 0)
-          st.recent_loss = p.loss_sum / static_cast<double>(p.samples);
-        if (p.epoch_end && ++acc.workers_done == st.spec.workers) {
-          acc.train_done = true;
-          acc.end = clock_type::now();
+        // Steps done again (after a restart or a rollback) count once.
+        auto& counted = st.counted[w];
+        const auto per_epoch = st.spec.steps_per_epoch;
+        double recent = 0;
+        std::int64_t recent_n = 0;
+        std::optional<std::int64_t> finished_epoch;
+        for (std::size_t i = 0; i < p.losses.size(); ++i) {
+          const auto step = p.first_step + static_cast<std::int64_t>(i);
+          if (step < 0 || step >= static_cast<std::int64_t>(counted.size()) ||
+              counted[static_cast<std::size_t>(step)])
+            continue;
+          counted[static_cast<std::size_t>(step)] = true;
+          auto& acc = st.epochs[step / per_epoch];
+          acc.loss_sum += p.losses[i];
+          acc.samples += p.samples[i];
+          recent += p.losses[i];
+          recent_n += p.samples[i];
+          if ((step + 1) % per_epoch == 0 &&
+              ++acc.workers_done == st.spec.workers) {
+            acc.train_done = true;
+            acc.end = clock_type::now();
+            finished_epoch = step / per_epoch;
+          }
         }
+        if (recent_n > 0)
+          st.recent_loss = recent / static_cast<double>(recent_n);
         const auto slowest =
             *std::min_element(st.steps_done.begin(), st.steps_done.end());
         // Training went on past each failure: that recovery is over.
@@ -702,12 +1215,19 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
             ++it;
           }
         }
+        for (std::size_t i = 0; i < st.spec.chaos.size(); ++i) {
+          const auto& e = st.spec.chaos[i];
+          if (e.role == "node" && !st.chaos_done[i] && slowest >= e.at_step) {
+            st.chaos_done[i] = true;
+            fault_node(self, e.node, e.action);
+          }
+        }
         if (slowest != st.reported_steps) {
           st.reported_steps = slowest;
           self->send(st.listener, progress_atom::value, slowest,
                      st.spec.total_steps(), st.recent_loss);
         }
-        if (acc.train_done)
+        if (finished_epoch)
           emit_epochs(self);
       },
       [=](eval_msg& e) {
@@ -721,6 +1241,12 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
         // `troupe kill`: the actor dies as a crash would, and supervision
         // takes over.
         auto& st = self->state;
+        if (target.rfind("node:", 0) == 0) {
+          if (!st.started || st.finished)
+            return fmt::format("the job is {}: nothing is killed",
+                               st.finished ? "over" : "starting");
+          return fault_node(self, target.substr(5), "kill");
+        }
         const auto name = target == "evaluator:0" ? "evaluator" : target;
         for (const auto& [addr, n] : st.topo.names)
           if (n == name) {
@@ -764,12 +1290,21 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
       },
       [=](snapshot_atom, shard_state_msg& m) {
         auto& st = self->state;
+        if (!st.spec.synchronous())
+          st.ledgers[{m.shard, m.version}] = m.ledger;
         const auto offset = st.spec.shard_begin(m.shard, st.param_count);
         self->send(st.store, snapshot_atom::value, std::move(m), offset,
                    st.param_count);
       },
       [=](durable_atom, std::int32_t shard, std::int64_t version) {
         on_durable(self, shard, version);
+      },
+      [=](duplicate_atom, std::int32_t, std::int32_t, std::int64_t) {
+        ++self->state.result.duplicates_dropped;
+      },
+      [=](applied_atom, std::int32_t shard, std::int64_t gradients) {
+        self->state.applied[shard] = gradients;
+        maybe_finish(self);
       },
   };
 }

@@ -170,8 +170,7 @@ job_spec parse_job_spec(runtime::config& c) {
     e.role = target.substr(0, colon);
     const auto rest = target.substr(colon + 1);
     if (e.role == "node") {
-      c.fail(tkey, "node faults (node:NAME) are not supported in this "
-                   "version; kill an actor (ROLE:INDEX)");
+      e.node = rest; // checked against the job's nodes once they are known
     } else {
       if (e.action == "freeze")
         c.fail(tkey, "only a node can be frozen (freeze = \"node:NAME\")");

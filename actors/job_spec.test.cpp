@@ -109,6 +109,20 @@ at_step = 20
   BOOST_TEST(s.chaos_kill_step("param_shard", 1) == 10);
   BOOST_TEST(s.chaos_kill_step("worker", 1) == -1);
 
+  {
+    auto n = config::parse(minimal + R"([[chaos]]
+freeze = "node:node1"
+at_step = 7
+)",
+                           "p.toml");
+    auto ns = ta::parse_job_spec(n);
+    BOOST_REQUIRE_EQUAL(ns.chaos.size(), 1u);
+    BOOST_TEST(ns.chaos[0].action == "freeze");
+    BOOST_TEST(ns.chaos[0].role == "node");
+    BOOST_TEST(ns.chaos[0].node == "node1");
+    BOOST_TEST(ns.chaos[0].target() == "node:node1");
+    BOOST_TEST(ns.chaos_kill_step("node", 0) == -1);
+  }
   auto chaos = [&](const std::string& entry) {
     return error_of(minimal + "[[chaos]]\n" + entry);
   };
@@ -120,9 +134,6 @@ at_step = 20
   BOOST_TEST(chaos("kill = \"worker:x\"\nat_step = 1\n")
                  .find("\"x\" is not an index") != std::string::npos);
   BOOST_TEST(chaos("kill = \"worker:0\"\n").find("chaos[0]: needs at_step") !=
-             std::string::npos);
-  BOOST_TEST(chaos("kill = \"node:a\"\nat_step = 1\n")
-                 .find("node faults (node:NAME) are not supported") !=
              std::string::npos);
   BOOST_TEST(chaos("freeze = \"worker:0\"\nat_step = 1\n")
                  .find("only a node can be frozen") != std::string::npos);

@@ -68,6 +68,15 @@ using load_atom = caf::atom_constant<caf::atom("load")>;
 using evaluated_atom = caf::atom_constant<caf::atom("evaluated")>;
 /// (kill_atom, string "ROLE:INDEX") to the coordinator -> string: "" when
 /// killed (as a crash would: its supervisor restarts it), else why not.
+/// (checkpoint_atom) to the snapshot store -> (int64 version,
+/// vector<shard_state_msg> by shard, vector<string> problems).
+using checkpoint_atom = caf::atom_constant<caf::atom("checkpoint")>;
+/// (duplicate_atom, int32 shard, int32 worker, int64 seq) to the
+/// coordinator: an async gradient dropped as applied already.
+using duplicate_atom = caf::atom_constant<caf::atom("duplicate")>;
+/// (applied_atom, int32 shard, int64 gradients) to the coordinator: an
+/// async shard's ledger at the end.
+using applied_atom = caf::atom_constant<caf::atom("applied")>;
 using kill_atom = caf::atom_constant<caf::atom("kill")>;
 
 /// The samples of (epoch, step) for one worker.
@@ -117,11 +126,14 @@ struct shard_state_msg {
 /// A worker's running totals, sent every few steps and at each epoch end.
 struct progress_msg {
   std::int32_t worker = 0;
-  std::int64_t epoch = 0;
+  std::int64_t incarnation = 0;
   std::int64_t steps_done = 0; ///< global steps this worker has finished
-  double loss_sum = 0;         ///< since the last report
-  std::int64_t samples = 0;    ///< since the last report
-  bool epoch_end = false;
+  /// Per step since the last report, from first_step on: the loss summed
+  /// over the batch, and the batch's samples. Steps done again (after a
+  /// restart or a rollback) come again; the coordinator counts each once.
+  std::int64_t first_step = 0;
+  std::vector<double> losses;
+  std::vector<std::int64_t> samples;
   std::int64_t max_lead = 0; ///< largest step - slowest worker's steps seen
   std::int64_t pushed = 0;   ///< gradients sent so far
   double compute_s = 0;      ///< since the last report: forward/backward
@@ -155,6 +167,16 @@ struct topology {
   std::vector<caf::actor> managers;
 };
 
+/// Where the job's snapshots go, and whether it resumes (local to the
+/// driver).
+struct snapshot_options {
+  std::string dir;     ///< empty: a temporary directory of the job's own
+  bool keep = false;   ///< a checkpoint directory: the files stay
+  bool resume = false; ///< start from the newest checkpoint in dir
+  std::int32_t shards = 1;
+  std::string job; ///< fingerprint written into and checked against files
+};
+
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, batch_msg& x) {
   return f(caf::meta::type_name("batch_msg"), x.epoch, x.step, x.worker, x.x,
@@ -177,8 +199,8 @@ typename Inspector::result_type inspect(Inspector& f, shard_state_msg& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, progress_msg& x) {
-  return f(caf::meta::type_name("progress_msg"), x.worker, x.epoch,
-           x.steps_done, x.loss_sum, x.samples, x.epoch_end, x.max_lead,
+  return f(caf::meta::type_name("progress_msg"), x.worker, x.incarnation,
+           x.steps_done, x.first_step, x.losses, x.samples, x.max_lead,
            x.pushed, x.compute_s, x.wait_s);
 }
 template <class Inspector>
@@ -272,13 +294,19 @@ void register_aggregator(caf::actor_system_config& cfg);
 void register_evaluator(caf::actor_system_config& cfg);
 void register_coordinator(caf::actor_system_config& cfg);
 
-/// The coordinator's snapshot store (snapshot_store.cpp), linked to `owner`,
-/// keeping files in `dir` (removed when the store stops). Messages:
-/// (snapshot_atom, shard_state_msg, int64 offset, int64 total) -> files it,
-/// then (durable_atom, int32 shard, int64 version) to `coordinator`;
-/// (load_atom, int32 shard) -> (shard_state_msg, vector<string> problems).
-caf::actor spawn_snapshot_store(caf::local_actor* owner, std::string dir,
+/// The coordinator's snapshot store (snapshot_store.cpp), linked to `owner`.
+/// Messages: (snapshot_atom, shard_state_msg, int64 offset, int64 total) ->
+/// files it, then (durable_atom, int32 shard, int64 version) to
+/// `coordinator`; (load_atom, int32 shard) -> (shard_state_msg,
+/// vector<string> problems); (checkpoint_atom) -> the newest checkpoint
+/// (see checkpoint_atom).
+caf::actor spawn_snapshot_store(caf::local_actor* owner, snapshot_options opts,
                                 caf::actor coordinator);
+
+/// The snapshot files in `dir` (param_shard-S-vN.snap): (shard, version,
+/// path), sorted.
+std::vector<std::tuple<std::int32_t, std::int64_t, std::string>>
+list_snapshots(const std::string& dir);
 
 /// Loads a dataset on a detached actor (file I/O stays off the scheduler
 /// threads) and sends (loaded_atom, dataset_ptr) or an error to `owner`.
@@ -298,3 +326,4 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::dataset_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::epoch_summary)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::run_result)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::topology)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::snapshot_options)

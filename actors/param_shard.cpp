@@ -5,7 +5,10 @@
 //    the subtrees that lie on one node), applies the optimizer once and
 //    publishes version t + 1 to every aggregator.
 //  - async (Downpour): applies each worker's gradient on arrival and answers
-//    that worker with the current parameters.
+//    that worker with the current parameters (tagged with the step they
+//    are for). Each worker's gradients are applied in sequence order,
+//    exactly once: one that came already is dropped (and answered), one
+//    that overtook an earlier one waits for it.
 //  - ssp: as async, but the answer to a worker that has done t steps waits
 //    until every worker has done at least t - staleness.
 //
@@ -71,8 +74,19 @@ struct param_shard_state {
   std::vector<std::int32_t> waiting;  // ssp: workers owed an answer
   std::vector<std::int64_t> last_seq; // per worker: highest seq applied
   std::int64_t epochs_sent = 0;
+  std::int64_t duplicates = 0; // async/ssp: gradients dropped as applied
+  struct fetch {
+    std::int32_t worker;
+    std::int64_t step;
+    caf::actor to;
+  };
+  std::vector<fetch> fetches; // ssp: restarted workers held to the bound
   std::map<std::pair<std::int64_t, std::int64_t>, partial_sum>
       incoming; // async chunks
+  // async/ssp: whole gradients that came before the ones a worker sent
+  // earlier (a replay after a restore overtaken by a newer one): applied in
+  // seq order, each exactly once.
+  std::map<std::pair<std::int64_t, std::int64_t>, devices::tensor> early;
   static std::pair<std::int64_t, std::int64_t> pending_key(const grad_msg& g) {
     return {g.worker, g.seq};
   }
@@ -112,6 +126,13 @@ void publish_milestones(caf::stateful_actor<param_shard_state>* self) {
     auto m = make_msg(st);
     m.tag = -1;
     send_slices(self, st.coordinator, std::move(m));
+    if (!st.spec.synchronous()) {
+      // The ledger: gradients applied, by worker.
+      std::int64_t applied = 0;
+      for (auto s : st.last_seq)
+        applied += s + 1;
+      self->send(st.coordinator, applied_atom::value, st.index, applied);
+    }
   }
 }
 
@@ -122,10 +143,12 @@ void broadcast(caf::stateful_actor<param_shard_state>* self) {
     send_slices(self, a, m);
 }
 
+// async/ssp: the parameters for `worker`'s next step (tag: that step).
 void answer(caf::stateful_actor<param_shard_state>* self, std::int32_t worker) {
   auto& st = self->state;
   auto m = make_msg(st);
   m.target = worker;
+  m.tag = st.last_seq[static_cast<std::size_t>(worker)] + 1;
   send_slices(self,
               st.aggregators[static_cast<std::size_t>(
                   st.aggregator_of_worker[static_cast<std::size_t>(worker)])],
@@ -332,9 +355,28 @@ void on_sync_grad(caf::stateful_actor<param_shard_state>* self, grad_msg& g) {
   apply_ready_chunks(self);
 }
 
+// async/ssp: the current parameters for a restarted worker at `step`.
+void send_fetched(caf::stateful_actor<param_shard_state>* self,
+                  std::int32_t worker, std::int64_t step,
+                  const caf::actor& to) {
+  auto m = make_msg(self->state);
+  m.target = worker;
+  m.tag = step;
+  send_slices(self, to, std::move(m));
+}
+
 void release_waiting(caf::stateful_actor<param_shard_state>* self) {
   auto& st = self->state;
   const auto slowest = *std::min_element(st.clock.begin(), st.clock.end());
+  auto& f = st.fetches;
+  for (auto it = f.begin(); it != f.end();) {
+    if (it->step - slowest <= st.spec.staleness) {
+      send_fetched(self, it->worker, it->step, it->to);
+      it = f.erase(it);
+    } else {
+      ++it;
+    }
+  }
   auto& w = st.waiting;
   for (auto it = w.begin(); it != w.end();) {
     // Worker *it has done clock[*it] steps; its next step may start only
@@ -349,11 +391,57 @@ void release_waiting(caf::stateful_actor<param_shard_state>* self) {
   }
 }
 
+// Applies worker w's gradient `seq` (the next one the ledger expects) and
+// any of its later ones that came early.
+void apply_async(caf::stateful_actor<param_shard_state>* self, std::int32_t w,
+                 std::int64_t seq, devices::tensor grad) {
+  auto& st = self->state;
+  const auto wi = static_cast<std::size_t>(w);
+  for (;;) {
+    st.last_seq[wi] = seq;
+    apply(self, grad);
+    ++st.clock[wi];
+    auto next = st.early.find({w, seq + 1});
+    if (next == st.early.end())
+      break;
+    grad = std::move(next->second);
+    st.early.erase(next);
+    ++seq;
+  }
+  if (st.spec.mode == "ssp") {
+    st.waiting.push_back(w);
+    release_waiting(self);
+  } else {
+    answer(self, w);
+  }
+  publish_milestones(self);
+}
+
 void on_async_grad(caf::stateful_actor<param_shard_state>* self, grad_msg& g) {
   auto& st = self->state;
   const auto w = static_cast<std::size_t>(g.worker);
-  if (g.seq <= st.last_seq[w])
-    return; // applied already: at most once per (worker, seq)
+  if (g.seq <= st.last_seq[w]) {
+    // Applied already (a worker redoing a step after a restart, or its
+    // replay to a restarted aggregator): dropped, and answered, since the
+    // sender waits for an answer. At most once per (worker, seq).
+    if (g.offset + g.values.numel() == st.begin + st.size) {
+      ++st.duplicates;
+      if (st.coordinator)
+        self->send(st.coordinator, duplicate_atom::value, st.index, g.worker,
+                   g.seq);
+      if (g.seq == st.last_seq[w] &&
+          std::find(st.waiting.begin(), st.waiting.end(), g.worker) ==
+              st.waiting.end()) {
+        if (st.spec.mode == "ssp") {
+          st.waiting.push_back(g.worker);
+          release_waiting(self);
+        } else {
+          answer(self, g.worker);
+        }
+      }
+    }
+    return;
+  }
   devices::tensor grad;
   if (g.values.numel() == st.size) {
     grad = std::move(g.values);
@@ -370,16 +458,11 @@ void on_async_grad(caf::stateful_actor<param_shard_state>* self, grad_msg& g) {
     grad = std::move(part.values);
     st.incoming.erase(st.pending_key(g));
   }
-  st.last_seq[w] = g.seq;
-  apply(self, grad);
-  ++st.clock[w];
-  if (st.spec.mode == "ssp") {
-    st.waiting.push_back(g.worker);
-    release_waiting(self);
-  } else {
-    answer(self, g.worker);
+  if (g.seq > st.last_seq[w] + 1) {
+    st.early[{g.worker, g.seq}] = std::move(grad);
+    return;
   }
-  publish_milestones(self);
+  apply_async(self, g.worker, g.seq, std::move(grad));
 }
 
 caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
@@ -419,6 +502,10 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
         st.coordinator = std::move(coordinator);
         if (first)
           broadcast(self); // version 0, or the restored one
+      },
+      [=](wire_atom) {
+        // A barrier: the wiring sent before this is in place.
+        return true;
       },
       [=](grad_msg& g) {
         auto& st = self->state;
@@ -469,6 +556,14 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
             on_async_grad(self, g);
       },
       [=](version_atom) { return self->state.version; },
+      [=](version_atom, std::int32_t worker) -> std::int64_t {
+        // async/ssp: the next gradient of `worker` this shard expects.
+        auto& st = self->state;
+        if (worker < 0 ||
+            static_cast<std::size_t>(worker) >= st.last_seq.size())
+          return st.version;
+        return st.last_seq[static_cast<std::size_t>(worker)] + 1;
+      },
       [=](snapshot_atom) { maybe_snapshot(self, true); },
       [=](fetch_atom, std::int64_t from, std::int32_t worker,
           const caf::actor& to) {
@@ -478,6 +573,17 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
           return;
         auto m = make_msg(st);
         m.target = worker;
+        if (!st.spec.synchronous()) {
+          // The current parameters, for its step `from`; in ssp mode only
+          // once the slowest worker is close enough.
+          if (st.spec.mode == "ssp") {
+            st.fetches.push_back({worker, from, to});
+            release_waiting(self);
+          } else {
+            send_fetched(self, worker, from, to);
+          }
+          return;
+        }
         if (st.prev.defined() && st.version - 1 >= from) {
           auto old = m;
           old.version = st.version - 1;

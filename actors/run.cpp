@@ -4,10 +4,15 @@
 #include "actors/placement.hpp"
 #include "runtime/bulk_caf.hpp"
 #include "runtime/cluster.hpp"
+#include "runtime/config.hpp"
+#include "runtime/digest.hpp"
+#include "runtime/snapshot.hpp"
 
 #include <caf/io/all.hpp>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 #include <unistd.h>
 
@@ -126,6 +131,82 @@ topology spawn_job(caf::actor_system& sys, const job_spec& spec,
   return t;
 }
 
+// What a checkpoint must match to be resumed: the settings that decide the
+// bits of the parameters. Epochs may grow, and how the job is run
+// (nodes, threads, supervision, chaos) may change.
+std::string job_fingerprint(caf::actor_system& sys, job_spec s) {
+  s.name.clear();
+  s.epochs = 0;
+  s.test.clear();
+  s.prefetch = 0;
+  s.local_nodes = 0;
+  s.device.clear();
+  s.threads = 0;
+  s.strategy.clear();
+  s.max_restarts = 0;
+  s.within_s = 0;
+  s.snapshot_every = 0;
+  s.heartbeat_s = 0;
+  s.heartbeat_timeout_s = 0;
+  s.chaos.clear();
+  s.placement.clear();
+  s.slow_worker = -1;
+  s.slow_ms = 0;
+  s.incarnation = 0;
+  std::vector<char> buf;
+  caf::binary_serializer sink{sys, buf};
+  if (auto err = sink(s))
+    throw training_failed("cannot fingerprint the job: " + sys.render(err));
+  return runtime::sha256_hex(buf.data(), buf.size());
+}
+
+// --checkpoint-dir: made if missing; files of an earlier run are resumed
+// from (--resume) or left alone (an error: nothing written is lost). A
+// checkpoint of another job is refused by name.
+void check_checkpoint_dir(const cluster_options& copt,
+                          const std::string& fingerprint) {
+  namespace fs = std::filesystem;
+  const auto& dir = copt.checkpoint_dir;
+  if (dir.empty()) {
+    if (copt.resume)
+      throw runtime::config_error(
+          "--resume needs --checkpoint-dir DIR (where the checkpoints are)");
+    return;
+  }
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec || !fs::is_directory(dir))
+    throw runtime::config_error(fmt::format(
+        "--checkpoint-dir {}: cannot create the directory{}", dir,
+        ec ? ": " + ec.message() : std::string(": a file is in the way")));
+  const auto probe = dir + "/.troupe-write-test";
+  if (!std::ofstream(probe))
+    throw runtime::config_error(
+        fmt::format("--checkpoint-dir {}: cannot write there", dir));
+  fs::remove(probe, ec);
+  const auto files = list_snapshots(dir);
+  if (files.empty())
+    return;
+  if (!copt.resume)
+    throw runtime::config_error(fmt::format(
+        "--checkpoint-dir {} holds checkpoints already ({} and {} more); "
+        "pass --resume to continue from them, or choose another directory",
+        dir, std::get<2>(files.front()), files.size() - 1));
+  for (const auto& f : files) {
+    try {
+      const auto snap = runtime::read_snapshot_file(std::get<2>(f));
+      if (snap.job != fingerprint)
+        throw runtime::config_error(fmt::format(
+            "--resume: {} was written by a different job (the model, data, "
+            "optimizer, seed, batch, workers or partitions differ)",
+            std::get<2>(f)));
+      return; // one good file of this job is enough here
+    } catch (const runtime::snapshot_error&) {
+      // A bad file: the store reports it and falls back.
+    }
+  }
+}
+
 } // namespace
 
 run_result run_job(job_spec spec, const run_observer& obs,
@@ -220,6 +301,28 @@ run_result run_job(job_spec spec, const run_observer& obs,
     slots.push_back({"local", {"cpu"}});
     names.push_back("local");
   }
+  for (std::size_t i = 0; i < spec.chaos.size(); ++i) {
+    const auto& e = spec.chaos[i];
+    if (e.role != "node")
+      continue;
+    const auto key = fmt::format("chaos[{}].{}", i, e.action);
+    if (!distributed)
+      throw runtime::config_error(
+          fmt::format("{}: node faults need a job on several node processes "
+                      "(cluster.local_nodes > 1, or --nodes)",
+                      key));
+    if (std::find(names.begin(), names.end(), e.node) == names.end())
+      throw runtime::config_error(fmt::format("{}: no node \"{}\" in this job "
+                                              "(nodes: {})",
+                                              key, e.node,
+                                              fmt::join(names, ", ")));
+  }
+  snapshot_options snap;
+  snap.job = job_fingerprint(sys, spec);
+  check_checkpoint_dir(copt, snap.job);
+  snap.dir = copt.checkpoint_dir;
+  snap.keep = !copt.checkpoint_dir.empty();
+  snap.resume = copt.resume;
   const auto plan = plan_placement(spec, slots);
   std::optional<run_result> result;
   std::string failure;
@@ -229,8 +332,8 @@ run_result run_job(job_spec spec, const run_observer& obs,
     caf::scoped_actor self{sys};
     auto coord = sys.spawn<caf::actor>(
         "coordinator",
-        caf::make_message(spec, caf::actor_cast<caf::actor>(self),
-                          std::move(t)));
+        caf::make_message(spec, caf::actor_cast<caf::actor>(self), std::move(t),
+                          std::move(snap)));
     if (!coord)
       throw training_failed("cannot start the coordinator: " +
                             sys.render(coord.error()));

@@ -46,9 +46,23 @@ struct run_result {
   /// Each recovery: from the failure's detection until training went on
   /// (the slowest worker finished a step past where it was).
   std::vector<double> recovery_ms;
+  /// Times the whole job went back to its newest checkpoint: a node was
+  /// lost, or an actor failed while another recovered.
+  std::int64_t rollbacks = 0;
+  std::vector<std::string> lost_nodes; ///< by name, in the order lost
+  /// Node faults injected by this job ([[chaos]], troupe kill --node): from
+  /// the injection until the node was found lost.
+  std::vector<double> fault_detection_ms;
+  std::int64_t resumed_from = -1; ///< --resume: the checkpoint's step, or -1
   std::int64_t max_lead =
       0; ///< async/ssp: most steps a worker ran ahead of the slowest
   std::int64_t gradients_pushed = 0;
+  /// async/ssp: gradients every param shard applied (its ledger at the
+  /// end): equal to gradients_pushed when none was lost.
+  std::int64_t gradients_applied = 0;
+  /// async/ssp: gradients a param shard dropped as applied already (a step
+  /// redone after a restart, a replay): never applied twice.
+  std::int64_t duplicates_dropped = 0;
   double worker_compute_s = 0; ///< per worker: forward/backward time
   double worker_wait_s = 0;    ///< per worker: time waiting for parameters
   std::string coordinator;     ///< host:port where `troupe status` reaches it
@@ -85,6 +99,11 @@ struct cluster_options {
   std::uint16_t coordinator_port = 0;
   /// Bound on connecting to a node and on each spawn request.
   double connect_timeout_s = 10;
+  /// Whole-job checkpoints go here and stay after the job (empty: snapshots
+  /// live in a temporary directory removed at the end).
+  std::string checkpoint_dir;
+  /// Continue from the newest checkpoint in checkpoint_dir.
+  bool resume = false;
 };
 
 /// Nodes could not be started or reached (exit code 3).

@@ -11,11 +11,12 @@
 // directly, as soon as that range is final, computing the ranges of shards
 // on other nodes first, so their transfer runs while it computes the rest.
 //
-// Recovery (sync mode): a worker keeps each gradient it sent until every
-// param shard's snapshot covers that step (upstream backup), and replays
-// them on request: to a param shard restarted from an older snapshot, or to
-// a restarted aggregator. Parameters are taken only at the version of the
-// worker's step; later versions wait, earlier ones are dropped. A restarted
+// Recovery: a worker keeps each gradient it sent until every param shard's
+// snapshot covers it (upstream backup: sync by step, async/ssp by the
+// shards' ledgers), and replays them on request: to a param shard restarted
+// from an older snapshot, or to a restarted aggregator. Parameters are
+// taken only for the worker's step (sync: the version; async/ssp: the
+// answer's tag); later ones wait, earlier ones are dropped. A restarted
 // worker (incarnation > 0) waits to be told its step (recover_atom).
 #include "actors/messages.hpp"
 
@@ -58,13 +59,14 @@ struct worker_state {
   bool ready_sent = false;
   bool recovering = false;     // restarted: waiting for recover_atom
   std::int64_t kill_step = -1; // [[chaos]]
-  // Upstream backup (sync): gradients sent, by step, until pruned.
+  // Upstream backup: gradients sent, by step, until pruned.
   std::map<std::int64_t, devices::tensor> backup;
-  std::vector<params_msg> ahead;            // sync: versions beyond our step
+  std::vector<params_msg> ahead; // parameters for a later step than ours
   std::vector<devices::tensor> spare_grads; // pruned backups, for reuse
   bool delaying = false;
-  double loss_sum = 0;
-  std::int64_t samples = 0;
+  // Per step since the last report: loss summed over the batch, samples.
+  std::vector<double> losses;
+  std::vector<std::int64_t> samples;
   std::int64_t report_every = 1;
   std::int64_t max_lead = 0;
   float grad_scale = 1;
@@ -79,24 +81,24 @@ struct worker_state {
 
 using self_ptr = caf::stateful_actor<worker_state>*;
 
-void report(self_ptr self, bool epoch_end) {
+void report(self_ptr self) {
   auto& st = self->state;
   progress_msg p;
   p.worker = st.rank;
-  p.epoch = (st.step - 1) / st.spec.steps_per_epoch;
+  p.incarnation = st.spec.incarnation;
   p.steps_done = st.step;
-  p.loss_sum = st.loss_sum;
-  p.samples = st.samples;
-  p.epoch_end = epoch_end;
+  p.first_step = st.step - static_cast<std::int64_t>(st.losses.size());
+  p.losses = std::move(st.losses);
+  p.samples = std::move(st.samples);
   p.max_lead = st.max_lead;
   p.pushed = st.step;
   p.compute_s = st.compute_s;
   p.wait_s = st.wait_s;
   st.compute_s = 0;
   st.wait_s = 0;
-  self->send(st.coordinator, p);
-  st.loss_sum = 0;
-  st.samples = 0;
+  self->send(st.coordinator, std::move(p));
+  st.losses.clear();
+  st.samples.clear();
 }
 
 grad_msg gradient(const worker_state& st, const devices::tensor& grad,
@@ -150,10 +152,14 @@ void feed_ahead(self_ptr self) {
   auto& st = self->state;
   std::vector<params_msg> due;
   auto& a = st.ahead;
+  // sync: the version is the step it is for; async/ssp: the tag.
+  auto step_of = [&](const params_msg& p) {
+    return st.spec.synchronous() ? p.version : p.tag;
+  };
   for (auto it = a.begin(); it != a.end();) {
-    if (it->version < st.step) {
+    if (step_of(*it) < st.step) {
       it = a.erase(it);
-    } else if (it->version == st.step) {
+    } else if (step_of(*it) == st.step) {
       due.push_back(std::move(*it));
       it = a.erase(it);
     } else {
@@ -222,20 +228,19 @@ void finish_step(self_ptr self) {
     send_ready();
   else
     self->send(st.aggregator, gradient(st, 0, st.total));
-  if (st.spec.synchronous() && !st.spec.exchange_only)
+  if (!st.spec.exchange_only)
     st.backup.emplace(st.step, st.grad);
   st.have.clear();
   st.sent_at = clock_type::now();
   st.waiting = true;
   st.compute_s += std::chrono::duration<double>(st.sent_at - t0).count();
-  st.loss_sum += sums.loss;
-  st.samples += samples;
+  st.losses.push_back(sums.loss);
+  st.samples.push_back(samples);
   ++st.step;
   const bool epoch_end = st.step % st.spec.steps_per_epoch == 0;
   if (epoch_end || st.step % st.report_every == 0)
-    report(self, epoch_end);
-  if (st.spec.synchronous())
-    feed_ahead(self);
+    report(self);
+  feed_ahead(self);
 }
 
 // Does whatever the batches and parameters at hand allow.
@@ -298,6 +303,11 @@ void on_params(self_ptr self, params_msg& p) {
       st.ahead.push_back(std::move(p));
       return;
     }
+  } else if (st.recovering) {
+    st.ahead.push_back(std::move(p)); // may be for the step we are told
+    return;
+  } else if (p.tag != st.step) {
+    return; // an answer to a gradient we are past
   }
   const auto n = p.values.numel();
   if (st.have.covers(p.offset, p.offset + n))
@@ -335,7 +345,7 @@ caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
   st.total = st.net->param_count();
   st.params = devices::tensor::empty({st.total});
   st.grad = devices::tensor::empty({st.total});
-  if (st.spec.synchronous() && !st.spec.exchange_only) {
+  if (!st.spec.exchange_only) {
     // The replay window (up to two snapshot intervals of gradients) is
     // allocated and touched now, up to 256 MiB, rather than page by page
     // while training.

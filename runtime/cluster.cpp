@@ -141,8 +141,10 @@ local_nodes::~local_nodes() {
 }
 
 void local_nodes::stop() {
-  for (auto pid : pids_)
+  for (auto pid : pids_) {
     kill(pid, SIGTERM);
+    kill(pid, SIGCONT); // a frozen node ([[chaos]] freeze) stops too
+  }
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::seconds(5);
   for (auto pid : pids_) {

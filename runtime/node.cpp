@@ -105,6 +105,15 @@ caf::behavior node_manager(caf::stateful_actor<manager_state>* self,
         }
         return rp;
       },
+      [=](fault_atom, const std::string& action) {
+        // A rehearsed failure of this whole process: killed, as by the
+        // OOM killer or a power cut, or frozen, as by a hung kernel or a
+        // cut cable (only the heartbeat timeout tells).
+        std::fprintf(stderr, "troupe node %s: fault injected: %s\n",
+                     self->state.info.name.c_str(), action.c_str());
+        std::fflush(stderr);
+        ::raise(action == "freeze" ? SIGSTOP : SIGKILL);
+      },
       [=](reset_atom) {
         for (auto& c : self->state.children)
           self->send_exit(c, caf::exit_reason::user_shutdown);

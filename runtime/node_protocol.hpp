@@ -7,6 +7,8 @@
 ///       addresses of the job's processes, by CAF node id (bulk_caf.hpp)
 ///   (mesh_atom, addresses, int64 timeout_ms)  -> vector<string> failures:
 ///       opens a direct CAF connection to each node given (host:port)
+///   (fault_atom, string "kill" | "freeze")      -> fault injection: the
+///       node's process gets SIGKILL or SIGSTOP ([[chaos]], troupe kill)
 #include "runtime/node.hpp"
 
 #include <caf/all.hpp>
@@ -18,6 +20,7 @@ using spawn_atom = caf::atom_constant<caf::atom("spawn")>;
 using reset_atom = caf::atom_constant<caf::atom("reset")>;
 using peers_atom = caf::atom_constant<caf::atom("peers")>;
 using mesh_atom = caf::atom_constant<caf::atom("mesh")>;
+using fault_atom = caf::atom_constant<caf::atom("fault")>;
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_info& x) {

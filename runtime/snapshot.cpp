@@ -68,6 +68,7 @@ void write_snapshot_file(const std::string& path, const shard_snapshot& s) {
   root.setShard(static_cast<std::uint32_t>(s.shard));
   root.setVersion(static_cast<std::uint64_t>(s.version));
   root.setOptimizerStep(static_cast<std::uint64_t>(s.version));
+  root.setJob(s.job);
   auto slice = root.initParams();
   slice.setOffset(static_cast<std::uint64_t>(s.offset));
   slice.setTotal(static_cast<std::uint64_t>(s.total));
@@ -181,6 +182,7 @@ shard_snapshot read_snapshot_file(const std::string& path) {
     s.version = static_cast<std::int64_t>(r.getVersion());
     s.offset = static_cast<std::int64_t>(r.getParams().getOffset());
     s.total = static_cast<std::int64_t>(r.getParams().getTotal());
+    s.job = r.getJob().cStr();
     s.params = read_tensor(r.getParams().getValues(), path, "params");
     for (auto t : r.getOptimizerState())
       s.optimizer_state.push_back(read_tensor(t, path, "optimizer state"));

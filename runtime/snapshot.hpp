@@ -30,6 +30,8 @@ struct shard_snapshot {
   /// async/ssp: per worker, the highest gradient sequence number applied
   /// (the at-most-once ledger); empty in sync mode.
   std::vector<std::int64_t> ledger;
+  /// The writing job's fingerprint (empty: not recorded).
+  std::string job;
 };
 
 /// Writes `s` to `path` atomically. Throws snapshot_error.

@@ -47,6 +47,9 @@ struct ParamShardSnapshot {
   optimizerStep @4 :UInt64;
   appliedWorkers @5 :List(UInt32);
   appliedSteps @6 :List(UInt64);
+  # Fingerprint of the job that wrote it (what a resumed job must match):
+  # hex SHA-256 over the pipeline settings that decide the bits.
+  job @7 :Text;
 }
 
 # A whole file on disk: magic and version checked before anything else.

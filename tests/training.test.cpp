@@ -118,7 +118,10 @@ BOOST_AUTO_TEST_CASE(async_and_ssp_reach_0_85) {
                        "job.staleness=2"});
     BOOST_TEST_MESSAGE(mode << ": test_accuracy " << j["test_accuracy"]
                             << ", max_lead " << j["max_lead"]);
-    BOOST_TEST(j["test_accuracy"].get<double>() >= 0.85, mode);
+    BOOST_TEST(j["test_accuracy"].get<double>() >= 0.85,
+               mode << ": " << j["test_accuracy"] << " (max_lead "
+                    << j["max_lead"] << ", history " << j["history"].dump()
+                    << ")");
     BOOST_TEST(j["gradients_pushed"] == 2 * j["steps"].get<int>());
     if (std::string(mode) == "job.mode=ssp")
       BOOST_TEST(j["max_lead"].get<int>() <= 2);

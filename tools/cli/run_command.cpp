@@ -36,6 +36,8 @@ struct run_options {
   std::vector<std::string> nodes;
   std::string listen = "127.0.0.1:0";
   double connect_timeout = 10;
+  std::string checkpoint_dir;
+  bool resume = false;
 };
 
 // Ctrl-C or SIGTERM: stop the local node processes, then exit.
@@ -93,8 +95,15 @@ json to_json(const actors::run_result& r) {
               {"restarts", r.restarts},
               {"restarts_by_role", restarts},
               {"recovery_ms", r.recovery_ms},
+              {"rollbacks", r.rollbacks},
+              {"lost_nodes", r.lost_nodes},
+              {"fault_detection_ms", r.fault_detection_ms},
+              {"resumed_from",
+               r.resumed_from < 0 ? json(nullptr) : json(r.resumed_from)},
               {"max_lead", r.max_lead},
               {"gradients_pushed", r.gradients_pushed},
+              {"gradients_applied", r.gradients_applied},
+              {"duplicates_dropped", r.duplicates_dropped},
               {"worker_compute_s", r.worker_compute_s},
               {"worker_wait_s", r.worker_wait_s},
               {"coordinator",
@@ -202,6 +211,8 @@ int run(const run_options& o) {
   copt.nodes = o.nodes;
   copt.executable = self_executable();
   copt.connect_timeout_s = o.connect_timeout;
+  copt.checkpoint_dir = o.checkpoint_dir;
+  copt.resume = o.resume;
   try {
     auto [host, port] = runtime::parse_address(o.listen);
     copt.coordinator_host = host;
@@ -291,6 +302,12 @@ void add_run_command(CLI::App& app, int* code) {
                   "Seconds to wait for each node (start-up, connect, spawn)")
       ->capture_default_str()
       ->check(CLI::Range(0.1, 3600.0));
+  cmd->add_option("--checkpoint-dir", opts->checkpoint_dir,
+                  "Keep whole-job checkpoints (every supervision."
+                  "snapshot_every steps) in DIR after the job");
+  cmd->add_flag("--resume", opts->resume,
+                "Continue from the newest good checkpoint in "
+                "--checkpoint-dir (from step 0 when there is none)");
   cmd->callback([opts, code] { *code = run(*opts); });
 }
 

@@ -1,5 +1,6 @@
 // troupe status --coordinator HOST:PORT: what a running job is doing.
-// troupe kill --coordinator HOST:PORT ROLE:INDEX: kill one of its actors.
+// troupe kill --coordinator HOST:PORT ROLE:INDEX | --node NAME: kill one
+// of its actors, or a whole node.
 #include "tools/cli/commands.hpp"
 
 #include "actors/messages.hpp"
@@ -29,6 +30,7 @@ struct status_cli {
 struct kill_cli {
   std::string coordinator;
   std::string target;
+  std::string node;
   double timeout = 5;
 };
 
@@ -68,13 +70,21 @@ int show(const status_cli& o, caf::actor_system& sys, const caf::actor& coord,
          std::chrono::milliseconds timeout);
 
 int kill_actor(const kill_cli& o) {
+  if (o.target.empty() == o.node.empty()) {
+    std::fprintf(stderr, "troupe kill: give either ROLE:INDEX or --node "
+                         "NAME\n");
+    return exit_bad_input;
+  }
+  // A node is killed by its own manager (SIGKILL to its process).
+  const auto target = o.node.empty() ? o.target : "node:" + o.node;
+  const auto what = o.node.empty() ? o.target : "node " + o.node;
   return with_coordinator(
       "kill", o.coordinator, o.timeout,
       [&](caf::actor_system& sys, const caf::actor& coord,
           std::chrono::milliseconds timeout) {
         caf::scoped_actor self{sys};
         std::string refused, failure;
-        self->request(coord, timeout, actors::kill_atom::value, o.target)
+        self->request(coord, timeout, actors::kill_atom::value, target)
             .receive([&](std::string& why) { refused = std::move(why); },
                      [&](caf::error& e) { failure = sys.render(e); });
         if (!failure.empty()) {
@@ -87,7 +97,7 @@ int kill_actor(const kill_cli& o) {
           std::fprintf(stderr, "troupe kill: %s\n", refused.c_str());
           return exit_bad_input;
         }
-        std::printf("killed %s\n", o.target.c_str());
+        std::printf("killed %s\n", what.c_str());
         return exit_ok;
       });
 }
@@ -157,14 +167,16 @@ void add_status_command(CLI::App& app, int* code) {
 void add_kill_command(CLI::App& app, int* code) {
   auto o = std::make_shared<kill_cli>();
   auto* cmd = app.add_subcommand(
-      "kill", "Kill one actor of a running job, as a crash would (its "
-              "supervisor restarts it)");
+      "kill", "Kill one actor or a whole node of a running job, as a crash "
+              "would (supervision restarts what was lost)");
   cmd->add_option("--coordinator", o->coordinator,
                   "HOST:PORT of the job's coordinator (troupe run prints it)")
       ->required();
   cmd->add_option("target", o->target,
-                  "ROLE:INDEX, e.g. worker:0, param_shard:1, evaluator")
-      ->required();
+                  "ROLE:INDEX, e.g. worker:0, param_shard:1, evaluator");
+  cmd->add_option("--node", o->node,
+                  "Kill a whole node process instead (by name, as troupe "
+                  "status shows it); its actors move to the other nodes");
   cmd->add_option("--timeout", o->timeout, "Seconds to wait for an answer")
       ->capture_default_str();
   cmd->callback([o, code] { *code = kill_actor(*o); });
