@@ -176,8 +176,10 @@ caf::behavior aggregator(caf::stateful_actor<aggregator_state>* self,
       },
       [=](params_msg& p) {
         auto& st = self->state;
-        if (st.kill_step >= 0 && st.spec.synchronous() &&
-            p.version >= st.kill_step) {
+        // The step these parameters are for: sync, their version;
+        // async/ssp, the answer's tag.
+        const auto step = st.spec.synchronous() ? p.version : p.tag;
+        if (st.kill_step >= 0 && step >= st.kill_step) {
           // [[chaos]] on an aggregator that only relays (its workers send
           // their gradients to the shards themselves).
           self->quit(caf::exit_reason::kill);

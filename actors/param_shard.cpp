@@ -146,6 +146,10 @@ void broadcast(caf::stateful_actor<param_shard_state>* self) {
 // async/ssp: the parameters for `worker`'s next step (tag: that step).
 void answer(caf::stateful_actor<param_shard_state>* self, std::int32_t worker) {
   auto& st = self->state;
+  const auto w = static_cast<std::size_t>(worker);
+  if (w >= st.aggregator_of_worker.size())
+    return; // not wired yet (a restored shard applying what it held): the
+            // worker's replay, dropped as a duplicate, is answered
   auto m = make_msg(st);
   m.target = worker;
   m.tag = st.last_seq[static_cast<std::size_t>(worker)] + 1;
@@ -502,6 +506,20 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
         st.coordinator = std::move(coordinator);
         if (first)
           broadcast(self); // version 0, or the restored one
+        if (first && !st.spec.synchronous() && st.spec.incarnation > 0) {
+          // Restored: gradients applied before this wiring went unanswered.
+          // Answer every worker (an answer carries the step it is for; a
+          // worker at another step ignores it).
+          for (std::int32_t w = 0; w < st.spec.workers; ++w) {
+            if (st.spec.mode != "ssp")
+              answer(self, w);
+            else if (std::find(st.waiting.begin(), st.waiting.end(), w) ==
+                     st.waiting.end())
+              st.waiting.push_back(w);
+          }
+          if (st.spec.mode == "ssp")
+            release_waiting(self);
+        }
       },
       [=](wire_atom) {
         // A barrier: the wiring sent before this is in place.

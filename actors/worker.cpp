@@ -392,8 +392,10 @@ caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
           subscribe(self, from);
         }
         // A restarted aggregator lost what it was summing: send it our
-        // last gradient (and the one before, in case it was mid-step).
-        if (new_aggregator && st.shards.empty())
+        // last gradient (and the one before, in case it was mid-step). In
+        // async/ssp mode it may have lost the answer it was relaying to us:
+        // the shards answer the replay (a duplicate) again.
+        if (new_aggregator && (st.shards.empty() || !st.spec.synchronous()))
           replay(self, -1, st.step - 1);
         advance(self);
       },
