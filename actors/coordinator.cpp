@@ -892,6 +892,14 @@ void node_lost(self_ptr self, std::size_t n, const std::string& why) {
                            node, why));
     return;
   }
+  // Nobody waits on its data-plane connections any more (a frozen node
+  // does not read them: senders would block until their timeout).
+  const auto key = runtime::bulk_key(st.topo.managers[n].node());
+  if (auto plane = runtime::process_bulk_plane())
+    plane->forget_peer(key);
+  for (std::size_t m = 0; m < st.topo.managers.size(); ++m)
+    if (m != n && st.lost_nodes.count(st.topo.node_names[m]) == 0)
+      self->send(st.topo.managers[m], runtime::forget_atom::value, key);
   // Its actors are restarted elsewhere: they count as restarts.
   for (const auto& [actor, where] : st.topo.placement)
     if (where == node) {

@@ -362,19 +362,48 @@ bool bulk_plane::send(const std::string& key, const bulk_header& h,
   }
   auto head = encode_bulk_header(h, payload);
   std::lock_guard<std::mutex> guard(o->lock);
-  if (o->fd < 0)
+  if (o->fd < 0) {
+    // A peer that stopped reading (frozen, or cut off) blocked the last
+    // write until the timeout: the caller's fallback takes over for a
+    // while rather than every send blocking again.
+    const auto since = std::chrono::steady_clock::now() - o->failed_at;
+    if (o->failed_at != std::chrono::steady_clock::time_point{} &&
+        since < std::chrono::duration<double>(4 * send_timeout_s_))
+      return false;
     o->fd = connect_to(address);
-  if (o->fd < 0)
+  }
+  const int fd = o->fd;
+  if (fd < 0)
     return false;
   iovec iov[2] = {{head.data(), head.size()},
                   {const_cast<float*>(payload.data()), payload.bytes()}};
-  if (!write_all(o->fd, iov, payload.bytes() > 0 ? 2 : 1)) {
-    ::close(o->fd);
+  if (!write_all(fd, iov, payload.bytes() > 0 ? 2 : 1)) {
     o->fd = -1;
+    o->failed_at = std::chrono::steady_clock::now();
+    ::close(fd);
     return false;
   }
   ++sent_;
   return true;
+}
+
+void bulk_plane::forget_peer(const std::string& key) {
+  std::shared_ptr<outbound> o;
+  {
+    std::lock_guard<std::mutex> guard(lock_);
+    peers_.erase(key);
+    auto it = out_.find(key);
+    if (it != out_.end()) {
+      o = it->second;
+      out_.erase(it);
+    }
+  }
+  // Wakes a sender blocked in write(); it closes the descriptor itself.
+  if (o) {
+    const int fd = o->fd;
+    if (fd >= 0)
+      ::shutdown(fd, SHUT_RDWR);
+  }
 }
 
 std::shared_ptr<bulk_plane> process_bulk_plane() {

@@ -10,6 +10,7 @@
 #include "devices/tensor.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -69,6 +70,11 @@ public:
   void set_peer(const std::string& key, const std::string& address);
   bool knows(const std::string& key) const;
 
+  /// Forgets a peer that is lost (killed, or frozen): a send blocked on it
+  /// returns false at once (its connection is shut down), and later sends
+  /// to it fail at once instead of waiting for send_timeout_s.
+  void forget_peer(const std::string& key);
+
   /// Writes one frame to a peer, blocking until the kernel has it. Returns
   /// false (and drops the connection) when the peer is unknown, cannot be
   /// reached or stopped reading; the caller decides what that means.
@@ -81,8 +87,11 @@ public:
 
 private:
   struct outbound {
-    std::mutex lock;
-    int fd = -1;
+    std::mutex lock;         // held by the sender for a whole frame
+    std::atomic<int> fd{-1}; // read without it by forget_peer
+    // When a write last failed: a peer that stopped reading is not
+    // reconnected to (and blocked on again) for a while.
+    std::chrono::steady_clock::time_point failed_at{};
   };
   void accept_loop();
   void read_loop(int fd);

@@ -105,6 +105,10 @@ caf::behavior node_manager(caf::stateful_actor<manager_state>* self,
         }
         return rp;
       },
+      [=](forget_atom, const std::string& key) {
+        if (auto plane = process_bulk_plane())
+          plane->forget_peer(key);
+      },
       [=](fault_atom, const std::string& action) {
         // A rehearsed failure of this whole process: killed, as by the
         // OOM killer or a power cut, or frozen, as by a hung kernel or a

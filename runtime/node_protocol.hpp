@@ -7,6 +7,8 @@
 ///       addresses of the job's processes, by CAF node id (bulk_caf.hpp)
 ///   (mesh_atom, addresses, int64 timeout_ms)  -> vector<string> failures:
 ///       opens a direct CAF connection to each node given (host:port)
+///   (forget_atom, string key)                  -> the data plane forgets a
+///       lost peer process (bulk_plane::forget_peer)
 ///   (fault_atom, string "kill" | "freeze")      -> fault injection: the
 ///       node's process gets SIGKILL or SIGSTOP ([[chaos]], troupe kill)
 #include "runtime/node.hpp"
@@ -21,6 +23,7 @@ using reset_atom = caf::atom_constant<caf::atom("reset")>;
 using peers_atom = caf::atom_constant<caf::atom("peers")>;
 using mesh_atom = caf::atom_constant<caf::atom("mesh")>;
 using fault_atom = caf::atom_constant<caf::atom("fault")>;
+using forget_atom = caf::atom_constant<caf::atom("forget")>;
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_info& x) {
