@@ -125,11 +125,6 @@ struct coordinator_state {
   std::int64_t pruned = 0;                        // backups kept from here
   std::map<std::int64_t, std::set<std::int32_t>> durable_shards; // by version
   std::int64_t checkpoint = -1; // newest version every shard has on disk
-  // The step of the latest worker restart: that worker kept no gradients
-  // from before it, so a param shard can be restored only from a snapshot
-  // at or after it (the shards are asked for one at once).
-  std::int64_t replay_floor = 0;
-  std::string floor_worker;
   struct recovery {
     clock_type::time_point detected;
     std::int64_t slowest; // the slowest worker's steps then
@@ -423,13 +418,11 @@ void fetch_when_relayed(self_ptr self, const std::string& name, caf::actor h,
             auto& st = self->state;
             if (gen != st.generation)
               return; // the job rolled back meanwhile
+            // The worker kept no gradients from before `step`: the
+            // shards snapshot at once, so that a restore needs none.
             for (auto& p : st.topo.param_shards) {
               self->send(p, fetch_atom::value, step, index, h);
               self->send(p, snapshot_atom::value);
-            }
-            if (step >= st.replay_floor) {
-              st.replay_floor = step;
-              st.floor_worker = name;
             }
           },
           [=](caf::error& err) {
@@ -551,16 +544,14 @@ void recover(self_ptr self, const std::string& name, caf::actor h) {
               for (std::size_t r = 0; r < replay_from.size(); ++r)
                 if (replay_from[r] < st.first_step[r])
                   lacking = fmt::format("worker:{}", r);
-              if (from < st.replay_floor || !lacking.empty()) {
+              if (!lacking.empty()) {
                 // The steps since `from` cannot be replayed: go back to a
                 // checkpoint from which nothing needs replaying.
-                rollback(
-                    self,
-                    fmt::format("{} can only be restored to version {}, "
-                                "but {} was restarted since and kept no "
-                                "gradients from before its restart",
-                                name, from,
-                                lacking.empty() ? st.floor_worker : lacking));
+                rollback(self,
+                         fmt::format("{} can only be restored to version {}, "
+                                     "but {} was restarted since and kept no "
+                                     "gradients from before its restart",
+                                     name, from, lacking));
                 return;
               }
               self->send(h, restore_atom::value, std::move(m));
@@ -784,8 +775,6 @@ void restore_all(self_ptr self, std::int64_t version,
   st.recovering.clear();
   if (detected) // a failure's recovery (not a resume): timed
     st.recovering.push_back({*detected, slowest_steps(st)});
-  st.replay_floor = version;
-  st.floor_worker = "every worker";
   for (auto& d : st.durable)
     d.clear();
   st.pruned = version;
