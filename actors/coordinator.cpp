@@ -820,6 +820,33 @@ void respawn_all(self_ptr self, std::int64_t gen, std::int64_t version,
     });
 }
 
+// Asks the store for the newest good checkpoint; reports the files it
+// refused and hands the checkpoint (version, states) to `then`, unless the
+// job rolled back again meanwhile (`gen`) or ended.
+void with_checkpoint(
+    self_ptr self, std::int64_t gen, const char* what,
+    std::function<void(std::int64_t, std::vector<shard_state_msg>&)> then) {
+  auto& st = self->state;
+  self->request(st.store, std::chrono::seconds(60), checkpoint_atom::value)
+      .then(
+          [=](std::int64_t version, std::vector<shard_state_msg>& states,
+              std::vector<std::string>& problems) {
+            auto& st = self->state;
+            if (gen != st.generation || st.finished)
+              return;
+            for (auto& p : problems)
+              self->send(st.listener, info_atom::value,
+                         fmt::format("snapshot refused, falling back to an "
+                                     "older checkpoint: {}",
+                                     p));
+            then(version, states);
+          },
+          [=](caf::error& err) {
+            fail(self, fmt::format("{}: the snapshot store did not answer: {}",
+                                   what, self->system().render(err)));
+          });
+}
+
 // Rolls the whole job back to its newest checkpoint (the newest version
 // every param shard has a good snapshot of): every training actor is
 // spawned again, a lost node's on the surviving nodes, and training goes
@@ -835,28 +862,14 @@ void rollback(self_ptr self, const std::string& why) {
   self->send(
       st.listener, info_atom::value,
       fmt::format("{}: rolling the job back to its newest checkpoint", why));
-  self->request(st.store, std::chrono::seconds(30), checkpoint_atom::value)
-      .then(
-          [=](std::int64_t version, std::vector<shard_state_msg>& states,
-              std::vector<std::string>& problems) {
-            auto& st = self->state;
-            if (gen != st.generation || st.finished)
-              return;
-            for (auto& p : problems)
-              self->send(st.listener, info_atom::value,
-                         fmt::format("snapshot refused, falling back to an "
-                                     "older checkpoint: {}",
-                                     p));
-            respawn_all(self, gen, version,
-                        std::make_shared<const std::vector<shard_state_msg>>(
-                            std::move(states)),
-                        detected);
-          },
-          [=](caf::error& err) {
-            fail(self, fmt::format("rolling back: the snapshot store did not "
-                                   "answer: {}",
-                                   self->system().render(err)));
-          });
+  with_checkpoint(
+      self, gen, "rolling back",
+      [=](std::int64_t version, std::vector<shard_state_msg>& states) {
+        respawn_all(self, gen, version,
+                    std::make_shared<const std::vector<shard_state_msg>>(
+                        std::move(states)),
+                    detected);
+      });
 }
 
 void node_lost(self_ptr self, std::size_t n, const std::string& why) {
@@ -1010,51 +1023,38 @@ void resume(self_ptr self) {
   auto& st = self->state;
   const auto gen = ++st.generation;
   st.rolling = true;
-  self->request(st.store, std::chrono::seconds(60), checkpoint_atom::value)
-      .then(
-          [=](std::int64_t version, std::vector<shard_state_msg>& states,
-              std::vector<std::string>& problems) {
-            auto& st = self->state;
-            if (gen != st.generation || st.finished)
-              return;
-            for (auto& p : problems)
-              self->send(st.listener, info_atom::value,
-                         fmt::format("snapshot refused, falling back to an "
-                                     "older checkpoint: {}",
-                                     p));
-            if (version == 0) {
-              st.rolling = false;
-              self->send(st.listener, info_atom::value,
-                         fmt::format("no checkpoint in {}: starting from "
-                                     "step 0",
-                                     st.snap.dir));
-              for (auto& w : st.topo.workers)
-                self->send(w, start_atom::value);
-              return;
-            }
-            st.result.resumed_from = version;
-            st.checkpoint = version;
-            self->send(st.listener, info_atom::value,
-                       fmt::format("resuming from the checkpoint at step {} "
-                                   "in {}",
-                                   version, st.snap.dir));
-            // Epochs before the checkpoint's were reported by the job that
-            // wrote it.
-            st.emitted_epochs =
-                version / (st.spec.synchronous()
-                               ? st.spec.steps_per_epoch
-                               : st.spec.steps_per_epoch * st.spec.workers);
-            stop_training_actors(self);
-            respawn_all(self, gen, version,
-                        std::make_shared<const std::vector<shard_state_msg>>(
-                            std::move(states)),
-                        std::nullopt);
-          },
-          [=](caf::error& err) {
-            fail(self, fmt::format("resuming: the snapshot store did not "
-                                   "answer: {}",
-                                   self->system().render(err)));
-          });
+  with_checkpoint(
+      self, gen, "resuming",
+      [=](std::int64_t version, std::vector<shard_state_msg>& states) {
+        auto& st = self->state;
+        if (version == 0) {
+          st.rolling = false;
+          self->send(st.listener, info_atom::value,
+                     fmt::format("no checkpoint in {}: starting from "
+                                 "step 0",
+                                 st.snap.dir));
+          for (auto& w : st.topo.workers)
+            self->send(w, start_atom::value);
+          return;
+        }
+        st.result.resumed_from = version;
+        st.checkpoint = version;
+        self->send(st.listener, info_atom::value,
+                   fmt::format("resuming from the checkpoint at step {} "
+                               "in {}",
+                               version, st.snap.dir));
+        // Epochs before the checkpoint's were reported by the job that
+        // wrote it.
+        st.emitted_epochs =
+            version / (st.spec.synchronous()
+                           ? st.spec.steps_per_epoch
+                           : st.spec.steps_per_epoch * st.spec.workers);
+        stop_training_actors(self);
+        respawn_all(self, gen, version,
+                    std::make_shared<const std::vector<shard_state_msg>>(
+                        std::move(states)),
+                    std::nullopt);
+      });
 }
 
 job_status status_of(coordinator_state& st) {
