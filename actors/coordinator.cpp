@@ -1064,6 +1064,7 @@ job_status status_of(coordinator_state& st) {
   s.state = !st.started ? "starting" : st.finished ? "finished" : "training";
   s.nodes = st.topo.node_names;
   s.placement = st.topo.placement;
+  s.lost_nodes = st.result.lost_nodes;
   s.step = std::max<std::int64_t>(0, st.reported_steps);
   s.steps = st.spec.total_steps();
   s.loss = st.recent_loss;

@@ -77,7 +77,8 @@ struct job_status {
   std::string state; ///< starting, training, finished
   std::vector<std::string> nodes;
   std::map<std::string, std::string> placement;
-  std::int64_t step = 0; ///< steps done by the slowest worker
+  std::vector<std::string> lost_nodes; ///< nodes lost so far
+  std::int64_t step = 0;               ///< steps done by the slowest worker
   std::int64_t steps = 0;
   double loss = 0;
   double samples_per_s = 0;

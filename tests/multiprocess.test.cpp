@@ -634,7 +634,7 @@ BOOST_AUTO_TEST_CASE(a_node_killed_mid_run_moves_its_actors_digest_holds) {
 BOOST_AUTO_TEST_CASE(killed_and_frozen_nodes_end_with_the_fault_free_digest) {
   // Nodes started by the test (--nodes): one is killed with SIGKILL, later
   // another is frozen with SIGSTOP; the job finishes on the third.
-  csv_job job("[testing]\nslow_worker = 0\nslow_ms = 15\n"
+  csv_job job("[testing]\nslow_worker = 0\nslow_ms = 25\n"
               "[supervision]\nheartbeat_s = 0.2\nheartbeat_timeout_s = 1.5\n"
               "snapshot_every = 10\n");
   const auto reference =
@@ -659,6 +659,20 @@ BOOST_AUTO_TEST_CASE(killed_and_frozen_nodes_end_with_the_fault_free_digest) {
   kill(nodes[1]->pid(), SIGKILL);
   BOOST_REQUIRE_MESSAGE(wait_for_text(run, "the job goes on from step") >= 0,
                         run.err());
+  {
+    // troupe status marks the lost node.
+    const auto err = run.err();
+    const auto pos = err.find("troupe status --coordinator ");
+    BOOST_REQUIRE(pos != std::string::npos);
+    const auto end = err.find(')', pos);
+    const auto coordinator = err.substr(pos + 28, end - pos - 28);
+    auto o = run_troupe({"status", "--coordinator", coordinator, "--json"}, 30);
+    BOOST_REQUIRE_MESSAGE(o.code == 0, o.err);
+    const auto s = json::parse(o.out);
+    BOOST_REQUIRE_EQUAL(s["nodes"].size(), 3u);
+    for (auto& n : s["nodes"])
+      BOOST_TEST(n["lost"] == (n["name"] == "n1"), n.dump());
+  }
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   kill(nodes[2]->pid(), SIGSTOP);
   // Found lost within the heartbeat timeout (1.5 s), give or take a beat.

@@ -9,6 +9,7 @@
 #include <caf/io/all.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <functional>
 #include <future>
@@ -129,7 +130,11 @@ int show(const status_cli& o, caf::actor_system& sys, const caf::actor& coord,
   if (o.json) {
     nlohmann::ordered_json nodes = nlohmann::ordered_json::array();
     for (const auto& n : s.nodes)
-      nodes.push_back({{"name", n}, {"actors", by_node[n]}});
+      nodes.push_back(
+          {{"name", n},
+           {"lost", std::find(s.lost_nodes.begin(), s.lost_nodes.end(), n) !=
+                        s.lost_nodes.end()},
+           {"actors", by_node[n]}});
     nlohmann::ordered_json j{
         {"job", s.job},      {"mode", s.mode},
         {"state", s.state},  {"nodes", nodes},
@@ -142,9 +147,12 @@ int show(const status_cli& o, caf::actor_system& sys, const caf::actor& coord,
                 s.job.c_str(), s.mode.c_str(), s.state.c_str(),
                 static_cast<long long>(s.step), static_cast<long long>(s.steps),
                 s.loss, s.samples_per_s);
-    for (const auto& n : s.nodes)
-      std::printf("  %s: %s\n", n.c_str(),
+    for (const auto& n : s.nodes) {
+      const bool lost = std::find(s.lost_nodes.begin(), s.lost_nodes.end(),
+                                  n) != s.lost_nodes.end();
+      std::printf("  %s%s: %s\n", n.c_str(), lost ? " (lost)" : "",
                   fmt::format("{}", fmt::join(by_node[n], ", ")).c_str());
+    }
   }
   return exit_ok;
 }
