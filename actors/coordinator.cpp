@@ -23,7 +23,9 @@
 #include "runtime/node_protocol.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <deque>
 #include <filesystem>
@@ -32,6 +34,8 @@
 #include <numeric>
 #include <optional>
 #include <set>
+
+#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -1057,6 +1061,26 @@ void resume(self_ptr self) {
       });
 }
 
+// Removes base/troupe-snapshots-PID-* of processes that no longer exist.
+void remove_orphaned_snapshot_dirs(const std::string& base) {
+  const std::string prefix = "troupe-snapshots-";
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(base, ec)) {
+    const auto name = e.path().filename().string();
+    if (name.compare(0, prefix.size(), prefix) != 0)
+      continue;
+    const auto dash = name.find('-', prefix.size());
+    const auto pid_text = name.substr(prefix.size(), dash - prefix.size());
+    if (dash == std::string::npos || pid_text.empty() ||
+        pid_text.find_first_not_of("0123456789") != std::string::npos ||
+        pid_text.size() > 9)
+      continue;
+    const auto pid = static_cast<pid_t>(std::stol(pid_text));
+    if (pid > 0 && ::kill(pid, 0) != 0 && errno == ESRCH)
+      std::filesystem::remove_all(e.path(), ec);
+  }
+}
+
 job_status status_of(coordinator_state& st) {
   job_status s;
   s.job = st.spec.name;
@@ -1098,8 +1122,12 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
   st.durable.resize(static_cast<std::size_t>(st.spec.partitions));
   if (st.snap.dir.empty()) {
     // Snapshots live in a directory of this job's own, removed at the end.
+    // Its name carries this process's id: those of jobs killed before they
+    // could remove theirs (SIGKILL) are removed here.
     const auto base = std::filesystem::temp_directory_path().string();
-    std::string tmpl = base + "/troupe-snapshots-XXXXXX";
+    remove_orphaned_snapshot_dirs(base);
+    std::string tmpl =
+        fmt::format("{}/troupe-snapshots-{}-XXXXXX", base, ::getpid());
     const char* made = ::mkdtemp(tmpl.data());
     st.snap.dir = made != nullptr ? made : base;
     st.snap.keep = made == nullptr;

@@ -19,6 +19,8 @@
 #include <set>
 #include <sstream>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 using namespace troupe::testing;
 using troupe::data::testing::temp_dir;
@@ -283,6 +285,27 @@ at_step = 95
     if (mode == "ssp")
       BOOST_TEST(j["max_lead"].get<int>() <= 2);
   }
+}
+
+BOOST_AUTO_TEST_CASE(snapshot_dirs_of_killed_jobs_are_removed) {
+  // A job killed with SIGKILL leaves its snapshot directory; the next job
+  // removes those of processes that are gone, and only those.
+  const pid_t dead = fork();
+  if (dead == 0)
+    _exit(0);
+  waitpid(dead, nullptr, 0);
+  const auto base = std::filesystem::temp_directory_path();
+  const auto orphan = base / fmt::format("troupe-snapshots-{}-test", dead);
+  const auto alive_dir =
+      base / fmt::format("troupe-snapshots-{}-test", getpid());
+  std::filesystem::create_directories(orphan);
+  std::filesystem::create_directories(alive_dir);
+  write_text((orphan / "param_shard-0-v000000000010.snap").string(), "x");
+  csv_job job;
+  run_json({job.pipeline, "--set", "cluster.local_nodes=2"});
+  BOOST_TEST(!std::filesystem::exists(orphan));
+  BOOST_TEST(std::filesystem::exists(alive_dir));
+  std::filesystem::remove_all(alive_dir);
 }
 
 BOOST_AUTO_TEST_CASE(a_restarted_evaluator_still_reports_every_epoch) {
