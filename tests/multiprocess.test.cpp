@@ -85,6 +85,21 @@ json run_json(const std::vector<std::string>& args, int seconds = 180) {
   return json::parse(o.out);
 }
 
+// One kill of each role, at different steps (sync, async and ssp tests).
+const std::string every_role_killed = R"([[chaos]]
+kill = "worker:0"
+at_step = 20
+[[chaos]]
+kill = "param_shard:1"
+at_step = 47
+[[chaos]]
+kill = "data_shard:0"
+at_step = 70
+[[chaos]]
+kill = "aggregator:0"
+at_step = 95
+)";
+
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t)
       .count();
@@ -118,19 +133,7 @@ BOOST_AUTO_TEST_CASE(chaos_kills_of_every_role_end_with_the_fault_free_digest) {
   // from a snapshot and the workers replay the steps since. Steps of at
   // least 4 ms keep each recovery over before the next kill (a kill during
   // a recovery rolls the job back instead: another test).
-  csv_job job(R"([[chaos]]
-kill = "worker:0"
-at_step = 20
-[[chaos]]
-kill = "param_shard:1"
-at_step = 47
-[[chaos]]
-kill = "data_shard:0"
-at_step = 70
-[[chaos]]
-kill = "aggregator:0"
-at_step = 95
-[[chaos]]
+  csv_job job(every_role_killed + R"([[chaos]]
 kill = "worker:5"
 at_step = 101
 [testing]
@@ -241,19 +244,7 @@ BOOST_AUTO_TEST_CASE(async_and_ssp_kills_apply_every_gradient_exactly_once) {
   // The kills of the sync chaos test, in async and ssp mode: results differ
   // from a fault-free run (arrival order decides them), but every gradient
   // pushed is applied by every param shard exactly once.
-  csv_job job(R"([[chaos]]
-kill = "worker:0"
-at_step = 20
-[[chaos]]
-kill = "param_shard:1"
-at_step = 47
-[[chaos]]
-kill = "data_shard:0"
-at_step = 70
-[[chaos]]
-kill = "aggregator:0"
-at_step = 95
-)");
+  csv_job job(every_role_killed);
   for (const std::string mode : {"async", "ssp"}) {
     const std::vector<std::string> common{job.pipeline,
                                           "--set",
