@@ -177,6 +177,7 @@ void maybe_finish(self_ptr self) {
   r.mode = st.spec.mode;
   r.nodes = st.topo.nodes;
   r.placement = st.topo.placement;
+  r.worker_devices = st.spec.worker_devices;
   r.workers = st.spec.workers;
   r.epochs = st.spec.epochs;
   r.steps = st.spec.total_steps();

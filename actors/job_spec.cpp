@@ -1,5 +1,7 @@
 #include "actors/job_spec.hpp"
 
+#include "devices/backends.hpp"
+
 #include "data/sampler.hpp"
 #include "runtime/config.hpp"
 
@@ -117,7 +119,9 @@ job_spec parse_job_spec(runtime::config& c) {
   s.local_nodes = c.get_int("cluster.local_nodes", 1, 1, 64);
   s.workers = c.get_int("cluster.workers", 1, 1, 4096);
   s.device = c.get_string("cluster.device", "cpu", {"cpu", "cuda", "any"});
-  if (s.device == "cuda")
+  const auto backends = devices::compiled_backends();
+  if (s.device == "cuda" &&
+      std::find(backends.begin(), backends.end(), "cuda") == backends.end())
     c.fail("cluster.device",
            "\"cuda\" needs the CUDA backend, which this build does not have; "
            "use \"cpu\" or \"any\"");
@@ -205,6 +209,7 @@ job_spec parse_job_spec(runtime::config& c) {
   // [testing]
   s.slow_worker = c.get_int("testing.slow_worker", -1, -1, 4095);
   s.slow_ms = c.get_int("testing.slow_ms", 0, 0, 60'000);
+  s.detached_compute = c.get_bool("testing.detached_compute", false);
   c.check_unknown();
   return s;
 }

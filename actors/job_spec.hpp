@@ -55,7 +55,10 @@ struct job_spec {
   // [cluster]
   std::int64_t local_nodes = 1;
   std::int64_t workers = 1;
-  std::string device = "cpu";
+  std::string device = "cpu"; ///< cpu | cuda | any: where workers compute
+  /// Per worker rank, the device it computes on ("cpu", "cuda:0", ...):
+  /// set by the driver from the placement; empty means every one on "cpu".
+  std::vector<std::string> worker_devices;
   std::int64_t threads = 0; ///< scheduler threads per node; 0 = one per core
   // [supervision]
   std::string strategy = "one_for_one";
@@ -71,6 +74,9 @@ struct job_spec {
   // [testing]: hooks for tests and rehearsals
   std::int64_t slow_worker = -1; ///< this worker rank waits slow_ms per step
   std::int64_t slow_ms = 0;
+  /// Workers on the CPU compute each step on a detached helper, as GPU
+  /// workers do: that path, tested where no GPU is.
+  bool detached_compute = false;
   /// `troupe bench allreduce`: workers send fixed gradients without data or
   /// compute, shards publish the sum without an optimizer step.
   bool exchange_only = false;

@@ -60,9 +60,16 @@ placement_plan plan_placement(const job_spec& spec,
   for (std::size_t i = 0; i < nodes.size(); ++i)
     if (has_device(nodes[i], spec.device))
       capable.push_back(static_cast<std::int32_t>(i));
-  if (capable.empty())
-    throw runtime::config_error(fmt::format(
-        "cluster.device: no node has a \"{}\" device", spec.device));
+  if (capable.empty()) {
+    std::vector<std::string> offers;
+    for (const auto& node : nodes)
+      offers.push_back(
+          fmt::format("{}: {}", node.name, fmt::join(node.devices, ",")));
+    throw runtime::config_error(
+        fmt::format("cluster.device: no node has a \"{}\" device (nodes "
+                    "offer {})",
+                    spec.device, fmt::join(offers, "; ")));
+  }
   if (!explicit_nodes(spec, nodes, "worker", spec.workers, p.workers)) {
     const auto c = static_cast<std::int64_t>(capable.size());
     for (std::int64_t r = 0; r < spec.workers; ++r)
@@ -76,6 +83,21 @@ placement_plan plan_placement(const job_spec& spec,
       throw runtime::config_error(fmt::format(
           "placement.worker: node \"{}\" has no \"{}\" device for worker {}",
           node.name, spec.device, r));
+  }
+  // Devices: cluster.device "cuda" takes a GPU, "any" a GPU where the node
+  // has one; GPUs of a node are dealt out in rank order.
+  std::vector<std::size_t> gpu_turn(nodes.size(), 0);
+  for (std::int64_t r = 0; r < spec.workers; ++r) {
+    const auto at =
+        static_cast<std::size_t>(p.workers[static_cast<std::size_t>(r)]);
+    std::vector<std::string> gpus;
+    for (const auto& d : nodes[at].devices)
+      if (d.rfind("cuda:", 0) == 0)
+        gpus.push_back(d);
+    if (spec.device == "cpu" || gpus.empty())
+      p.worker_devices.emplace_back("cpu");
+    else
+      p.worker_devices.push_back(gpus[gpu_turn[at]++ % gpus.size()]);
   }
   // One aggregator per maximal run of consecutive ranks on one node.
   for (std::int64_t r = 0; r < spec.workers; ++r) {

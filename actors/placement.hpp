@@ -24,6 +24,9 @@ struct placement_plan {
   std::vector<std::int32_t> data_shards;
   std::vector<std::int32_t> param_shards;
   std::vector<std::int32_t> workers;
+  /// Per worker rank: "cpu" or the GPU it computes on ("cuda:N" of its
+  /// node); a node's GPU workers take its GPUs in turn.
+  std::vector<std::string> worker_devices;
   std::int32_t evaluator = 0;
   /// One aggregator per node that runs workers.
   struct aggregator_slot {

@@ -1,5 +1,7 @@
 #include "actors/run.hpp"
 
+#include "devices/backends.hpp"
+
 #include "actors/messages.hpp"
 #include "actors/placement.hpp"
 #include "runtime/bulk_caf.hpp"
@@ -141,6 +143,7 @@ std::string job_fingerprint(caf::actor_system& sys, job_spec s) {
   s.prefetch = 0;
   s.local_nodes = 0;
   s.device.clear();
+  s.worker_devices.clear();
   s.threads = 0;
   s.strategy.clear();
   s.max_restarts = 0;
@@ -298,7 +301,13 @@ run_result run_job(job_spec spec, const run_observer& obs,
       names.push_back(n.info.name);
     }
   } else {
-    slots.push_back({"local", {"cpu"}});
+    // This process is the one node: it offers its GPUs when the job may
+    // use them.
+    std::vector<std::string> local{"cpu"};
+    if (spec.device != "cpu")
+      for (const auto& g : devices::cuda_devices())
+        local.push_back(g.id);
+    slots.push_back({"local", local});
     names.push_back("local");
   }
   for (std::size_t i = 0; i < spec.chaos.size(); ++i) {
@@ -324,6 +333,7 @@ run_result run_job(job_spec spec, const run_observer& obs,
   snap.keep = !copt.checkpoint_dir.empty();
   snap.resume = copt.resume;
   const auto plan = plan_placement(spec, slots);
+  spec.worker_devices = plan.worker_devices;
   std::optional<run_result> result;
   std::string failure;
   std::string coordinator_address;

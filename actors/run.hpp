@@ -67,6 +67,8 @@ struct run_result {
   double worker_wait_s = 0;    ///< per worker: time waiting for parameters
   std::string coordinator;     ///< host:port where `troupe status` reaches it
   std::map<std::string, std::string> placement; ///< actor -> node
+  /// Per worker rank, the device it computed on ("cpu", "cuda:0", ...).
+  std::vector<std::string> worker_devices;
   std::vector<epoch_summary> history;
 };
 

@@ -11,6 +11,12 @@
 // directly, as soon as that range is final, computing the ranges of shards
 // on other nodes first, so their transfer runs while it computes the rest.
 //
+// On a GPU (its rank's entry in spec.worker_devices is "cuda:N") a worker
+// hands each step whole to a detached helper that owns the CUDA device, its
+// cuBLAS handle and stream: the GPU's waits block that helper's thread, not
+// a scheduler thread. The helper returns the gradient in pinned host memory
+// and the worker sends it on as a CPU worker does.
+//
 // Recovery: a worker keeps each gradient it sent until every param shard's
 // snapshot covers it (upstream backup: sync by step, async/ssp by the
 // shards' ledgers), and replays them on request: to a param shard restarted
@@ -20,6 +26,7 @@
 // worker (incarnation > 0) waits to be told its step (recover_atom).
 #include "actors/messages.hpp"
 
+#include "devices/backends.hpp"
 #include "devices/nn/layers.hpp"
 #include "devices/nn/model.hpp"
 
@@ -75,9 +82,79 @@ struct worker_state {
   bool waiting = false;
   double compute_s = 0;
   double wait_s = 0;
+  // GPU workers: the helper that computes, and whether a step is with it.
+  caf::actor gpu;
+  bool gpu_busy = false;
+  clock_type::time_point gpu_sent_at;
 
   bool complete() const { return have.count() == total; }
 };
+
+using gpu_step_atom = caf::atom_constant<caf::atom("gpustep")>;
+using gpu_done_atom = caf::atom_constant<caf::atom("gpudone")>;
+
+// Pinned gradient buffers a GPU helper keeps for reuse.
+constexpr std::size_t max_pinned = 4;
+
+struct gpu_runner_state {
+  std::unique_ptr<devices::device> gpu; // null: the CPU (detached_compute)
+  devices::device* dev = nullptr;
+  std::unique_ptr<devices::nn::model> net;
+  devices::tensor params, x, y, grad;  // on the GPU
+  std::vector<devices::tensor> pinned; // gradients handed out, for reuse
+};
+
+// Runs detached, owning one GPU device (ordinal < 0: the CPU device, for
+// testing.detached_compute): (gpu_step_atom, step, params, x, y,
+// grad_scale) -> (gpu_done_atom, step, gradient in pinned host memory,
+// loss, correct) to the sender. Device failures throw device_error naming
+// the CUDA call; the helper is linked to its worker, which then fails too.
+caf::behavior gpu_runner(caf::stateful_actor<gpu_runner_state>* self,
+                         job_spec spec, std::int32_t ordinal) {
+  auto& st = self->state;
+  if (ordinal >= 0)
+    st.gpu = devices::make_cuda_device(ordinal);
+  st.dev = st.gpu ? st.gpu.get() : &devices::cpu();
+  st.net = std::make_unique<devices::nn::model>(*st.dev, spec.inputs,
+                                                spec.layers, spec.loss);
+  st.params = st.dev->alloc({st.net->param_count()});
+  st.grad = st.dev->alloc({st.net->param_count()});
+  return {
+      [=](gpu_step_atom, std::int64_t step, const devices::tensor& params,
+          const devices::tensor& x, const devices::tensor& y,
+          float grad_scale) {
+        auto& st = self->state;
+        if (!st.x.defined() || st.x.shape() != x.shape()) {
+          st.x = st.dev->alloc(x.shape());
+          st.y = st.dev->alloc(y.shape());
+        }
+        st.dev->upload(params, st.params);
+        st.dev->upload(x, st.x);
+        st.dev->upload(y, st.y);
+        const auto sums =
+            st.net->train_step(st.params, st.x, st.y, grad_scale, st.grad);
+        // A pinned buffer no one else holds any more, else a new one; past
+        // a few (the worker keeps gradients for replay), pageable memory,
+        // which the driver copies into through a pinned buffer of its own.
+        devices::tensor out;
+        for (auto& t : st.pinned)
+          if (t.use_count() == 1) {
+            out = t;
+            break;
+          }
+        if (!out.defined() && st.pinned.size() < max_pinned) {
+          out = st.dev->host_alloc({st.net->param_count()});
+          st.pinned.push_back(out);
+        }
+        if (!out.defined())
+          out = devices::tensor::empty({st.net->param_count()});
+        st.dev->download(st.grad, out);
+        self->send(caf::actor_cast<caf::actor>(self->current_sender()),
+                   gpu_done_atom::value, step, std::move(out), sums.loss,
+                   sums.correct);
+      },
+  };
+}
 
 using self_ptr = caf::stateful_actor<worker_state>*;
 
@@ -170,6 +247,26 @@ void feed_ahead(self_ptr self) {
     on_params(self, p);
 }
 
+// After the gradient of st.step left (computing began at t0): keep it for
+// replay, count the step, report, and take parameters that came ahead.
+void step_done(self_ptr self, double loss, std::int64_t samples,
+               clock_type::time_point t0) {
+  auto& st = self->state;
+  if (!st.spec.exchange_only)
+    st.backup.emplace(st.step, st.grad);
+  st.have.clear();
+  st.sent_at = clock_type::now();
+  st.waiting = true;
+  st.compute_s += std::chrono::duration<double>(st.sent_at - t0).count();
+  st.losses.push_back(loss);
+  st.samples.push_back(samples);
+  ++st.step;
+  const bool epoch_end = st.step % st.spec.steps_per_epoch == 0;
+  if (epoch_end || st.step % st.report_every == 0)
+    report(self);
+  feed_ahead(self);
+}
+
 // Backward (or the benchmark's fixed gradient) and the gradient's way out.
 void finish_step(self_ptr self) {
   auto& st = self->state;
@@ -228,19 +325,21 @@ void finish_step(self_ptr self) {
     send_ready();
   else
     self->send(st.aggregator, gradient(st, 0, st.total));
-  if (!st.spec.exchange_only)
-    st.backup.emplace(st.step, st.grad);
-  st.have.clear();
-  st.sent_at = clock_type::now();
-  st.waiting = true;
-  st.compute_s += std::chrono::duration<double>(st.sent_at - t0).count();
-  st.losses.push_back(sums.loss);
-  st.samples.push_back(samples);
-  ++st.step;
-  const bool epoch_end = st.step % st.spec.steps_per_epoch == 0;
-  if (epoch_end || st.step % st.report_every == 0)
-    report(self);
-  feed_ahead(self);
+  step_done(self, sums.loss, samples, t0);
+}
+
+// The whole gradient of this step is in st.grad (a GPU worker's): out to
+// the shards or the aggregator, then on as finish_step goes on.
+void send_whole_gradient(self_ptr self, double loss, std::int64_t samples) {
+  auto& st = self->state;
+  if (st.shards.empty()) {
+    self->send(st.aggregator, gradient(st, 0, st.total));
+  } else {
+    for (std::size_t s = 0; s < st.shards.size(); ++s)
+      send_slices(self, st.shards[s],
+                  gradient(st, st.bounds[s], st.bounds[s + 1] - st.bounds[s]));
+  }
+  step_done(self, loss, samples, st.gpu_sent_at);
 }
 
 // Does whatever the batches and parameters at hand allow.
@@ -268,6 +367,11 @@ void advance(self_ptr self) {
       finish_step(self);
     return;
   }
+  if (st.gpu) {
+    // A GPU step needs every parameter: the helper uploads them at once.
+    if (st.gpu_busy || !have_batch || !st.complete())
+      return;
+  }
   if (!st.current) {
     if (!have_batch || st.have.empty())
       return;
@@ -285,6 +389,13 @@ void advance(self_ptr self) {
     // Credit first: the data shard prepares the next batch while we compute.
     self->send(st.data, credit_atom::value, st.rank, std::int64_t{1},
                caf::actor_cast<caf::actor>(self));
+    if (st.gpu) {
+      st.gpu_busy = true;
+      st.gpu_sent_at = clock_type::now();
+      self->send(st.gpu, gpu_step_atom::value, st.step, st.params,
+                 st.current->x, st.current->y, st.grad_scale);
+      return;
+    }
     st.net->begin_forward(st.current->x);
   }
   const auto t0 = clock_type::now();
@@ -345,7 +456,16 @@ caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
   st.total = st.net->param_count();
   st.params = devices::tensor::empty({st.total});
   st.grad = devices::tensor::empty({st.total});
-  if (!st.spec.exchange_only) {
+  const auto& where = st.spec.worker_devices;
+  const auto device_id =
+      static_cast<std::size_t>(rank) < where.size() ? where[rank] : "cpu";
+  const auto [kind, ordinal] = devices::parse_device_id(device_id);
+  if (!st.spec.exchange_only &&
+      (kind == devices::device_kind::cuda || st.spec.detached_compute))
+    st.gpu = self->spawn<caf::detached + caf::linked>(
+        gpu_runner, st.spec,
+        kind == devices::device_kind::cuda ? ordinal : std::int32_t{-1});
+  if (!st.spec.exchange_only && !st.gpu) {
     // The replay window (up to two snapshot intervals of gradients) is
     // allocated and touched now, up to 256 MiB, rather than page by page
     // while training.
@@ -439,6 +559,23 @@ caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
         advance(self);
       },
       [=](params_msg& p) { on_params(self, p); },
+      [=](gpu_done_atom, std::int64_t step, devices::tensor& grad, double loss,
+          std::int64_t) {
+        auto& st = self->state;
+        st.gpu_busy = false;
+        if (step != st.step || !st.current) {
+          // A recovery moved us on while the GPU computed: that batch and
+          // gradient are for a step we are no longer at.
+          st.current.reset();
+          advance(self);
+          return;
+        }
+        const auto samples = st.current->x.dim(0);
+        st.current.reset();
+        st.grad = std::move(grad);
+        send_whole_gradient(self, loss, samples);
+        advance(self);
+      },
   };
 }
 

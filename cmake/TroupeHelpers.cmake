@@ -2,14 +2,16 @@
 
 # Warnings (and, with TROUPE_WERROR, errors) and sanitizers for our own code.
 function(troupe_target_defaults target)
-  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic
-                         -Wno-unused-parameter)
+  # C++ only: nvcc takes other flags (devices/CMakeLists.txt sets them).
+  set(cxx "$<COMPILE_LANGUAGE:CXX>")
+  target_compile_options(${target} PRIVATE
+    "$<${cxx}:-Wall;-Wextra;-Wpedantic;-Wno-unused-parameter>")
   if(TROUPE_WERROR)
-    target_compile_options(${target} PRIVATE -Werror)
+    target_compile_options(${target} PRIVATE "$<${cxx}:-Werror>")
   endif()
   if(TROUPE_SANITIZE)
-    target_compile_options(${target} PUBLIC -fsanitize=${TROUPE_SANITIZE}
-                           -fno-omit-frame-pointer -fno-sanitize-recover=all)
+    target_compile_options(${target} PUBLIC
+      "$<${cxx}:-fsanitize=${TROUPE_SANITIZE};-fno-omit-frame-pointer;-fno-sanitize-recover=all>")
     target_link_options(${target} PUBLIC -fsanitize=${TROUPE_SANITIZE})
   endif()
 endfunction()
@@ -23,10 +25,11 @@ function(troupe_add_library name)
   troupe_target_defaults(${name})
 endfunction()
 
-# troupe_add_test(NAME LABEL label SOURCES... DEPS ...): one Boost.Test
-# binary, registered with ctest under a label (cpu, gpu, multiprocess).
+# troupe_add_test(NAME LABEL label SOURCES... DEPS ... [ARGS ...]): one
+# Boost.Test binary, registered with ctest under a label (cpu, gpu,
+# multiprocess); ARGS are extra command-line arguments for it.
 function(troupe_add_test name)
-  cmake_parse_arguments(arg "" "LABEL;TIMEOUT" "SOURCES;DEPS" ${ARGN})
+  cmake_parse_arguments(arg "" "LABEL;TIMEOUT" "SOURCES;DEPS;ARGS" ${ARGN})
   if(NOT arg_TIMEOUT)
     set(arg_TIMEOUT 600)
   endif()
@@ -36,7 +39,7 @@ function(troupe_add_test name)
                              TROUPE_SOURCE_DIR="${CMAKE_SOURCE_DIR}"
                              TROUPE_BINARY_DIR="${CMAKE_BINARY_DIR}")
   troupe_target_defaults(${name})
-  add_test(NAME ${name} COMMAND ${name} --report_level=short
+  add_test(NAME ${name} COMMAND ${name} --report_level=short ${arg_ARGS}
            WORKING_DIRECTORY ${CMAKE_BINARY_DIR})
   set_tests_properties(${name} PROPERTIES LABELS "${arg_LABEL}"
                        TIMEOUT ${arg_TIMEOUT})

@@ -50,6 +50,18 @@ public:
 
   /// Uninitialized tensor on this device.
   virtual tensor alloc(const shape_t& shape) = 0;
+  /// Uninitialized CPU tensor suited to transfers with this device (pinned
+  /// host memory for CUDA). It may be sent between actors as any CPU
+  /// tensor.
+  virtual tensor host_alloc(const shape_t& shape) = 0;
+  /// dst (on this device) = src (a CPU tensor), same element count. May
+  /// return before the copy is done: later ops on this device see it, and
+  /// the device keeps src alive until then.
+  virtual void upload(const tensor& src, tensor& dst) = 0;
+  /// dst (a CPU tensor) = src (on this device); done when this returns.
+  virtual void download(const tensor& src, tensor& dst) = 0;
+  /// Returns once every op queued on this device is done.
+  virtual void synchronize() = 0;
   virtual void fill(tensor& x, float value) = 0;
   /// dst = src (same element count).
   virtual void copy(const tensor& src, tensor& dst) = 0;

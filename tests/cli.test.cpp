@@ -75,6 +75,38 @@ BOOST_AUTO_TEST_CASE(tiny_job_runs_and_prints_json) {
   BOOST_TEST(j["placement"]["param_shard:0"] == "local");
 }
 
+BOOST_AUTO_TEST_CASE(devices_lists_backends_and_a_gpu_job_needs_a_gpu) {
+  auto o = run_troupe({"devices", "--json"});
+  BOOST_TEST_INFO("stderr: " << o.err);
+  BOOST_REQUIRE(o.code == 0);
+  const auto j = nlohmann::json::parse(o.out);
+  const auto backends = j["backends"].get<std::vector<std::string>>();
+  BOOST_TEST(backends.front() == "cpu");
+  BOOST_TEST(j["devices"][0]["id"] == "cpu");
+  std::size_t gpus = 0;
+  for (const auto& d : j["devices"])
+    gpus += d["kind"] == "cuda" ? 1 : 0;
+  tiny_idx data;
+  auto run = run_troupe({"run", data.pipeline(), "--set",
+                         "cluster.device=\"cuda\"", "--json", "-q"});
+  if (backends.size() == 1) {
+    expect_bad_input(run, "needs the CUDA backend");
+  } else if (gpus == 0) {
+    // A CUDA build on a machine without a GPU: GPU workers have nowhere to
+    // go, and the message says what the nodes offer.
+    BOOST_TEST(j.contains("cuda_note"));
+    expect_bad_input(run, "cluster.device: no node has a \"cuda\" device "
+                          "(nodes offer local: cpu)");
+  } else {
+    BOOST_TEST_INFO("stderr: " << run.err);
+    BOOST_TEST(run.code == 0);
+  }
+  auto node = run_troupe({"node", "--devices", "cuda:7"});
+  BOOST_TEST(node.code == 2);
+  BOOST_TEST(node.err.find("--devices cuda:7: ") != std::string::npos,
+             node.err);
+}
+
 BOOST_AUTO_TEST_CASE(truncated_gz) {
   tiny_idx d;
   auto size = std::filesystem::file_size(d.images);

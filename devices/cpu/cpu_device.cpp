@@ -95,6 +95,18 @@ tensor cpu_device::alloc(const shape_t& shape) {
   return tensor::empty(shape);
 }
 
+tensor cpu_device::host_alloc(const shape_t& shape) {
+  return tensor::empty(shape);
+}
+
+void cpu_device::upload(const tensor& src, tensor& dst) {
+  copy(src, dst);
+}
+
+void cpu_device::download(const tensor& src, tensor& dst) {
+  copy(src, dst);
+}
+
 void cpu_device::fill(tensor& x, float value) {
   expect_cpu(x);
   std::fill_n(x.data(), x.numel(), value);

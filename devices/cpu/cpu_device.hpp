@@ -12,6 +12,10 @@ public:
   device_kind kind() const override { return device_kind::cpu; }
   std::string name() const override;
   tensor alloc(const shape_t& shape) override;
+  tensor host_alloc(const shape_t& shape) override;
+  void upload(const tensor& src, tensor& dst) override;
+  void download(const tensor& src, tensor& dst) override;
+  void synchronize() override {}
   void fill(tensor& x, float value) override;
   void copy(const tensor& src, tensor& dst) override;
   void gemm(bool ta, bool tb, float alpha, const tensor& a, const tensor& b,

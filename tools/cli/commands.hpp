@@ -23,5 +23,7 @@ void add_status_command(CLI::App& app, int* code);
 void add_kill_command(CLI::App& app, int* code);
 /// `troupe bench allreduce ...`
 void add_bench_command(CLI::App& app, int* code);
+/// `troupe devices [--json]`
+void add_devices_command(CLI::App& app, int* code);
 
 } // namespace troupe::cli

@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   troupe::cli::add_status_command(app, &code);
   troupe::cli::add_kill_command(app, &code);
   troupe::cli::add_bench_command(app, &code);
+  troupe::cli::add_devices_command(app, &code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -2,11 +2,14 @@
 #include "tools/cli/commands.hpp"
 
 #include "actors/messages.hpp"
+#include "devices/backends.hpp"
 #include "runtime/node.hpp"
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -26,18 +29,49 @@ struct node_cli {
   std::int64_t threads = 0;
 };
 
-// "auto", "cpu", "cuda:0,cuda:1", ...: this build has the CPU backend only.
+// "auto" (the CPU and every GPU found), "cpu", "cuda:N", comma-separated.
 std::vector<std::string> resolve_devices(const std::string& text) {
   std::vector<std::string> out;
+  auto add = [&](const std::string& d) {
+    if (std::find(out.begin(), out.end(), d) == out.end())
+      out.push_back(d);
+  };
+  std::string why;
+  std::optional<std::vector<devices::device_info>> found;
+  auto gpus = [&]() -> const std::vector<devices::device_info>& {
+    if (!found)
+      found = devices::cuda_devices(&why);
+    return *found;
+  };
   std::stringstream ss(text);
   std::string item;
   while (std::getline(ss, item, ',')) {
-    if (item == "auto" || item == "cpu") {
-      if (std::find(out.begin(), out.end(), "cpu") == out.end())
-        out.emplace_back("cpu");
+    if (item == "auto") {
+      add("cpu");
+      for (const auto& g : gpus())
+        add(g.id);
+    } else if (item == "cpu") {
+      add("cpu");
     } else if (item.rfind("cuda", 0) == 0) {
-      throw std::invalid_argument(
-          fmt::format("--devices {}: this build has no CUDA backend", text));
+      const auto backends = devices::compiled_backends();
+      if (std::find(backends.begin(), backends.end(), "cuda") == backends.end())
+        throw std::invalid_argument(
+            fmt::format("--devices {}: this build has no CUDA backend", text));
+      int ordinal = 0;
+      try {
+        ordinal = devices::parse_device_id(item).second;
+      } catch (const std::invalid_argument& e) {
+        throw std::invalid_argument(
+            fmt::format("--devices {}: {}", text, e.what()));
+      }
+      if (static_cast<std::size_t>(ordinal) >= gpus().size())
+        throw std::invalid_argument(
+            gpus().empty()
+                ? fmt::format("--devices {}: {}", text, why)
+                : fmt::format("--devices {}: cuda:{} does not exist (this "
+                              "machine has {} GPU(s))",
+                              text, ordinal, gpus().size()));
+      add(fmt::format("cuda:{}", ordinal));
     } else {
       throw std::invalid_argument(fmt::format(
           "--devices {}: unknown device '{}' (auto, cpu, cuda:N)", text, item));
@@ -99,8 +133,10 @@ void add_node_command(CLI::App& app, int* code) {
   cmd->add_option("--listen", o->listen,
                   "HOST:PORT to listen on (port 0: the OS picks)")
       ->capture_default_str();
-  cmd->add_option("--devices", o->devices,
-                  "auto, cpu, or cuda:N,... (what this node offers)")
+  cmd->add_option(
+         "--devices", o->devices,
+         "auto (the CPU and every GPU found), cpu, or cuda:N,... (what "
+         "this node offers to workers)")
       ->capture_default_str();
   cmd->add_option("--name", o->name, "Node name (default HOST:PORT)");
   cmd->add_flag("--json", o->json, "Print the first line as a JSON object");

@@ -109,6 +109,7 @@ json to_json(const actors::run_result& r) {
               {"coordinator",
                r.coordinator.empty() ? json(nullptr) : json(r.coordinator)},
               {"placement", placement},
+              {"worker_devices", r.worker_devices},
               {"history", history}};
 }
 
