@@ -1,6 +1,7 @@
 #include "devices/cpu/cpu_device.hpp"
 
 #include "devices/check.hpp"
+#include "devices/shapes.hpp"
 
 #include <cblas.h>
 
@@ -43,14 +44,6 @@ void expect_cpu(const tensor& t) {
 
 void expect_same_size(const tensor& a, const tensor& b) {
   TROUPE_CHECK(a.numel() == b.numel(), "element counts differ");
-}
-
-// Rows and columns of a tensor viewed as a matrix (rank 1 = one row).
-std::int64_t rows_of(const tensor& t) {
-  return t.rank() >= 2 ? t.dim(0) : 1;
-}
-std::int64_t cols_of(const tensor& t) {
-  return t.rank() >= 2 ? t.numel() / t.dim(0) : t.numel();
 }
 
 } // namespace
@@ -129,16 +122,7 @@ void sgemm(bool ta, bool tb, float alpha, const tensor& a, std::int64_t first,
   expect_cpu(a);
   expect_cpu(b);
   expect_cpu(c);
-  TROUPE_CHECK(a.rank() == 2 && b.rank() == 2 && c.rank() == 2,
-               "gemm needs matrices");
-  TROUPE_CHECK(first >= 0 && cols >= 0 && first + cols <= a.dim(1),
-               "gemm column block out of range");
-  const auto m = ta ? cols : a.dim(0);
-  const auto k = ta ? a.dim(0) : cols;
-  const auto kb = tb ? b.dim(1) : b.dim(0);
-  const auto n = tb ? b.dim(0) : b.dim(1);
-  TROUPE_CHECK(k == kb && c.dim(0) == m && c.dim(1) == n,
-               "gemm shapes do not match");
+  const auto [m, n, k] = check_gemm(ta, tb, a, first, cols, b, c);
   if (m == 0 || n == 0)
     return;
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,

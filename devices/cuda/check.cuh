@@ -56,6 +56,13 @@ inline unsigned grid_for(long long n) {
 
 } // namespace troupe::devices::cuda_backend
 
+/// A grid-stride loop over [0, n) in a kernel: i takes each index once
+/// across the grid.
+#define TROUPE_FOR_EACH(i, n)                                                  \
+  for (std::int64_t i =                                                        \
+           blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;   \
+       i < (n); i += static_cast<std::int64_t>(blockDim.x) * gridDim.x)
+
 #define CUDA_CHECK_LAUNCH(kernel)                                              \
   ::troupe::devices::cuda_backend::check_launch("launch of " #kernel,          \
                                                 __FILE__, __LINE__)

@@ -11,6 +11,7 @@
 #include "devices/cuda/optimizer.cuh"
 #include "devices/cuda/reduce.cuh"
 #include "devices/cuda/softmax.cuh"
+#include "devices/shapes.hpp"
 
 #include <fmt/format.h>
 
@@ -55,13 +56,6 @@ const char* cublas_status_name(cublasStatus_t status) {
 }
 
 namespace {
-
-std::int64_t rows_of(const tensor& t) {
-  return t.rank() >= 2 ? t.dim(0) : 1;
-}
-std::int64_t cols_of(const tensor& t) {
-  return t.rank() >= 2 ? t.numel() / t.dim(0) : t.numel();
-}
 
 void expect_cuda(const tensor& t) {
   TROUPE_CHECK(t.defined() && t.kind() == device_kind::cuda,
@@ -417,16 +411,7 @@ private:
     expect_cuda(a);
     expect_cuda(b);
     expect_cuda(c);
-    TROUPE_CHECK(a.rank() == 2 && b.rank() == 2 && c.rank() == 2,
-                 "gemm needs matrices");
-    TROUPE_CHECK(first >= 0 && cols >= 0 && first + cols <= a.dim(1),
-                 "gemm column block out of range");
-    const auto m = ta ? cols : a.dim(0);
-    const auto k = ta ? a.dim(0) : cols;
-    const auto kb = tb ? b.dim(1) : b.dim(0);
-    const auto n = tb ? b.dim(0) : b.dim(1);
-    TROUPE_CHECK(k == kb && c.dim(0) == m && c.dim(1) == n,
-                 "gemm shapes do not match");
+    const auto [m, n, k] = check_gemm(ta, tb, a, first, cols, b, c);
     if (m == 0 || n == 0)
       return;
     use();

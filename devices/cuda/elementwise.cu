@@ -5,12 +5,6 @@ namespace troupe::devices::cuda_backend {
 
 namespace {
 
-// Grid-stride loop over [0, n).
-#define TROUPE_FOR_EACH(i, n)                                                  \
-  for (std::int64_t i =                                                        \
-           blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;   \
-       i < (n); i += static_cast<std::int64_t>(blockDim.x) * gridDim.x)
-
 __global__ void fill_kernel(float* x, std::int64_t n, float v) {
   TROUPE_FOR_EACH(i, n) x[i] = v;
 }

@@ -11,9 +11,7 @@ __global__ void cross_entropy_kernel(const float* z_all, const float* labels,
                                      float grad_scale, float* dz,
                                      double* row_loss, int* row_correct,
                                      int* bad_label) {
-  for (std::int64_t i =
-           blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
-       i < rows; i += static_cast<std::int64_t>(blockDim.x) * gridDim.x) {
+  TROUPE_FOR_EACH(i, rows) {
     const float* z = z_all + i * cols;
     const auto label = static_cast<std::int64_t>(labels[i]);
     if (label < 0 || label >= cols) {
@@ -50,9 +48,7 @@ __global__ void regression_kernel(int kind, float delta, const float* p,
                                   std::int64_t cols, float grad_scale, float* d,
                                   double* row_loss) {
   const float per_output = 1.0f / static_cast<float>(cols);
-  for (std::int64_t i =
-           blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
-       i < rows; i += static_cast<std::int64_t>(blockDim.x) * gridDim.x) {
+  TROUPE_FOR_EACH(i, rows) {
     double sum = 0;
     for (std::int64_t j = 0; j < cols; ++j) {
       const auto idx = i * cols + j;

@@ -5,11 +5,6 @@ namespace troupe::devices::cuda_backend {
 
 namespace {
 
-#define TROUPE_FOR_EACH(i, n)                                                  \
-  for (std::int64_t i =                                                        \
-           blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;   \
-       i < (n); i += static_cast<std::int64_t>(blockDim.x) * gridDim.x)
-
 __global__ void sgd_kernel(const float* p, const float* g, float* out,
                            std::int64_t n, float lr, float wd) {
   TROUPE_FOR_EACH(i, n) out[i] = p[i] - lr * (g[i] + wd * p[i]);

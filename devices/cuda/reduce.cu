@@ -7,9 +7,7 @@ namespace {
 
 __global__ void sum_rows_kernel(const float* x, std::int64_t rows,
                                 std::int64_t cols, float beta, float* out) {
-  for (std::int64_t j =
-           blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
-       j < cols; j += static_cast<std::int64_t>(blockDim.x) * gridDim.x) {
+  TROUPE_FOR_EACH(j, cols) {
     float acc = beta == 0.0f ? 0.0f : beta == 1.0f ? out[j] : out[j] * beta;
     for (std::int64_t i = 0; i < rows; ++i)
       acc += x[i * cols + j];

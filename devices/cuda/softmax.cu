@@ -7,9 +7,7 @@ namespace {
 
 __global__ void softmax_kernel(const float* x, float* y, std::int64_t rows,
                                std::int64_t cols) {
-  for (std::int64_t i =
-           blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
-       i < rows; i += static_cast<std::int64_t>(blockDim.x) * gridDim.x) {
+  TROUPE_FOR_EACH(i, rows) {
     const float* in = x + i * cols;
     float* out = y + i * cols;
     float m = in[0];
@@ -29,9 +27,7 @@ __global__ void softmax_kernel(const float* x, float* y, std::int64_t rows,
 __global__ void softmax_backward_kernel(const float* y, const float* dy,
                                         float* dx, std::int64_t rows,
                                         std::int64_t cols) {
-  for (std::int64_t i =
-           blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
-       i < rows; i += static_cast<std::int64_t>(blockDim.x) * gridDim.x) {
+  TROUPE_FOR_EACH(i, rows) {
     const float* ys = y + i * cols;
     const float* g = dy + i * cols;
     float* d = dx + i * cols;
