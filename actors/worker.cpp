@@ -92,6 +92,7 @@ struct worker_state {
 
 using gpu_step_atom = caf::atom_constant<caf::atom("gpustep")>;
 using gpu_done_atom = caf::atom_constant<caf::atom("gpudone")>;
+using gpu_params_atom = caf::atom_constant<caf::atom("gpuparams")>;
 
 // Pinned gradient buffers a GPU helper keeps for reuse.
 constexpr std::size_t max_pinned = 4;
@@ -105,10 +106,12 @@ struct gpu_runner_state {
 };
 
 // Runs detached, owning one GPU device (ordinal < 0: the CPU device, for
-// testing.detached_compute): (gpu_step_atom, step, params, x, y,
-// grad_scale) -> (gpu_done_atom, step, gradient in pinned host memory,
-// loss, correct) to the sender. Device failures throw device_error naming
-// the CUDA call; the helper is linked to its worker, which then fails too.
+// testing.detached_compute): (gpu_params_atom, offset, values) uploads a
+// parameter slice as it arrives; (gpu_step_atom, step, x, y, grad_scale),
+// once every slice of the step's parameters was sent, -> (gpu_done_atom,
+// step, gradient in pinned host memory, loss, correct) to the sender. Device
+// failures throw device_error naming the CUDA call; the helper is linked to its
+// worker, which then fails too.
 caf::behavior gpu_runner(caf::stateful_actor<gpu_runner_state>* self,
                          job_spec spec, std::int32_t ordinal) {
   auto& st = self->state;
@@ -120,15 +123,18 @@ caf::behavior gpu_runner(caf::stateful_actor<gpu_runner_state>* self,
   st.params = st.dev->alloc({st.net->param_count()});
   st.grad = st.dev->alloc({st.net->param_count()});
   return {
-      [=](gpu_step_atom, std::int64_t step, const devices::tensor& params,
-          const devices::tensor& x, const devices::tensor& y,
-          float grad_scale) {
+      [=](gpu_params_atom, std::int64_t offset, const devices::tensor& values) {
+        auto& st = self->state;
+        auto dst = st.params.slice(offset, values.numel());
+        st.dev->upload(values, dst);
+      },
+      [=](gpu_step_atom, std::int64_t step, const devices::tensor& x,
+          const devices::tensor& y, float grad_scale) {
         auto& st = self->state;
         if (!st.x.defined() || st.x.shape() != x.shape()) {
           st.x = st.dev->alloc(x.shape());
           st.y = st.dev->alloc(y.shape());
         }
-        st.dev->upload(params, st.params);
         st.dev->upload(x, st.x);
         st.dev->upload(y, st.y);
         const auto sums =
@@ -392,8 +398,8 @@ void advance(self_ptr self) {
     if (st.gpu) {
       st.gpu_busy = true;
       st.gpu_sent_at = clock_type::now();
-      self->send(st.gpu, gpu_step_atom::value, st.step, st.params,
-                 st.current->x, st.current->y, st.grad_scale);
+      self->send(st.gpu, gpu_step_atom::value, st.step, st.current->x,
+                 st.current->y, st.grad_scale);
       return;
     }
     st.net->begin_forward(st.current->x);
@@ -423,7 +429,11 @@ void on_params(self_ptr self, params_msg& p) {
   const auto n = p.values.numel();
   if (st.have.covers(p.offset, p.offset + n))
     return; // nothing of it is due: a duplicate
-  if (n == st.total) {
+  if (st.gpu) {
+    // Straight on to the device: early slices cross while later ones are
+    // still on their way. The helper takes them in order, before the step.
+    self->send(st.gpu, gpu_params_atom::value, p.offset, std::move(p.values));
+  } else if (n == st.total) {
     st.params = std::move(p.values); // one shard, whole: use it as is
   } else {
     if (st.have.empty() && st.params.use_count() != 1)
