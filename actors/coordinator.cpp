@@ -16,6 +16,7 @@
 // message naming the actor and its last error. Snapshots go to a store in
 // this process.
 #include "actors/messages.hpp"
+#include "actors/placement.hpp"
 
 #include "devices/nn/layers.hpp"
 #include "devices/nn/ranges.hpp"
@@ -590,10 +591,10 @@ void recover(self_ptr self, const std::string& name, caf::actor h) {
 }
 
 // The node `name` is to run on: its own, or, when that node was lost, the
-// surviving node with the fewest of the job's actors (the first of those).
-// Returns the node's index, or none when every node is lost.
+// one rehome() picks (a GPU worker may change device there). Returns the
+// node's index, or none (why says why) when no surviving node can take it.
 std::optional<std::size_t> home_of(coordinator_state& st,
-                                   const std::string& name) {
+                                   const std::string& name, std::string& why) {
   auto& t = st.topo;
   const auto& node = t.placement[name];
   if (st.lost_nodes.count(node) == 0) {
@@ -603,22 +604,22 @@ std::optional<std::size_t> home_of(coordinator_state& st,
     if (n < t.managers.size())
       return n;
   }
-  std::optional<std::size_t> best;
-  std::size_t best_load = 0;
-  for (std::size_t n = 0; n < t.node_names.size(); ++n) {
-    if (st.lost_nodes.count(t.node_names[n]) > 0)
-      continue;
-    std::size_t load = 0;
-    for (const auto& [actor, where] : t.placement)
-      load += where == t.node_names[n] ? 1 : 0;
-    if (!best || load < best_load) {
-      best = n;
-      best_load = load;
-    }
+  std::vector<node_slot> slots;
+  for (std::size_t n = 0; n < t.node_names.size(); ++n)
+    slots.push_back({t.node_names[n], n < t.node_devices.size()
+                                          ? t.node_devices[n]
+                                          : std::vector<std::string>{}});
+  const auto [role, index] = split_name(name);
+  const auto home =
+      rehome(role, index, st.spec, slots, st.lost_nodes, t.placement);
+  if (!home.node) {
+    why = home.why;
+    return std::nullopt;
   }
-  if (best)
-    t.placement[name] = t.node_names[*best];
-  return best;
+  t.placement[name] = t.node_names[*home.node];
+  if (!home.device.empty())
+    st.spec.worker_devices[static_cast<std::size_t>(index)] = home.device;
+  return home.node;
 }
 
 void node_lost(self_ptr self, std::size_t n, const std::string& why);
@@ -642,6 +643,16 @@ void respawn(self_ptr self, const std::string& name,
     };
   }
   const auto [role, index] = split_name(name);
+  // The node first: a GPU worker that moves may change device.
+  std::optional<std::size_t> n;
+  if (!t.managers.empty()) {
+    std::string why;
+    n = home_of(st, name, why);
+    if (!n) {
+      fail(self, fmt::format("cannot restart {}: {}", name, why));
+      return;
+    }
+  }
   auto spec = st.spec;
   spec.incarnation = ++st.incarnation[name];
   caf::message args;
@@ -667,13 +678,6 @@ void respawn(self_ptr self, const std::string& name,
       return;
     }
     then(*h);
-    return;
-  }
-  const auto n = home_of(st, name);
-  if (!n) {
-    fail(self, fmt::format("cannot restart {}: every node of the job was "
-                           "lost ({})",
-                           name, fmt::join(st.lost_nodes, ", ")));
     return;
   }
   const auto node = t.node_names[*n];

@@ -162,6 +162,8 @@ struct topology {
   std::map<caf::actor_addr, std::string> names; ///< actor -> "worker:0"
   std::int64_t nodes = 1;
   std::vector<std::string> node_names;
+  /// What each node offers workers ("cpu", "cuda:0", ...), by node.
+  std::vector<std::vector<std::string>> node_devices;
   /// Node managers by node (empty: every actor is in the driver's process);
   /// supervision respawns actors through them.
   std::vector<caf::actor> managers;

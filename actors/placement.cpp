@@ -130,4 +130,72 @@ placement_plan plan_placement(const job_spec& spec,
   return p;
 }
 
+namespace {
+
+bool offers_gpu(const node_slot& n) {
+  return std::any_of(
+      n.devices.begin(), n.devices.end(),
+      [](const std::string& d) { return d.rfind("cuda:", 0) == 0; });
+}
+
+} // namespace
+
+new_home rehome(const std::string& role, std::int32_t index,
+                const job_spec& spec, const std::vector<node_slot>& nodes,
+                const std::set<std::string>& lost,
+                const std::map<std::string, std::string>& placement) {
+  const auto& devices = spec.worker_devices;
+  const bool gpu_worker = role == "worker" && index >= 0 &&
+                          static_cast<std::size_t>(index) < devices.size() &&
+                          devices[static_cast<std::size_t>(index)] != "cpu";
+  bool gpu_left = false;
+  for (const auto& n : nodes)
+    gpu_left = gpu_left || (lost.count(n.name) == 0 && offers_gpu(n));
+  const bool need_gpu = gpu_worker && (gpu_left || spec.device == "cuda");
+  new_home out;
+  std::size_t best_load = 0;
+  for (std::size_t n = 0; n < nodes.size(); ++n) {
+    if (lost.count(nodes[n].name) > 0 || (need_gpu && !offers_gpu(nodes[n])))
+      continue;
+    std::size_t load = 0;
+    for (const auto& [actor, where] : placement)
+      load += where == nodes[n].name ? 1 : 0;
+    if (!out.node || load < best_load) {
+      out.node = n;
+      best_load = load;
+    }
+  }
+  if (!out.node) {
+    std::vector<std::string> gone(lost.begin(), lost.end());
+    out.why = need_gpu
+                  ? fmt::format("no surviving node offers a GPU (lost: {})",
+                                fmt::join(gone, ", "))
+                  : fmt::format("every node of the job was lost ({})",
+                                fmt::join(gone, ", "));
+    return out;
+  }
+  if (!gpu_worker)
+    return out;
+  // The GPU of that node with the fewest of the other workers, else its CPU.
+  const auto& home = nodes[*out.node];
+  out.device = "cpu";
+  std::size_t fewest = 0;
+  for (const auto& id : home.devices) {
+    if (id.rfind("cuda:", 0) != 0)
+      continue;
+    std::size_t users = 0;
+    for (std::size_t r = 0; r < devices.size(); ++r) {
+      if (static_cast<std::int32_t>(r) == index || devices[r] != id)
+        continue;
+      const auto it = placement.find(fmt::format("worker:{}", r));
+      users += it != placement.end() && it->second == home.name ? 1 : 0;
+    }
+    if (out.device == "cpu" || users < fewest) {
+      out.device = id;
+      fewest = users;
+    }
+  }
+  return out;
+}
+
 } // namespace troupe::actors

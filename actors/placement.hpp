@@ -5,6 +5,8 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -44,5 +46,22 @@ struct placement_plan {
 /// constraint, naming the key.
 placement_plan plan_placement(const job_spec& spec,
                               const std::vector<node_slot>& nodes);
+
+/// Where an actor goes when its node is lost.
+struct new_home {
+  std::optional<std::size_t> node; ///< index into the nodes; none: nowhere
+  std::string device; ///< a worker's device there ("cpu", "cuda:N")
+  std::string why;    ///< when nowhere
+};
+
+/// The surviving node with the fewest of the job's actors (`placement`:
+/// actor -> node name), the first of those. A GPU worker (its entry in
+/// spec.worker_devices is not "cpu") goes to a node that offers a GPU, and
+/// takes the GPU there with the fewest of the job's workers; with
+/// cluster.device "any" and no GPU left, to any node, on its CPU.
+new_home rehome(const std::string& role, std::int32_t index,
+                const job_spec& spec, const std::vector<node_slot>& nodes,
+                const std::set<std::string>& lost,
+                const std::map<std::string, std::string>& placement);
 
 } // namespace troupe::actors

@@ -43,8 +43,10 @@ topology spawn_job(caf::actor_system& sys, const job_spec& spec,
   t.node_names = node_names;
   t.aggregator_of_worker = plan.aggregator_of_worker;
   t.data_shard_of_worker = plan.data_shard_of_worker;
-  for (const auto& n : nodes)
+  for (const auto& n : nodes) {
     t.managers.push_back(n.manager);
+    t.node_devices.push_back(n.info.devices);
+  }
   caf::scoped_actor self{sys};
   // Every node learns where the others' data planes listen.
   std::vector<std::string> keys, planes;
