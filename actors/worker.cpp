@@ -93,21 +93,46 @@ struct worker_state {
 using gpu_step_atom = caf::atom_constant<caf::atom("gpustep")>;
 using gpu_done_atom = caf::atom_constant<caf::atom("gpudone")>;
 using gpu_params_atom = caf::atom_constant<caf::atom("gpuparams")>;
+using gpu_batch_atom = caf::atom_constant<caf::atom("gpubatch")>;
 
 // Pinned gradient buffers a GPU helper keeps for reuse.
 constexpr std::size_t max_pinned = 4;
+
+// A batch on the device, and the host tensor it came from.
+struct staged_batch {
+  devices::tensor host_x;
+  devices::tensor x, y; // on the device
+};
 
 struct gpu_runner_state {
   std::unique_ptr<devices::device> gpu; // null: the CPU (detached_compute)
   devices::device* dev = nullptr;
   std::unique_ptr<devices::nn::model> net;
-  devices::tensor params, x, y, grad;  // on the GPU
+  devices::tensor params, grad;        // on the GPU
   std::vector<devices::tensor> pinned; // gradients handed out, for reuse
+  // Batches uploaded ahead, by step, and device buffers free for more.
+  std::map<std::int64_t, staged_batch> staged;
+  std::vector<staged_batch> spare;
+  std::int64_t last_step = -1; // the last step computed
+  std::size_t max_staged = 4;
+
+  // Device buffers for a batch of x's and y's shapes.
+  staged_batch buffers(const devices::tensor& x, const devices::tensor& y) {
+    while (!spare.empty()) {
+      auto b = std::move(spare.back());
+      spare.pop_back();
+      if (b.x.shape() == x.shape() && b.y.shape() == y.shape())
+        return b;
+    }
+    return {{}, dev->alloc(x.shape()), dev->alloc(y.shape())};
+  }
 };
 
 // Runs detached, owning one GPU device (ordinal < 0: the CPU device, for
 // testing.detached_compute): (gpu_params_atom, offset, values) uploads a
-// parameter slice as it arrives; (gpu_step_atom, step, x, y, grad_scale),
+// parameter slice as it arrives; (gpu_batch_atom, step, x, y) uploads a
+// batch as it arrives, so it crosses while the worker waits for parameters;
+// (gpu_step_atom, step, x, y, grad_scale),
 // once every slice of the step's parameters was sent, -> (gpu_done_atom,
 // step, gradient in pinned host memory, loss, correct) to the sender. Device
 // failures throw device_error naming the CUDA call; the helper is linked to its
@@ -122,7 +147,24 @@ caf::behavior gpu_runner(caf::stateful_actor<gpu_runner_state>* self,
                                                 spec.layers, spec.loss);
   st.params = st.dev->alloc({st.net->param_count()});
   st.grad = st.dev->alloc({st.net->param_count()});
+  st.max_staged =
+      static_cast<std::size_t>(std::max<std::int64_t>(1, spec.prefetch + 1));
   return {
+      [=](gpu_batch_atom, std::int64_t step, const devices::tensor& x,
+          const devices::tensor& y) {
+        auto& st = self->state;
+        if (step <= st.last_step)
+          return; // a step done already (served again after a recovery)
+        auto it = st.staged.find(step);
+        if (it == st.staged.end()) {
+          if (st.staged.size() >= st.max_staged)
+            return; // uploaded at its step instead
+          it = st.staged.emplace(step, st.buffers(x, y)).first;
+        }
+        it->second.host_x = x;
+        st.dev->upload(x, it->second.x);
+        st.dev->upload(y, it->second.y);
+      },
       [=](gpu_params_atom, std::int64_t offset, const devices::tensor& values) {
         auto& st = self->state;
         auto dst = st.params.slice(offset, values.numel());
@@ -131,14 +173,19 @@ caf::behavior gpu_runner(caf::stateful_actor<gpu_runner_state>* self,
       [=](gpu_step_atom, std::int64_t step, const devices::tensor& x,
           const devices::tensor& y, float grad_scale) {
         auto& st = self->state;
-        if (!st.x.defined() || st.x.shape() != x.shape()) {
-          st.x = st.dev->alloc(x.shape());
-          st.y = st.dev->alloc(y.shape());
+        // This step's batch: staged already when it is the same one.
+        auto it = st.staged.find(step);
+        staged_batch b;
+        if (it != st.staged.end() && it->second.host_x.shares_storage(x)) {
+          b = std::move(it->second);
+        } else {
+          b = st.buffers(x, y);
+          st.dev->upload(x, b.x);
+          st.dev->upload(y, b.y);
         }
-        st.dev->upload(x, st.x);
-        st.dev->upload(y, st.y);
+        st.last_step = step;
         const auto sums =
-            st.net->train_step(st.params, st.x, st.y, grad_scale, st.grad);
+            st.net->train_step(st.params, b.x, b.y, grad_scale, st.grad);
         // A pinned buffer no one else holds any more, else a new one; past
         // a few (the worker keeps gradients for replay), pageable memory,
         // which the driver copies into through a pinned buffer of its own.
@@ -155,6 +202,16 @@ caf::behavior gpu_runner(caf::stateful_actor<gpu_runner_state>* self,
         if (!out.defined())
           out = devices::tensor::empty({st.net->param_count()});
         st.dev->download(st.grad, out);
+        // The download waited for the step: its buffers, and those of
+        // steps passed, are free again.
+        b.host_x = devices::tensor{};
+        st.spare.push_back(std::move(b));
+        for (auto s = st.staged.begin();
+             s != st.staged.end() && s->first <= step;) {
+          s->second.host_x = devices::tensor{};
+          st.spare.push_back(std::move(s->second));
+          s = st.staged.erase(s);
+        }
         self->send(caf::actor_cast<caf::actor>(self->current_sender()),
                    gpu_done_atom::value, step, std::move(out), sums.loss,
                    sums.correct);
@@ -565,6 +622,8 @@ caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
         const auto step = b.epoch * st.spec.steps_per_epoch + b.step;
         if (step < st.step)
           return; // served again after a resubscription; used already
+        if (st.gpu)
+          self->send(st.gpu, gpu_batch_atom::value, step, b.x, b.y);
         st.batches.emplace(step, std::move(b));
         advance(self);
       },
