@@ -1,12 +1,14 @@
 // CUDA_CHECK and CUBLAS_CHECK name the statement, file and line of a failed
 // call, and the backends and devices a CUDA build reports. These run with
-// or without a GPU: the calls below fail on every machine.
+// or without a GPU: the failures below happen on every machine.
 #include "devices/cuda/check.cuh"
 #include "devices/backends.hpp"
+#include "devices/cuda/cuda_device.hpp"
 
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
+#include <filesystem>
 #include <string>
 
 namespace dv = troupe::devices;
@@ -34,15 +36,28 @@ BOOST_AUTO_TEST_CASE(cuda_check_names_statement_file_and_line) {
   BOOST_TEST(what.find("cudaError") != std::string::npos, what);
 }
 
+// cuBLAS is loaded only with a GPU; a status stands in for a failed call.
+cublasStatus_t uninitialized() {
+  return CUBLAS_STATUS_NOT_INITIALIZED;
+}
+
 BOOST_AUTO_TEST_CASE(cublas_check_names_statement_and_status) {
-  const auto what = failure_of([] {
-    const float one = 1;
-    CUBLAS_CHECK(cublasSgemm(nullptr, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 1, &one,
-                             nullptr, 1, nullptr, 1, &one, nullptr, 1));
-  });
-  BOOST_TEST(what.find("cublasSgemm(nullptr") != std::string::npos, what);
+  const auto what = failure_of([] { CUBLAS_CHECK(uninitialized()); });
+  BOOST_TEST(what.find("uninitialized() failed at ") != std::string::npos,
+             what);
+  BOOST_TEST(what.find("check.test.cpp:") != std::string::npos, what);
   BOOST_TEST(what.find("CUBLAS_STATUS_NOT_INITIALIZED") != std::string::npos,
              what);
+}
+
+BOOST_AUTO_TEST_CASE(cublas_is_loaded_at_run_time) {
+  // Not linked: found with dlopen, or an error saying what was tried.
+  const auto error = dv::cuda_backend::cublas_error();
+  if (std::filesystem::exists("/usr/local/cuda/lib64/libcublas.so." +
+                              std::to_string(CUBLAS_VER_MAJOR)))
+    BOOST_TEST(error.empty(), error);
+  else
+    BOOST_TEST(error.rfind("cannot load cuBLAS (", 0) == 0u, error);
 }
 
 BOOST_AUTO_TEST_CASE(backends_and_devices_of_a_cuda_build) {

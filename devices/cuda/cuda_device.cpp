@@ -2,6 +2,10 @@
 // kernels of devices/cuda/*.cu for everything else, all queued on one
 // stream per device object (one per GPU actor). Ops return once queued;
 // results reach the host through download(), sum() and loss(), which wait.
+//
+// The CUDA runtime is linked in statically and finds the driver itself;
+// cuBLAS is loaded when a GPU is first looked for, so a CUDA build starts
+// and runs on the CPU where neither a driver nor cuBLAS is installed.
 #include "devices/cuda/cuda_device.hpp"
 
 #include "devices/check.hpp"
@@ -14,6 +18,8 @@
 #include "devices/shapes.hpp"
 
 #include <fmt/format.h>
+
+#include <dlfcn.h>
 
 #include <algorithm>
 #include <climits>
@@ -57,6 +63,54 @@ const char* cublas_status_name(cublasStatus_t status) {
 
 namespace {
 
+// The cuBLAS calls this backend makes, from the library of the version
+// its headers are (libcublas.so.13 for CUDA 13).
+struct cublas_api {
+  decltype(&cublasCreate_v2) create = nullptr;
+  decltype(&cublasDestroy_v2) destroy = nullptr;
+  decltype(&cublasSetStream_v2) set_stream = nullptr;
+  decltype(&cublasSetMathMode) set_math_mode = nullptr;
+  decltype(&cublasGetVersion_v2) get_version = nullptr;
+  decltype(&cublasSgemm_v2) sgemm = nullptr;
+  std::string error; // why it could not be loaded; empty when it was
+};
+
+const cublas_api& cublas() {
+  static const cublas_api api = [] {
+    cublas_api a;
+    const auto soname = fmt::format("libcublas.so.{}", CUBLAS_VER_MAJOR);
+    void* lib = nullptr;
+    std::string tried;
+    for (const auto& path : {soname, "/usr/local/cuda/lib64/" + soname,
+                             "/usr/local/cuda/lib/" + soname}) {
+      lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+      if (lib != nullptr)
+        break;
+      const char* e = dlerror();
+      tried += tried.empty() ? "" : "; ";
+      tried += e != nullptr ? e : path;
+    }
+    if (lib == nullptr) {
+      a.error = fmt::format("cannot load cuBLAS ({})", tried);
+      return a;
+    }
+    auto load = [&](auto& fn, const char* name) {
+      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(
+          dlsym(lib, name));
+      if (fn == nullptr && a.error.empty())
+        a.error = fmt::format("{} has no {}", soname, name);
+    };
+    load(a.create, "cublasCreate_v2");
+    load(a.destroy, "cublasDestroy_v2");
+    load(a.set_stream, "cublasSetStream_v2");
+    load(a.set_math_mode, "cublasSetMathMode");
+    load(a.get_version, "cublasGetVersion_v2");
+    load(a.sgemm, "cublasSgemm_v2");
+    return a;
+  }();
+  return api;
+}
+
 void expect_cuda(const tensor& t) {
   TROUPE_CHECK(t.defined() && t.kind() == device_kind::cuda,
                "cuda device given a tensor that is not a defined CUDA tensor");
@@ -93,11 +147,14 @@ public:
     CUDA_CHECK(cudaGetDeviceProperties(&prop, ordinal_));
     int version = 0;
     CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    CUBLAS_CHECK(cublasCreate(&blas_));
-    CUBLAS_CHECK(cublasSetStream(blas_, stream_));
+    const auto& blas = cublas();
+    if (!blas.error.empty())
+      throw device_error(fmt::format("cuda:{}: {}", ordinal_, blas.error));
+    CUBLAS_CHECK(blas.create(&blas_));
+    CUBLAS_CHECK(blas.set_stream(blas_, stream_));
     // Plain FP32 sgemm (no TF32 tensor-op rounding), as PyTorch's default.
-    CUBLAS_CHECK(cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH));
-    CUBLAS_CHECK(cublasGetVersion(blas_, &version));
+    CUBLAS_CHECK(blas.set_math_mode(blas_, CUBLAS_DEFAULT_MATH));
+    CUBLAS_CHECK(blas.get_version(blas_, &version));
     name_ = fmt::format("cuda:{} ({}, sm_{}{}, cuBLAS {}.{}.{})", ordinal_,
                         prop.name, prop.major, prop.minor, version / 10000,
                         version / 100 % 100, version % 100);
@@ -117,7 +174,8 @@ public:
     static_cast<void>(cudaFree(bad_label_));
     static_cast<void>(cudaFree(scalars_dev_));
     static_cast<void>(cudaFreeHost(scalars_host_));
-    static_cast<void>(cublasDestroy(blas_));
+    if (blas_ != nullptr)
+      static_cast<void>(cublas().destroy(blas_));
     static_cast<void>(cudaStreamDestroy(stream_));
   }
 
@@ -423,7 +481,7 @@ private:
         cuda_backend::scale(stream_, c.data(), c.numel(), beta);
       return;
     }
-    CUBLAS_CHECK(cublasSgemm(
+    CUBLAS_CHECK(cublas().sgemm(
         blas_, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
         as_int(n), as_int(m), as_int(k), &alpha, b.data(), as_int(b.dim(1)),
         a.data() + first, as_int(a.dim(1)), &beta, c.data(), as_int(n)));
@@ -444,6 +502,10 @@ private:
 
 } // namespace
 
+std::string cublas_error() {
+  return cublas().error;
+}
+
 std::vector<device_info> list_devices(std::string* why_not) {
   int count = 0;
   const cudaError_t err = cudaGetDeviceCount(&count);
@@ -455,8 +517,18 @@ std::vector<device_info> list_devices(std::string* why_not) {
                              cudaGetErrorName(err), cudaGetErrorString(err));
     return {};
   }
-  if (count == 0 && why_not != nullptr)
-    *why_not = "no GPU found";
+  if (count == 0) {
+    if (why_not != nullptr)
+      *why_not = "no GPU found";
+    return {};
+  }
+  if (!cublas().error.empty()) {
+    // GPUs, but no way to run gemm on them: none to offer.
+    if (why_not != nullptr)
+      *why_not = fmt::format("{} GPU(s) but no usable cuBLAS: {}", count,
+                             cublas().error);
+    return {};
+  }
   std::vector<device_info> out;
   for (int i = 0; i < count; ++i) {
     cudaDeviceProp prop{};

@@ -15,4 +15,8 @@ std::vector<device_info> list_devices(std::string* why_not);
 /// A device with its own cuBLAS handle and stream on GPU `ordinal`.
 std::unique_ptr<device> make_device(int ordinal);
 
+/// Loads cuBLAS (once; libcublas.so.N of the headers' version N) and says
+/// why it could not be loaded: empty when it was.
+std::string cublas_error();
+
 } // namespace troupe::devices::cuda_backend
