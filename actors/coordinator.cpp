@@ -1092,7 +1092,9 @@ job_status status_of(coordinator_state& st) {
   s.mode = st.spec.mode;
   s.state = !st.started ? "starting" : st.finished ? "finished" : "training";
   s.nodes = st.topo.node_names;
+  s.node_devices = st.topo.node_devices;
   s.placement = st.topo.placement;
+  s.worker_devices = st.spec.worker_devices;
   s.lost_nodes = st.result.lost_nodes;
   s.step = std::max<std::int64_t>(0, st.reported_steps);
   s.steps = st.spec.total_steps();

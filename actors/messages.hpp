@@ -212,8 +212,8 @@ typename Inspector::result_type inspect(Inspector& f, eval_msg& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_status& x) {
   return f(caf::meta::type_name("job_status"), x.job, x.mode, x.state, x.nodes,
-           x.placement, x.lost_nodes, x.step, x.steps, x.loss, x.samples_per_s,
-           x.wall_s);
+           x.node_devices, x.placement, x.worker_devices, x.lost_nodes, x.step,
+           x.steps, x.loss, x.samples_per_s, x.wall_s);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, chaos_event& x) {

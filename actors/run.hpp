@@ -78,7 +78,10 @@ struct job_status {
   std::string mode;
   std::string state; ///< starting, training, finished
   std::vector<std::string> nodes;
+  std::vector<std::vector<std::string>> node_devices; ///< by node
   std::map<std::string, std::string> placement;
+  /// Per worker rank, the device it computes on ("cpu", "cuda:0", ...).
+  std::vector<std::string> worker_devices;
   std::vector<std::string> lost_nodes; ///< nodes lost so far
   std::int64_t step = 0;               ///< steps done by the slowest worker
   std::int64_t steps = 0;

@@ -517,8 +517,10 @@ BOOST_AUTO_TEST_CASE(status_of_a_running_job) {
   BOOST_TEST(s["steps"].get<int>() == 3000 / 3 / 16);
   BOOST_TEST(s["state"] != "");
   std::size_t actors = 0;
-  for (auto& n : s["nodes"])
+  for (auto& n : s["nodes"]) {
     actors += n["actors"].size();
+    BOOST_TEST(n["devices"][0] == "cpu"); // what each node offers workers
+  }
   BOOST_TEST(actors ==
              3u + 3u + 3u + 1u + 2u); // data, param, workers, eval, aggregators
   auto rest = run.read_rest();

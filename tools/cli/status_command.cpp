@@ -124,17 +124,32 @@ int show(const status_cli& o, caf::actor_system& sys, const caf::actor& coord,
                  o.coordinator.c_str(), failure.c_str());
     return exit_unreachable;
   }
+  // Actors by node; a worker on a GPU is shown with it ("worker:0@cuda:0").
   std::map<std::string, std::vector<std::string>> by_node;
-  for (const auto& [actor, node] : s.placement)
-    by_node[node].push_back(actor);
+  for (const auto& [actor, node] : s.placement) {
+    auto label = actor;
+    if (actor.rfind("worker:", 0) == 0) {
+      const auto rank = std::stoul(actor.substr(7));
+      if (rank < s.worker_devices.size() && s.worker_devices[rank] != "cpu")
+        label += "@" + s.worker_devices[rank];
+    }
+    by_node[node].push_back(label);
+  }
+  auto devices_of = [&](std::size_t i) {
+    return i < s.node_devices.size() ? s.node_devices[i]
+                                     : std::vector<std::string>{};
+  };
   if (o.json) {
     nlohmann::ordered_json nodes = nlohmann::ordered_json::array();
-    for (const auto& n : s.nodes)
+    for (std::size_t i = 0; i < s.nodes.size(); ++i) {
+      const auto& n = s.nodes[i];
       nodes.push_back(
           {{"name", n},
            {"lost", std::find(s.lost_nodes.begin(), s.lost_nodes.end(), n) !=
                         s.lost_nodes.end()},
+           {"devices", devices_of(i)},
            {"actors", by_node[n]}});
+    }
     nlohmann::ordered_json j{
         {"job", s.job},      {"mode", s.mode},
         {"state", s.state},  {"nodes", nodes},
@@ -147,10 +162,13 @@ int show(const status_cli& o, caf::actor_system& sys, const caf::actor& coord,
                 s.job.c_str(), s.mode.c_str(), s.state.c_str(),
                 static_cast<long long>(s.step), static_cast<long long>(s.steps),
                 s.loss, s.samples_per_s);
-    for (const auto& n : s.nodes) {
+    for (std::size_t i = 0; i < s.nodes.size(); ++i) {
+      const auto& n = s.nodes[i];
       const bool lost = std::find(s.lost_nodes.begin(), s.lost_nodes.end(),
                                   n) != s.lost_nodes.end();
-      std::printf("  %s%s: %s\n", n.c_str(), lost ? " (lost)" : "",
+      std::printf("  %s [%s]%s: %s\n", n.c_str(),
+                  fmt::format("{}", fmt::join(devices_of(i), ", ")).c_str(),
+                  lost ? " (lost)" : "",
                   fmt::format("{}", fmt::join(by_node[n], ", ")).c_str());
     }
   }
