@@ -178,6 +178,7 @@ caf::behavior gpu_runner(caf::stateful_actor<gpu_runner_state>* self,
         staged_batch b;
         if (it != st.staged.end() && it->second.host_x.shares_storage(x)) {
           b = std::move(it->second);
+          st.staged.erase(it);
         } else {
           b = st.buffers(x, y);
           st.dev->upload(x, b.x);
