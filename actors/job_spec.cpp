@@ -119,9 +119,7 @@ job_spec parse_job_spec(runtime::config& c) {
   s.local_nodes = c.get_int("cluster.local_nodes", 1, 1, 64);
   s.workers = c.get_int("cluster.workers", 1, 1, 4096);
   s.device = c.get_string("cluster.device", "cpu", {"cpu", "cuda", "any"});
-  const auto backends = devices::compiled_backends();
-  if (s.device == "cuda" &&
-      std::find(backends.begin(), backends.end(), "cuda") == backends.end())
+  if (s.device == "cuda" && !devices::has_backend("cuda"))
     c.fail("cluster.device",
            "\"cuda\" needs the CUDA backend, which this build does not have; "
            "use \"cpu\" or \"any\"");

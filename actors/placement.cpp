@@ -130,16 +130,6 @@ placement_plan plan_placement(const job_spec& spec,
   return p;
 }
 
-namespace {
-
-bool offers_gpu(const node_slot& n) {
-  return std::any_of(
-      n.devices.begin(), n.devices.end(),
-      [](const std::string& d) { return d.rfind("cuda:", 0) == 0; });
-}
-
-} // namespace
-
 new_home rehome(const std::string& role, std::int32_t index,
                 const job_spec& spec, const std::vector<node_slot>& nodes,
                 const std::set<std::string>& lost,
@@ -150,12 +140,13 @@ new_home rehome(const std::string& role, std::int32_t index,
                           devices[static_cast<std::size_t>(index)] != "cpu";
   bool gpu_left = false;
   for (const auto& n : nodes)
-    gpu_left = gpu_left || (lost.count(n.name) == 0 && offers_gpu(n));
+    gpu_left = gpu_left || (lost.count(n.name) == 0 && has_device(n, "cuda"));
   const bool need_gpu = gpu_worker && (gpu_left || spec.device == "cuda");
   new_home out;
   std::size_t best_load = 0;
   for (std::size_t n = 0; n < nodes.size(); ++n) {
-    if (lost.count(nodes[n].name) > 0 || (need_gpu && !offers_gpu(nodes[n])))
+    if (lost.count(nodes[n].name) > 0 ||
+        (need_gpu && !has_device(nodes[n], "cuda")))
       continue;
     std::size_t load = 0;
     for (const auto& [actor, where] : placement)

@@ -262,20 +262,27 @@ grad_msg gradient(const worker_state& st, std::int64_t offset, std::int64_t n) {
 // Sends the kept gradients of steps >= from again: to param shard `shard`
 // (-1: every shard) when this worker sends to the shards itself, else
 // whole to its aggregator.
+// Sends the whole gradient of `step`: to param shard `shard` (-1: every
+// shard) when this worker sends to the shards itself, else to its
+// aggregator.
+void send_gradient(self_ptr self, const devices::tensor& grad,
+                   std::int64_t step, std::int32_t shard = -1) {
+  auto& st = self->state;
+  if (st.shards.empty()) {
+    self->send(st.aggregator, gradient(st, grad, step, 0, st.total));
+    return;
+  }
+  for (std::size_t s = 0; s < st.shards.size(); ++s)
+    if (shard < 0 || static_cast<std::size_t>(shard) == s)
+      send_slices(self, st.shards[s],
+                  gradient(st, grad, step, st.bounds[s],
+                           st.bounds[s + 1] - st.bounds[s]));
+}
+
 void replay(self_ptr self, std::int32_t shard, std::int64_t from) {
   auto& st = self->state;
-  for (auto it = st.backup.lower_bound(from); it != st.backup.end(); ++it) {
-    const auto& [step, grad] = *it;
-    if (st.shards.empty()) {
-      self->send(st.aggregator, gradient(st, grad, step, 0, st.total));
-      continue;
-    }
-    for (std::size_t s = 0; s < st.shards.size(); ++s)
-      if (shard < 0 || static_cast<std::size_t>(shard) == s)
-        send_slices(self, st.shards[s],
-                    gradient(st, grad, step, st.bounds[s],
-                             st.bounds[s + 1] - st.bounds[s]));
-  }
+  for (auto it = st.backup.lower_bound(from); it != st.backup.end(); ++it)
+    send_gradient(self, it->second, it->first, shard);
 }
 
 // Asks the data shard for batches from `from` on, `n` at a time.
@@ -396,13 +403,7 @@ void finish_step(self_ptr self) {
 // the shards or the aggregator, then on as finish_step goes on.
 void send_whole_gradient(self_ptr self, double loss, std::int64_t samples) {
   auto& st = self->state;
-  if (st.shards.empty()) {
-    self->send(st.aggregator, gradient(st, 0, st.total));
-  } else {
-    for (std::size_t s = 0; s < st.shards.size(); ++s)
-      send_slices(self, st.shards[s],
-                  gradient(st, st.bounds[s], st.bounds[s + 1] - st.bounds[s]));
-  }
+  send_gradient(self, st.grad, st.step);
   step_done(self, loss, samples, st.gpu_sent_at);
 }
 

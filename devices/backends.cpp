@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 namespace troupe::devices {
@@ -16,6 +17,11 @@ std::vector<std::string> compiled_backends() {
 #else
   return {"cpu"};
 #endif
+}
+
+bool has_backend(const std::string& name) {
+  const auto all = compiled_backends();
+  return std::find(all.begin(), all.end(), name) != all.end();
 }
 
 std::vector<device_info> cuda_devices(std::string* why_not) {

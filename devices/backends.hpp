@@ -30,6 +30,8 @@ public:
 
 /// Backends compiled into this build: "cpu", and "cuda" when built with it.
 std::vector<std::string> compiled_backends();
+/// Whether `name` is one of them.
+bool has_backend(const std::string& name);
 
 /// The GPUs the CUDA runtime sees. Empty without the CUDA backend, a driver
 /// or a GPU; then `why_not` (when given) says which.

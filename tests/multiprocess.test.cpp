@@ -85,6 +85,19 @@ json run_json(const std::vector<std::string>& args, int seconds = 180) {
   return json::parse(o.out);
 }
 
+// The same run with its [[chaos]] entries dropped: the reference.
+json fault_free(std::vector<std::string> args) {
+  args.insert(args.end(), {"--set", "chaos=[]"});
+  return run_json(args);
+}
+
+// A job's arguments for 6 workers on 3 node processes, snapshots every 10
+// steps.
+std::vector<std::string> on_three_nodes(const csv_job& job) {
+  return {job.pipeline,        "--set", "cluster.local_nodes=3",        "--set",
+          "cluster.workers=6", "--set", "supervision.snapshot_every=10"};
+}
+
 // One kill of each role, at different steps (sync, async and ssp tests).
 const std::string every_role_killed = R"([[chaos]]
 kill = "worker:0"
@@ -140,12 +153,8 @@ at_step = 101
 slow_worker = 1
 slow_ms = 4
 )");
-  const std::vector<std::string> common{
-      job.pipeline,        "--set", "cluster.local_nodes=3",        "--set",
-      "cluster.workers=6", "--set", "supervision.snapshot_every=10"};
-  auto clean = common;
-  clean.insert(clean.end(), {"--set", "chaos=[]"});
-  const auto reference = run_json(clean);
+  const auto common = on_three_nodes(job);
+  const auto reference = fault_free(common);
   BOOST_TEST(reference["restarts"] == 0);
   for (const std::string strategy :
        {"one_for_one", "rest_for_one", "one_for_all"}) {
@@ -204,9 +213,7 @@ slow_ms = 4
   const std::vector<std::string> common{job.pipeline, "--set",
                                         "cluster.local_nodes=2", "--set",
                                         "supervision.snapshot_every=10"};
-  auto clean = common;
-  clean.insert(clean.end(), {"--set", "chaos=[]"});
-  const auto reference = run_json(clean);
+  const auto reference = fault_free(common);
   auto args = common;
   args.insert(args.end(), {"--set", "testing.detached_compute=true"});
   const auto offloaded = run_json(args);
@@ -236,12 +243,8 @@ at_step = 10
 kill = "node:node2"
 at_step = 60
 )");
-  const std::vector<std::string> common{
-      job.pipeline,        "--set", "cluster.local_nodes=3",        "--set",
-      "cluster.workers=6", "--set", "supervision.snapshot_every=10"};
-  auto clean = common;
-  clean.insert(clean.end(), {"--set", "chaos=[]"});
-  const auto reference = run_json(clean);
+  const auto common = on_three_nodes(job);
+  const auto reference = fault_free(common);
   for (const std::string strategy : {"one_for_one", "rest_for_one"}) {
     auto args = common;
     args.insert(args.end(), {"--set", "supervision.strategy=" + strategy});
@@ -291,9 +294,7 @@ BOOST_AUTO_TEST_CASE(async_and_ssp_kills_apply_every_gradient_exactly_once) {
                                           "job.mode=" + mode,
                                           "--set",
                                           "job.staleness=2"};
-    auto clean = common;
-    clean.insert(clean.end(), {"--set", "chaos=[]"});
-    const auto reference = run_json(clean);
+    const auto reference = fault_free(common);
     BOOST_TEST(reference["gradients_applied"] == reference["gradients_pushed"]);
     BOOST_TEST(reference["duplicates_dropped"] == 0);
     const auto j = run_json(common);
@@ -339,9 +340,7 @@ BOOST_AUTO_TEST_CASE(a_restarted_evaluator_still_reports_every_epoch) {
   csv_job job("[[chaos]]\nkill = \"evaluator:0\"\nat_step = 60\n");
   const std::vector<std::string> common{job.pipeline, "--set",
                                         "cluster.local_nodes=2"};
-  auto clean = common;
-  clean.insert(clean.end(), {"--set", "chaos=[]"});
-  const auto reference = run_json(clean);
+  const auto reference = fault_free(common);
   const auto j = run_json(common);
   BOOST_TEST(j["restarts_by_role"]["evaluator"] == 1);
   BOOST_TEST(j["params_digest"] == reference["params_digest"]);

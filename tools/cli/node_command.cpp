@@ -53,8 +53,7 @@ std::vector<std::string> resolve_devices(const std::string& text) {
     } else if (item == "cpu") {
       add("cpu");
     } else if (item.rfind("cuda", 0) == 0) {
-      const auto backends = devices::compiled_backends();
-      if (std::find(backends.begin(), backends.end(), "cuda") == backends.end())
+      if (!devices::has_backend("cuda"))
         throw std::invalid_argument(
             fmt::format("--devices {}: this build has no CUDA backend", text));
       int ordinal = 0;
