@@ -32,6 +32,22 @@ struct optimizer_config {
 /// keeps.
 int optimizer_state_count(optimizer_kind k);
 
+/// A 2-D convolution or pooling window over NCHW images: x [batch,
+/// channels, in_h, in_w] -> y [batch, out_channels, out_h, out_w], square
+/// kernel, the same stride and zero padding on both axes.
+struct window_geometry {
+  std::int64_t batch = 0;
+  std::int64_t channels = 0;
+  std::int64_t in_h = 0, in_w = 0;
+  std::int64_t out_channels = 0; ///< conv: filters; pooling: channels
+  std::int64_t out_h = 0, out_w = 0;
+  std::int64_t kernel = 1, stride = 1, padding = 0;
+};
+
+/// Pooling kinds. avg divides by the whole window, padding included
+/// (PyTorch's count_include_pad = true).
+enum class pool_kind : std::uint8_t { max, avg };
+
 /// Sum of per-sample losses and how many predictions were right.
 struct loss_sums {
   double loss = 0;          ///< sum over samples of the per-sample loss
@@ -106,6 +122,57 @@ public:
                          const tensor& target, float grad_scale,
                          tensor* dpred) = 0;
 
+  /// y = conv(x, w) + b; w [out_channels, channels, kernel, kernel], b
+  /// [out_channels]; cross-correlation, as PyTorch's Conv2d.
+  virtual void conv2d_forward(const window_geometry& g, const tensor& x,
+                              const tensor& w, const tensor& b, tensor& y);
+  /// dw and db (overwritten) from x and dy; dx too when it is not null.
+  virtual void conv2d_backward(const window_geometry& g, const tensor& x,
+                               const tensor& w, const tensor& dy, tensor* dx,
+                               tensor& dw, tensor& db);
+  /// Pooling forward; `workspace` (may be undefined, then it is allocated)
+  /// keeps what the backward pass needs.
+  virtual void pool_forward(pool_kind k, const window_geometry& g,
+                            const tensor& x, tensor& y, tensor& workspace);
+  /// dx (overwritten) from dy, given the forward's x, y and workspace.
+  virtual void pool_backward(pool_kind k, const window_geometry& g,
+                             const tensor& x, const tensor& y,
+                             const tensor& workspace, const tensor& dy,
+                             tensor& dx);
+  /// Batch normalization of x [batch, channels, spatial] over batch and
+  /// spatial per channel: y = (x - mean) / sqrt(var + eps) * scale + shift.
+  /// Training: the batch's mean and biased variance, written to `mean` and
+  /// `var` [channels]. Inference (training false): mean and var are read.
+  virtual void batch_norm_forward(bool training, std::int64_t batch,
+                                  std::int64_t channels, std::int64_t spatial,
+                                  float eps, const tensor& x,
+                                  const tensor& scale, const tensor& shift,
+                                  tensor& mean, tensor& var, tensor& y);
+  /// dx, dscale and dshift (overwritten) of a training forward.
+  virtual void batch_norm_backward(std::int64_t batch, std::int64_t channels,
+                                   std::int64_t spatial, float eps,
+                                   const tensor& x, const tensor& scale,
+                                   const tensor& mean, const tensor& var,
+                                   const tensor& dy, tensor* dx, tensor& dscale,
+                                   tensor& dshift);
+  /// Layer normalization of each row of x [rows, width]; mean and var
+  /// [rows] receive the statistics.
+  virtual void layer_norm_forward(float eps, const tensor& x,
+                                  const tensor& scale, const tensor& shift,
+                                  tensor& mean, tensor& var, tensor& y);
+  virtual void layer_norm_backward(float eps, const tensor& x,
+                                   const tensor& scale, const tensor& mean,
+                                   const tensor& var, const tensor& dy,
+                                   tensor* dx, tensor& dscale, tensor& dshift);
+  /// Inverted dropout: mask[i] = 0 with probability rate, else 1 / (1 -
+  /// rate), drawn as unit_float(key, i) (devices/random.hpp), so the mask is
+  /// a pure function of the key; y = x * mask.
+  virtual void dropout_forward(float rate, std::uint64_t key, const tensor& x,
+                               tensor& mask, tensor& y);
+  /// dx = dy * mask.
+  virtual void dropout_backward(const tensor& mask, const tensor& dy,
+                                tensor& dx);
+
   /// One optimizer step on a parameter slice: reads params_in and grad,
   /// updates state in place, writes params_out (may alias params_in).
   /// step counts from 1.
@@ -113,6 +180,10 @@ public:
                               const tensor& params_in, const tensor& grad,
                               tensor* state, tensor& params_out) = 0;
 };
+
+/// Throws device_error: `op` has no kernel on device `d`. The default of
+/// every op a backend does not implement.
+[[noreturn]] void unsupported_op(const device& d, const char* op);
 
 /// The process-wide CPU device (OpenBLAS with one BLAS thread per caller).
 device& cpu();

@@ -1,5 +1,7 @@
 #pragma once
-/// \file The CPU backend: OpenBLAS sgemm plus loops written to vectorize.
+/// \file The CPU backend: oneDNN (gemm, convolution, pooling,
+/// normalization), OpenBLAS for the smallest gemms, loops written to
+/// vectorize.
 #include "devices/device.hpp"
 
 namespace troupe::devices::cpu_backend {
@@ -37,9 +39,46 @@ public:
   loss_sums loss(loss_kind k, float huber_delta, const tensor& pred,
                  const tensor& target, float grad_scale,
                  tensor* dpred) override;
+  void conv2d_forward(const window_geometry& g, const tensor& x,
+                      const tensor& w, const tensor& b, tensor& y) override;
+  void conv2d_backward(const window_geometry& g, const tensor& x,
+                       const tensor& w, const tensor& dy, tensor* dx,
+                       tensor& dw, tensor& db) override;
+  void pool_forward(pool_kind k, const window_geometry& g, const tensor& x,
+                    tensor& y, tensor& workspace) override;
+  void pool_backward(pool_kind k, const window_geometry& g, const tensor& x,
+                     const tensor& y, const tensor& workspace, const tensor& dy,
+                     tensor& dx) override;
+  void batch_norm_forward(bool training, std::int64_t batch,
+                          std::int64_t channels, std::int64_t spatial,
+                          float eps, const tensor& x, const tensor& scale,
+                          const tensor& shift, tensor& mean, tensor& var,
+                          tensor& y) override;
+  void batch_norm_backward(std::int64_t batch, std::int64_t channels,
+                           std::int64_t spatial, float eps, const tensor& x,
+                           const tensor& scale, const tensor& mean,
+                           const tensor& var, const tensor& dy, tensor* dx,
+                           tensor& dscale, tensor& dshift) override;
+  void layer_norm_forward(float eps, const tensor& x, const tensor& scale,
+                          const tensor& shift, tensor& mean, tensor& var,
+                          tensor& y) override;
+  void layer_norm_backward(float eps, const tensor& x, const tensor& scale,
+                           const tensor& mean, const tensor& var,
+                           const tensor& dy, tensor* dx, tensor& dscale,
+                           tensor& dshift) override;
+  void dropout_forward(float rate, std::uint64_t key, const tensor& x,
+                       tensor& mask, tensor& y) override;
+  void dropout_backward(const tensor& mask, const tensor& dy,
+                        tensor& dx) override;
   void optimizer_step(const optimizer_config& cfg, std::int64_t step,
                       const tensor& params_in, const tensor& grad,
                       tensor* state, tensor& params_out) override;
 };
+
+/// Row-major sgemm on oneDNN with one thread for the caller (dnnl_ops.cpp).
+void dnnl_sgemm_rowmajor(bool ta, bool tb, std::int64_t m, std::int64_t n,
+                         std::int64_t k, float alpha, const float* a,
+                         std::int64_t lda, const float* b, std::int64_t ldb,
+                         float beta, float* c, std::int64_t ldc);
 
 } // namespace troupe::devices::cpu_backend

@@ -1,0 +1,388 @@
+// The CPU backend's convolution, pooling and normalization on oneDNN, the
+// library PyTorch's CPU path runs. Activations stay in PyTorch's plain
+// NCHW layout between layers; oneDNN picks its kernels for that layout.
+#include "devices/cpu/cpu_device.hpp"
+
+#include "devices/check.hpp"
+#include "devices/random.hpp"
+
+#include <dnnl.hpp>
+#include <omp.h>
+
+#include <fmt/format.h>
+
+#include <string>
+#include <unordered_map>
+
+namespace troupe::devices::cpu_backend {
+
+namespace {
+
+using dnnl::memory;
+using tag = memory::format_tag;
+constexpr auto f32 = memory::data_type::f32;
+
+// One engine, stream and primitive cache per thread. Primitives are
+// created once per shape (JIT compilation costs milliseconds) and reused;
+// a thread-local cache needs no lock, and every thread builds the same
+// primitive for the same shape, so results do not depend on the thread.
+struct context {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+  context() {
+    // Parallelism comes from actors: oneDNN runs one OpenMP thread per
+    // caller (the setting is per calling thread).
+    omp_set_num_threads(1);
+  }
+};
+
+context& ctx() {
+  thread_local context c;
+  return c;
+}
+
+template <class T, class Make>
+T& cached(const std::string& key, Make make) {
+  thread_local std::unordered_map<std::string, T> cache;
+  auto it = cache.find(key);
+  if (it == cache.end())
+    it = cache.emplace(key, make()).first;
+  return it->second;
+}
+
+memory wrap(const memory::desc& md, const tensor& t) {
+  TROUPE_CHECK(t.defined() && t.kind() == device_kind::cpu,
+               "oneDNN op given a tensor that is not a defined CPU tensor");
+  TROUPE_CHECK(static_cast<std::size_t>(t.numel()) * sizeof(float) >=
+                   md.get_size(),
+               "oneDNN op given a tensor smaller than its shape");
+  return memory(md, ctx().engine, const_cast<float*>(t.data()));
+}
+
+std::string key_of(const char* op, const window_geometry& g) {
+  return fmt::format("{}:{},{},{},{},{},{},{},{},{},{}", op, g.batch,
+                     g.channels, g.in_h, g.in_w, g.out_channels, g.out_h,
+                     g.out_w, g.kernel, g.stride, g.padding);
+}
+
+struct conv_descs {
+  memory::desc src, weights, bias, dst;
+  memory::dims strides, pad_l, pad_r;
+
+  explicit conv_descs(const window_geometry& g)
+    : src({g.batch, g.channels, g.in_h, g.in_w}, f32, tag::nchw)
+    , weights({g.out_channels, g.channels, g.kernel, g.kernel}, f32, tag::oihw)
+    , bias({g.out_channels}, f32, tag::x)
+    , dst({g.batch, g.out_channels, g.out_h, g.out_w}, f32, tag::nchw)
+    , strides{g.stride, g.stride}
+    , pad_l{g.padding, g.padding} {
+    // The right/bottom padding that makes oneDNN's output size ours (a
+    // stride may leave the last input rows unused, as in PyTorch).
+    pad_r = {(g.out_h - 1) * g.stride + g.kernel - g.in_h - g.padding,
+             (g.out_w - 1) * g.stride + g.kernel - g.in_w - g.padding};
+  }
+};
+
+struct conv_prims {
+  dnnl::convolution_forward::primitive_desc fwd_pd;
+  dnnl::convolution_forward fwd;
+  dnnl::convolution_backward_data bwd_data;
+  dnnl::convolution_backward_weights bwd_weights;
+};
+
+conv_prims& conv_for(const window_geometry& g) {
+  return cached<conv_prims>(key_of("conv", g), [&] {
+    conv_descs d(g);
+    auto& eng = ctx().engine;
+    const auto algo = dnnl::algorithm::convolution_direct;
+    dnnl::convolution_forward::primitive_desc fwd_pd(
+        {dnnl::prop_kind::forward_training, algo, d.src, d.weights, d.bias,
+         d.dst, d.strides, d.pad_l, d.pad_r},
+        eng);
+    dnnl::convolution_backward_data::primitive_desc data_pd(
+        {algo, d.src, d.weights, d.dst, d.strides, d.pad_l, d.pad_r}, eng,
+        fwd_pd);
+    dnnl::convolution_backward_weights::primitive_desc weights_pd(
+        {algo, d.src, d.weights, d.bias, d.dst, d.strides, d.pad_l, d.pad_r},
+        eng, fwd_pd);
+    return conv_prims{fwd_pd, dnnl::convolution_forward(fwd_pd),
+                      dnnl::convolution_backward_data(data_pd),
+                      dnnl::convolution_backward_weights(weights_pd)};
+  });
+}
+
+dnnl::algorithm pool_algorithm(pool_kind k) {
+  return k == pool_kind::max ? dnnl::algorithm::pooling_max
+                             : dnnl::algorithm::pooling_avg_include_padding;
+}
+
+struct pool_prims {
+  dnnl::pooling_forward::primitive_desc fwd_pd;
+  dnnl::pooling_forward fwd;
+  dnnl::pooling_backward bwd;
+};
+
+pool_prims& pool_for(pool_kind k, const window_geometry& g) {
+  return cached<
+      pool_prims>(key_of(k == pool_kind::max ? "maxpool" : "avgpool", g), [&] {
+    memory::desc src({g.batch, g.channels, g.in_h, g.in_w}, f32, tag::nchw);
+    memory::desc dst({g.batch, g.channels, g.out_h, g.out_w}, f32, tag::nchw);
+    const memory::dims strides{g.stride, g.stride};
+    const memory::dims kernel{g.kernel, g.kernel};
+    const memory::dims pad_l{g.padding, g.padding};
+    const memory::dims pad_r{
+        (g.out_h - 1) * g.stride + g.kernel - g.in_h - g.padding,
+        (g.out_w - 1) * g.stride + g.kernel - g.in_w - g.padding};
+    auto& eng = ctx().engine;
+    dnnl::pooling_forward::primitive_desc fwd_pd(
+        {dnnl::prop_kind::forward_training, pool_algorithm(k), src, dst,
+         strides, kernel, pad_l, pad_r},
+        eng);
+    dnnl::pooling_backward::primitive_desc bwd_pd(
+        {pool_algorithm(k), src, dst, strides, kernel, pad_l, pad_r}, eng,
+        fwd_pd);
+    return pool_prims{fwd_pd, dnnl::pooling_forward(fwd_pd),
+                      dnnl::pooling_backward(bwd_pd)};
+  });
+}
+
+const auto scale_shift =
+    dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
+
+struct bn_prims {
+  memory::desc data, stats;
+  dnnl::batch_normalization_forward train;
+  dnnl::batch_normalization_forward infer;
+  dnnl::batch_normalization_backward bwd;
+};
+
+bn_prims& bn_for(std::int64_t n, std::int64_t c, std::int64_t s, float eps) {
+  return cached<bn_prims>(fmt::format("bn:{},{},{},{}", n, c, s, eps), [&] {
+    memory::desc data({n, c, s, 1}, f32, tag::nchw);
+    memory::desc stats({c}, f32, tag::x);
+    auto& eng = ctx().engine;
+    dnnl::batch_normalization_forward::primitive_desc train_pd(
+        {dnnl::prop_kind::forward_training, data, eps, scale_shift}, eng);
+    dnnl::batch_normalization_forward::primitive_desc infer_pd(
+        {dnnl::prop_kind::forward_inference, data, eps,
+         scale_shift | dnnl::normalization_flags::use_global_stats},
+        eng);
+    dnnl::batch_normalization_backward::primitive_desc bwd_pd(
+        {dnnl::prop_kind::backward, data, data, eps, scale_shift}, eng,
+        train_pd);
+    return bn_prims{data, stats, dnnl::batch_normalization_forward(train_pd),
+                    dnnl::batch_normalization_forward(infer_pd),
+                    dnnl::batch_normalization_backward(bwd_pd)};
+  });
+}
+
+struct ln_prims {
+  memory::desc data, stats, scale;
+  dnnl::layer_normalization_forward fwd;
+  dnnl::layer_normalization_backward bwd;
+};
+
+ln_prims& ln_for(std::int64_t rows, std::int64_t width, float eps) {
+  return cached<ln_prims>(fmt::format("ln:{},{},{}", rows, width, eps), [&] {
+    memory::desc data({rows, width}, f32, tag::ab);
+    memory::desc stats({rows}, f32, tag::a);
+    memory::desc scale({width}, f32, tag::a);
+    auto& eng = ctx().engine;
+    dnnl::layer_normalization_forward::primitive_desc fwd_pd(
+        {dnnl::prop_kind::forward_training, data, eps, scale_shift}, eng);
+    dnnl::layer_normalization_backward::primitive_desc bwd_pd(
+        {dnnl::prop_kind::backward, data, data, eps, scale_shift}, eng, fwd_pd);
+    return ln_prims{data, stats, scale,
+                    dnnl::layer_normalization_forward(fwd_pd),
+                    dnnl::layer_normalization_backward(bwd_pd)};
+  });
+}
+
+void check_window(const window_geometry& g, const tensor& x, const tensor& y) {
+  TROUPE_CHECK(x.numel() == g.batch * g.channels * g.in_h * g.in_w,
+               "window op input size differs from its geometry");
+  TROUPE_CHECK(y.numel() == g.batch * g.out_channels * g.out_h * g.out_w,
+               "window op output size differs from its geometry");
+}
+
+} // namespace
+
+void dnnl_sgemm_rowmajor(bool ta, bool tb, std::int64_t m, std::int64_t n,
+                         std::int64_t k, float alpha, const float* a,
+                         std::int64_t lda, const float* b, std::int64_t ldb,
+                         float beta, float* c, std::int64_t ldc) {
+  ctx(); // one OpenMP thread for this caller
+  const auto status = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha,
+                                 a, lda, b, ldb, beta, c, ldc);
+  TROUPE_CHECK(status == dnnl_success, "dnnl_sgemm failed");
+}
+
+void cpu_device::conv2d_forward(const window_geometry& g, const tensor& x,
+                                const tensor& w, const tensor& b, tensor& y) {
+  check_window(g, x, y);
+  auto& p = conv_for(g);
+  conv_descs d(g);
+  p.fwd.execute(ctx().stream, {{DNNL_ARG_SRC, wrap(d.src, x)},
+                               {DNNL_ARG_WEIGHTS, wrap(d.weights, w)},
+                               {DNNL_ARG_BIAS, wrap(d.bias, b)},
+                               {DNNL_ARG_DST, wrap(d.dst, y)}});
+}
+
+void cpu_device::conv2d_backward(const window_geometry& g, const tensor& x,
+                                 const tensor& w, const tensor& dy, tensor* dx,
+                                 tensor& dw, tensor& db) {
+  check_window(g, x, dy);
+  auto& p = conv_for(g);
+  conv_descs d(g);
+  auto& s = ctx().stream;
+  p.bwd_weights.execute(s, {{DNNL_ARG_SRC, wrap(d.src, x)},
+                            {DNNL_ARG_DIFF_DST, wrap(d.dst, dy)},
+                            {DNNL_ARG_DIFF_WEIGHTS, wrap(d.weights, dw)},
+                            {DNNL_ARG_DIFF_BIAS, wrap(d.bias, db)}});
+  if (dx != nullptr)
+    p.bwd_data.execute(s, {{DNNL_ARG_DIFF_DST, wrap(d.dst, dy)},
+                           {DNNL_ARG_WEIGHTS, wrap(d.weights, w)},
+                           {DNNL_ARG_DIFF_SRC, wrap(d.src, *dx)}});
+}
+
+void cpu_device::pool_forward(pool_kind k, const window_geometry& g,
+                              const tensor& x, tensor& y, tensor& workspace) {
+  check_window(g, x, y);
+  auto& p = pool_for(k, g);
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_SRC, wrap(p.fwd_pd.src_desc(), x)},
+      {DNNL_ARG_DST, wrap(p.fwd_pd.dst_desc(), y)}};
+  const auto ws = p.fwd_pd.workspace_desc();
+  if (ws.get_size() > 0) {
+    const auto floats = static_cast<std::int64_t>(
+        (ws.get_size() + sizeof(float) - 1) / sizeof(float));
+    if (!workspace.defined() || workspace.numel() < floats)
+      workspace = tensor::empty({floats});
+    args.emplace(DNNL_ARG_WORKSPACE, wrap(ws, workspace));
+  }
+  p.fwd.execute(ctx().stream, args);
+}
+
+void cpu_device::pool_backward(pool_kind k, const window_geometry& g,
+                               const tensor& x, const tensor& y,
+                               const tensor& workspace, const tensor& dy,
+                               tensor& dx) {
+  check_window(g, x, y);
+  check_window(g, dx, dy);
+  auto& p = pool_for(k, g);
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_DIFF_DST, wrap(p.fwd_pd.dst_desc(), dy)},
+      {DNNL_ARG_DIFF_SRC, wrap(p.fwd_pd.src_desc(), dx)}};
+  const auto ws = p.fwd_pd.workspace_desc();
+  if (ws.get_size() > 0)
+    args.emplace(DNNL_ARG_WORKSPACE, wrap(ws, workspace));
+  p.bwd.execute(ctx().stream, args);
+}
+
+void cpu_device::batch_norm_forward(bool training, std::int64_t batch,
+                                    std::int64_t channels, std::int64_t spatial,
+                                    float eps, const tensor& x,
+                                    const tensor& scale, const tensor& shift,
+                                    tensor& mean, tensor& var, tensor& y) {
+  TROUPE_CHECK(x.numel() == batch * channels * spatial &&
+                   y.numel() == x.numel(),
+               "batch_norm sizes differ");
+  auto& p = bn_for(batch, channels, spatial, eps);
+  (training ? p.train : p.infer)
+      .execute(ctx().stream, {{DNNL_ARG_SRC, wrap(p.data, x)},
+                              {DNNL_ARG_DST, wrap(p.data, y)},
+                              {DNNL_ARG_SCALE, wrap(p.stats, scale)},
+                              {DNNL_ARG_SHIFT, wrap(p.stats, shift)},
+                              {DNNL_ARG_MEAN, wrap(p.stats, mean)},
+                              {DNNL_ARG_VARIANCE, wrap(p.stats, var)}});
+}
+
+void cpu_device::batch_norm_backward(std::int64_t batch, std::int64_t channels,
+                                     std::int64_t spatial, float eps,
+                                     const tensor& x, const tensor& scale,
+                                     const tensor& mean, const tensor& var,
+                                     const tensor& dy, tensor* dx,
+                                     tensor& dscale, tensor& dshift) {
+  auto& p = bn_for(batch, channels, spatial, eps);
+  // oneDNN always computes the input gradient; a first layer's goes to a
+  // scratch buffer.
+  tensor scratch;
+  if (dx == nullptr)
+    scratch = tensor::empty({x.numel()});
+  p.bwd.execute(ctx().stream,
+                {{DNNL_ARG_SRC, wrap(p.data, x)},
+                 {DNNL_ARG_MEAN, wrap(p.stats, mean)},
+                 {DNNL_ARG_VARIANCE, wrap(p.stats, var)},
+                 {DNNL_ARG_DIFF_DST, wrap(p.data, dy)},
+                 {DNNL_ARG_SCALE, wrap(p.stats, scale)},
+                 // Demanded by oneDNN 2.6 with use_shift, never read.
+                 {DNNL_ARG_SHIFT, wrap(p.stats, scale)},
+                 {DNNL_ARG_DIFF_SRC, wrap(p.data, dx ? *dx : scratch)},
+                 {DNNL_ARG_DIFF_SCALE, wrap(p.stats, dscale)},
+                 {DNNL_ARG_DIFF_SHIFT, wrap(p.stats, dshift)}});
+}
+
+void cpu_device::layer_norm_forward(float eps, const tensor& x,
+                                    const tensor& scale, const tensor& shift,
+                                    tensor& mean, tensor& var, tensor& y) {
+  TROUPE_CHECK(x.rank() == 2 && y.numel() == x.numel(),
+               "layer_norm needs [rows, width]");
+  auto& p = ln_for(x.dim(0), x.dim(1), eps);
+  p.fwd.execute(ctx().stream, {{DNNL_ARG_SRC, wrap(p.data, x)},
+                               {DNNL_ARG_DST, wrap(p.data, y)},
+                               {DNNL_ARG_SCALE, wrap(p.scale, scale)},
+                               {DNNL_ARG_SHIFT, wrap(p.scale, shift)},
+                               {DNNL_ARG_MEAN, wrap(p.stats, mean)},
+                               {DNNL_ARG_VARIANCE, wrap(p.stats, var)}});
+}
+
+void cpu_device::layer_norm_backward(float eps, const tensor& x,
+                                     const tensor& scale, const tensor& mean,
+                                     const tensor& var, const tensor& dy,
+                                     tensor* dx, tensor& dscale,
+                                     tensor& dshift) {
+  TROUPE_CHECK(x.rank() == 2, "layer_norm needs [rows, width]");
+  auto& p = ln_for(x.dim(0), x.dim(1), eps);
+  tensor scratch;
+  if (dx == nullptr)
+    scratch = tensor::empty({x.numel()});
+  p.bwd.execute(ctx().stream,
+                {{DNNL_ARG_SRC, wrap(p.data, x)},
+                 {DNNL_ARG_MEAN, wrap(p.stats, mean)},
+                 {DNNL_ARG_VARIANCE, wrap(p.stats, var)},
+                 {DNNL_ARG_DIFF_DST, wrap(p.data, dy)},
+                 {DNNL_ARG_SCALE, wrap(p.scale, scale)},
+                 {DNNL_ARG_SHIFT, wrap(p.scale, scale)}, // as above
+                 {DNNL_ARG_DIFF_SRC, wrap(p.data, dx ? *dx : scratch)},
+                 {DNNL_ARG_DIFF_SCALE, wrap(p.scale, dscale)},
+                 {DNNL_ARG_DIFF_SHIFT, wrap(p.scale, dshift)}});
+}
+
+void cpu_device::dropout_forward(float rate, std::uint64_t key, const tensor& x,
+                                 tensor& mask, tensor& y) {
+  TROUPE_CHECK(mask.numel() == x.numel() && y.numel() == x.numel(),
+               "dropout sizes differ");
+  const float keep = 1.0f / (1.0f - rate);
+  const auto n = x.numel();
+  float* m = mask.data();
+  const float* xs = x.data();
+  float* ys = y.data();
+  for (std::int64_t i = 0; i < n; ++i) {
+    m[i] = unit_float(key, static_cast<std::uint64_t>(i)) < rate ? 0.0f : keep;
+    ys[i] = xs[i] * m[i];
+  }
+}
+
+void cpu_device::dropout_backward(const tensor& mask, const tensor& dy,
+                                  tensor& dx) {
+  TROUPE_CHECK(mask.numel() == dy.numel() && dx.numel() == dy.numel(),
+               "dropout sizes differ");
+  const auto n = dy.numel();
+  const float* m = mask.data();
+  const float* d = dy.data();
+  float* o = dx.data();
+  for (std::int64_t i = 0; i < n; ++i)
+    o[i] = d[i] * m[i];
+}
+
+} // namespace troupe::devices::cpu_backend
