@@ -117,7 +117,7 @@ caf::behavior aggregator(caf::stateful_actor<aggregator_state>* self,
   st.lo = lo;
   st.hi = hi;
   const auto total = devices::nn::param_count(
-      devices::nn::param_layout(st.spec.inputs, st.spec.layers));
+      devices::nn::param_layout(st.spec.model_input(), st.spec.layers));
   for (std::int64_t s = 0; s <= st.spec.partitions; ++s)
     st.bounds.push_back(st.spec.shard_begin(s, total));
   local_subtrees(0, static_cast<std::int32_t>(st.spec.workers), lo, hi,

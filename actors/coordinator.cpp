@@ -1125,7 +1125,7 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
   st.chaos_done.assign(st.spec.chaos.size(), false);
   self->set_down_handler([=](caf::down_msg& dm) { on_down(self, dm); });
   st.param_count = devices::nn::param_count(
-      devices::nn::param_layout(st.spec.inputs, st.spec.layers));
+      devices::nn::param_layout(st.spec.model_input(), st.spec.layers));
   st.durable.resize(static_cast<std::size_t>(st.spec.partitions));
   if (st.snap.dir.empty()) {
     // Snapshots live in a directory of this job's own, removed at the end.

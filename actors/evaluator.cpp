@@ -72,8 +72,8 @@ caf::behavior runner(caf::stateful_actor<runner_state>* self, job_spec spec,
   auto& st = self->state;
   st.spec = std::move(spec);
   st.test = std::move(test);
-  st.net = std::make_unique<devices::nn::model>(devices::cpu(), st.spec.inputs,
-                                                st.spec.layers, st.spec.loss);
+  st.net = std::make_unique<devices::nn::model>(
+      devices::cpu(), st.spec.model_input(), st.spec.layers, st.spec.loss);
   return {
       [=](std::int64_t epoch, const devices::tensor& params,
           const caf::actor& coordinator) {
@@ -106,7 +106,7 @@ caf::behavior evaluator(caf::stateful_actor<evaluator_state>* self,
   auto& st = self->state;
   st.spec = std::move(spec);
   st.param_count = devices::nn::param_count(
-      devices::nn::param_layout(st.spec.inputs, st.spec.layers));
+      devices::nn::param_layout(st.spec.model_input(), st.spec.layers));
   st.kill_step = st.spec.chaos_kill_step("evaluator", 0);
   load_in_background(self, test_source(st.spec));
   return {

@@ -56,11 +56,21 @@ job_spec parse_job_spec(runtime::config& c) {
                              "give the classes)");
     s.classes = c.get_int("data.classes", 0, 0, 1 << 20);
   }
+  if (c.has("data.shape")) {
+    const auto rank = c.array_size("data.shape");
+    if (rank != 1 && rank != 3)
+      c.fail("data.shape", fmt::format("needs [features] or [channels, "
+                                       "height, width], got {} value(s)",
+                                       rank));
+    for (std::size_t i = 0; i < rank; ++i)
+      s.input_shape.push_back(
+          c.get_int(fmt::format("data.shape[{}]", i), 1, 1, 1 << 24));
+  }
   // [model]
   const auto n_layers = c.array_size("model.layers");
   if (n_layers == 0)
     c.fail("model.layers", "required: at least one dense layer");
-  bool any_dense = false;
+  bool any_weights = false;
   for (std::size_t i = 0; i < n_layers; ++i) {
     const auto key = fmt::format("model.layers[{}]", i);
     const auto type = c.get_string(key + ".type", "");
@@ -68,22 +78,60 @@ job_spec parse_job_spec(runtime::config& c) {
     if (!kind)
       c.fail(key + ".type",
              type.empty() ? std::string("required: the layer type")
-                          : fmt::format("unknown layer type \"{}\" (known: "
-                                        "dense, relu, sigmoid, tanh, softmax)",
-                                        type));
+                          : fmt::format("unknown layer type \"{}\" (known: {})",
+                                        type, nn::layer_kind_names()));
     nn::layer_spec l{*kind, 0};
-    if (*kind == nn::layer_kind::dense) {
-      if (!c.has(key + ".units"))
-        c.fail(key, "a dense layer needs units");
-      l.units = c.get_int(key + ".units", 0, 1, 1 << 24);
-      any_dense = true;
-    } else if (c.has(key + ".units")) {
-      c.fail(key + ".units", fmt::format("a {} layer has no units", type));
+    auto required = [&](const char* name) {
+      if (!c.has(key + "." + name))
+        c.fail(key, fmt::format("a {} layer needs {}", type, name));
+    };
+    // Keys a kind does not read are refused by check_unknown below.
+    switch (*kind) {
+      case nn::layer_kind::dense:
+        required("units");
+        l.units = c.get_int(key + ".units", 0, 1, 1 << 24);
+        any_weights = true;
+        break;
+      case nn::layer_kind::conv2d:
+        required("channels");
+        required("kernel");
+        l.units = c.get_int(key + ".channels", 0, 1, 1 << 16);
+        l.kernel = c.get_int(key + ".kernel", 0, 1, 1 << 12);
+        l.stride = c.get_int(key + ".stride", 1, 1, 1 << 12);
+        l.padding = c.get_int(key + ".padding", 0, 0, 1 << 12);
+        l.in_channels = c.get_int(key + ".in_channels", 0, 1, 1 << 16);
+        any_weights = true;
+        break;
+      case nn::layer_kind::max_pool2d:
+      case nn::layer_kind::avg_pool2d:
+        required("kernel");
+        l.kernel = c.get_int(key + ".kernel", 0, 1, 1 << 12);
+        l.stride = c.get_int(key + ".stride", l.kernel, 1, 1 << 12);
+        l.padding = c.get_int(key + ".padding", 0, 0, 1 << 12);
+        break;
+      case nn::layer_kind::dropout: {
+        const auto rate = c.get_float(key + ".rate", 0.5, -1e30, 1e30);
+        if (!(rate >= 0.0 && rate < 1.0))
+          c.fail(key + ".rate",
+                 fmt::format("a dropout rate must be in [0, 1), got {}", rate));
+        l.rate = static_cast<float>(rate);
+        break;
+      }
+      case nn::layer_kind::batch_norm:
+        l.eps = static_cast<float>(c.get_float(key + ".eps", 1e-5, 0, 1, true));
+        l.momentum =
+            static_cast<float>(c.get_float(key + ".momentum", 0.1, 0, 1));
+        break;
+      case nn::layer_kind::layer_norm:
+        l.eps = static_cast<float>(c.get_float(key + ".eps", 1e-5, 0, 1, true));
+        break;
+      default:
+        break;
     }
     s.layers.push_back(l);
   }
-  if (!any_dense)
-    c.fail("model.layers", "needs at least one dense layer");
+  if (!any_weights)
+    c.fail("model.layers", "needs at least one dense or conv2d layer");
   const auto loss = c.get_string("model.loss", "cross_entropy",
                                  {"cross_entropy", "mse", "huber"});
   s.loss.kind = *nn::parse_loss_kind(loss);
@@ -123,6 +171,20 @@ job_spec parse_job_spec(runtime::config& c) {
     c.fail("cluster.device",
            "\"cuda\" needs the CUDA backend, which this build does not have; "
            "use \"cpu\" or \"any\"");
+  if (s.device != "cpu")
+    for (std::size_t i = 0; i < s.layers.size(); ++i) {
+      const auto k = s.layers[i].kind;
+      if (k == nn::layer_kind::dense || k == nn::layer_kind::relu ||
+          k == nn::layer_kind::sigmoid || k == nn::layer_kind::tanh ||
+          k == nn::layer_kind::softmax)
+        continue;
+      // The CUDA backend has kernels for the dense layers only so far.
+      c.fail("cluster.device",
+             fmt::format("\"{}\" may place workers on a GPU, whose backend "
+                         "has no {} kernel yet (model.layers[{}]); use "
+                         "\"cpu\"",
+                         s.device, nn::to_string(k), i));
+    }
   s.threads = c.get_int("cluster.threads", 0, 0, 1024);
   // [supervision]: validated now so pipelines stay portable.
   s.strategy = c.get_string("supervision.strategy", "one_for_one",
@@ -215,10 +277,23 @@ job_spec parse_job_spec(runtime::config& c) {
 void resolve_job_spec(job_spec& s, const data_facts& train,
                       const data_facts* test) {
   s.inputs = train.features;
-  s.outputs = 0;
-  for (const auto& l : s.layers)
-    if (l.kind == nn::layer_kind::dense)
-      s.outputs = l.units;
+  if (s.input_shape.empty()) {
+    s.input_shape = train.sample_shape.empty()
+                        ? devices::shape_t{train.features}
+                        : train.sample_shape;
+  } else if (devices::numel_of(s.input_shape) != train.features) {
+    throw config_error(fmt::format(
+        "data.shape: {} holds {} values but each sample of {} has {}",
+        devices::to_string(s.input_shape), devices::numel_of(s.input_shape),
+        train.description, train.features));
+  }
+  try {
+    const auto shapes = nn::infer_shapes(s.input_shape, s.layers);
+    s.outputs = devices::numel_of(shapes.back());
+  } catch (const nn::shape_error& e) {
+    throw config_error(fmt::format("model.{} (data.shape {})", e.what(),
+                                   devices::to_string(s.input_shape)));
+  }
   s.train_samples = train.samples;
   if (s.classification()) {
     if (train.classes == 0)
@@ -228,13 +303,13 @@ void resolve_job_spec(job_spec& s, const data_facts& train,
     const auto classes = std::max(train.classes, test ? test->classes : 0);
     if (classes > s.outputs)
       throw config_error(fmt::format(
-          "model.layers: the last dense layer has {} units but the data has "
+          "model.layers: the last layer has {} outputs but the data has "
           "{} classes",
           s.outputs, classes));
   } else {
     if (s.outputs != train.targets)
       throw config_error(fmt::format(
-          "model.layers: the last dense layer has {} units but the data has "
+          "model.layers: the last layer has {} outputs but the data has "
           "{} target value(s) per sample",
           s.outputs, train.targets));
   }
@@ -248,7 +323,8 @@ void resolve_job_spec(job_spec& s, const data_facts& train,
   } catch (const std::invalid_argument& e) {
     throw config_error(e.what());
   }
-  const auto params = nn::param_count(nn::param_layout(s.inputs, s.layers));
+  const auto params =
+      nn::param_count(nn::param_layout(s.input_shape, s.layers));
   if (s.partitions > params)
     throw config_error(fmt::format(
         "model.partitions = {} exceeds the {} parameters of the model",
@@ -268,11 +344,18 @@ std::int64_t job_spec::chaos_kill_step(const std::string& role,
   return -1;
 }
 
+devices::nn::step_context job_spec::step_context(std::int64_t step,
+                                                 std::int32_t rank) const {
+  const auto epoch = steps_per_epoch > 0 ? step / steps_per_epoch : 0;
+  return {devices::nn::noise_key(seed, epoch, step, rank),
+          synchronous() ? 1.0f / static_cast<float>(workers) : 1.0f};
+}
+
 std::int64_t job_spec::shard_begin(std::int64_t s, std::int64_t params) const {
   auto even = [&](std::int64_t i) { return params * i / partitions; };
   if (s <= 0 || s >= partitions)
     return even(s);
-  const auto layout = devices::nn::param_layout(inputs, layers);
+  const auto layout = devices::nn::param_layout(model_input(), layers);
   if (devices::nn::param_count(layout) != params)
     return even(s);
   // Every cut at the block start nearest its even share, strictly after the

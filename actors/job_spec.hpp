@@ -2,6 +2,7 @@
 /// \file A training job as the pipeline file describes it, checked.
 #include "devices/device.hpp"
 #include "devices/nn/layers.hpp"
+#include "devices/nn/model.hpp"
 
 #include <cstdint>
 #include <map>
@@ -46,6 +47,10 @@ struct job_spec {
   std::string target;        ///< csv target column
   std::int64_t classes = -1; ///< csv: 0 regression; idx: inferred
   std::int64_t prefetch = 4; ///< batches a worker may have outstanding
+  /// data.shape: the per-sample shape the first layer sees; resolved from
+  /// the data when the pipeline leaves it out (IDX images [1, rows,
+  /// cols], CSV [features]).
+  devices::shape_t input_shape;
   // [model]
   std::vector<devices::nn::layer_spec> layers;
   devices::nn::loss_spec loss;
@@ -93,10 +98,21 @@ struct job_spec {
   std::int64_t steps_per_epoch = 0;
 
   std::int64_t total_steps() const { return epochs * steps_per_epoch; }
+  /// The shape the model is built for: input_shape, or [inputs] before
+  /// it is resolved.
+  devices::shape_t model_input() const {
+    return input_shape.empty() ? devices::shape_t{inputs} : input_shape;
+  }
   bool synchronous() const { return mode == "sync"; }
   bool classification() const {
     return loss.kind == devices::loss_kind::cross_entropy;
   }
+  /// What worker `rank`'s layers need at global step `step`: its dropout
+  /// key, a pure function of (seed, epoch, step, rank), and its share of
+  /// the batch statistics (1 / workers in sync mode, where the shards sum
+  /// the workers' shares; 1 where each gradient is applied alone).
+  devices::nn::step_context step_context(std::int64_t step,
+                                         std::int32_t rank) const;
   /// First flattened parameter of param shard s (s = partitions: the
   /// total), for a model of `params` parameters. Shards split by size, each
   /// cut moved to the nearest block start (devices::nn::block_starts), so
@@ -120,6 +136,7 @@ struct data_facts {
   std::int64_t classes = 0; ///< 0 = regression
   std::int64_t targets = 1;
   std::string description;
+  devices::shape_t sample_shape; ///< empty: [features]
 };
 void resolve_job_spec(job_spec& spec, const data_facts& train,
                       const data_facts* test);

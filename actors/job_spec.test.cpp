@@ -75,7 +75,8 @@ BOOST_AUTO_TEST_CASE(bad_values_name_the_key) {
                {"model.layers=[{type=\"dense\",units=3},{type=\"softmax\"}]"})
           .find("would apply softmax twice") != std::string::npos);
   BOOST_TEST(error_of(minimal, {"model.layers=[{type=\"relu\"}]"})
-                 .find("needs at least one dense layer") != std::string::npos);
+                 .find("needs at least one dense or conv2d layer") !=
+             std::string::npos);
   BOOST_TEST(error_of(minimal, {"model.layers=[{type=\"dense\"}]"})
                  .find("a dense layer needs units") != std::string::npos);
   BOOST_TEST(error_of("[model]\nlayers = [ { type = \"dense\", units = 3 } ]\n")

@@ -60,6 +60,9 @@ struct param_shard_state {
   std::int64_t snapshotted = 0; // version of the last snapshot sent
   std::vector<grad_msg> held;   // gradients that came before the state
   std::vector<devices::tensor> opt_state;
+  /// batch_norm running statistics inside this shard's slice: updated by
+  /// their momentum rule instead of the optimizer.
+  std::vector<devices::nn::param_block> running;
   std::vector<devices::tensor> spares; // earlier versions, reused when free
   std::int64_t version = 0;            // optimizer steps applied
   devices::tensor next;                // sync: version + 1, chunk by chunk
@@ -189,9 +192,20 @@ void update(param_shard_state& st, std::int64_t first, std::int64_t n,
   std::vector<devices::tensor> state;
   for (auto& t : st.opt_state)
     state.push_back(n == st.size ? t : t.slice(first, n));
-  dev.optimizer_step(st.spec.optimizer, st.version + 1,
-                     n == st.size ? st.params : st.params.slice(first, n), grad,
+  const auto params = n == st.size ? st.params : st.params.slice(first, n);
+  dev.optimizer_step(st.spec.optimizer, st.version + 1, params, grad,
                      state.data(), out);
+  // What the workers sent for running statistics are batch statistics, not
+  // gradients: those elements take the momentum rule instead.
+  for (const auto& b : st.running) {
+    const auto lo = std::max(b.offset, st.begin + first);
+    const auto hi = std::min(b.offset + b.size(), st.begin + first + n);
+    if (lo >= hi)
+      continue;
+    const auto at = lo - st.begin - first;
+    devices::nn::update_running_stats(b.momentum, hi - lo, params.data() + at,
+                                      grad.data() + at, out.data() + at);
+  }
 }
 
 // Makes `next` the current version.
@@ -474,11 +488,16 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
   auto& st = self->state;
   st.spec = std::move(spec);
   st.index = index;
-  const auto layout = devices::nn::param_layout(st.spec.inputs, st.spec.layers);
+  const auto layout =
+      devices::nn::param_layout(st.spec.model_input(), st.spec.layers);
   const auto total = devices::nn::param_count(layout);
   st.begin = st.spec.shard_begin(index, total);
   st.size = st.spec.shard_begin(index + 1, total) - st.begin;
   st.params = devices::tensor::empty({st.size});
+  for (const auto& b : layout)
+    if (b.role == devices::nn::param_role::running &&
+        b.offset < st.begin + st.size && b.offset + b.size() > st.begin)
+      st.running.push_back(b);
   st.chunks = std::max<std::int64_t>(1, (st.size + chunk_elements - 1) /
                                             chunk_elements);
   devices::nn::init_params(layout, st.spec.seed, st.begin, st.size,

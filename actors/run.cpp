@@ -25,7 +25,8 @@ namespace troupe::actors {
 namespace {
 
 data_facts facts_of(const data::dataset& ds) {
-  return {ds.samples, ds.features, ds.classes, ds.targets, ds.description};
+  return {ds.samples, ds.features,    ds.classes,
+          ds.targets, ds.description, ds.sample_shape};
 }
 
 std::chrono::milliseconds millis(double seconds) {

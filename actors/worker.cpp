@@ -138,12 +138,13 @@ struct gpu_runner_state {
 // failures throw device_error naming the CUDA call; the helper is linked to its
 // worker, which then fails too.
 caf::behavior gpu_runner(caf::stateful_actor<gpu_runner_state>* self,
-                         job_spec spec, std::int32_t ordinal) {
+                         job_spec spec, std::int32_t rank,
+                         std::int32_t ordinal) {
   auto& st = self->state;
   if (ordinal >= 0)
     st.gpu = devices::make_cuda_device(ordinal);
   st.dev = st.gpu ? st.gpu.get() : &devices::cpu();
-  st.net = std::make_unique<devices::nn::model>(*st.dev, spec.inputs,
+  st.net = std::make_unique<devices::nn::model>(*st.dev, spec.model_input(),
                                                 spec.layers, spec.loss);
   st.params = st.dev->alloc({st.net->param_count()});
   st.grad = st.dev->alloc({st.net->param_count()});
@@ -185,6 +186,7 @@ caf::behavior gpu_runner(caf::stateful_actor<gpu_runner_state>* self,
           st.dev->upload(y, b.y);
         }
         st.last_step = step;
+        st.net->set_context(spec.step_context(step, rank));
         const auto sums =
             st.net->train_step(st.params, b.x, b.y, grad_scale, st.grad);
         // A pinned buffer no one else holds any more, else a new one; past
@@ -461,6 +463,7 @@ void advance(self_ptr self) {
                  st.current->y, st.grad_scale);
       return;
     }
+    st.net->set_context(st.spec.step_context(st.step, st.rank));
     st.net->begin_forward(st.current->x);
   }
   const auto t0 = clock_type::now();
@@ -520,8 +523,8 @@ caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
   auto& st = self->state;
   st.spec = std::move(spec);
   st.rank = rank;
-  st.net = std::make_unique<devices::nn::model>(devices::cpu(), st.spec.inputs,
-                                                st.spec.layers, st.spec.loss);
+  st.net = std::make_unique<devices::nn::model>(
+      devices::cpu(), st.spec.model_input(), st.spec.layers, st.spec.loss);
   st.total = st.net->param_count();
   st.params = devices::tensor::empty({st.total});
   st.grad = devices::tensor::empty({st.total});
@@ -532,7 +535,7 @@ caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
   if (!st.spec.exchange_only &&
       (kind == devices::device_kind::cuda || st.spec.detached_compute))
     st.gpu = self->spawn<caf::detached + caf::linked>(
-        gpu_runner, st.spec,
+        gpu_runner, st.spec, rank,
         kind == devices::device_kind::cuda ? ordinal : std::int32_t{-1});
   if (!st.spec.exchange_only && !st.gpu) {
     // The replay window (up to two snapshot intervals of gradients) is

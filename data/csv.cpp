@@ -169,6 +169,7 @@ dataset read_csv(const std::vector<std::string>& files,
   dataset ds;
   ds.samples = rows;
   ds.features = columns - 1;
+  ds.sample_shape = {ds.features};
   ds.x = devices::tensor::from({rows, ds.features}, xs);
   ds.classes = classes > 0 ? classes : 0;
   ds.targets = 1;

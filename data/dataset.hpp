@@ -32,6 +32,9 @@ struct dataset {
   devices::tensor y;
   std::int64_t samples = 0;
   std::int64_t features = 0;
+  /// Per-sample shape: IDX images [1, rows, cols] (rank-4 files as they
+  /// are), CSV [features].
+  devices::shape_t sample_shape;
   std::int64_t targets = 1; ///< regression outputs per sample
   std::int64_t classes = 0; ///< 0 = regression
   std::string description;  ///< e.g. "train-images-idx3-ubyte.gz (60000 x 784)"

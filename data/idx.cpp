@@ -139,6 +139,10 @@ dataset read_idx(const std::string& first, const std::string& second,
   dataset ds;
   ds.samples = n;
   ds.features = features;
+  if (a.dims.size() == 3)
+    ds.sample_shape = {1, a.dims[1], a.dims[2]};
+  else
+    ds.sample_shape.assign(a.dims.begin() + 1, a.dims.end());
   ds.x = devices::tensor::empty({n, features});
   // byte / 255 like torchvision's ToTensor, through a table of 256 values.
   std::array<float, 256> lut{};
