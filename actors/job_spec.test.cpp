@@ -181,14 +181,15 @@ BOOST_AUTO_TEST_CASE(shards_split_by_size_at_block_starts) {
               {troupe::devices::nn::layer_kind::relu, 0},
               {troupe::devices::nn::layer_kind::dense, 10}};
   const std::int64_t total = 784 * 128 + 128 + 128 * 10 + 10;
-  // Two shards: the first layer's 784 rows go in blocks of 196; the cut
-  // lands on row 392, the block start nearest half the parameters.
+  // Two shards: the first layer's 784 rows go in blocks of 262 (at least
+  // 256 rows each); the cut lands on row 524, the block start nearest half
+  // the parameters.
   s.partitions = 2;
   BOOST_TEST(s.shard_begin(0, total) == 0);
-  BOOST_TEST(s.shard_begin(1, total) == 392 * 128);
+  BOOST_TEST(s.shard_begin(1, total) == 524 * 128);
   BOOST_TEST(s.shard_begin(2, total) == total);
   // Any count: contiguous, non-empty, covering everything; where the
-  // blocks are too few (6 starts past 0, 8 cuts for 9 shards), the even
+  // blocks are too few (5 starts past 0, 8 cuts for 9 shards), the even
   // split.
   for (std::int64_t p = 1; p <= 9; ++p) {
     s.partitions = p;

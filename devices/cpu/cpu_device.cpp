@@ -125,13 +125,14 @@ void sgemm(bool ta, bool tb, float alpha, const tensor& a, std::int64_t first,
   const auto [m, n, k] = check_gemm(ta, tb, a, first, cols, b, c);
   if (m == 0 || n == 0)
     return;
-  // oneDNN's sgemm (AVX-512 JIT whatever OPENBLAS_CORETYPE says) wins on
+  // oneDNN's matmul (AVX-512 JIT whatever OPENBLAS_CORETYPE says) wins on
   // every shape measured here but the thinnest: with a side of 16 or less
   // (the 10-class output layer) OpenBLAS took 2.5 us where oneDNN took 4
-  // (taskset -c 0, 64x10x128 and 128x10x64).
-  if (std::min({m, n, k}) > 16) {
-    dnnl_sgemm_rowmajor(ta, tb, m, n, k, alpha, a.data() + first, a.dim(1),
-                        b.data(), b.dim(1), beta, c.data(), n);
+  // (taskset -c 0, 64x10x128 and 128x10x64). The model only multiplies
+  // with alpha 1 and beta 0; anything else goes to OpenBLAS too.
+  if (std::min({m, n, k}) > 16 && alpha == 1.0f && beta == 0.0f) {
+    dnnl_sgemm_rowmajor(ta, tb, m, n, k, a.data() + first, a.dim(1), b.data(),
+                        b.dim(1), c.data(), n);
     return;
   }
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,

@@ -75,10 +75,11 @@ public:
                       tensor* state, tensor& params_out) override;
 };
 
-/// Row-major sgemm on oneDNN with one thread for the caller (dnnl_ops.cpp).
+/// c = op(a) op(b), row-major with leading dimensions, on a oneDNN matmul
+/// primitive with one thread for the caller (dnnl_ops.cpp).
 void dnnl_sgemm_rowmajor(bool ta, bool tb, std::int64_t m, std::int64_t n,
-                         std::int64_t k, float alpha, const float* a,
-                         std::int64_t lda, const float* b, std::int64_t ldb,
-                         float beta, float* c, std::int64_t ldc);
+                         std::int64_t k, const float* a, std::int64_t lda,
+                         const float* b, std::int64_t ldb, float* c,
+                         std::int64_t ldc);
 
 } // namespace troupe::devices::cpu_backend

@@ -149,8 +149,9 @@ bool model::forward_dense(layer_state& l, const tensor& in,
   if (!complete || !have.covers(b.offset, b.offset + b.size()))
     return false;
   if (blocks > 1) {
-    dev_.copy(l.partial[0], l.y);
-    for (std::size_t k = 1; k < blocks; ++k)
+    // Summed in block order: (p0 + p1) + p2 + ...
+    dev_.add(l.partial[0], l.partial[1], l.y);
+    for (std::size_t k = 2; k < blocks; ++k)
       dev_.add(l.y, l.partial[k], l.y);
   }
   dev_.add_row_vector(l.y, block(params, l.first_block + 1));

@@ -122,8 +122,8 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(streaming)
 
-// 600 x 128 weights are used in several row blocks.
-constexpr int in = 600;
+// 1200 x 128 weights are used in several row blocks.
+constexpr int in = 1200;
 struct wide_model {
   nn::model m{dv::cpu(),
               in,
@@ -214,8 +214,8 @@ BOOST_FIXTURE_TEST_CASE(backward_reports_every_range_once_urgent_first,
   every.add(0, m.param_count());
   m.begin_forward(x);
   BOOST_TEST(m.forward_ready(params, every));
-  // Urgent: the second half of the first layer's weights.
-  const std::int64_t half = (in / 2) * 128;
+  // Urgent: every row block of the first layer past its first quarter.
+  const std::int64_t half = (in / 4) * 128;
   std::vector<std::pair<std::int64_t, std::int64_t>> seen;
   nn::grad_hooks hooks;
   hooks.ready = [&](std::int64_t b, std::int64_t e) {

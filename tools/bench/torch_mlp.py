@@ -1,8 +1,10 @@
 #!/usr/bin/python3
-"""PyTorch baseline for tools/bench/mlp and tools/device-check: the same
-MLP, optimizer, batch and data as examples/fashion_mnist.toml, on one CPU
-thread or (--device cuda) on the GPU with the data set held in GPU memory.
-Prints one JSON object.
+"""PyTorch baseline for tools/bench/mlp, tools/bench/models and
+tools/device-check: the same model, optimizer, batch and data as the troupe
+run it is compared with (--model mlp: examples/fashion_mnist.toml's MLP,
+widened by --hidden/--layers; --model cnn: examples/fashion_mnist_cnn.toml),
+on one CPU thread or (--device cuda) on the GPU with the data set held in
+GPU memory. Prints one JSON object.
 
 Only the training loop is timed (no data loading, no evaluation), the same
 way troupe's samples_per_s is measured; on the GPU up to a synchronize.
@@ -35,6 +37,7 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--model", default="mlp", help="mlp or cnn")
     a = p.parse_args()
     dev = torch.device(a.device)
     torch.set_num_threads(a.threads)
@@ -47,12 +50,21 @@ def main():
                           .reshape(-1, 784).astype(np.float32) / 255.0)
     ty = torch.from_numpy(read_idx(f"{a.data}/t10k-labels-idx1-ubyte.gz")
                           .astype(np.int64))
-    layers, width = [], 784
-    for _ in range(a.layers):
-        layers += [torch.nn.Linear(width, a.hidden), torch.nn.ReLU()]
-        width = a.hidden
-    layers.append(torch.nn.Linear(width, 10))
-    model = torch.nn.Sequential(*layers).to(dev)
+    nn = torch.nn
+    if a.model == "cnn":
+        x, tx = x.reshape(-1, 1, 28, 28), tx.reshape(-1, 1, 28, 28)
+        model = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(3136, 128), nn.ReLU(), nn.Linear(128, 10))
+    else:
+        layers, width = [], 784
+        for _ in range(a.layers):
+            layers += [nn.Linear(width, a.hidden), nn.ReLU()]
+            width = a.hidden
+        layers.append(nn.Linear(width, 10))
+        model = nn.Sequential(*layers)
+    model = model.to(dev)
     x, y, tx, ty = x.to(dev), y.to(dev), tx.to(dev), ty.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     loss_fn = torch.nn.CrossEntropyLoss()
