@@ -113,6 +113,54 @@ graph& graph::softmax() {
   impl_->layers.emplace_back("{ type = \"softmax\" }");
   return *this;
 }
+graph& graph::conv2d(std::int64_t channels, std::int64_t kernel,
+                     std::int64_t stride, std::int64_t padding) {
+  impl_->layers.push_back(
+      fmt::format("{{ type = \"conv2d\", channels = {}, kernel = {}, "
+                  "stride = {}, padding = {} }}",
+                  channels, kernel, stride, padding));
+  return *this;
+}
+namespace {
+std::string pool(const char* type, std::int64_t kernel, std::int64_t stride,
+                 std::int64_t padding) {
+  return fmt::format(
+      "{{ type = \"{}\", kernel = {}, stride = {}, padding = {} }}", type,
+      kernel, stride > 0 ? stride : kernel, padding);
+}
+} // namespace
+graph& graph::max_pool2d(std::int64_t kernel, std::int64_t stride,
+                         std::int64_t padding) {
+  impl_->layers.push_back(pool("max_pool2d", kernel, stride, padding));
+  return *this;
+}
+graph& graph::avg_pool2d(std::int64_t kernel, std::int64_t stride,
+                         std::int64_t padding) {
+  impl_->layers.push_back(pool("avg_pool2d", kernel, stride, padding));
+  return *this;
+}
+graph& graph::flatten() {
+  impl_->layers.emplace_back("{ type = \"flatten\" }");
+  return *this;
+}
+graph& graph::dropout(double rate) {
+  impl_->layers.push_back(
+      fmt::format("{{ type = \"dropout\", rate = {} }}", rate));
+  return *this;
+}
+graph& graph::batch_norm(double eps, double momentum) {
+  impl_->layers.push_back(fmt::format(
+      "{{ type = \"batch_norm\", eps = {}, momentum = {} }}", eps, momentum));
+  return *this;
+}
+graph& graph::layer_norm(double eps) {
+  impl_->layers.push_back(
+      fmt::format("{{ type = \"layer_norm\", eps = {} }}", eps));
+  return *this;
+}
+graph& graph::input_shape(const std::vector<std::int64_t>& shape) {
+  return set("data.shape", fmt::format("[{}]", fmt::join(shape, ", ")));
+}
 graph& graph::loss(const std::string& name, double delta) {
   set("model.loss", quote(name));
   if (name == "huber")

@@ -7,6 +7,7 @@
 ///                .idx_data(train_images, train_labels, test_images,
 ///                test_labels) .shards(2).batch(64)
 ///                .dense(128).relu().dense(10).loss("cross_entropy")
+///                (or .conv2d(32, 3, 1, 1).relu().max_pool2d(2).flatten()...)
 ///                .partitions(2).optimizer("adam", 0.001)
 ///                .workers(2).epochs(3).seed(42);
 ///   auto result = g.run();
@@ -46,6 +47,21 @@ public:
   graph& sigmoid();
   graph& tanh();
   graph& softmax();
+  /// 2-D convolution, `channels` filters of kernel x kernel.
+  graph& conv2d(std::int64_t channels, std::int64_t kernel,
+                std::int64_t stride = 1, std::int64_t padding = 0);
+  /// Pooling; stride 0 means the kernel size.
+  graph& max_pool2d(std::int64_t kernel, std::int64_t stride = 0,
+                    std::int64_t padding = 0);
+  graph& avg_pool2d(std::int64_t kernel, std::int64_t stride = 0,
+                    std::int64_t padding = 0);
+  graph& flatten();
+  graph& dropout(double rate);
+  graph& batch_norm(double eps = 1e-5, double momentum = 0.1);
+  graph& layer_norm(double eps = 1e-5);
+  /// The per-sample shape the first layer sees (data.shape), e.g. {1, 28,
+  /// 28}.
+  graph& input_shape(const std::vector<std::int64_t>& shape);
   graph& loss(const std::string& name, double huber_delta = 1.0);
   graph& partitions(std::int64_t n);
   graph& optimizer(const std::string& type, double lr);

@@ -1,4 +1,5 @@
 #include "actors/job_spec.hpp"
+#include "actors/graph.hpp"
 
 #include "runtime/config.hpp"
 
@@ -149,7 +150,7 @@ BOOST_AUTO_TEST_CASE(resolve_checks_data_against_model) {
   auto c =
       config::parse(minimal, "p.toml", {"cluster.workers=2", "data.batch=10"});
   auto s = ta::parse_job_spec(c);
-  ta::data_facts train{1000, 5, 0, 1, "t"};
+  ta::data_facts train{1000, 5, 0, 1, "t", {}};
   BOOST_CHECK_THROW(ta::resolve_job_spec(s, train, nullptr),
                     config_error); // 3 units vs 1 target
   auto c2 =
@@ -163,7 +164,7 @@ BOOST_AUTO_TEST_CASE(resolve_checks_data_against_model) {
   auto c3 =
       config::parse(minimal, "p.toml", {"data.batch=3", "cluster.workers=2"});
   auto s3 = ta::parse_job_spec(c3);
-  ta::data_facts cls{1000, 5, 3, 1, "t"};
+  ta::data_facts cls{1000, 5, 3, 1, "t", {}};
   try {
     ta::resolve_job_spec(s3, cls, nullptr);
     BOOST_FAIL("expected an error");
@@ -203,6 +204,48 @@ BOOST_AUTO_TEST_CASE(shards_split_by_size_at_block_starts) {
   }
   s.partitions = 9;
   BOOST_TEST(s.shard_begin(4, total) == total * 4 / 9);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(graph_api)
+
+BOOST_AUTO_TEST_CASE(builds_every_layer_as_its_pipeline_twin_does) {
+  auto g = troupe::graph("cnn")
+               .idx_data("train-images", "train-labels")
+               .input_shape({1, 28, 28})
+               .conv2d(32, 3, 1, 1)
+               .batch_norm()
+               .relu()
+               .max_pool2d(2)
+               .conv2d(8, 3)
+               .avg_pool2d(3, 2, 1)
+               .flatten()
+               .layer_norm(1e-6)
+               .dropout(0.25)
+               .dense(10);
+  const auto s = g.spec();
+  namespace nn = troupe::devices::nn;
+  BOOST_TEST(s.input_shape == (troupe::devices::shape_t{1, 28, 28}));
+  BOOST_REQUIRE(s.layers.size() == 10u);
+  BOOST_TEST(nn::to_string(s.layers[0].kind) == std::string("conv2d"));
+  BOOST_TEST(s.layers[0].units == 32);
+  BOOST_TEST(s.layers[0].padding == 1);
+  BOOST_TEST(s.layers[1].momentum == 0.1f);
+  BOOST_TEST(s.layers[3].stride == 2); // stride 0: the kernel
+  BOOST_TEST(nn::to_string(s.layers[5].kind) == std::string("avg_pool2d"));
+  BOOST_TEST(s.layers[5].padding == 1);
+  BOOST_TEST(s.layers[7].eps == 1e-6f);
+  BOOST_TEST(s.layers[8].rate == 0.25f);
+  // The shapes as the job will check them: 28 -> 14 -> 12 -> 6.
+  const auto shapes = nn::infer_shapes(s.input_shape, s.layers);
+  BOOST_TEST(troupe::devices::to_string(shapes[6]) == "[288]");
+  // A bad rate is refused through the same checks as a pipeline file.
+  auto bad = troupe::graph("bad").idx_data("a", "b").dropout(1.5).dense(10);
+  BOOST_TEST(error_of(bad.to_toml())
+                     .find("model.layers[0].rate: a dropout rate must be in "
+                           "[0, 1), got 1.5") != std::string::npos,
+             error_of(bad.to_toml()));
 }
 
 BOOST_AUTO_TEST_SUITE_END()
