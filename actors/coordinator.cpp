@@ -91,7 +91,8 @@ struct coordinator_state {
   std::vector<std::vector<bool>> counted;
   std::vector<std::int64_t> pushed; // by worker
   std::int64_t max_lead = 0;
-  double compute_s = 0; // summed over workers
+  double compute_s = 0;          // summed over workers
+  std::int64_t grad_buffers = 0; // the most one worker held at once
   double wait_s = 0;
   std::int64_t reported_steps = -1;
   double recent_loss = 0;
@@ -192,6 +193,7 @@ void maybe_finish(self_ptr self) {
       runtime::sha256_hex(st.final.values.data(), st.final.values.bytes());
   r.max_lead = st.max_lead;
   r.worker_compute_s = st.compute_s / static_cast<double>(st.spec.workers);
+  r.gradient_buffers = st.grad_buffers;
   r.worker_wait_s = st.wait_s / static_cast<double>(st.spec.workers);
   r.gradients_pushed =
       std::accumulate(st.pushed.begin(), st.pushed.end(), std::int64_t{0});
@@ -1207,6 +1209,7 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
         }
         st.max_lead = std::max(st.max_lead, p.max_lead);
         st.compute_s += p.compute_s;
+        st.grad_buffers = std::max(st.grad_buffers, p.grad_buffers);
         st.wait_s += p.wait_s;
         // Steps done again (after a restart or a rollback) count once.
         auto& counted = st.counted[w];

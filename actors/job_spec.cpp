@@ -171,20 +171,6 @@ job_spec parse_job_spec(runtime::config& c) {
     c.fail("cluster.device",
            "\"cuda\" needs the CUDA backend, which this build does not have; "
            "use \"cpu\" or \"any\"");
-  if (s.device != "cpu")
-    for (std::size_t i = 0; i < s.layers.size(); ++i) {
-      const auto k = s.layers[i].kind;
-      if (k == nn::layer_kind::dense || k == nn::layer_kind::relu ||
-          k == nn::layer_kind::sigmoid || k == nn::layer_kind::tanh ||
-          k == nn::layer_kind::softmax)
-        continue;
-      // The CUDA backend has kernels for the dense layers only so far.
-      c.fail("cluster.device",
-             fmt::format("\"{}\" may place workers on a GPU, whose backend "
-                         "has no {} kernel yet (model.layers[{}]); use "
-                         "\"cpu\"",
-                         s.device, nn::to_string(k), i));
-    }
   s.threads = c.get_int("cluster.threads", 0, 0, 1024);
   // [supervision]: validated now so pipelines stay portable.
   s.strategy = c.get_string("supervision.strategy", "one_for_one",

@@ -139,6 +139,9 @@ struct progress_msg {
   std::int64_t pushed = 0;   ///< gradients sent so far
   double compute_s = 0;      ///< since the last report: forward/backward
   double wait_s = 0;         ///< since the last report: waiting for parameters
+  /// The most gradients this worker has held at once, for replay and
+  /// reuse: bounded by its replay window however long the job runs.
+  std::int64_t grad_buffers = 0;
 };
 
 /// Test-set loss and accuracy of one parameter version.
@@ -204,7 +207,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, progress_msg& x) {
   return f(caf::meta::type_name("progress_msg"), x.worker, x.incarnation,
            x.steps_done, x.first_step, x.losses, x.samples, x.max_lead,
-           x.pushed, x.compute_s, x.wait_s);
+           x.pushed, x.compute_s, x.wait_s, x.grad_buffers);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, eval_msg& x) {

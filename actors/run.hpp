@@ -65,7 +65,9 @@ struct run_result {
   std::int64_t duplicates_dropped = 0;
   double worker_compute_s = 0; ///< per worker: forward/backward time
   double worker_wait_s = 0;    ///< per worker: time waiting for parameters
-  std::string coordinator;     ///< host:port where `troupe status` reaches it
+  /// The most gradients one worker held at once for replay and reuse.
+  std::int64_t gradient_buffers = 0;
+  std::string coordinator; ///< host:port where `troupe status` reaches it
   std::map<std::string, std::string> placement; ///< actor -> node
   /// Per worker rank, the device it computed on ("cpu", "cuda:0", ...).
   std::vector<std::string> worker_devices;

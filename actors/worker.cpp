@@ -25,6 +25,7 @@
 // answer's tag); later ones wait, earlier ones are dropped. A restarted
 // worker (incarnation > 0) waits to be told its step (recover_atom).
 #include "actors/messages.hpp"
+#include "runtime/exceptions.hpp"
 
 #include "devices/backends.hpp"
 #include "devices/nn/layers.hpp"
@@ -70,6 +71,8 @@ struct worker_state {
   std::map<std::int64_t, devices::tensor> backup;
   std::vector<params_msg> ahead; // parameters for a later step than ours
   std::vector<devices::tensor> spare_grads; // pruned backups, for reuse
+  std::size_t max_spare = 0;                // the replay window
+  std::int64_t held_max = 0;                // most gradients held at once
   bool delaying = false;
   // Per step since the last report: loss summed over the batch, samples.
   std::vector<double> losses;
@@ -96,7 +99,18 @@ using gpu_params_atom = caf::atom_constant<caf::atom("gpuparams")>;
 using gpu_batch_atom = caf::atom_constant<caf::atom("gpubatch")>;
 
 // Pinned gradient buffers a GPU helper keeps for reuse.
-constexpr std::size_t max_pinned = 4;
+// How many gradient buffers a worker keeps for replay and reuse: its
+// upstream backup holds gradients from the second newest snapshot on, two
+// snapshot intervals and the steps a snapshot takes to reach the disk
+// (measured: up to about one more interval), within 256 MiB.
+std::size_t replay_window(const job_spec& spec, std::int64_t params) {
+  const auto window =
+      std::min(3 * spec.snapshot_every + 4, spec.total_steps() + 1);
+  const auto budget = std::int64_t{256} << 20;
+  const auto bytes = params * static_cast<std::int64_t>(sizeof(float));
+  return static_cast<std::size_t>(std::max<std::int64_t>(
+      1, std::min(window, budget / std::max<std::int64_t>(1, bytes))));
+}
 
 // A batch on the device, and the host tensor it came from.
 struct staged_batch {
@@ -110,6 +124,7 @@ struct gpu_runner_state {
   std::unique_ptr<devices::nn::model> net;
   devices::tensor params, grad;        // on the GPU
   std::vector<devices::tensor> pinned; // gradients handed out, for reuse
+  std::size_t max_pinned = 4;          // the replay window
   // Batches uploaded ahead, by step, and device buffers free for more.
   std::map<std::int64_t, staged_batch> staged;
   std::vector<staged_batch> spare;
@@ -141,12 +156,16 @@ caf::behavior gpu_runner(caf::stateful_actor<gpu_runner_state>* self,
                          job_spec spec, std::int32_t rank,
                          std::int32_t ordinal) {
   auto& st = self->state;
+  // A device_error ends the helper (and the worker linked to it) with its
+  // text: the CUDA statement, file, line and error reach the job's error.
+  self->set_exception_handler(runtime::exception_to_error);
   if (ordinal >= 0)
     st.gpu = devices::make_cuda_device(ordinal);
   st.dev = st.gpu ? st.gpu.get() : &devices::cpu();
   st.net = std::make_unique<devices::nn::model>(*st.dev, spec.model_input(),
                                                 spec.layers, spec.loss);
   st.params = st.dev->alloc({st.net->param_count()});
+  st.max_pinned = replay_window(spec, st.net->param_count());
   st.grad = st.dev->alloc({st.net->param_count()});
   st.max_staged =
       static_cast<std::size_t>(std::max<std::int64_t>(1, spec.prefetch + 1));
@@ -189,16 +208,18 @@ caf::behavior gpu_runner(caf::stateful_actor<gpu_runner_state>* self,
         st.net->set_context(spec.step_context(step, rank));
         const auto sums =
             st.net->train_step(st.params, b.x, b.y, grad_scale, st.grad);
-        // A pinned buffer no one else holds any more, else a new one; past
-        // a few (the worker keeps gradients for replay), pageable memory,
-        // which the driver copies into through a pinned buffer of its own.
+        // A pinned buffer no one else holds any more (the worker drops its
+        // backups as the shards' snapshots prune them), else a new one, up
+        // to the replay window; past it (a window longer than the budget),
+        // pageable memory, which the driver copies into through a pinned
+        // buffer of its own.
         devices::tensor out;
         for (auto& t : st.pinned)
           if (t.use_count() == 1) {
             out = t;
             break;
           }
-        if (!out.defined() && st.pinned.size() < max_pinned) {
+        if (!out.defined() && st.pinned.size() < st.max_pinned) {
           out = st.dev->host_alloc({st.net->param_count()});
           st.pinned.push_back(out);
         }
@@ -236,6 +257,7 @@ void report(self_ptr self) {
   p.max_lead = st.max_lead;
   p.pushed = st.step;
   p.compute_s = st.compute_s;
+  p.grad_buffers = st.held_max;
   p.wait_s = st.wait_s;
   st.compute_s = 0;
   st.wait_s = 0;
@@ -325,8 +347,12 @@ void feed_ahead(self_ptr self) {
 void step_done(self_ptr self, double loss, std::int64_t samples,
                clock_type::time_point t0) {
   auto& st = self->state;
-  if (!st.spec.exchange_only)
+  if (!st.spec.exchange_only) {
     st.backup.emplace(st.step, st.grad);
+    st.held_max =
+        std::max(st.held_max, static_cast<std::int64_t>(st.backup.size() +
+                                                        st.spare_grads.size()));
+  }
   st.have.clear();
   st.sent_at = clock_type::now();
   st.waiting = true;
@@ -521,6 +547,7 @@ void on_params(self_ptr self, params_msg& p) {
 
 caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
   auto& st = self->state;
+  self->set_exception_handler(runtime::exception_to_error);
   st.spec = std::move(spec);
   st.rank = rank;
   st.net = std::make_unique<devices::nn::model>(
@@ -541,12 +568,8 @@ caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
     // The replay window (up to two snapshot intervals of gradients) is
     // allocated and touched now, up to 256 MiB, rather than page by page
     // while training.
-    const auto window =
-        std::min(2 * st.spec.snapshot_every + 2, st.spec.total_steps() + 1);
-    const auto budget = std::int64_t{256} << 20;
-    const auto bytes = st.total * static_cast<std::int64_t>(sizeof(float));
-    const auto n = std::min(window, budget / std::max<std::int64_t>(1, bytes));
-    for (std::int64_t i = 0; i < n; ++i)
+    st.max_spare = replay_window(st.spec, st.total);
+    for (std::size_t i = 0; i < st.max_spare; ++i)
       st.spare_grads.push_back(devices::tensor::zeros({st.total}));
   }
   st.recovering = st.spec.incarnation > 0;
@@ -610,8 +633,11 @@ caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
         auto& st = self->state;
         auto& b = st.backup;
         const auto end = b.lower_bound(below);
+        // A CPU worker reuses them, up to its window; a GPU worker lets them
+        // go, so its helper's pinned buffers come free for the next steps.
         for (auto it = b.begin(); it != end; ++it)
-          st.spare_grads.push_back(std::move(it->second));
+          if (!st.gpu && st.spare_grads.size() < st.max_spare)
+            st.spare_grads.push_back(std::move(it->second));
         b.erase(b.begin(), end);
       },
       [=](start_atom) {

@@ -10,8 +10,10 @@
 
 #include "devices/check.hpp"
 #include "devices/cuda/check.cuh"
+#include "devices/cuda/cudnn.hpp"
 #include "devices/cuda/elementwise.cuh"
 #include "devices/cuda/loss.cuh"
+#include "devices/cuda/norm.cuh"
 #include "devices/cuda/optimizer.cuh"
 #include "devices/cuda/reduce.cuh"
 #include "devices/cuda/softmax.cuh"
@@ -138,6 +140,19 @@ T* device_alloc(std::size_t count) {
   return static_cast<T*>(p);
 }
 
+// Frees device or pinned memory with its GPU current: the last tensor on
+// a buffer may go on any thread, whose current device is 0 by default, and
+// a free there would make a context on GPU 0. Errors cannot be reported
+// from a deleter; the memory goes either way.
+void free_on(int ordinal, float* p, bool pinned) {
+  int previous = 0;
+  const bool had = cudaGetDevice(&previous) == cudaSuccess;
+  static_cast<void>(cudaSetDevice(ordinal));
+  static_cast<void>(pinned ? cudaFreeHost(p) : cudaFree(p));
+  if (had && previous != ordinal)
+    static_cast<void>(cudaSetDevice(previous));
+}
+
 class cuda_device final : public device {
 public:
   explicit cuda_device(int ordinal)
@@ -169,6 +184,7 @@ public:
     // Errors cannot be reported from here; the handles go either way.
     static_cast<void>(cudaSetDevice(ordinal_));
     static_cast<void>(cudaStreamSynchronize(stream_));
+    dnn_.reset();
     static_cast<void>(cudaFree(row_loss_));
     static_cast<void>(cudaFree(row_correct_));
     static_cast<void>(cudaFree(bad_label_));
@@ -188,9 +204,9 @@ public:
   tensor alloc(const shape_t& shape) override {
     use();
     const auto n = static_cast<std::size_t>(numel_of(shape));
-    std::shared_ptr<float[]> owner(device_alloc<float>(n), [](float* p) {
-      static_cast<void>(cudaFree(p));
-    });
+    std::shared_ptr<float[]> owner(
+        device_alloc<float>(n),
+        [ordinal = ordinal_](float* p) { free_on(ordinal, p, false); });
     return tensor::wrap(shape, std::move(owner), 0, device_kind::cuda);
   }
 
@@ -199,9 +215,9 @@ public:
     const auto n = static_cast<std::size_t>(numel_of(shape));
     void* p = nullptr;
     CUDA_CHECK(cudaMallocHost(&p, std::max<std::size_t>(1, n) * sizeof(float)));
-    std::shared_ptr<float[]> owner(static_cast<float*>(p), [](float* q) {
-      static_cast<void>(cudaFreeHost(q));
-    });
+    std::shared_ptr<float[]> owner(
+        static_cast<float*>(p),
+        [ordinal = ordinal_](float* q) { free_on(ordinal, q, true); });
     return tensor::wrap(shape, std::move(owner), 0, device_kind::cpu);
   }
 
@@ -437,9 +453,163 @@ public:
     }
   }
 
+  // Layers beyond dense: convolution and pooling on cuDNN (loaded when a
+  // device first needs it), normalization and dropout on kernels of
+  // norm.cu that follow the CPU backend's formulas.
+  void conv2d_forward(const window_geometry& g, const tensor& x,
+                      const tensor& w, const tensor& b, tensor& y) override {
+    expect_window(g, x, y);
+    expect_cuda(w);
+    expect_cuda(b);
+    use();
+    dnn().conv_forward(g, x.data(), w.data(), y.data());
+    cuda_backend::add_channel_bias(stream_, g.batch, g.out_channels,
+                                   g.out_h * g.out_w, b.data(), y.data());
+  }
+
+  void conv2d_backward(const window_geometry& g, const tensor& x,
+                       const tensor& w, const tensor& dy, tensor* dx,
+                       tensor& dw, tensor& db) override {
+    expect_window(g, x, dy);
+    expect_cuda(w);
+    expect_cuda(dw);
+    expect_cuda(db);
+    if (dx != nullptr)
+      expect_window(g, *dx, dy);
+    use();
+    dnn().conv_backward(g, x.data(), w.data(), dy.data(),
+                        dx != nullptr ? dx->data() : nullptr, dw.data());
+    cuda_backend::channel_sums(stream_, g.batch, g.out_channels,
+                               g.out_h * g.out_w, dy.data(), db.data());
+  }
+
+  void pool_forward(pool_kind k, const window_geometry& g, const tensor& x,
+                    tensor& y, tensor&) override {
+    expect_window(g, x, y);
+    use();
+    dnn().pool_forward(k, g, x.data(), y.data());
+  }
+
+  void pool_backward(pool_kind k, const window_geometry& g, const tensor& x,
+                     const tensor& y, const tensor&, const tensor& dy,
+                     tensor& dx) override {
+    expect_window(g, x, y);
+    expect_window(g, dx, dy);
+    use();
+    dnn().pool_backward(k, g, x.data(), y.data(), dy.data(), dx.data());
+  }
+
+  void batch_norm_forward(bool training, std::int64_t batch,
+                          std::int64_t channels, std::int64_t spatial,
+                          float eps, const tensor& x, const tensor& scale,
+                          const tensor& shift, tensor& mean, tensor& var,
+                          tensor& y) override {
+    for (const tensor* t : {&x, &scale, &shift})
+      expect_cuda(*t);
+    expect_cuda(y);
+    expect_cuda(mean);
+    expect_cuda(var);
+    TROUPE_CHECK(x.numel() == batch * channels * spatial &&
+                     y.numel() == x.numel() && mean.numel() == channels,
+                 "batch_norm sizes differ");
+    use();
+    cuda_backend::batch_norm_forward(
+        stream_, training, batch, channels, spatial, eps, x.data(),
+        scale.data(), shift.data(), mean.data(), var.data(), y.data());
+  }
+
+  void batch_norm_backward(std::int64_t batch, std::int64_t channels,
+                           std::int64_t spatial, float eps, const tensor& x,
+                           const tensor& scale, const tensor& mean,
+                           const tensor& var, const tensor& dy, tensor* dx,
+                           tensor& dscale, tensor& dshift) override {
+    for (const tensor* t : {&x, &scale, &mean, &var, &dy})
+      expect_cuda(*t);
+    expect_cuda(dscale);
+    expect_cuda(dshift);
+    use();
+    cuda_backend::batch_norm_backward(
+        stream_, batch, channels, spatial, eps, x.data(), scale.data(),
+        mean.data(), var.data(), dy.data(),
+        dx != nullptr ? dx->data() : nullptr, dscale.data(), dshift.data());
+  }
+
+  void layer_norm_forward(float eps, const tensor& x, const tensor& scale,
+                          const tensor& shift, tensor& mean, tensor& var,
+                          tensor& y) override {
+    for (const tensor* t : {&x, &scale, &shift})
+      expect_cuda(*t);
+    expect_cuda(y);
+    expect_cuda(mean);
+    expect_cuda(var);
+    TROUPE_CHECK(x.rank() == 2 && y.numel() == x.numel(),
+                 "layer_norm needs [rows, width]");
+    use();
+    cuda_backend::layer_norm_forward(stream_, x.dim(0), x.dim(1), eps, x.data(),
+                                     scale.data(), shift.data(), mean.data(),
+                                     var.data(), y.data());
+  }
+
+  void layer_norm_backward(float eps, const tensor& x, const tensor& scale,
+                           const tensor& mean, const tensor& var,
+                           const tensor& dy, tensor* dx, tensor& dscale,
+                           tensor& dshift) override {
+    for (const tensor* t : {&x, &scale, &mean, &var, &dy})
+      expect_cuda(*t);
+    expect_cuda(dscale);
+    expect_cuda(dshift);
+    TROUPE_CHECK(x.rank() == 2, "layer_norm needs [rows, width]");
+    use();
+    cuda_backend::layer_norm_backward(
+        stream_, x.dim(0), x.dim(1), eps, x.data(), scale.data(), mean.data(),
+        var.data(), dy.data(), dx != nullptr ? dx->data() : nullptr,
+        dscale.data(), dshift.data());
+  }
+
+  void dropout_forward(float rate, std::uint64_t key, const tensor& x,
+                       tensor& mask, tensor& y) override {
+    expect_cuda(x);
+    expect_cuda(mask);
+    expect_cuda(y);
+    expect_same_size(x, mask);
+    expect_same_size(x, y);
+    use();
+    cuda_backend::dropout_forward(stream_, rate, key, x.data(), mask.data(),
+                                  y.data(), x.numel());
+  }
+
+  void dropout_backward(const tensor& mask, const tensor& dy,
+                        tensor& dx) override {
+    expect_cuda(mask);
+    expect_cuda(dy);
+    expect_cuda(dx);
+    expect_same_size(mask, dy);
+    expect_same_size(dy, dx);
+    use();
+    // dx = dy * mask: the elementwise product the mask was made for.
+    cuda_backend::multiply(stream_, dy.data(), mask.data(), dx.data(),
+                           dy.numel());
+  }
+
 private:
   // Every op names its GPU: actors on one thread may use different GPUs.
   void use() { CUDA_CHECK(cudaSetDevice(ordinal_)); }
+
+  static void expect_window(const window_geometry& g, const tensor& x,
+                            const tensor& y) {
+    expect_cuda(x);
+    expect_cuda(y);
+    TROUPE_CHECK(x.numel() == g.batch * g.channels * g.in_h * g.in_w &&
+                     y.numel() == g.batch * g.out_channels * g.out_h * g.out_w,
+                 "window op sizes differ from its geometry");
+  }
+
+  // cuDNN, loaded and given a handle the first time a layer needs it.
+  cudnn_ops& dnn() {
+    if (!dnn_)
+      dnn_ = std::make_unique<cudnn_ops>(stream_);
+    return *dnn_;
+  }
 
   void fetch_scalars(int count) {
     CUDA_CHECK(cudaMemcpyAsync(scalars_host_, scalars_dev_,
@@ -498,6 +668,7 @@ private:
   int* bad_label_ = nullptr;
   std::int64_t rows_capacity_ = 0;
   std::vector<tensor> in_flight_; // uploaded host tensors, until a sync
+  std::unique_ptr<cudnn_ops> dnn_;
 };
 
 } // namespace

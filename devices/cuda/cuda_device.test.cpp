@@ -299,4 +299,185 @@ BOOST_FIXTURE_TEST_CASE(model_gradients_match_the_cpu_and_repeat, gpu) {
   BOOST_TEST(eval.loss == want.loss, boost::test_tools::tolerance(1e-5));
 }
 
+BOOST_FIXTURE_TEST_CASE(convolution_forward_and_backward, gpu) {
+  // Stride 2 and padding 1 over 3 channels: cuDNN against oneDNN.
+  dv::window_geometry g;
+  g.batch = 4;
+  g.channels = 3;
+  g.in_h = g.in_w = 9;
+  g.out_channels = 5;
+  g.kernel = 3;
+  g.stride = 2;
+  g.padding = 1;
+  g.out_h = g.out_w = 5;
+  auto x = random({4, 3 * 81}, 40), w = random({5, 27}, 41),
+       b = random({5}, 42), dy = random({4, 5 * 25}, 43);
+  auto y = tensor::empty({4, 125}), dx = tensor::empty({4, 243}),
+       dw = tensor::empty({5, 27}), db = tensor::empty({5});
+  cpu.conv2d_forward(g, x, w, b, y);
+  cpu.conv2d_backward(g, x, w, dy, &dx, dw, db);
+  auto gx = on_gpu(x), gw = on_gpu(w), gb = on_gpu(b), gdy = on_gpu(dy);
+  auto gy = dev->alloc(y.shape()), gdx = dev->alloc(dx.shape()),
+       gdw = dev->alloc(dw.shape()), gdb = dev->alloc(db.shape());
+  dev->conv2d_forward(g, gx, gw, gb, gy);
+  dev->conv2d_backward(g, gx, gw, gdy, &gdx, gdw, gdb);
+  expect_close(to_host(gy), y, 1e-5, "conv2d forward");
+  expect_close(to_host(gdx), dx, 1e-5, "conv2d input gradient");
+  expect_close(to_host(gdw), dw, 1e-5, "conv2d weight gradient");
+  expect_close(to_host(gdb), db, 1e-5, "conv2d bias gradient");
+}
+
+BOOST_FIXTURE_TEST_CASE(pooling_forward_and_backward, gpu) {
+  for (auto k : {dv::pool_kind::max, dv::pool_kind::avg}) {
+    dv::window_geometry g;
+    g.batch = 3;
+    g.channels = g.out_channels = 4;
+    g.in_h = g.in_w = 7;
+    g.kernel = 3;
+    g.stride = 2;
+    g.padding = 1;
+    g.out_h = g.out_w = 4;
+    auto x = random({3, 4 * 49}, 50), dy = random({3, 4 * 16}, 51);
+    auto y = tensor::empty({3, 64}), dx = tensor::empty({3, 196});
+    tensor workspace;
+    cpu.pool_forward(k, g, x, y, workspace);
+    cpu.pool_backward(k, g, x, y, workspace, dy, dx);
+    auto gx = on_gpu(x), gdy = on_gpu(dy);
+    auto gy = dev->alloc(y.shape()), gdx = dev->alloc(dx.shape());
+    tensor none;
+    dev->pool_forward(k, g, gx, gy, none);
+    dev->pool_backward(k, g, gx, gy, none, gdy, gdx);
+    const std::string what = k == dv::pool_kind::max ? "max" : "avg";
+    // Max pooling picks the same element: exact; the mean 1e-6.
+    expect_close(to_host(gy), y, k == dv::pool_kind::max ? 0 : 1e-6,
+                 what + " pool forward");
+    expect_close(to_host(gdx), dx, k == dv::pool_kind::max ? 0 : 1e-6,
+                 what + " pool backward");
+  }
+}
+
+BOOST_FIXTURE_TEST_CASE(normalization_forward_and_backward, gpu) {
+  // Batch norm over [6, 4, 10] in training and inference; layer norm over
+  // rows of 40.
+  auto x = random({6, 40}, 60, 3.0f), dy = random({6, 40}, 61);
+  auto scale = random({4}, 62), shift = random({4}, 63);
+  auto mean = tensor::empty({4}), var = tensor::empty({4});
+  auto y = tensor::empty({6, 40}), dx = tensor::empty({6, 40});
+  auto dscale = tensor::empty({4}), dshift = tensor::empty({4});
+  cpu.batch_norm_forward(true, 6, 4, 10, 1e-5f, x, scale, shift, mean, var, y);
+  cpu.batch_norm_backward(6, 4, 10, 1e-5f, x, scale, mean, var, dy, &dx, dscale,
+                          dshift);
+  auto gx = on_gpu(x), gdy = on_gpu(dy), gscale = on_gpu(scale),
+       gshift = on_gpu(shift);
+  auto gmean = dev->alloc({4}), gvar = dev->alloc({4}),
+       gy = dev->alloc(y.shape()), gdx = dev->alloc(dx.shape()),
+       gdscale = dev->alloc({4}), gdshift = dev->alloc({4});
+  dev->batch_norm_forward(true, 6, 4, 10, 1e-5f, gx, gscale, gshift, gmean,
+                          gvar, gy);
+  dev->batch_norm_backward(6, 4, 10, 1e-5f, gx, gscale, gmean, gvar, gdy, &gdx,
+                           gdscale, gdshift);
+  expect_close(to_host(gmean), mean, 1e-6, "batch_norm mean");
+  expect_close(to_host(gvar), var, 1e-6, "batch_norm variance");
+  expect_close(to_host(gy), y, 1e-5, "batch_norm forward");
+  expect_close(to_host(gdx), dx, 1e-5, "batch_norm input gradient");
+  expect_close(to_host(gdscale), dscale, 1e-5, "batch_norm scale gradient");
+  expect_close(to_host(gdshift), dshift, 1e-5, "batch_norm shift gradient");
+  cpu.batch_norm_forward(false, 6, 4, 10, 1e-5f, x, scale, shift, mean, var, y);
+  dev->batch_norm_forward(false, 6, 4, 10, 1e-5f, gx, gscale, gshift, gmean,
+                          gvar, gy);
+  expect_close(to_host(gy), y, 1e-5, "batch_norm inference");
+
+  auto lscale = random({40}, 64), lshift = random({40}, 65);
+  auto lmean = tensor::empty({6}), lvar = tensor::empty({6});
+  auto ldscale = tensor::empty({40}), ldshift = tensor::empty({40});
+  cpu.layer_norm_forward(1e-5f, x, lscale, lshift, lmean, lvar, y);
+  cpu.layer_norm_backward(1e-5f, x, lscale, lmean, lvar, dy, &dx, ldscale,
+                          ldshift);
+  auto glscale = on_gpu(lscale), glshift = on_gpu(lshift);
+  auto glmean = dev->alloc({6}), glvar = dev->alloc({6}),
+       gldscale = dev->alloc({40}), gldshift = dev->alloc({40});
+  dev->layer_norm_forward(1e-5f, gx, glscale, glshift, glmean, glvar, gy);
+  dev->layer_norm_backward(1e-5f, gx, glscale, glmean, glvar, gdy, &gdx,
+                           gldscale, gldshift);
+  expect_close(to_host(gy), y, 1e-5, "layer_norm forward");
+  expect_close(to_host(gdx), dx, 1e-5, "layer_norm input gradient");
+  expect_close(to_host(gldscale), ldscale, 1e-5, "layer_norm scale gradient");
+  expect_close(to_host(gldshift), ldshift, 1e-5, "layer_norm shift gradient");
+}
+
+BOOST_FIXTURE_TEST_CASE(dropout_draws_the_cpus_mask, gpu) {
+  auto x = random({5, 999}, 70), dy = random({5, 999}, 71);
+  auto mask = tensor::empty(x.shape()), y = tensor::empty(x.shape()),
+       dx = tensor::empty(x.shape());
+  const auto key = nn::noise_key(42, 1, 9, 3);
+  cpu.dropout_forward(0.3f, key, x, mask, y);
+  cpu.dropout_backward(mask, dy, dx);
+  auto gx = on_gpu(x), gdy = on_gpu(dy);
+  auto gmask = dev->alloc(x.shape()), gy = dev->alloc(x.shape()),
+       gdx = dev->alloc(x.shape());
+  dev->dropout_forward(0.3f, key, gx, gmask, gy);
+  dev->dropout_backward(gmask, gdy, gdx);
+  // The same counter-based draws: the same mask, bit for bit.
+  BOOST_TEST(to_host(gmask).to_vector() == mask.to_vector());
+  expect_close(to_host(gy), y, 0, "dropout forward");
+  expect_close(to_host(gdx), dx, 0, "dropout backward");
+}
+
+BOOST_FIXTURE_TEST_CASE(cnn_gradients_match_the_cpu_and_repeat, gpu) {
+  // The example CNN's layers plus batch_norm, layer_norm and dropout, on
+  // Fashion-MNIST-sized inputs.
+  auto conv = [](std::int64_t c, std::int64_t k, std::int64_t pad) {
+    nn::layer_spec l{nn::layer_kind::conv2d, c};
+    l.kernel = k;
+    l.padding = pad;
+    return l;
+  };
+  nn::layer_spec pool{nn::layer_kind::max_pool2d, 0};
+  pool.kernel = pool.stride = 2;
+  nn::layer_spec drop{nn::layer_kind::dropout, 0};
+  drop.rate = 0.25f;
+  const std::vector<nn::layer_spec> layers{conv(8, 3, 1),
+                                           {nn::layer_kind::batch_norm, 0},
+                                           act(nn::layer_kind::relu),
+                                           pool,
+                                           conv(16, 3, 1),
+                                           act(nn::layer_kind::relu),
+                                           pool,
+                                           {nn::layer_kind::flatten, 0},
+                                           {nn::layer_kind::layer_norm, 0},
+                                           drop,
+                                           dense(32),
+                                           act(nn::layer_kind::relu),
+                                           dense(10)};
+  const nn::loss_spec loss{dv::loss_kind::cross_entropy, 1};
+  const dv::shape_t image{1, 28, 28};
+  nn::model host(cpu, image, layers, loss);
+  nn::model device(*dev, image, layers, loss);
+  const nn::step_context ctx{nn::noise_key(1, 0, 5, 0), 0.5f};
+  host.set_context(ctx);
+  device.set_context(ctx);
+  auto params = tensor::empty({host.param_count()});
+  nn::init_params(host.layout(), 3, 0, host.param_count(), params.data());
+  auto x = random({16, 784}, 80);
+  for (std::int64_t i = 0; i < x.numel(); ++i)
+    x.data()[i] = 0.5f * (x.data()[i] + 1.0f);
+  auto y = tensor::empty({16});
+  for (std::int64_t i = 0; i < 16; ++i)
+    y.data()[i] = static_cast<float>(dv::random_bits(81, i) % 10);
+  auto grad = tensor::empty({host.param_count()});
+  const auto want = host.train_step(params, x, y, 1.0f / 16, grad);
+  auto gparams = on_gpu(params), gx = on_gpu(x), gy = on_gpu(y);
+  auto ggrad = dev->alloc({host.param_count()});
+  const auto got = device.train_step(gparams, gx, gy, 1.0f / 16, ggrad);
+  BOOST_TEST(got.loss == want.loss, boost::test_tools::tolerance(1e-4));
+  auto first = to_host(ggrad);
+  expect_close(first, grad, 1e-4, "CNN gradient");
+  device.train_step(gparams, gx, gy, 1.0f / 16, ggrad);
+  BOOST_TEST(to_host(ggrad).to_vector() == first.to_vector());
+  const auto eval_cpu = host.evaluate(params, x, y);
+  const auto eval_gpu = device.evaluate(gparams, gx, gy);
+  BOOST_TEST(eval_gpu.loss == eval_cpu.loss,
+             boost::test_tools::tolerance(1e-4));
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -14,6 +14,11 @@ __global__ void add_kernel(const float* a, const float* b, float* out,
   TROUPE_FOR_EACH(i, n) out[i] = a[i] + b[i];
 }
 
+__global__ void multiply_kernel(const float* a, const float* b, float* out,
+                                std::int64_t n) {
+  TROUPE_FOR_EACH(i, n) out[i] = a[i] * b[i];
+}
+
 __global__ void axpy_kernel(float a, const float* x, float* y, std::int64_t n) {
   TROUPE_FOR_EACH(i, n) y[i] += a * x[i];
 }
@@ -68,6 +73,14 @@ void add(cudaStream_t s, const float* a, const float* b, float* out,
     return;
   add_kernel<<<grid_for(n), 256, 0, s>>>(a, b, out, n);
   CUDA_CHECK_LAUNCH(add_kernel);
+}
+
+void multiply(cudaStream_t s, const float* a, const float* b, float* out,
+              std::int64_t n) {
+  if (n == 0)
+    return;
+  multiply_kernel<<<grid_for(n), 256, 0, s>>>(a, b, out, n);
+  CUDA_CHECK_LAUNCH(multiply_kernel);
 }
 
 void axpy(cudaStream_t s, float a, const float* x, float* y, std::int64_t n) {

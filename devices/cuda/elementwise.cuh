@@ -13,6 +13,9 @@ void fill(cudaStream_t s, float* x, std::int64_t n, float value);
 void add(cudaStream_t s, const float* a, const float* b, float* out,
          std::int64_t n);
 /// y += a * x.
+/// out = a * b elementwise (out may alias a or b).
+void multiply(cudaStream_t s, const float* a, const float* b, float* out,
+              std::int64_t n);
 void axpy(cudaStream_t s, float a, const float* x, float* y, std::int64_t n);
 void scale(cudaStream_t s, float* x, std::int64_t n, float a);
 /// y[i, :] += bias for every row i of y [rows, cols].

@@ -105,6 +105,7 @@ json to_json(const actors::run_result& r) {
               {"gradients_applied", r.gradients_applied},
               {"duplicates_dropped", r.duplicates_dropped},
               {"worker_compute_s", r.worker_compute_s},
+              {"gradient_buffers", r.gradient_buffers},
               {"worker_wait_s", r.worker_wait_s},
               {"coordinator",
                r.coordinator.empty() ? json(nullptr) : json(r.coordinator)},
