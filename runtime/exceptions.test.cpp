@@ -15,14 +15,18 @@ BOOST_AUTO_TEST_CASE(an_actors_device_error_keeps_its_text) {
   // an error that names the CUDA call, as its monitor sees it.
   caf::actor_system_config cfg;
   caf::actor_system sys{cfg};
-  auto helper = sys.spawn([](caf::event_based_actor* self) -> caf::behavior {
-    self->set_exception_handler(troupe::runtime::exception_to_error);
-    return {[](int) {
-      throw troupe::devices::device_error(
-          "CUDA: cudaMalloc(&p, n) failed at cuda_device.cpp:42: "
-          "cudaErrorMemoryAllocation: out of memory");
-    }};
-  });
+  // (An argument: CAF 0.17 spawning a function of no arguments dereferences
+  // a null tuple, which UBSan reports.)
+  auto helper = sys.spawn(
+      [](caf::event_based_actor* self, int) -> caf::behavior {
+        self->set_exception_handler(troupe::runtime::exception_to_error);
+        return {[](int) {
+          throw troupe::devices::device_error(
+              "CUDA: cudaMalloc(&p, n) failed at cuda_device.cpp:42: "
+              "cudaErrorMemoryAllocation: out of memory");
+        }};
+      },
+      0);
   caf::scoped_actor self{sys};
   self->monitor(helper);
   self->send(helper, 1);
