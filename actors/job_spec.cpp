@@ -16,6 +16,21 @@ namespace troupe::actors {
 namespace nn = devices::nn;
 using runtime::config_error;
 
+namespace {
+
+// The per-sample shape after each layer; throws config_error naming the
+// layer, its input shape and the cause.
+std::vector<devices::shape_t> check_shapes(const job_spec& s) {
+  try {
+    return nn::infer_shapes(s.input_shape, s.layers);
+  } catch (const nn::shape_error& e) {
+    throw config_error(fmt::format("model.{} (data.shape {})", e.what(),
+                                   devices::to_string(s.input_shape)));
+  }
+}
+
+} // namespace
+
 job_spec parse_job_spec(runtime::config& c) {
   job_spec s;
   constexpr auto big = std::numeric_limits<std::int64_t>::max();
@@ -132,6 +147,16 @@ job_spec parse_job_spec(runtime::config& c) {
   }
   if (!any_weights)
     c.fail("model.layers", "needs at least one dense or conv2d layer");
+  if (!s.input_shape.empty()) {
+    // Before any data is read (else once it is), at the layers' place in
+    // the pipeline.
+    try {
+      check_shapes(s);
+    } catch (const config_error& e) {
+      throw config_error(
+          fmt::format("{}: {}", c.where("model.layers"), e.what()));
+    }
+  }
   const auto loss = c.get_string("model.loss", "cross_entropy",
                                  {"cross_entropy", "mse", "huber"});
   s.loss.kind = *nn::parse_loss_kind(loss);
@@ -273,13 +298,7 @@ void resolve_job_spec(job_spec& s, const data_facts& train,
         devices::to_string(s.input_shape), devices::numel_of(s.input_shape),
         train.description, train.features));
   }
-  try {
-    const auto shapes = nn::infer_shapes(s.input_shape, s.layers);
-    s.outputs = devices::numel_of(shapes.back());
-  } catch (const nn::shape_error& e) {
-    throw config_error(fmt::format("model.{} (data.shape {})", e.what(),
-                                   devices::to_string(s.input_shape)));
-  }
+  s.outputs = devices::numel_of(check_shapes(s).back());
   s.train_samples = train.samples;
   if (s.classification()) {
     if (train.classes == 0)

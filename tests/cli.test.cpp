@@ -164,6 +164,43 @@ BOOST_AUTO_TEST_CASE(unknown_layer_type) {
                    "model.layers[0].type: unknown layer type \"conv\"");
 }
 
+BOOST_AUTO_TEST_CASE(layers_that_do_not_fit_name_the_layer_and_cause) {
+  // The tiny images are [1, 2, 2].
+  tiny_idx d;
+  auto with_layers = [&](const std::string& layers,
+                         std::vector<std::string> extra = {}) {
+    std::vector<std::string> args{"run", d.pipeline(), "--set",
+                                  "model.layers=" + layers};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run_troupe(args);
+  };
+  const std::string tail = R"(,{type="flatten"},{type="dense",units=2}])";
+  expect_bad_input(
+      with_layers(R"([{type="conv2d",channels=4,kernel=3})" + tail),
+      "model.layers[0] (conv2d): its 3x3 kernel is larger than its input "
+      "[1, 2, 2] padded by 0 (data.shape [1, 2, 2])");
+  expect_bad_input(
+      with_layers(R"([{type="conv2d",channels=4,kernel=1,in_channels=3})" +
+                  tail),
+      "model.layers[0] (conv2d): in_channels = 3 but its input [1, 2, 2] "
+      "has 1 channel(s)");
+  expect_bad_input(
+      with_layers(
+          R"([{type="max_pool2d",kernel=2},{type="max_pool2d",kernel=2})" +
+          tail),
+      "model.layers[1] (max_pool2d): its 2x2 kernel is larger than its input "
+      "[1, 1, 1] padded by 0");
+  expect_bad_input(
+      with_layers(R"([{type="dropout",rate=1.0},{type="dense",units=2}])"),
+      "model.layers[0].rate: a dropout rate must be in [0, 1), got 1");
+  expect_bad_input(with_layers(R"([{type="conv2d",channels=4,kernel=1})" + tail,
+                               {"--set", "data.shape=[3, 2, 2]"}),
+                   "data.shape: [3, 2, 2] holds 12 values but each sample of");
+  expect_bad_input(
+      with_layers(R"([{type="conv2d",channels=4,kernel=1,stride=0})" + tail),
+      "model.layers[0].stride: 0 is out of range");
+}
+
 BOOST_AUTO_TEST_CASE(negative_learning_rate) {
   tiny_idx d;
   auto path = d.pipeline("[optimizer]\nlr = -0.5\n");

@@ -54,6 +54,17 @@ BOOST_AUTO_TEST_CASE(fashion_mnist_mlp_reaches_0_855) {
   BOOST_TEST(j["history"].size() == 3u);
 }
 
+BOOST_AUTO_TEST_CASE(fashion_mnist_cnn_reaches_0_90) {
+  // examples/fashion_mnist_cnn.toml as it is: 5 epochs, about a minute on
+  // two cores.
+  BOOST_REQUIRE_MESSAGE(have_fashion(),
+                        "dataset-fashion-mnist is not installed");
+  auto j = run_json({example("fashion_mnist_cnn.toml")});
+  BOOST_TEST_MESSAGE("cnn: " << j.dump());
+  BOOST_TEST(j["param_count"] == 421642);
+  BOOST_TEST(j["test_accuracy"].get<double>() >= 0.90);
+}
+
 BOOST_AUTO_TEST_CASE(fashion_mnist_softmax_reaches_0_83) {
   BOOST_REQUIRE_MESSAGE(have_fashion(),
                         "dataset-fashion-mnist is not installed");
