@@ -83,6 +83,12 @@ struct coordinator_state {
   std::set<std::string> ready_names;
   bool started = false;
   bool finished = false;
+  // --checkpoint-dir: the final parameters are checkpointed before the job
+  // ends. By shard, the version each was asked to write (-1: not answered).
+  bool final_requested = false;
+  bool final_given_up = false;
+  bool final_on_disk = false; // --resume of a finished job
+  std::vector<std::int64_t> final_versions;
   clock_type::time_point t_start;
   clock_type::time_point t_train_end;
   std::vector<std::int64_t> steps_done; // by worker
@@ -166,12 +172,65 @@ void fail(self_ptr self, std::string why) {
   shutdown(self, caf::exit_reason::user_shutdown);
 }
 
+void maybe_finish(self_ptr self);
+std::string last_checkpoint(const coordinator_state& st);
+
+// Whether the final state of every param shard is on disk (only asked for
+// with --checkpoint-dir). Asks the first time.
+bool final_checkpoint_written(self_ptr self) {
+  auto& st = self->state;
+  if (!st.snap.keep || st.spec.exchange_only || st.final_given_up ||
+      st.final_on_disk)
+    return true;
+  const auto shards = static_cast<std::size_t>(st.spec.partitions);
+  if (!st.final_requested) {
+    st.final_requested = true;
+    st.final_versions.assign(shards, -1);
+    const auto gen = st.generation;
+    for (std::size_t p = 0; p < shards; ++p)
+      self->request(st.topo.param_shards[p], std::chrono::seconds(30),
+                    snapshot_atom::value, done_atom::value)
+          .then(
+              [=](std::int64_t version) {
+                if (gen != self->state.generation)
+                  return;
+                self->state.final_versions[p] = version;
+                maybe_finish(self);
+              },
+              [=](caf::error& err) {
+                auto& st = self->state;
+                if (gen != st.generation || st.finished)
+                  return;
+                st.final_given_up = true;
+                self->send(st.listener, info_atom::value,
+                           fmt::format("the final checkpoint was not written "
+                                       "(param_shard:{}: {}); the newest is "
+                                       "{}",
+                                       p, self->system().render(err),
+                                       last_checkpoint(st)));
+                maybe_finish(self);
+              });
+    // A store that cannot write (a full disk) never reports the files.
+    self->delayed_send(self, std::chrono::seconds(60), snapshot_atom::value,
+                       done_atom::value, gen);
+    return false;
+  }
+  for (std::size_t p = 0; p < shards; ++p) {
+    const auto& d = st.durable[p];
+    if (st.final_versions[p] < 0 || d.empty() ||
+        *std::max_element(d.begin(), d.end()) < st.final_versions[p])
+      return false;
+  }
+  return true;
+}
+
 void maybe_finish(self_ptr self) {
   auto& st = self->state;
   if (st.finished || !st.final.complete(st.param_count) ||
       st.emitted_epochs < st.spec.epochs ||
       (!st.spec.synchronous() &&
-       static_cast<std::int64_t>(st.applied.size()) < st.spec.partitions))
+       static_cast<std::int64_t>(st.applied.size()) < st.spec.partitions) ||
+      !final_checkpoint_written(self))
     return;
   st.finished = true;
   auto& r = st.result;
@@ -191,6 +250,11 @@ void maybe_finish(self_ptr self) {
   r.param_count = st.param_count;
   r.params_digest =
       runtime::sha256_hex(st.final.values.data(), st.final.values.bytes());
+  r.params.assign(st.final.values.data(),
+                  st.final.values.data() + st.final.values.numel());
+  r.input_shape = st.spec.model_input();
+  r.classes = st.spec.classification() ? st.spec.outputs : 0;
+  r.labels = st.spec.labels;
   r.max_lead = st.max_lead;
   r.worker_compute_s = st.compute_s / static_cast<double>(st.spec.workers);
   r.gradient_buffers = st.grad_buffers;
@@ -205,6 +269,7 @@ void maybe_finish(self_ptr self) {
   if (!r.history.empty() && r.history.back().evaluated) {
     r.test_loss = r.history.back().test_loss;
     r.test_accuracy = r.history.back().test_accuracy;
+    r.test_metrics = r.history.back().metrics;
   }
   self->send(st.listener, done_atom::value, r);
   shutdown(self, caf::exit_reason::normal);
@@ -241,6 +306,7 @@ void emit_epochs(self_ptr self) {
       s.test_loss = acc.eval->loss;
       if (acc.eval->accuracy >= 0)
         s.test_accuracy = acc.eval->accuracy;
+      s.metrics = acc.eval->metrics;
     }
     st.result.history.push_back(s);
     self->send(st.listener, epoch_atom::value, s);
@@ -1060,6 +1126,28 @@ void resume(self_ptr self) {
             version / (st.spec.synchronous()
                            ? st.spec.steps_per_epoch
                            : st.spec.steps_per_epoch * st.spec.workers);
+        if (st.emitted_epochs >= st.spec.epochs) {
+          // The checkpoint is the end of this job (a finished run keeps its
+          // final state): nothing is left to train. Its parameters are the
+          // result; its figures were reported by the run that wrote it.
+          self->send(st.listener, info_atom::value,
+                     fmt::format("the checkpoint holds the end of this job "
+                                 "({} epoch(s)): nothing left to train; raise "
+                                 "job.epochs to train further",
+                                 st.spec.epochs));
+          st.rolling = false;
+          st.final_on_disk = true;
+          st.t_train_end = st.t_start; // no training time
+          for (const auto& s : states) {
+            params_msg p;
+            p.offset = st.spec.shard_begin(s.shard, st.param_count);
+            p.values = s.params;
+            st.final.add(p, st.param_count);
+            st.applied[s.shard] = 0;
+          }
+          maybe_finish(self);
+          return;
+        }
         stop_training_actors(self);
         respawn_all(self, gen, version,
                     std::make_shared<const std::vector<shard_state_msg>>(
@@ -1334,6 +1422,20 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
       },
       [=](durable_atom, std::int32_t shard, std::int64_t version) {
         on_durable(self, shard, version);
+        if (self->state.final_requested)
+          maybe_finish(self);
+      },
+      [=](snapshot_atom, done_atom, std::int64_t gen) {
+        // The final checkpoint's deadline.
+        auto& st = self->state;
+        if (gen != st.generation || st.finished)
+          return;
+        st.final_given_up = true;
+        self->send(st.listener, info_atom::value,
+                   fmt::format("the final checkpoint was not written in 60 "
+                               "s; the newest is {}",
+                               last_checkpoint(st)));
+        maybe_finish(self);
       },
       [=](duplicate_atom, std::int32_t, std::int32_t, std::int64_t) {
         ++self->state.result.duplicates_dropped;

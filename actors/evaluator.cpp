@@ -4,6 +4,7 @@
 // at the lowest CPU priority (SCHED_IDLE), so it only takes cycles that
 // training leaves idle; on a busy machine an epoch's figures may come late,
 // never the training.
+#include "actors/evaluation.hpp"
 #include "actors/messages.hpp"
 
 #include "devices/nn/model.hpp"
@@ -41,27 +42,12 @@ struct runner_state {
 
 eval_msg evaluate(runner_state& st, std::int64_t epoch,
                   const devices::tensor& params) {
-  const auto& ds = *st.test;
-  const std::int64_t chunk = 1000;
-  const auto ty = ds.y.numel() / ds.samples;
-  double loss = 0;
-  std::int64_t correct = 0;
-  for (std::int64_t first = 0; first < ds.samples; first += chunk) {
-    const auto n = std::min(chunk, ds.samples - first);
-    auto x = ds.x.slice(first * ds.features, n * ds.features)
-                 .reshaped({n, ds.features});
-    auto y = ds.classes > 0 ? ds.y.slice(first, n)
-                            : ds.y.slice(first * ty, n * ty).reshaped({n, ty});
-    auto sums = st.net->evaluate(params, x, y);
-    loss += sums.loss;
-    correct += sums.correct;
-  }
+  const auto e = actors::evaluate(*st.net, params, *st.test);
   eval_msg out;
   out.epoch = epoch;
-  out.loss = loss / static_cast<double>(ds.samples);
-  out.accuracy = st.spec.classification() ? static_cast<double>(correct) /
-                                                static_cast<double>(ds.samples)
-                                          : -1.0;
+  out.loss = e.loss;
+  out.accuracy = e.accuracy ? *e.accuracy : -1.0;
+  out.metrics = e.metrics;
   return out;
 }
 

@@ -1,8 +1,10 @@
 #include "actors/graph.hpp"
 
+#include "actors/model_file.hpp"
 #include "runtime/config.hpp"
 
 #include <algorithm>
+#include <stdexcept>
 
 #include <fmt/format.h>
 
@@ -33,6 +35,7 @@ struct graph::impl {
   std::string name;
   std::vector<std::string> layers;
   std::vector<std::pair<std::string, std::string>> keys; // key, TOML value
+  std::optional<actors::run_result> last;                // of run()
 };
 
 graph::graph(std::string name)
@@ -210,7 +213,20 @@ actors::job_spec graph::spec() const {
 }
 
 actors::run_result graph::run(const actors::run_observer& observer) const {
-  return actors::run_job(spec(), observer);
+  auto r = actors::run_job(spec(), observer);
+  impl_->last = r;
+  return r;
+}
+
+void graph::save(const std::string& path) const {
+  if (!impl_->last)
+    throw std::logic_error("graph::save: the graph has not run yet");
+  save(*impl_->last, path);
+}
+
+void graph::save(const actors::run_result& result,
+                 const std::string& path) const {
+  modelio::save_onnx(actors::trained_model_of(spec(), result), path);
 }
 
 } // namespace troupe

@@ -13,6 +13,8 @@
 ///   auto result = g.run();
 #include "actors/run.hpp"
 
+#include <optional>
+
 #include <memory>
 #include <string>
 #include <vector>
@@ -77,6 +79,12 @@ public:
   actors::job_spec spec() const;
   /// Runs the job in this process (see actors::run_job).
   actors::run_result run(const actors::run_observer& observer = {}) const;
+  /// Writes the model the last run() trained to `path` as ONNX (what
+  /// `troupe run --save` writes). Throws modelio::model_error, or
+  /// std::logic_error before any run.
+  void save(const std::string& path) const;
+  /// The same for the result of a run of this graph.
+  void save(const actors::run_result& result, const std::string& path) const;
 
 private:
   struct impl;

@@ -42,10 +42,10 @@ job_spec parse_job_spec(runtime::config& c) {
   s.epochs = c.get_int("job.epochs", 1, 1, 1'000'000);
   // [data]
   s.format = c.get_string("data.format", "idx", {"idx", "csv"});
-  s.train = c.get_strings("data.train");
+  s.train = c.get_paths("data.train");
   if (s.train.empty())
     c.fail("data.train", "required: the training data files");
-  s.test = c.get_strings("data.test");
+  s.test = c.get_paths("data.test");
   if (s.format == "idx") {
     if (s.train.size() != 2)
       c.fail("data.train", fmt::format("format \"idx\" needs [images, labels], "
@@ -288,6 +288,7 @@ job_spec parse_job_spec(runtime::config& c) {
 void resolve_job_spec(job_spec& s, const data_facts& train,
                       const data_facts* test) {
   s.inputs = train.features;
+  s.labels = train.labels;
   if (s.input_shape.empty()) {
     s.input_shape = train.sample_shape.empty()
                         ? devices::shape_t{train.features}

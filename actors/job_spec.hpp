@@ -46,6 +46,9 @@ struct job_spec {
   std::int64_t batch = 64;
   std::string target;        ///< csv target column
   std::int64_t classes = -1; ///< csv: 0 regression; idx: inferred
+  /// Resolved from the training data: CSV text class labels by class index
+  /// (sorted); empty when labels are numbers.
+  std::vector<std::string> labels;
   std::int64_t prefetch = 4; ///< batches a worker may have outstanding
   /// data.shape: the per-sample shape the first layer sees; resolved from
   /// the data when the pipeline leaves it out (IDX images [1, rows,
@@ -136,7 +139,8 @@ struct data_facts {
   std::int64_t classes = 0; ///< 0 = regression
   std::int64_t targets = 1;
   std::string description;
-  devices::shape_t sample_shape; ///< empty: [features]
+  devices::shape_t sample_shape;   ///< empty: [features]
+  std::vector<std::string> labels; ///< CSV text class labels
 };
 void resolve_job_spec(job_spec& spec, const data_facts& train,
                       const data_facts* test);

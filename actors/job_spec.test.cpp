@@ -1,6 +1,8 @@
 #include "actors/job_spec.hpp"
 #include "actors/graph.hpp"
 
+#include "data/test_files.hpp"
+#include "modelio/onnx_model.hpp"
 #include "runtime/config.hpp"
 
 #include <boost/test/unit_test.hpp>
@@ -246,6 +248,33 @@ BOOST_AUTO_TEST_CASE(builds_every_layer_as_its_pipeline_twin_does) {
                      .find("model.layers[0].rate: a dropout rate must be in "
                            "[0, 1), got 1.5") != std::string::npos,
              error_of(bad.to_toml()));
+}
+
+BOOST_AUTO_TEST_CASE(graph_saves_the_model_its_run_trained) {
+  troupe::data::testing::temp_dir dir;
+  std::string csv = "x0,x1,y\n";
+  for (int i = 0; i < 64; ++i)
+    csv += std::to_string((i % 7) * 0.25) + "," +
+           std::to_string((i % 5) * 0.5) + "," + std::to_string(i % 2) + "\n";
+  troupe::data::testing::write_text(dir.file("d.csv"), csv);
+  auto g = troupe::graph("saved")
+               .csv_data({dir.file("d.csv")}, {dir.file("d.csv")}, "y", 2)
+               .batch(16)
+               .dense(4)
+               .tanh()
+               .dense(2)
+               .epochs(2);
+  BOOST_CHECK_THROW(g.save(dir.file("early.onnx")), std::logic_error);
+  const auto r = g.run();
+  g.save(dir.file("m.onnx"));
+  const auto m = troupe::modelio::load_onnx(dir.file("m.onnx"));
+  BOOST_TEST(m.params == r.params);
+  BOOST_TEST(m.params_digest == r.params_digest);
+  BOOST_TEST(m.classes == 2);
+  BOOST_TEST(m.input_format == "csv");
+  BOOST_TEST(m.extra.at("target") == "y");
+  BOOST_TEST(m.input == (troupe::devices::shape_t{2}));
+  BOOST_TEST(m.epoch == 2);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -7,14 +7,19 @@ data::source_spec train_source(const job_spec& spec) {
   s.format = spec.format;
   s.files = spec.train;
   s.target = spec.target;
-  s.classes =
-      spec.format == "csv" ? std::max<std::int64_t>(spec.classes, 0) : -1;
+  // csv: -1 (unset) reads numbers as regression targets, text as class
+  // names. The training set's names are sorted, the same in every process.
+  // A regression loss reads numbers only.
+  s.classes = spec.format != "csv"     ? -1
+              : !spec.classification() ? 0
+                                       : spec.classes;
   return s;
 }
 
 data::source_spec test_source(const job_spec& spec) {
   auto s = train_source(spec);
   s.files = spec.test;
+  s.labels = spec.labels; // the training set's mapping
   return s;
 }
 

@@ -149,6 +149,7 @@ struct eval_msg {
   std::int64_t epoch = 0; ///< 1-based
   double loss = 0;
   double accuracy = -1; ///< -1 for regression
+  eval_metrics metrics;
 };
 
 using dataset_ptr = std::shared_ptr<const data::dataset>;
@@ -210,8 +211,14 @@ typename Inspector::result_type inspect(Inspector& f, progress_msg& x) {
            x.pushed, x.compute_s, x.wait_s, x.grad_buffers);
 }
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, eval_metrics& x) {
+  return f(caf::meta::type_name("eval_metrics"), x.classes, x.confusion, x.mae,
+           x.rmse, x.r2);
+}
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, eval_msg& x) {
-  return f(caf::meta::type_name("eval_msg"), x.epoch, x.loss, x.accuracy);
+  return f(caf::meta::type_name("eval_msg"), x.epoch, x.loss, x.accuracy,
+           x.metrics);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_status& x) {
@@ -228,11 +235,11 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_spec& x) {
   return f(caf::meta::type_name("job_spec"), x.name, x.mode, x.staleness,
            x.seed, x.epochs, x.format, x.train, x.test, x.shards, x.batch,
-           x.target, x.classes, x.prefetch, x.input_shape, x.layers, x.loss,
-           x.partitions, x.optimizer, x.local_nodes, x.workers, x.device,
-           x.worker_devices, x.threads, x.strategy, x.max_restarts, x.within_s,
-           x.snapshot_every, x.heartbeat_s, x.heartbeat_timeout_s, x.chaos,
-           x.incarnation, x.placement, x.slow_worker, x.slow_ms,
+           x.target, x.classes, x.labels, x.prefetch, x.input_shape, x.layers,
+           x.loss, x.partitions, x.optimizer, x.local_nodes, x.workers,
+           x.device, x.worker_devices, x.threads, x.strategy, x.max_restarts,
+           x.within_s, x.snapshot_every, x.heartbeat_s, x.heartbeat_timeout_s,
+           x.chaos, x.incarnation, x.placement, x.slow_worker, x.slow_ms,
            x.detached_compute, x.exchange_only, x.inputs, x.outputs,
            x.train_samples, x.steps_per_epoch);
 }

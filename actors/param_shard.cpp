@@ -602,6 +602,12 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
         return st.last_seq[static_cast<std::size_t>(worker)] + 1;
       },
       [=](snapshot_atom) { maybe_snapshot(self, true); },
+      [=](snapshot_atom, done_atom) -> std::int64_t {
+        // The job is done: its final state, to the store (the version the
+        // coordinator waits to see durable).
+        maybe_snapshot(self, true);
+        return self->state.version;
+      },
       [=](fetch_atom, std::int64_t from, std::int32_t worker,
           const caf::actor& to) {
         // A restarted worker at step `from`: every version >= from we hold.

@@ -25,8 +25,8 @@ namespace troupe::actors {
 namespace {
 
 data_facts facts_of(const data::dataset& ds) {
-  return {ds.samples, ds.features,    ds.classes,
-          ds.targets, ds.description, ds.sample_shape};
+  return {ds.samples,     ds.features,     ds.classes, ds.targets,
+          ds.description, ds.sample_shape, ds.labels};
 }
 
 std::chrono::milliseconds millis(double seconds) {
@@ -229,6 +229,7 @@ run_result run_job(job_spec spec, const run_observer& obs,
   if (!spec.exchange_only) {
     train = data::load_shared(train_source(spec));
     info(fmt::format("train: {}", train->description));
+    spec.labels = train->labels; // the test set maps text labels by them
     data_facts test_facts;
     if (!spec.test.empty()) {
       test = data::load_shared(test_source(spec));

@@ -13,6 +13,16 @@
 
 namespace troupe::actors {
 
+/// What an evaluation measured beyond loss and accuracy.
+struct eval_metrics {
+  std::int64_t classes = 0; ///< 0: regression
+  /// classes x classes, row-major: row = true class, column = predicted.
+  std::vector<std::int64_t> confusion;
+  double mae = 0;  ///< regression: mean absolute error over every value
+  double rmse = 0; ///< regression: root of the mean squared error
+  double r2 = 0;   ///< regression: R^2, averaged over the target columns
+};
+
 /// What one epoch did.
 struct epoch_summary {
   std::int64_t epoch = 0;   ///< 1-based
@@ -23,6 +33,7 @@ struct epoch_summary {
   bool evaluated = false;
   double test_loss = 0;
   std::optional<double> test_accuracy; ///< classification only
+  eval_metrics metrics;                ///< when evaluated
 };
 
 /// The outcome of a job, as `troupe run --json` prints it.
@@ -39,9 +50,16 @@ struct run_result {
   double wall_s = 0;        ///< whole run, start-up included
   std::optional<double> test_loss;
   std::optional<double> test_accuracy;
-  std::string params_digest; ///< SHA-256 of the final parameters
+  std::optional<eval_metrics> test_metrics; ///< of the final parameters
+  std::string params_digest;                ///< SHA-256 of the final parameters
   std::int64_t param_count = 0;
-  std::int64_t restarts = 0; ///< actor restarts by supervision, in all
+  /// The final parameters, flattened (devices::nn::param_layout), and what
+  /// the model was built for: to save the trained model.
+  std::vector<float> params;
+  devices::shape_t input_shape;    ///< per sample, as the first layer saw it
+  std::int64_t classes = 0;        ///< 0: regression
+  std::vector<std::string> labels; ///< CSV text class labels, by index
+  std::int64_t restarts = 0;       ///< actor restarts by supervision, in all
   std::map<std::string, std::int64_t> restarts_by_role;
   /// Each recovery: from the failure's detection until training went on
   /// (the slowest worker finished a step past where it was).

@@ -60,17 +60,34 @@ bool parse_number(std::string_view s, double& out) {
 
 } // namespace
 
-dataset read_csv(const std::vector<std::string>& files,
-                 const std::string& target, std::int64_t classes) {
+namespace {
+
+// Where a target cell was, for messages about its label.
+struct cell_at {
+  std::size_t file = 0;
+  std::size_t line = 0;
+  std::size_t column = 0;
+};
+
+// no_target: every column is a feature (prediction input).
+dataset read_csv_impl(const std::vector<std::string>& files,
+                      const std::string& target, std::int64_t classes,
+                      const std::vector<std::string>& given_labels,
+                      bool no_target) {
   if (files.empty())
     throw data_error("data: no CSV file given");
   std::vector<float> xs;
   std::vector<float> ys;
+  // Text labels: the target cells as written; where each target cell is.
+  bool text_labels = false;
+  std::vector<std::string> texts;
+  std::vector<cell_at> text_at;
   std::int64_t columns = -1;
   std::int64_t target_col = -1;
   std::vector<std::string> header;
   std::int64_t rows = 0;
-  for (const auto& path : files) {
+  for (std::size_t file_index = 0; file_index < files.size(); ++file_index) {
+    const auto& path = files[file_index];
     std::ifstream in(path);
     if (!in)
       throw data_error(
@@ -111,7 +128,7 @@ dataset read_csv(const std::vector<std::string>& files,
       if (static_cast<std::int64_t>(cells.size()) != columns)
         throw data_error(fmt::format("{}:{}: {} columns, expected {}", path,
                                      line_no, cells.size(), columns));
-      if (target_col < 0) {
+      if (target_col < 0 && (!no_target || !target.empty())) {
         if (columns < 2)
           throw data_error(fmt::format(
               "{}: needs at least two columns (features and a target)", path));
@@ -142,11 +159,28 @@ dataset read_csv(const std::vector<std::string>& files,
       for (std::int64_t c = 0; c < columns; ++c) {
         const auto& ce = cells[static_cast<std::size_t>(c)];
         double v = 0;
-        if (!parse_number(ce.text, v))
-          throw data_error(
-              fmt::format("{}:{}:{}: cell \"{}\" is not a finite number", path,
-                          line_no, ce.column, ce.text));
+        const bool number = parse_number(ce.text, v);
+        if (c == target_col && no_target)
+          continue; // a target column beside the features: left out
         if (c == target_col) {
+          text_at.push_back({file_index, line_no, ce.column});
+          // A class label may be text ("cat"), when this is classification
+          // (data.classes not 0); every target cell is then a name.
+          if (!number && classes != 0 && !text_labels) {
+            text_labels = true;
+            for (std::size_t r = 0; r < ys.size(); ++r)
+              texts.push_back(fmt::format("{}", ys[r]));
+          }
+          if (text_labels) {
+            texts.emplace_back(ce.text);
+            continue;
+          }
+          if (!number)
+            throw data_error(fmt::format(
+                "{}:{}:{}: target \"{}\" is not a finite number (a "
+                "regression target must be; class names need loss = "
+                "\"cross_entropy\")",
+                path, line_no, ce.column, ce.text));
           if (classes > 0) {
             if (v != std::floor(v) || v < 0 ||
                 v >= static_cast<double>(classes))
@@ -156,6 +190,10 @@ dataset read_csv(const std::vector<std::string>& files,
           }
           ys.push_back(static_cast<float>(v));
         } else {
+          if (!number)
+            throw data_error(
+                fmt::format("{}:{}:{}: cell \"{}\" is not a finite number",
+                            path, line_no, ce.column, ce.text));
           xs.push_back(static_cast<float>(v));
         }
       }
@@ -167,20 +205,67 @@ dataset read_csv(const std::vector<std::string>& files,
   if (rows == 0)
     throw data_error(fmt::format("{}: no data rows", files.front()));
   dataset ds;
+  if (text_labels) {
+    // Class indices in sorted order of the names, or by the names given
+    // (the training set's, for a test set or prediction).
+    auto labels = given_labels;
+    if (labels.empty()) {
+      labels = texts;
+      std::sort(labels.begin(), labels.end());
+      labels.erase(std::unique(labels.begin(), labels.end()), labels.end());
+    }
+    if (classes > 0 && static_cast<std::int64_t>(labels.size()) > classes)
+      throw data_error(
+          fmt::format("{}: {} distinct class labels but data.classes = {}",
+                      files.front(), labels.size(), classes));
+    ys.clear();
+    for (std::size_t r = 0; r < texts.size(); ++r) {
+      const auto it = std::lower_bound(labels.begin(), labels.end(), texts[r]);
+      const bool sorted = std::is_sorted(labels.begin(), labels.end());
+      auto found =
+          sorted ? (it != labels.end() && *it == texts[r] ? it : labels.end())
+                 : std::find(labels.begin(), labels.end(), texts[r]);
+      if (found == labels.end()) {
+        const auto& at = text_at[r];
+        throw data_error(fmt::format(
+            "{}:{}:{}: class label \"{}\" is not one of the training data's "
+            "{} labels",
+            files[at.file], at.line, at.column, texts[r], labels.size()));
+      }
+      ys.push_back(static_cast<float>(found - labels.begin()));
+    }
+    if (classes <= 0)
+      classes = static_cast<std::int64_t>(labels.size());
+    ds.labels = std::move(labels);
+  }
   ds.samples = rows;
-  ds.features = columns - 1;
+  ds.features = columns - (target_col >= 0 ? 1 : 0);
   ds.sample_shape = {ds.features};
   ds.x = devices::tensor::from({rows, ds.features}, xs);
   ds.classes = classes > 0 ? classes : 0;
-  ds.targets = 1;
-  ds.y = ds.classes > 0 ? devices::tensor::from({rows}, ys)
-                        : devices::tensor::from({rows, 1}, ys);
+  ds.targets = no_target ? 0 : 1;
+  if (!no_target)
+    ds.y = ds.classes > 0 ? devices::tensor::from({rows}, ys)
+                          : devices::tensor::from({rows, 1}, ys);
   ds.description =
       fmt::format("{}{} ({} x {}, {})", files.front(),
                   files.size() > 1 ? " + more" : "", rows, ds.features,
                   ds.classes > 0 ? fmt::format("{} classes", ds.classes)
                                  : std::string("regression"));
   return ds;
+}
+
+} // namespace
+
+dataset read_csv(const std::vector<std::string>& files,
+                 const std::string& target, std::int64_t classes,
+                 const std::vector<std::string>& labels) {
+  return read_csv_impl(files, target, classes, labels, false);
+}
+
+dataset read_csv_features(const std::vector<std::string>& files,
+                          const std::string& skip) {
+  return read_csv_impl(files, skip, 0, {}, true);
 }
 
 } // namespace troupe::data

@@ -83,4 +83,64 @@ BOOST_AUTO_TEST_CASE(ragged_rows_and_bad_target) {
                  .find("missing.csv: cannot open") != std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(text_class_labels_map_in_sorted_order) {
+  temp_dir dir;
+  write_text(
+      dir.file("train.csv"),
+      "a,b,kind\n1,2,setosa\n3,4,virginica\n5,6,versicolor\n7,8,setosa\n");
+  auto ds = td::read_csv({dir.file("train.csv")}, "kind", -1);
+  BOOST_TEST(ds.classes == 3);
+  BOOST_TEST(ds.labels == (std::vector<std::string>{"setosa", "versicolor",
+                                                    "virginica"}),
+             boost::test_tools::per_element());
+  BOOST_TEST(ds.y.to_vector() == (std::vector<float>{0, 2, 1, 0}),
+             boost::test_tools::per_element());
+  BOOST_TEST(ds.features == 2);
+
+  // A test set maps by the training set's names, whatever it holds.
+  write_text(dir.file("test.csv"), "a,b,kind\n1,1,virginica\n2,2,virginica\n");
+  auto t = td::read_csv({dir.file("test.csv")}, "kind", -1, ds.labels);
+  BOOST_TEST(t.y.to_vector() == (std::vector<float>{2, 2}),
+             boost::test_tools::per_element());
+  BOOST_TEST(t.labels == ds.labels, boost::test_tools::per_element());
+  // ... and names one it does not know, with file, line and column.
+  write_text(dir.file("odd.csv"), "a,b,kind\n1,1,setosa\n2,2,iris\n");
+  try {
+    td::read_csv({dir.file("odd.csv")}, "kind", -1, ds.labels);
+    BOOST_ERROR("an unknown label was accepted");
+  } catch (const td::data_error& e) {
+    BOOST_TEST(std::string(e.what()).find(
+                   "odd.csv:3:5: class label \"iris\" is not one of the "
+                   "training data's 3 labels") != std::string::npos,
+               e.what());
+  }
+  // Numbers among names are names too.
+  write_text(dir.file("mixed.csv"), "1,2,7\n3,4,b\n5,6,a\n");
+  auto mixed = td::read_csv({dir.file("mixed.csv")}, "", -1);
+  BOOST_TEST(mixed.labels == (std::vector<std::string>{"7", "a", "b"}),
+             boost::test_tools::per_element());
+  BOOST_TEST(mixed.y.to_vector() == (std::vector<float>{0, 2, 1}),
+             boost::test_tools::per_element());
+  // More names than data.classes, and names where a number is needed.
+  BOOST_TEST(error_of({dir.file("train.csv")}, "kind", 2)
+                 .find("3 distinct class labels but data.classes = 2") !=
+             std::string::npos);
+  BOOST_TEST(
+      error_of({dir.file("train.csv")}, "kind", 0)
+          .find("train.csv:2:5: target \"setosa\" is not a finite number") !=
+      std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(features_only_with_a_column_left_out) {
+  temp_dir dir;
+  write_text(dir.file("p.csv"), "a,y,b\n1,cat,2\n3,dog,4\n");
+  auto ds = td::read_csv_features({dir.file("p.csv")}, "y");
+  BOOST_TEST(ds.features == 2);
+  BOOST_TEST(ds.targets == 0);
+  BOOST_TEST(ds.x.to_vector() == (std::vector<float>{1, 2, 3, 4}),
+             boost::test_tools::per_element());
+  write_text(dir.file("f.csv"), "1,2\n3,4\n");
+  BOOST_TEST(td::read_csv_features({dir.file("f.csv")}).features == 2);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -114,25 +114,15 @@ idx_file read_idx_file(const std::string& path) {
 
 } // namespace
 
-dataset read_idx(const std::string& first, const std::string& second,
-                 float scale) {
-  auto a = read_idx_file(first);
-  auto b = read_idx_file(second);
-  if (a.rank == 1 && b.rank != 1)
-    std::swap(a, b);
-  if (b.rank != 1)
-    throw data_error(fmt::format(
-        "{}: expected a label file (IDX rank 1) beside {}, got rank {}", b.path,
-        a.path, b.rank));
+namespace {
+
+// The samples of an image file (rank 2..4), scaled; no targets yet.
+dataset images_of(idx_file&& a, float scale) {
   if (a.rank < 2)
     throw data_error(
         fmt::format("{}: expected an image file (IDX rank 2..4), got rank {}",
                     a.path, a.rank));
   const auto n = a.dims[0];
-  if (b.dims[0] != n)
-    throw data_error(fmt::format(
-        "{} has {} labels but {} has {} images: the counts must match", b.path,
-        b.dims[0], a.path, n));
   std::int64_t features = 1;
   for (std::size_t i = 1; i < a.dims.size(); ++i)
     features *= a.dims[i];
@@ -155,6 +145,30 @@ dataset read_idx(const std::string& first, const std::string& second,
     x[i] = lut[a.bytes[i]];
   ds.byte_scale = scale;
   ds.bytes = std::move(a.bytes);
+  ds.targets = 0;
+  ds.description = fmt::format("{} ({} x {})", base_name(a.path), n, features);
+  return ds;
+}
+
+} // namespace
+
+dataset read_idx(const std::string& first, const std::string& second,
+                 float scale) {
+  auto a = read_idx_file(first);
+  auto b = read_idx_file(second);
+  if (a.rank == 1 && b.rank != 1)
+    std::swap(a, b);
+  if (b.rank != 1)
+    throw data_error(fmt::format(
+        "{}: expected a label file (IDX rank 1) beside {}, got rank {}", b.path,
+        a.path, b.rank));
+  if (a.rank >= 2 && b.dims[0] != a.dims[0])
+    throw data_error(fmt::format(
+        "{} has {} labels but {} has {} images: the counts must match", b.path,
+        b.dims[0], a.path, a.dims[0]));
+  const auto images = a.path;
+  auto ds = images_of(std::move(a), scale);
+  const auto n = ds.samples;
   ds.y = devices::tensor::empty({n});
   std::int64_t max_label = 0;
   for (std::int64_t i = 0; i < n; ++i) {
@@ -165,9 +179,13 @@ dataset read_idx(const std::string& first, const std::string& second,
   ds.classes = max_label + 1;
   ds.targets = 1;
   ds.description =
-      fmt::format("{} + {} ({} x {}, {} classes)", base_name(a.path),
-                  base_name(b.path), n, features, ds.classes);
+      fmt::format("{} + {} ({} x {}, {} classes)", base_name(images),
+                  base_name(b.path), n, ds.features, ds.classes);
   return ds;
+}
+
+dataset read_idx_images(const std::string& images, float scale) {
+  return images_of(read_idx_file(images), scale);
 }
 
 // Division is exact in every instruction set: each clone gives the same bits.

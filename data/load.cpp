@@ -16,8 +16,7 @@ dataset load(const source_spec& spec) {
     return read_idx(spec.files[0], spec.files[1], spec.scale);
   }
   if (spec.format == "csv")
-    return read_csv(spec.files, spec.target,
-                    spec.classes < 0 ? 0 : spec.classes);
+    return read_csv(spec.files, spec.target, spec.classes, spec.labels);
   throw data_error(fmt::format("data: unknown format \"{}\"", spec.format));
 }
 
@@ -26,9 +25,9 @@ std::shared_ptr<const dataset> load_shared(const source_spec& spec) {
   // someone holds them, so a finished job frees its data.
   static std::mutex mtx;
   static std::map<std::string, std::weak_ptr<const dataset>> cache;
-  auto key =
-      fmt::format("{}|{}|{}|{}|{}", spec.format, fmt::join(spec.files, "|"),
-                  spec.target, spec.classes, spec.scale);
+  auto key = fmt::format("{}|{}|{}|{}|{}|{}", spec.format,
+                         fmt::join(spec.files, "|"), spec.target, spec.classes,
+                         spec.scale, fmt::join(spec.labels, "\x1f"));
   std::lock_guard<std::mutex> guard(mtx);
   if (auto hit = cache[key].lock())
     return hit;

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <sstream>
 
@@ -73,6 +74,7 @@ config config::load_file(const std::string& path,
                          const std::vector<std::string>& overrides) {
   config c;
   c.source_ = path;
+  c.base_dir_ = std::filesystem::path(path).parent_path().string();
   if (std::FILE* f = std::fopen(path.c_str(), "rb"))
     std::fclose(f);
   else
@@ -167,6 +169,16 @@ const toml::node* config::find(std::string_view key) const {
     }
   }
   return n;
+}
+
+std::vector<std::string> config::get_paths(std::string_view key) {
+  auto paths = get_strings(key);
+  if (base_dir_.empty() || where(key).rfind("--set ", 0) == 0)
+    return paths;
+  for (auto& p : paths)
+    if (!p.empty() && std::filesystem::path(p).is_relative())
+      p = (std::filesystem::path(base_dir_) / p).lexically_normal().string();
+  return paths;
 }
 
 bool config::has(std::string_view key) const {

@@ -53,6 +53,10 @@ public:
   bool get_bool(std::string_view key, bool fallback);
   /// A string or an array of strings.
   std::vector<std::string> get_strings(std::string_view key);
+  /// get_strings for file paths: a relative path written in a pipeline
+  /// file is taken relative to that file's folder (not the shell's); one
+  /// given with --set, or in text parsed without a file, as it is.
+  std::vector<std::string> get_paths(std::string_view key);
   /// A string, or an integer given as its decimal text (e.g. a column).
   std::string get_name_or_index(std::string_view key);
   /// Elements in an array (of tables, usually); 0 when absent.
@@ -80,6 +84,7 @@ private:
 
   std::unique_ptr<toml::table> root_;
   std::string source_;
+  std::string base_dir_; // the pipeline file's folder ("" : none)
   std::vector<std::pair<std::string, std::string>> overridden_;
   std::set<std::string, std::less<>> known_;
 };

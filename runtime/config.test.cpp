@@ -2,6 +2,10 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <cstdio>
+#include <cstdlib>
+#include <unistd.h>
+
 using troupe::runtime::config;
 using troupe::runtime::config_error;
 
@@ -102,6 +106,32 @@ BOOST_AUTO_TEST_CASE(overrides) {
 BOOST_AUTO_TEST_CASE(missing_file) {
   auto msg = error_of([] { config::load_file("/nonexistent/p.toml"); });
   BOOST_TEST(msg.find("/nonexistent/p.toml") == 0u, msg);
+}
+
+BOOST_AUTO_TEST_CASE(paths_in_a_file_are_relative_to_its_folder) {
+  char tmpl[] = "/tmp/troupe-config-XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  const auto path = dir + "/p.toml";
+  {
+    std::FILE* f = std::fopen(path.c_str(), "w");
+    std::fputs(
+        "[data]\ntrain = [\"d/a.csv\", \"/abs/b.csv\"]\ntest = \"t.csv\"\n", f);
+    std::fclose(f);
+  }
+  auto c = config::load_file(path);
+  BOOST_TEST(c.get_paths("data.train") ==
+                 (std::vector<std::string>{dir + "/d/a.csv", "/abs/b.csv"}),
+             boost::test_tools::per_element());
+  // Given on the command line: the shell's folder, as typed.
+  auto o = config::load_file(path, {"data.test=\"here.csv\""});
+  BOOST_TEST(o.get_paths("data.test") == std::vector<std::string>{"here.csv"},
+             boost::test_tools::per_element());
+  // Text without a file: as written.
+  auto t = config::parse("[data]\ntrain = \"x.csv\"\n", "graph 'g'");
+  BOOST_TEST(t.get_paths("data.train") == std::vector<std::string>{"x.csv"},
+             boost::test_tools::per_element());
+  std::remove(path.c_str());
+  ::rmdir(dir.c_str());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -23,7 +23,7 @@ namespace {
 
 // "TROUPE01" read as a little-endian integer.
 constexpr std::uint64_t file_magic = 0x31304550554f5254ull;
-constexpr std::uint32_t format_version = 1;
+constexpr std::uint32_t format_version = snapshot_format_version;
 constexpr const char* snapshot_kind = "snapshot";
 
 std::uint32_t crc_of(const std::uint8_t* p, std::size_t n) {

@@ -20,6 +20,9 @@ public:
   using std::runtime_error::runtime_error;
 };
 
+/// The format version snapshot files are written in and read back.
+constexpr std::uint32_t snapshot_format_version = 1;
+
 struct shard_snapshot {
   std::int32_t shard = 0;
   std::int64_t version = 0; ///< optimizer steps applied (sync: steps)

@@ -148,7 +148,8 @@ loss = "mse"
 )",
                                              dir.file("d.csv")));
   expect_bad_input(run_troupe({"run", dir.file("p.toml")}),
-                   "d.csv:3:3: cell \"oops\" is not a finite number");
+                   "d.csv:3:3: target \"oops\" is not a finite number (a "
+                   "regression target must be");
 }
 
 BOOST_AUTO_TEST_CASE(malformed_toml) {

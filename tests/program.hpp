@@ -33,13 +33,12 @@ inline std::string quote(const std::string& s) {
   return out + "'";
 }
 
-/// Runs `program args...` from the build tree, at most `seconds` long.
-inline outcome run_program(const std::string& program,
-                           const std::vector<std::string>& args,
-                           int seconds = 120) {
+/// Runs the program at `path` with args, at most `seconds` long.
+inline outcome run_program_at(const std::string& path,
+                              const std::vector<std::string>& args,
+                              int seconds = 120) {
   data::testing::temp_dir dir;
-  std::string cmd = fmt::format("timeout -k 5 {} {}/bin/{}", seconds,
-                                TROUPE_BINARY_DIR, program);
+  std::string cmd = fmt::format("timeout -k 5 {} {}", seconds, quote(path));
   for (const auto& a : args)
     cmd += " " + quote(a);
   cmd += fmt::format(" >{} 2>{} </dev/null", dir.file("out"), dir.file("err"));
@@ -49,6 +48,14 @@ inline outcome run_program(const std::string& program,
   o.out = slurp(dir.file("out"));
   o.err = slurp(dir.file("err"));
   return o;
+}
+
+/// Runs `program args...` from the build tree, at most `seconds` long.
+inline outcome run_program(const std::string& program,
+                           const std::vector<std::string>& args,
+                           int seconds = 120) {
+  return run_program_at(fmt::format("{}/bin/{}", TROUPE_BINARY_DIR, program),
+                        args, seconds);
 }
 
 inline outcome run_troupe(const std::vector<std::string>& args,

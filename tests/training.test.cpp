@@ -33,6 +33,43 @@ json run_json(const std::vector<std::string>& args) {
   return json::parse(o.out);
 }
 
+// The model a run saved, evaluated three ways: troupe eval (the run's
+// figures to 0.0005), an ONNX evaluation outside troupe (NumPy,
+// tools/onnx_reference.py, after onnx.checker) to 0.001, and troupe
+// predict, whose classes the outside evaluation must agree with.
+void check_saved_model(const std::string& pipeline, const std::string& model,
+                       const json& run) {
+  const double acc = run["test_accuracy"].get<double>();
+  auto e = run_troupe({"eval", model, pipeline, "--json"}, 300);
+  BOOST_TEST_INFO("stderr: " << e.err);
+  BOOST_REQUIRE_EQUAL(e.code, 0);
+  const auto ev = json::parse(e.out);
+  BOOST_TEST_MESSAGE(model << ": run " << acc << ", troupe eval "
+                           << ev["test_accuracy"]);
+  BOOST_TEST(std::abs(ev["test_accuracy"].get<double>() - acc) <= 0.0005);
+  BOOST_TEST(std::abs(ev["test_loss"].get<double>() -
+                      run["test_loss"].get<double>()) <= 1e-4);
+  temp_dir dir;
+  const auto csv = dir.file("pred.csv");
+  auto p = run_troupe({"predict", model, "--data",
+                       fashion + "t10k-images-idx3-ubyte.gz", "--out", csv},
+                      300);
+  BOOST_TEST_INFO("stderr: " << p.err);
+  BOOST_REQUIRE_EQUAL(p.code, 0);
+  auto r = run_program_at(
+      "/usr/bin/python3",
+      {std::string(TROUPE_SOURCE_DIR) + "/tools/onnx_reference.py", model,
+       "--idx", fashion + "t10k-images-idx3-ubyte.gz",
+       fashion + "t10k-labels-idx1-ubyte.gz", "--compare", csv},
+      300);
+  BOOST_TEST_INFO("stderr: " << r.err);
+  BOOST_REQUIRE_EQUAL(r.code, 0);
+  const auto ref = json::parse(r.out);
+  BOOST_TEST_MESSAGE(model << ": outside evaluation " << ref.dump());
+  BOOST_TEST(std::abs(ref["accuracy"].get<double>() - acc) <= 0.001);
+  BOOST_TEST(ref["agree_with_predict"].get<double>() >= 0.999);
+}
+
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(training)
@@ -40,8 +77,11 @@ BOOST_AUTO_TEST_SUITE(training)
 BOOST_AUTO_TEST_CASE(fashion_mnist_mlp_reaches_0_855) {
   BOOST_REQUIRE_MESSAGE(have_fashion(),
                         "dataset-fashion-mnist is not installed");
-  auto j = run_json({example("fashion_mnist.toml")});
+  temp_dir dir;
+  const auto model = dir.file("mlp.onnx");
+  auto j = run_json({example("fashion_mnist.toml"), "--save", model});
   BOOST_TEST_MESSAGE("mlp: " << j.dump());
+  check_saved_model(example("fashion_mnist.toml"), model, j);
   BOOST_TEST(j["epochs"] == 3);
   BOOST_TEST(j["workers"] == 2);
   BOOST_TEST(j["nodes"] == 2); // the embedded default: two node processes
@@ -59,10 +99,13 @@ BOOST_AUTO_TEST_CASE(fashion_mnist_cnn_reaches_0_90) {
   // two cores.
   BOOST_REQUIRE_MESSAGE(have_fashion(),
                         "dataset-fashion-mnist is not installed");
-  auto j = run_json({example("fashion_mnist_cnn.toml")});
+  temp_dir dir;
+  const auto model = dir.file("cnn.onnx");
+  auto j = run_json({example("fashion_mnist_cnn.toml"), "--save", model});
   BOOST_TEST_MESSAGE("cnn: " << j.dump());
   BOOST_TEST(j["param_count"] == 421642);
   BOOST_TEST(j["test_accuracy"].get<double>() >= 0.90);
+  check_saved_model(example("fashion_mnist_cnn.toml"), model, j);
 }
 
 BOOST_AUTO_TEST_CASE(fashion_mnist_softmax_reaches_0_83) {
@@ -186,7 +229,8 @@ type = "adam"
 lr = 0.01
 )",
                            dir.file("train.csv"), dir.file("test.csv"), loss));
-    auto j = run_json({dir.file("p.toml")});
+    const auto model = dir.file(std::string(loss) + ".onnx");
+    auto j = run_json({dir.file("p.toml"), "--save", model});
     double baseline = 0;
     for (double y : test_y) {
       const double r = std::fabs(y - mean);
@@ -199,6 +243,23 @@ lr = 0.01
                             << baseline);
     BOOST_TEST(j["test_accuracy"].is_null());
     BOOST_TEST(got < 0.05 * baseline, loss);
+    // Regression metrics: R^2 near 1, MAE <= RMSE, and for mse (whose
+    // per-sample loss is the squared error) RMSE^2 is the test loss.
+    const auto& m = j["test_metrics"];
+    BOOST_TEST_MESSAGE(loss << ": test_metrics " << m.dump());
+    BOOST_TEST(m["r2"].get<double>() > 0.95);
+    BOOST_TEST(m["mae"].get<double>() <= m["rmse"].get<double>());
+    if (std::string(loss) == "mse")
+      BOOST_TEST(std::pow(m["rmse"].get<double>(), 2) == got,
+                 boost::test_tools::tolerance(1e-6));
+    // The saved model evaluates to the same figures.
+    auto e = run_troupe({"eval", model, dir.file("p.toml"), "--json"});
+    BOOST_TEST_INFO("stderr: " << e.err);
+    BOOST_REQUIRE_EQUAL(e.code, 0);
+    const auto ev = json::parse(e.out);
+    BOOST_TEST(ev["test_loss"].get<double>() == got,
+               boost::test_tools::tolerance(1e-9));
+    BOOST_TEST(ev["test_metrics"] == m);
   }
 }
 

@@ -1,7 +1,9 @@
 // troupe run PIPELINE: loads the pipeline (with --set overrides), runs the
 // job and reports. Progress goes to stderr; results to stdout.
 #include "tools/cli/commands.hpp"
+#include "tools/cli/metrics_json.hpp"
 
+#include "actors/model_file.hpp"
 #include "actors/run.hpp"
 #include "data/dataset.hpp"
 #include "runtime/cluster.hpp"
@@ -14,6 +16,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <unistd.h>
@@ -38,6 +41,7 @@ struct run_options {
   double connect_timeout = 10;
   std::string checkpoint_dir;
   bool resume = false;
+  std::string save; ///< --save: the trained model, as ONNX
 };
 
 // Ctrl-C or SIGTERM: stop the local node processes, then exit.
@@ -90,6 +94,9 @@ json to_json(const actors::run_result& r) {
               {"wall_s", r.wall_s},
               {"test_loss", nullable(r.test_loss)},
               {"test_accuracy", nullable(r.test_accuracy)},
+              {"test_metrics", r.test_metrics
+                                   ? metrics_json(*r.test_metrics, r.labels)
+                                   : json(nullptr)},
               {"params_digest", r.params_digest},
               {"param_count", r.param_count},
               {"restarts", r.restarts},
@@ -137,6 +144,23 @@ int run(const run_options& o) {
   }
   if (o.threads >= 0)
     spec.threads = o.threads;
+  if (!o.save.empty()) {
+    // Found out now, not after the training: a model that cannot be
+    // written there, or cannot be written as ONNX.
+    const auto dir = std::filesystem::path(o.save).parent_path();
+    std::error_code ec;
+    if (!dir.empty() && !std::filesystem::is_directory(dir, ec)) {
+      std::fprintf(stderr, "troupe: --save %s: no directory %s\n",
+                   o.save.c_str(), dir.c_str());
+      return exit_bad_input;
+    }
+    try {
+      actors::check_savable(spec);
+    } catch (const modelio::model_error& e) {
+      std::fprintf(stderr, "troupe: --save %s: %s\n", o.save.c_str(), e.what());
+      return exit_bad_input;
+    }
+  }
   if (!o.metrics.empty()) {
     // Appending: a metrics file from an earlier run is never clobbered.
     metrics = std::make_unique<std::ofstream>(o.metrics, std::ios::app);
@@ -227,9 +251,21 @@ int run(const run_options& o) {
   }
   signal(SIGINT, on_stop_signal);
   signal(SIGTERM, on_stop_signal);
+  bool save_failed = false;
   try {
     auto result = actors::run_job(spec, obs, copt);
     clear_bar();
+    if (!o.save.empty()) {
+      try {
+        modelio::save_onnx(actors::trained_model_of(spec, result), o.save);
+        obs.on_info(fmt::format("model saved: {} (ONNX, epoch {})", o.save,
+                                result.epochs));
+      } catch (const modelio::model_error& e) {
+        // The run itself is done: its result still goes out, then exit 2.
+        std::fprintf(stderr, "troupe: --save: %s\n", e.what());
+        save_failed = true;
+      }
+    }
     auto j = to_json(result);
     auto end = j;
     end["event"] = "end";
@@ -249,7 +285,7 @@ int run(const run_options& o) {
               : "",
           result.params_digest.c_str());
     }
-    return exit_ok;
+    return save_failed ? exit_bad_input : exit_ok;
   } catch (const std::exception& e) {
     // One message, one metrics line, and the exit code of the failure kind.
     std::string prefix = "training failed: ";
@@ -310,6 +346,9 @@ void add_run_command(CLI::App& app, int* code) {
   cmd->add_flag("--resume", opts->resume,
                 "Continue from the newest good checkpoint in "
                 "--checkpoint-dir (from step 0 when there is none)");
+  cmd->add_option("--save", opts->save,
+                  "Write the trained model to FILE as ONNX (opset 17; see "
+                  "docs/models.md)");
   cmd->callback([opts, code] { *code = run(*opts); });
 }
 
