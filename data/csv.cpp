@@ -102,10 +102,26 @@ dataset read_csv_impl(const std::vector<std::string>& files,
       auto cells = split(line);
       if (first) {
         first = false;
+        // A header row has a non-numeric cell outside the target column
+        // (which may hold class names); a target given by name needs one.
         double dummy = 0;
+        std::int64_t label_col = static_cast<std::int64_t>(cells.size()) - 1;
+        bool by_name = false;
+        if (!target.empty()) {
+          std::int64_t idx = -1;
+          auto [p, ec] = std::from_chars(target.data(),
+                                         target.data() + target.size(), idx);
+          by_name = ec != std::errc{} || p != target.data() + target.size();
+          label_col = by_name ? -1 : idx;
+        }
         bool numeric = true;
-        for (const auto& c : cells)
-          numeric = numeric && parse_number(c.text, dummy);
+        for (std::size_t c = 0; c < cells.size(); ++c) {
+          if (static_cast<std::int64_t>(c) == label_col)
+            continue;
+          numeric = numeric && parse_number(cells[c].text, dummy);
+          if (by_name && cells[c].text == target)
+            numeric = false;
+        }
         if (!numeric) { // a header row
           std::vector<std::string> names;
           for (const auto& c : cells)

@@ -121,6 +121,12 @@ BOOST_AUTO_TEST_CASE(text_class_labels_map_in_sorted_order) {
              boost::test_tools::per_element());
   BOOST_TEST(mixed.y.to_vector() == (std::vector<float>{0, 2, 1}),
              boost::test_tools::per_element());
+  // Without a header, a first row with a class name is data.
+  write_text(dir.file("bare.csv"), "1,2,cat\n3,4,dog\n");
+  auto bare = td::read_csv({dir.file("bare.csv")}, "", -1);
+  BOOST_TEST(bare.samples == 2);
+  BOOST_TEST(bare.labels == (std::vector<std::string>{"cat", "dog"}),
+             boost::test_tools::per_element());
   // More names than data.classes, and names where a number is needed.
   BOOST_TEST(error_of({dir.file("train.csv")}, "kind", 2)
                  .find("3 distinct class labels but data.classes = 2") !=

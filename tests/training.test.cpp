@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 
 using namespace troupe::testing;
 using troupe::data::testing::temp_dir;
@@ -106,6 +107,51 @@ BOOST_AUTO_TEST_CASE(fashion_mnist_cnn_reaches_0_90) {
   BOOST_TEST(j["param_count"] == 421642);
   BOOST_TEST(j["test_accuracy"].get<double>() >= 0.90);
   check_saved_model(example("fashion_mnist_cnn.toml"), model, j);
+}
+
+BOOST_AUTO_TEST_CASE(sensors_example_classifies_named_states) {
+  // examples/sensors.toml from another folder: its data paths are relative
+  // to the file; its classes are names.
+  temp_dir dir;
+  const auto model = dir.file("sensors.onnx");
+  auto o = run_program_at(
+      "/bin/sh",
+      {"-c", fmt::format("cd / && {}/bin/troupe run {} --json -q "
+                         "--save {}",
+                         TROUPE_BINARY_DIR, quote(example("sensors.toml")),
+                         quote(model))});
+  BOOST_TEST_INFO("stderr: " << o.err);
+  BOOST_REQUIRE_EQUAL(o.code, 0);
+  const auto j = json::parse(o.out);
+  BOOST_TEST_MESSAGE("sensors: " << j["test_accuracy"] << " "
+                                 << j["test_metrics"].dump());
+  BOOST_TEST(j["test_accuracy"].get<double>() >= 0.9);
+  std::vector<std::string> names;
+  for (const auto& c : j["test_metrics"]["per_class"])
+    names.push_back(c["class"].get<std::string>());
+  BOOST_TEST(names == (std::vector<std::string>{"faulty", "idle", "overloaded",
+                                                "running"}),
+             boost::test_tools::per_element());
+  auto p = run_troupe(
+      {"predict", model, "--data", example("data/sensors-test.csv")});
+  BOOST_TEST_INFO("stderr: " << p.err);
+  BOOST_REQUIRE_EQUAL(p.code, 0);
+  BOOST_TEST(p.out.rfind("label,p_faulty,p_idle,p_overloaded,p_running\n", 0) ==
+             0);
+  // The predicted names against the file's own: the run's accuracy.
+  std::istringstream want(slurp(example("data/sensors-test.csv")));
+  std::istringstream got(p.out);
+  std::string w, g;
+  std::getline(want, w);
+  std::getline(got, g);
+  int right = 0, rows = 0;
+  while (std::getline(want, w) && std::getline(got, g)) {
+    right += w.substr(w.rfind(',') + 1) == g.substr(0, g.find(',')) ? 1 : 0;
+    ++rows;
+  }
+  BOOST_TEST(rows == 500);
+  BOOST_TEST(right / 500.0 == j["test_accuracy"].get<double>(),
+             boost::test_tools::tolerance(1e-9));
 }
 
 BOOST_AUTO_TEST_CASE(fashion_mnist_softmax_reaches_0_83) {

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -166,17 +167,23 @@ data::dataset read_samples(const predict_options& o,
         "{} files",
         o.data.size())};
   }
-  auto ds = data::read_csv_features(o.data);
+  // A file with one column more than the model takes holds the target
+  // column too (as the training data did): it is left out.
   const auto want = devices::numel_of(m.input);
-  if (ds.features == want + 1) {
-    // The file has the target column too: read it as the training did.
-    const auto t = m.extra.find("target");
-    return data::read_csv_features(o.data,
-                                   t == m.extra.end() || t->second.empty()
-                                       ? std::to_string(ds.features - 1)
-                                       : t->second);
+  std::ifstream first(o.data.front());
+  std::string line;
+  while (std::getline(first, line) &&
+         line.find_first_not_of(" \t\r") == std::string::npos) {
   }
-  return ds;
+  const auto columns =
+      static_cast<std::int64_t>(std::count(line.begin(), line.end(), ',')) + 1;
+  if (columns != want + 1)
+    return data::read_csv_features(o.data);
+  const auto t = m.extra.find("target");
+  std::string skip = t == m.extra.end() ? "" : t->second;
+  if (skip.empty() || line.find(skip) == std::string::npos)
+    skip = std::to_string(columns - 1); // no header naming it: the last
+  return data::read_csv_features(o.data, skip);
 }
 
 int predict(const predict_options& o) {
