@@ -137,6 +137,11 @@ struct coordinator_state {
   std::int64_t pruned = 0;                        // backups kept from here
   std::map<std::int64_t, std::set<std::int32_t>> durable_shards; // by version
   std::int64_t checkpoint = -1; // newest version every shard has on disk
+  // optimizer.clip_norm (sync): per step, each shard's segment sums of
+  // squares until all are in, then the step's scale (kept for replays).
+  std::map<std::int64_t, std::map<std::int32_t, std::vector<double>>>
+      clip_parts;
+  std::map<std::int64_t, float> clip_scales;
   struct recovery {
     clock_type::time_point detected;
     std::int64_t slowest; // the slowest worker's steps then
@@ -287,6 +292,7 @@ void emit_epochs(self_ptr self) {
     epoch_summary s;
     s.epoch = st.emitted_epochs + 1;
     s.steps = s.epoch * st.spec.steps_per_epoch;
+    s.lr = st.spec.lr_at(s.steps);
     s.train_loss =
         acc.samples > 0 ? acc.loss_sum / static_cast<double>(acc.samples) : 0;
     // The epoch before may have run in an earlier job (--resume).
@@ -1419,6 +1425,46 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
         const auto offset = st.spec.shard_begin(m.shard, st.param_count);
         self->send(st.store, snapshot_atom::value, std::move(m), offset,
                    st.param_count);
+      },
+      [=](clip_atom, std::int64_t step, std::int32_t shard,
+          std::vector<double>& sums) {
+        // optimizer.clip_norm: the global norm of step `step`'s gradient,
+        // summed over the shards' segments in model order, and the scale
+        // torch.nn.utils.clip_grad_norm_ would apply.
+        auto& st = self->state;
+        if (shard < 0 || shard >= st.spec.partitions)
+          return;
+        auto send_scale = [&](std::int32_t to, float scale) {
+          self->send(st.topo.param_shards[static_cast<std::size_t>(to)],
+                     clip_atom::value, step, scale);
+        };
+        if (auto known = st.clip_scales.find(step);
+            known != st.clip_scales.end()) {
+          send_scale(shard, known->second); // a replay
+          return;
+        }
+        auto& parts = st.clip_parts[step];
+        parts[shard] = std::move(sums);
+        if (static_cast<std::int64_t>(parts.size()) < st.spec.partitions)
+          return;
+        double total = 0;
+        for (const auto& [s, v] : parts)
+          for (double x : v)
+            total += x;
+        const double norm = std::sqrt(total);
+        const auto scale = static_cast<float>(
+            norm > st.spec.clip_norm ? st.spec.clip_norm / (norm + 1e-6) : 1.0);
+        st.clip_scales[step] = scale;
+        st.clip_parts.erase(step);
+        for (std::int32_t s = 0; s < st.spec.partitions; ++s)
+          send_scale(s, scale);
+        // Scales older than every shard's older snapshot are not replayed.
+        std::int64_t oldest = step;
+        for (const auto& d : st.durable)
+          oldest = std::min(oldest, d.empty() ? std::int64_t{0} : d.front());
+        st.clip_scales.erase(
+            st.clip_scales.begin(),
+            st.clip_scales.lower_bound(oldest - 2 * st.spec.snapshot_every));
       },
       [=](durable_atom, std::int32_t shard, std::int64_t version) {
         on_durable(self, shard, version);

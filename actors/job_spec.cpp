@@ -6,6 +6,7 @@
 #include "runtime/config.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <stdexcept>
 
@@ -171,8 +172,9 @@ job_spec parse_job_spec(runtime::config& c) {
            "softmax twice: cross_entropy takes logits and applies it itself");
   s.partitions = c.get_int("model.partitions", 1, 1, 4096);
   // [optimizer]
-  const auto opt = c.get_string("optimizer.type", "adam",
-                                {"sgd", "momentum", "nesterov", "adam"});
+  const auto opt =
+      c.get_string("optimizer.type", "adam",
+                   {"sgd", "momentum", "nesterov", "adam", "adamw"});
   auto& o = s.optimizer;
   o.kind = *nn::parse_optimizer_kind(opt);
   o.lr = static_cast<float>(c.get_float("optimizer.lr", 0.001, 0.0, 1e6, true));
@@ -186,8 +188,55 @@ job_spec parse_job_spec(runtime::config& c) {
     c.fail("optimizer.beta2", "must be below 1");
   o.eps =
       static_cast<float>(c.get_float("optimizer.eps", 1e-8, 0.0, 1.0, true));
-  o.weight_decay =
-      static_cast<float>(c.get_float("optimizer.weight_decay", 0.0, 0.0, 1e6));
+  // AdamW's default decay is PyTorch's; the others' is none.
+  o.weight_decay = static_cast<float>(c.get_float(
+      "optimizer.weight_decay",
+      o.kind == devices::optimizer_kind::adamw ? 0.01 : 0.0, 0.0, 1e6));
+  s.clip_norm = c.get_float("optimizer.clip_norm", 0.0, 0.0, 1e12);
+  if (s.clip_norm > 0 && s.mode != "sync")
+    c.fail("optimizer.clip_norm",
+           fmt::format("clips the summed gradient of a step, which mode "
+                       "\"{}\" does not have (each worker's gradient is "
+                       "applied alone); use mode = \"sync\"",
+                       s.mode));
+  if (c.has("optimizer.schedule")) {
+    const std::string key = "optimizer.schedule";
+    bool table = true;
+    try {
+      c.keys(key);
+    } catch (const config_error&) {
+      table = false;
+    }
+    auto& sch = s.schedule;
+    const std::vector<std::string> types{"constant", "step", "cosine"};
+    sch.type = table ? c.get_string(key + ".type", "constant", types)
+                     : c.get_string(key, "constant", types);
+    if (table) {
+      sch.warmup_steps = c.get_int(key + ".warmup_steps", 0, 0, 1'000'000'000);
+      auto only = [&](const char* field, const char* type) {
+        if (c.has(key + "." + field) && sch.type != type)
+          c.fail(key + "." + field,
+                 fmt::format("only used with type = \"{}\" (this schedule "
+                             "is \"{}\")",
+                             type, sch.type));
+      };
+      only("step_size", "step");
+      only("gamma", "step");
+      only("min_lr", "cosine");
+      if (sch.type == "step") {
+        if (!c.has(key + ".step_size"))
+          c.fail(key + ".step_size",
+                 "required with type = \"step\": steps between decays");
+        sch.step_size = c.get_int(key + ".step_size", 1, 1, 1'000'000'000);
+        sch.gamma = c.get_float(key + ".gamma", 0.1, 0.0, 1.0, true);
+      }
+      if (sch.type == "cosine")
+        sch.min_lr = c.get_float(key + ".min_lr", 0.0, 0.0, o.lr);
+    } else if (sch.type == "step") {
+      c.fail(key, "type \"step\" needs step_size: write [optimizer.schedule] "
+                  "with type = \"step\" and step_size");
+    }
+  }
   // [cluster]
   s.local_nodes = c.get_int("cluster.local_nodes", 1, 1, 64);
   s.workers = c.get_int("cluster.workers", 1, 1, 4096);
@@ -348,6 +397,26 @@ std::int64_t job_spec::chaos_kill_step(const std::string& role,
         e.incarnation == incarnation)
       return e.at_step;
   return -1;
+}
+
+double job_spec::lr_at(std::int64_t step) const {
+  const double lr = optimizer.lr;
+  const auto& s = schedule;
+  if (s.warmup_steps > 0 && step <= s.warmup_steps)
+    return lr * static_cast<double>(std::max<std::int64_t>(step, 1)) /
+           static_cast<double>(s.warmup_steps);
+  const auto t = std::max<std::int64_t>(step - s.warmup_steps - 1, 0);
+  if (s.type == "step" && s.step_size > 0)
+    return lr * std::pow(s.gamma, static_cast<double>(t / s.step_size));
+  if (s.type == "cosine") {
+    // t runs 0 .. span - 1 over the steps after the warmup.
+    const auto span =
+        std::max<std::int64_t>(total_steps() - s.warmup_steps - 1, 1);
+    const double f =
+        static_cast<double>(std::min(t, span)) / static_cast<double>(span);
+    return s.min_lr + (lr - s.min_lr) * 0.5 * (1.0 + std::cos(M_PI * f));
+  }
+  return lr;
 }
 
 devices::nn::step_context job_spec::step_context(std::int64_t step,

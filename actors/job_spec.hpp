@@ -30,6 +30,18 @@ struct chaos_event {
   std::string target() const;
 };
 
+/// The learning rate over the job ([optimizer.schedule]): an optional
+/// linear warmup from lr / warmup_steps to lr, then constant, step (times
+/// gamma every step_size steps) or cosine (from lr down to min_lr at the
+/// last step). Steps are the job's global steps.
+struct lr_schedule {
+  std::string type = "constant"; ///< constant | step | cosine
+  std::int64_t warmup_steps = 0;
+  std::int64_t step_size = 0; ///< step
+  double gamma = 0.1;         ///< step
+  double min_lr = 0;          ///< cosine
+};
+
 /// Everything a pipeline says, validated; the same on every node.
 struct job_spec {
   // [job]
@@ -60,6 +72,10 @@ struct job_spec {
   std::int64_t partitions = 1;
   // [optimizer]
   devices::optimizer_config optimizer;
+  lr_schedule schedule;
+  /// Clip the summed gradient of each optimizer step to this global L2
+  /// norm (over every param shard, in canonical order); 0: no clipping.
+  double clip_norm = 0;
   // [cluster]
   std::int64_t local_nodes = 1;
   std::int64_t workers = 1;
@@ -107,6 +123,14 @@ struct job_spec {
     return input_shape.empty() ? devices::shape_t{inputs} : input_shape;
   }
   bool synchronous() const { return mode == "sync"; }
+  /// The learning rate of global step `step` (1-based) by the schedule.
+  double lr_at(std::int64_t step) const;
+  /// The global step (1-based) an optimizer version belongs to: sync, the
+  /// version; async/ssp, where each worker's gradient is a version of its
+  /// own, versions 1..workers are step 1 and so on.
+  std::int64_t step_of_version(std::int64_t version) const {
+    return synchronous() ? version : (version + workers - 1) / workers;
+  }
   bool classification() const {
     return loss.kind == devices::loss_kind::cross_entropy;
   }

@@ -7,6 +7,8 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <cmath>
+
 namespace ta = troupe::actors;
 using troupe::runtime::config;
 using troupe::runtime::config_error;
@@ -275,6 +277,68 @@ BOOST_AUTO_TEST_CASE(graph_saves_the_model_its_run_trained) {
   BOOST_TEST(m.extra.at("target") == "y");
   BOOST_TEST(m.input == (troupe::devices::shape_t{2}));
   BOOST_TEST(m.epoch == 2);
+}
+
+BOOST_AUTO_TEST_CASE(schedules_give_the_lr_of_each_step) {
+  auto spec_of = [](const std::string& extra) {
+    auto c =
+        config::parse(minimal + "[optimizer]\nlr = 0.1\n" + extra, "p.toml");
+    auto s = ta::parse_job_spec(c);
+    s.steps_per_epoch = 100; // 100 steps in all (1 epoch)
+    return s;
+  };
+  namespace tt = boost::test_tools;
+  auto constant = spec_of("");
+  BOOST_TEST(constant.lr_at(1) == 0.1, tt::tolerance(1e-6));
+  BOOST_TEST(constant.lr_at(100) == 0.1, tt::tolerance(1e-6));
+  auto step = spec_of(
+      "[optimizer.schedule]\ntype = \"step\"\nstep_size = 30\ngamma = 0.5\n");
+  BOOST_TEST(step.lr_at(30) == 0.1, tt::tolerance(1e-6));
+  BOOST_TEST(step.lr_at(31) == 0.05, tt::tolerance(1e-6));
+  BOOST_TEST(step.lr_at(61) == 0.025, tt::tolerance(1e-6));
+  auto cosine = spec_of("[optimizer.schedule]\ntype = \"cosine\"\n"
+                        "warmup_steps = 10\nmin_lr = 0.01\n");
+  BOOST_TEST(cosine.lr_at(1) == 0.01, tt::tolerance(1e-6)); // 1/10 of lr
+  BOOST_TEST(cosine.lr_at(5) == 0.05, tt::tolerance(1e-6));
+  BOOST_TEST(cosine.lr_at(10) == 0.1, tt::tolerance(1e-6));
+  BOOST_TEST(cosine.lr_at(11) == 0.1, tt::tolerance(1e-6));   // the peak
+  BOOST_TEST(cosine.lr_at(100) == 0.01, tt::tolerance(1e-6)); // the floor
+  // After the warmup, t = 0 .. 89 over steps 11 .. 100: step 55 is t = 44.
+  const double mid = 0.01 + 0.09 * 0.5 * (1 + std::cos(M_PI * 44.0 / 89.0));
+  BOOST_TEST(cosine.lr_at(55) == mid, tt::tolerance(1e-6));
+  // The string form, and AdamW's default decay.
+  auto s = spec_of("type = \"adamw\"\nschedule = \"cosine\"\n");
+  BOOST_TEST(s.schedule.type == "cosine");
+  BOOST_TEST(s.optimizer.weight_decay == 0.01f);
+  // async: each worker's gradient is a version; 2 workers, versions 3 and
+  // 4 are step 2.
+  auto a = spec_of("[job]\nmode = \"async\"\n[cluster]\nworkers = 2\n");
+  BOOST_TEST(a.step_of_version(3) == 2);
+  BOOST_TEST(a.step_of_version(4) == 2);
+  BOOST_TEST(constant.step_of_version(4) == 4);
+}
+
+BOOST_AUTO_TEST_CASE(bad_schedules_and_clipping_name_the_key) {
+  const auto base = minimal + "[optimizer]\n";
+  BOOST_TEST(error_of(base + "[optimizer.schedule]\ntype = \"cosine\"\n"
+                             "gamma = 0.5\n")
+                 .find("optimizer.schedule.gamma: only used with type = "
+                       "\"step\"") != std::string::npos);
+  BOOST_TEST(error_of(base + "[optimizer.schedule]\ntype = \"step\"\n")
+                 .find("optimizer.schedule.step_size: required") !=
+             std::string::npos);
+  BOOST_TEST(error_of(base + "[optimizer.schedule]\ntype = \"cosine\"\n"
+                             "warmpu_steps = 5\n")
+                 .find("optimizer.schedule.warmpu_steps") != std::string::npos);
+  BOOST_TEST(
+      error_of(base + "schedule = \"linear\"\n").find("optimizer.schedule") !=
+      std::string::npos);
+  BOOST_TEST(error_of(base + "schedule = \"step\"\n").find("needs step_size") !=
+             std::string::npos);
+  BOOST_TEST(error_of(base + "clip_norm = -1\n").find("optimizer.clip_norm") !=
+             std::string::npos);
+  BOOST_TEST(error_of(base + "clip_norm = 1\n[job]\nmode = \"async\"\n")
+                 .find("use mode = \"sync\"") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

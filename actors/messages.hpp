@@ -67,6 +67,9 @@ using restore_atom = caf::atom_constant<caf::atom("restore")>;
 using durable_atom = caf::atom_constant<caf::atom("durable")>;
 using load_atom = caf::atom_constant<caf::atom("load")>;
 using evaluated_atom = caf::atom_constant<caf::atom("evaluated")>;
+/// optimizer.clip_norm (sync): a shard's sums of squares of a step's
+/// gradient, per segment, to the coordinator; the step's scale back.
+using clip_atom = caf::atom_constant<caf::atom("clip")>;
 /// (kill_atom, string "ROLE:INDEX") to the coordinator -> string: "" when
 /// killed (as a crash would: its supervisor restarts it), else why not.
 /// (checkpoint_atom) to the snapshot store -> (int64 version,
@@ -232,16 +235,22 @@ typename Inspector::result_type inspect(Inspector& f, chaos_event& x) {
            x.node, x.at_step, x.incarnation);
 }
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, lr_schedule& x) {
+  return f(caf::meta::type_name("lr_schedule"), x.type, x.warmup_steps,
+           x.step_size, x.gamma, x.min_lr);
+}
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_spec& x) {
   return f(caf::meta::type_name("job_spec"), x.name, x.mode, x.staleness,
            x.seed, x.epochs, x.format, x.train, x.test, x.shards, x.batch,
            x.target, x.classes, x.labels, x.prefetch, x.input_shape, x.layers,
-           x.loss, x.partitions, x.optimizer, x.local_nodes, x.workers,
-           x.device, x.worker_devices, x.threads, x.strategy, x.max_restarts,
-           x.within_s, x.snapshot_every, x.heartbeat_s, x.heartbeat_timeout_s,
-           x.chaos, x.incarnation, x.placement, x.slow_worker, x.slow_ms,
-           x.detached_compute, x.exchange_only, x.inputs, x.outputs,
-           x.train_samples, x.steps_per_epoch);
+           x.loss, x.partitions, x.optimizer, x.schedule, x.clip_norm,
+           x.local_nodes, x.workers, x.device, x.worker_devices, x.threads,
+           x.strategy, x.max_restarts, x.within_s, x.snapshot_every,
+           x.heartbeat_s, x.heartbeat_timeout_s, x.chaos, x.incarnation,
+           x.placement, x.slow_worker, x.slow_ms, x.detached_compute,
+           x.exchange_only, x.inputs, x.outputs, x.train_samples,
+           x.steps_per_epoch);
 }
 
 /// Elements per piece for slices sent to another process: large transfers

@@ -46,6 +46,11 @@ struct pending_step {
   std::map<std::pair<std::int32_t, std::int32_t>, sync_part> parts;
   std::vector<std::int64_t> leaves; // per chunk: ranks its complete parts sum
   std::vector<bool> applied;        // per chunk
+  // optimizer.clip_norm: the summed chunks, kept until the step's scale
+  // (from the global norm) is known.
+  std::vector<devices::tensor> sums;
+  bool norm_sent = false;
+  float scale = -1; // < 0: not known yet
 };
 
 struct param_shard_state {
@@ -63,6 +68,11 @@ struct param_shard_state {
   /// batch_norm running statistics inside this shard's slice: updated by
   /// their momentum rule instead of the optimizer.
   std::vector<devices::nn::param_block> running;
+  /// clip_norm: where this shard's segments begin (shard-relative), the
+  /// pieces between block starts, with the end last; running-statistics
+  /// blocks are left out of the norm (they are not gradients).
+  std::vector<std::int64_t> segments;
+  std::vector<bool> segment_counts;
   std::vector<devices::tensor> spares; // earlier versions, reused when free
   std::int64_t version = 0;            // optimizer steps applied
   devices::tensor next;                // sync: version + 1, chunk by chunk
@@ -193,8 +203,10 @@ void update(param_shard_state& st, std::int64_t first, std::int64_t n,
   for (auto& t : st.opt_state)
     state.push_back(n == st.size ? t : t.slice(first, n));
   const auto params = n == st.size ? st.params : st.params.slice(first, n);
-  dev.optimizer_step(st.spec.optimizer, st.version + 1, params, grad,
-                     state.data(), out);
+  auto cfg = st.spec.optimizer;
+  cfg.lr = static_cast<float>(
+      st.spec.lr_at(st.spec.step_of_version(st.version + 1)));
+  dev.optimizer_step(cfg, st.version + 1, params, grad, state.data(), out);
   // What the workers sent for running statistics are batch statistics, not
   // gradients: those elements take the momentum rule instead.
   for (const auto& b : st.running) {
@@ -288,12 +300,82 @@ void publish_chunks(caf::stateful_actor<param_shard_state>* self,
 // Applies every chunk of the current step that all ranks have delivered,
 // and publishes each run of newly applied chunks at once: the way back
 // starts while later chunks are still on their way in.
+// optimizer.clip_norm: the sums of squares of this shard's segments of the
+// step's summed gradient (each in element order, in double), to the
+// coordinator, which sums every shard's segments in model order: the same
+// norm however the model is partitioned.
+std::vector<double> segment_squares(const param_shard_state& st,
+                                    const pending_step& p) {
+  std::vector<double> out;
+  std::size_t k = 0;
+  double acc = 0;
+  for (std::int64_t c = 0; c < st.chunks; ++c) {
+    const auto& t = p.sums[static_cast<std::size_t>(c)];
+    const float* v = t.data();
+    const auto first = c * chunk_elements;
+    for (std::int64_t i = 0; i < t.numel(); ++i) {
+      while (first + i >= st.segments[k + 1]) {
+        if (st.segment_counts[k])
+          out.push_back(acc);
+        acc = 0;
+        ++k;
+      }
+      acc += static_cast<double>(v[i]) * static_cast<double>(v[i]);
+    }
+  }
+  for (; k + 1 < st.segments.size(); ++k) {
+    if (st.segment_counts[k])
+      out.push_back(acc);
+    acc = 0;
+  }
+  return out;
+}
+
+// The gradient times the step's clip scale, but for running statistics.
+devices::tensor scaled(const param_shard_state& st, std::int64_t first,
+                       const devices::tensor& sum, float scale) {
+  if (scale == 1.0f)
+    return sum;
+  auto out = devices::tensor::empty({sum.numel()});
+  const float* in = sum.data();
+  float* o = out.data();
+  for (std::int64_t i = 0; i < sum.numel(); ++i)
+    o[i] = in[i] * scale;
+  for (const auto& b : st.running) {
+    const auto lo = std::max(b.offset, st.begin + first);
+    const auto hi =
+        std::min(b.offset + b.size(), st.begin + first + sum.numel());
+    for (auto i = lo; i < hi; ++i)
+      o[i - st.begin - first] = in[i - st.begin - first];
+  }
+  return out;
+}
+
 void apply_ready_chunks(caf::stateful_actor<param_shard_state>* self) {
   auto& st = self->state;
   auto it = st.pending.find(st.version);
   if (it == st.pending.end())
     return;
   auto& p = it->second;
+  if (st.spec.clip_norm > 0 && p.scale < 0) {
+    // Clipping needs the global norm first: the whole step, then the
+    // coordinator's answer.
+    for (std::int64_t c = 0; c < st.chunks; ++c)
+      if (p.leaves[static_cast<std::size_t>(c)] != st.spec.workers)
+        return;
+    if (!p.norm_sent) {
+      p.sums.resize(static_cast<std::size_t>(st.chunks));
+      for (std::int64_t c = 0; c < st.chunks; ++c)
+        p.sums[static_cast<std::size_t>(c)] =
+            complete_tree(p, 0, static_cast<std::int32_t>(st.spec.workers),
+                          static_cast<std::size_t>(c));
+      p.norm_sent = true;
+      if (st.coordinator)
+        self->send(st.coordinator, clip_atom::value, st.version, st.index,
+                   segment_squares(st, p));
+    }
+    return;
+  }
   std::int64_t run_begin = -1;
   for (std::int64_t c = 0; c <= st.chunks; ++c) {
     const bool ready = c < st.chunks &&
@@ -304,8 +386,11 @@ void apply_ready_chunks(caf::stateful_actor<param_shard_state>* self) {
         st.next = fresh_buffer(st);
       const auto first = c * chunk_elements;
       const auto n = std::min(chunk_elements, st.size - first);
-      auto sum = complete_tree(p, 0, static_cast<std::int32_t>(st.spec.workers),
-                               static_cast<std::size_t>(c));
+      auto sum =
+          p.sums.empty()
+              ? complete_tree(p, 0, static_cast<std::int32_t>(st.spec.workers),
+                              static_cast<std::size_t>(c))
+              : scaled(st, first, p.sums[static_cast<std::size_t>(c)], p.scale);
       update(st, first, n, sum,
              n == st.size ? st.next : st.next.slice(first, n));
       p.applied[static_cast<std::size_t>(c)] = true;
@@ -500,6 +585,21 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
       st.running.push_back(b);
   st.chunks = std::max<std::int64_t>(1, (st.size + chunk_elements - 1) /
                                             chunk_elements);
+  if (st.spec.clip_norm > 0) {
+    for (auto s : devices::nn::block_starts(layout))
+      if (s >= st.begin && s < st.begin + st.size)
+        st.segments.push_back(s - st.begin);
+    if (st.segments.empty() || st.segments.front() != 0)
+      st.segments.insert(st.segments.begin(), 0);
+    st.segments.push_back(st.size);
+    for (std::size_t k = 0; k + 1 < st.segments.size(); ++k) {
+      const auto at = st.begin + st.segments[k];
+      bool running = false;
+      for (const auto& b : st.running)
+        running = running || (at >= b.offset && at < b.offset + b.size());
+      st.segment_counts.push_back(!running);
+    }
+  }
   devices::nn::init_params(layout, st.spec.seed, st.begin, st.size,
                            st.params.data());
   for (int i = 0; i < devices::optimizer_state_count(st.spec.optimizer.kind);
@@ -602,6 +702,16 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
         return st.last_seq[static_cast<std::size_t>(worker)] + 1;
       },
       [=](snapshot_atom) { maybe_snapshot(self, true); },
+      [=](clip_atom, std::int64_t step, float scale) {
+        // optimizer.clip_norm: the scale of step `step`'s gradient.
+        auto& st = self->state;
+        auto it = st.pending.find(step);
+        if (it == st.pending.end() || it->second.scale >= 0)
+          return;
+        it->second.scale = scale;
+        if (step == st.version)
+          apply_ready_chunks(self);
+      },
       [=](snapshot_atom, done_atom) -> std::int64_t {
         // The job is done: its final state, to the store (the version the
         // coordinator waits to see durable).

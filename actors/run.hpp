@@ -30,6 +30,7 @@ struct epoch_summary {
   double train_loss = 0;    ///< mean per-sample loss over the epoch
   double samples_per_s = 0; ///< training samples / epoch wall time
   double wall_s = 0;        ///< since training started
+  double lr = 0;            ///< the learning rate of the epoch's last step
   bool evaluated = false;
   double test_loss = 0;
   std::optional<double> test_accuracy; ///< classification only

@@ -15,17 +15,25 @@ enum class activation : std::uint8_t { relu, sigmoid, tanh };
 enum class loss_kind : std::uint8_t { cross_entropy, mse, huber };
 
 /// Optimizers; their hyper-parameters follow PyTorch's definitions.
-enum class optimizer_kind : std::uint8_t { sgd, momentum, nesterov, adam };
+enum class optimizer_kind : std::uint8_t {
+  sgd,
+  momentum,
+  nesterov,
+  adam,
+  adamw, ///< adam with decoupled weight decay (torch.optim.AdamW)
+};
 
 /// Hyper-parameters of one optimizer.
 struct optimizer_config {
   optimizer_kind kind = optimizer_kind::adam;
   float lr = 0.001f;
-  float momentum = 0.9f;  ///< momentum and nesterov
-  float beta1 = 0.9f;     ///< adam
-  float beta2 = 0.999f;   ///< adam
-  float eps = 1e-8f;      ///< adam
-  float weight_decay = 0; ///< L2 term added to the gradient
+  float momentum = 0.9f; ///< momentum and nesterov
+  float beta1 = 0.9f;    ///< adam
+  float beta2 = 0.999f;  ///< adam
+  float eps = 1e-8f;     ///< adam
+  /// sgd, momentum, nesterov, adam: L2 term added to the gradient; adamw:
+  /// decoupled, p *= 1 - lr * weight_decay before the step.
+  float weight_decay = 0;
 };
 
 /// Number of state tensors (each as large as the parameters) an optimizer

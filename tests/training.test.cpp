@@ -154,6 +154,45 @@ BOOST_AUTO_TEST_CASE(sensors_example_classifies_named_states) {
              boost::test_tools::tolerance(1e-9));
 }
 
+BOOST_AUTO_TEST_CASE(
+    cosine_warmup_and_clipping_train_as_well_and_keep_digests) {
+  BOOST_REQUIRE_MESSAGE(have_fashion(),
+                        "dataset-fashion-mnist is not installed");
+  const std::vector<std::string> tuned{
+      "--set", "optimizer.lr=0.003",
+      "--set", "optimizer.schedule={type=\"cosine\",warmup_steps=200}",
+      "--set", "optimizer.clip_norm=1.0"};
+  auto with = [&](std::vector<std::string> args) {
+    std::vector<std::string> all{example("fashion_mnist.toml")};
+    all.insert(all.end(), tuned.begin(), tuned.end());
+    all.insert(all.end(), args.begin(), args.end());
+    return run_json(all);
+  };
+  // At least the constant-lr accuracy of the example (3 epochs).
+  const auto constant = run_json({example("fashion_mnist.toml")});
+  const auto scheduled = with({});
+  BOOST_TEST_MESSAGE("constant lr " << constant["test_accuracy"]
+                                    << ", cosine+warmup+clip "
+                                    << scheduled["test_accuracy"]);
+  BOOST_TEST(scheduled["test_accuracy"].get<double>() >=
+             constant["test_accuracy"].get<double>());
+  BOOST_TEST(scheduled["params_digest"] != constant["params_digest"]);
+  // The lr of the last epoch is the cosine's floor.
+  BOOST_TEST(scheduled["history"][2]["lr"].get<double>() == 0.0,
+             boost::test_tools::tolerance(1e-12));
+  // The same bits over partitions and nodes (one epoch each).
+  std::string first;
+  for (const char* p :
+       {"model.partitions=1", "model.partitions=2", "model.partitions=4",
+        "cluster.local_nodes=1", "cluster.local_nodes=3"}) {
+    auto d = with({"--set", "job.epochs=1", "--set", p})["params_digest"]
+                 .get<std::string>();
+    if (first.empty())
+      first = d;
+    BOOST_TEST(d == first, p);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(fashion_mnist_softmax_reaches_0_83) {
   BOOST_REQUIRE_MESSAGE(have_fashion(),
                         "dataset-fashion-mnist is not installed");

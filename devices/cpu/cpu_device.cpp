@@ -21,6 +21,7 @@ int optimizer_state_count(optimizer_kind k) {
     case optimizer_kind::nesterov:
       return 1;
     case optimizer_kind::adam:
+    case optimizer_kind::adamw:
       return 2;
   }
   return 0;
@@ -61,7 +62,10 @@ TROUPE_MULTIVERSION
 void adam_kernel(std::int64_t n, const float* __restrict p,
                  const float* __restrict g, float* __restrict m,
                  float* __restrict v, float* __restrict out, float b1, float b2,
-                 float step_size, float inv_bc2_sqrt, float eps, float wd) {
+                 float step_size, float inv_bc2_sqrt, float eps, float wd,
+                 float decay) {
+  // adam: wd adds to the gradient, decay is 1. adamw: wd is 0, and decay
+  // (1 - lr * weight_decay) scales the parameter first, as AdamW does.
   for (std::int64_t i = 0; i < n; ++i) {
     const float gi = g[i] + wd * p[i];
     const float mi = b1 * m[i] + (1.0f - b1) * gi;
@@ -69,7 +73,7 @@ void adam_kernel(std::int64_t n, const float* __restrict p,
     m[i] = mi;
     v[i] = vi;
     const float denom = std::sqrt(vi) * inv_bc2_sqrt + eps;
-    out[i] = p[i] - step_size * mi / denom;
+    out[i] = p[i] * decay - step_size * mi / denom;
   }
 }
 
@@ -442,7 +446,8 @@ void cpu_device::optimizer_step(const optimizer_config& cfg, std::int64_t step,
       }
       break;
     }
-    case optimizer_kind::adam: {
+    case optimizer_kind::adam:
+    case optimizer_kind::adamw: {
       expect_same_size(params_in, state[0]);
       expect_same_size(params_in, state[1]);
       float* __restrict m = state[0].data();
@@ -454,8 +459,10 @@ void cpu_device::optimizer_step(const optimizer_config& cfg, std::int64_t step,
           1.0 - std::pow(static_cast<double>(b1), static_cast<double>(step));
       const double bc2 =
           1.0 - std::pow(static_cast<double>(b2), static_cast<double>(step));
+      const bool decoupled = cfg.kind == optimizer_kind::adamw;
       adam_kernel(n, p, g, m, v, out, b1, b2, static_cast<float>(lr / bc1),
-                  static_cast<float>(1.0 / std::sqrt(bc2)), cfg.eps, wd);
+                  static_cast<float>(1.0 / std::sqrt(bc2)), cfg.eps,
+                  decoupled ? 0.0f : wd, decoupled ? 1.0f - lr * wd : 1.0f);
       break;
     }
   }

@@ -433,12 +433,14 @@ public:
                  params_out.data(), n, cfg.lr, cfg.momentum, cfg.weight_decay,
                  cfg.kind == optimizer_kind::nesterov);
         break;
-      case optimizer_kind::adam: {
+      case optimizer_kind::adam:
+      case optimizer_kind::adamw: {
         expect_cuda(state[0]);
         expect_cuda(state[1]);
         expect_same_size(params_in, state[0]);
         expect_same_size(params_in, state[1]);
         // The scalars exactly as the CPU backend computes them.
+        const bool decoupled = cfg.kind == optimizer_kind::adamw;
         const double bc1 = 1.0 - std::pow(static_cast<double>(cfg.beta1),
                                           static_cast<double>(step));
         const double bc2 = 1.0 - std::pow(static_cast<double>(cfg.beta2),
@@ -447,7 +449,8 @@ public:
              state[1].data(), params_out.data(), n, cfg.beta1, cfg.beta2,
              static_cast<float>(cfg.lr / bc1),
              static_cast<float>(1.0 / std::sqrt(bc2)), cfg.eps,
-             cfg.weight_decay);
+             decoupled ? 0.0f : cfg.weight_decay,
+             decoupled ? 1.0f - cfg.lr * cfg.weight_decay : 1.0f);
         break;
       }
     }

@@ -244,7 +244,8 @@ BOOST_FIXTURE_TEST_CASE(optimizer_steps, gpu) {
   const std::int64_t n = 10007;
   const dv::optimizer_kind kinds[] = {
       dv::optimizer_kind::sgd, dv::optimizer_kind::momentum,
-      dv::optimizer_kind::nesterov, dv::optimizer_kind::adam};
+      dv::optimizer_kind::nesterov, dv::optimizer_kind::adam,
+      dv::optimizer_kind::adamw};
   for (auto kind : kinds) {
     dv::optimizer_config cfg;
     cfg.kind = kind;

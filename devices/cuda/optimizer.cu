@@ -25,7 +25,7 @@ __global__ void momentum_kernel(const float* p, const float* g, float* buf,
 __global__ void adam_kernel(const float* p, const float* g, float* m, float* v,
                             float* out, std::int64_t n, float b1, float b2,
                             float step_size, float inv_bc2_sqrt, float eps,
-                            float wd) {
+                            float wd, float decay) {
   TROUPE_FOR_EACH(i, n) {
     const float gi = g[i] + wd * p[i];
     const float mi = b1 * m[i] + (1.0f - b1) * gi;
@@ -33,7 +33,7 @@ __global__ void adam_kernel(const float* p, const float* g, float* m, float* v,
     m[i] = mi;
     v[i] = vi;
     const float denom = sqrtf(vi) * inv_bc2_sqrt + eps;
-    out[i] = p[i] - step_size * mi / denom;
+    out[i] = p[i] * decay - step_size * mi / denom;
   }
 }
 
@@ -59,11 +59,11 @@ void momentum(cudaStream_t s, const float* p, const float* g, float* buf,
 
 void adam(cudaStream_t s, const float* p, const float* g, float* m, float* v,
           float* out, std::int64_t n, float b1, float b2, float step_size,
-          float inv_bc2_sqrt, float eps, float wd) {
+          float inv_bc2_sqrt, float eps, float wd, float decay) {
   if (n == 0)
     return;
   adam_kernel<<<grid_for(n), 256, 0, s>>>(p, g, m, v, out, n, b1, b2, step_size,
-                                          inv_bc2_sqrt, eps, wd);
+                                          inv_bc2_sqrt, eps, wd, decay);
   CUDA_CHECK_LAUNCH(adam_kernel);
 }
 

@@ -89,6 +89,8 @@ std::optional<optimizer_kind> parse_optimizer_kind(std::string_view name) {
     return optimizer_kind::nesterov;
   if (name == "adam")
     return optimizer_kind::adam;
+  if (name == "adamw")
+    return optimizer_kind::adamw;
   return std::nullopt;
 }
 
@@ -102,6 +104,8 @@ const char* to_string(optimizer_kind k) {
       return "nesterov";
     case optimizer_kind::adam:
       return "adam";
+    case optimizer_kind::adamw:
+      return "adamw";
   }
   return "?";
 }

@@ -92,6 +92,33 @@ BOOST_AUTO_TEST_CASE(adam_two_steps) {
   BOOST_TEST(r.p.data()[0] == want, tt::tolerance(1e-5));
 }
 
+BOOST_AUTO_TEST_CASE(adamw_decays_the_weights_apart_from_the_gradient) {
+  // torch.optim.AdamW: p *= 1 - lr * wd, then the Adam step on the plain
+  // gradient. With g = 0 at step 1, m = v = 0: only the decay moves p.
+  dv::optimizer_config cfg;
+  cfg.kind = dv::optimizer_kind::adamw;
+  cfg.lr = 0.1f;
+  cfg.weight_decay = 0.5f;
+  run r;
+  r.step(cfg, 1, {0.0f, 0.0f});
+  BOOST_TEST(r.p.data()[0] == 0.95f, tt::tolerance(1e-6f)); // 1 * (1 - 0.05)
+  BOOST_TEST(r.p.data()[1] == -1.90f, tt::tolerance(1e-6f));
+  BOOST_TEST(r.state[0].data()[0] == 0.0f); // the decay is not in m
+  // Step 2, g = 2: m = 0.2, v = 0.004; m_hat / sqrt(v_hat) is about 1 (up
+  // to bias corrections), so p = 0.95 * 0.95 - 0.1 * that.
+  r.step(cfg, 2, {2.0f, 0.0f});
+  const double m_hat = 0.2 / (1 - 0.81);
+  const double v_hat = 0.004 / (1 - 0.999 * 0.999);
+  const double want = 0.95 * 0.95 - 0.1 * m_hat / (std::sqrt(v_hat) + 1e-8);
+  BOOST_TEST(r.p.data()[0] == want, tt::tolerance(1e-4));
+  // Adam with the same weight_decay puts it into the gradient instead.
+  dv::optimizer_config adam = cfg;
+  adam.kind = dv::optimizer_kind::adam;
+  run a;
+  a.step(adam, 1, {0.0f, 0.0f});
+  BOOST_TEST(a.state[0].data()[0] != 0.0f);
+}
+
 BOOST_AUTO_TEST_CASE(out_of_place_leaves_input_alone) {
   dv::optimizer_config cfg;
   cfg.kind = dv::optimizer_kind::sgd;

@@ -69,6 +69,7 @@ json to_json(const actors::epoch_summary& e) {
               {"test_loss", e.evaluated ? json(e.test_loss) : json(nullptr)},
               {"test_accuracy", nullable(e.test_accuracy)},
               {"samples_per_s", e.samples_per_s},
+              {"lr", e.lr},
               {"wall_s", e.wall_s}};
 }
 
@@ -205,10 +206,15 @@ int run(const run_options& o) {
     const double now = since();
     if (now - last_metric >= 1.0 || done == total) {
       last_metric = now;
+      // The learning rate of the step reported, by the schedule over the
+      // job's steps.
+      auto timed = spec;
+      timed.steps_per_epoch = spec.epochs > 0 ? total / spec.epochs : 0;
       log_metric({{"event", "progress"},
                   {"step", done},
                   {"steps", total},
                   {"loss", loss},
+                  {"lr", timed.lr_at(std::max<std::int64_t>(done, 1))},
                   {"wall_s", now}});
     }
     if (!tty)
