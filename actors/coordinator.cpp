@@ -88,6 +88,14 @@ struct coordinator_state {
   bool final_requested = false;
   bool final_given_up = false;
   bool final_on_disk = false; // --resume of a finished job
+  // job.patience: evaluated epochs' parameters until emitted, the best so
+  // far, and evaluated epochs since it.
+  std::map<std::int64_t, devices::tensor> epoch_params;
+  devices::tensor best_params;
+  double best_value = 0;
+  std::int64_t best_epoch = 0;
+  std::int64_t epochs_since_best = 0;
+  bool stopped_early = false;
   std::vector<std::int64_t> final_versions;
   clock_type::time_point t_start;
   clock_type::time_point t_train_end;
@@ -185,7 +193,7 @@ std::string last_checkpoint(const coordinator_state& st);
 bool final_checkpoint_written(self_ptr self) {
   auto& st = self->state;
   if (!st.snap.keep || st.spec.exchange_only || st.final_given_up ||
-      st.final_on_disk)
+      st.final_on_disk || st.stopped_early)
     return true;
   const auto shards = static_cast<std::size_t>(st.spec.partitions);
   if (!st.final_requested) {
@@ -232,9 +240,10 @@ bool final_checkpoint_written(self_ptr self) {
 void maybe_finish(self_ptr self) {
   auto& st = self->state;
   if (st.finished || !st.final.complete(st.param_count) ||
-      st.emitted_epochs < st.spec.epochs ||
-      (!st.spec.synchronous() &&
-       static_cast<std::int64_t>(st.applied.size()) < st.spec.partitions) ||
+      (!st.stopped_early &&
+       (st.emitted_epochs < st.spec.epochs ||
+        (!st.spec.synchronous() &&
+         static_cast<std::int64_t>(st.applied.size()) < st.spec.partitions))) ||
       !final_checkpoint_written(self))
     return;
   st.finished = true;
@@ -271,13 +280,71 @@ void maybe_finish(self_ptr self) {
     for (const auto& [shard, n] : st.applied)
       r.gradients_applied = std::min(r.gradients_applied, n);
   }
-  if (!r.history.empty() && r.history.back().evaluated) {
-    r.test_loss = r.history.back().test_loss;
-    r.test_accuracy = r.history.back().test_accuracy;
-    r.test_metrics = r.history.back().metrics;
+  const epoch_summary* figures =
+      r.history.empty() ? nullptr : &r.history.back();
+  if (st.best_epoch > 0) {
+    r.best_epoch = st.best_epoch;
+    r.stopped_early = st.stopped_early;
+    for (const auto& e : r.history)
+      if (e.epoch == st.best_epoch)
+        figures = &e;
+  }
+  if (figures != nullptr && figures->evaluated) {
+    r.test_loss = figures->test_loss;
+    r.test_accuracy = figures->test_accuracy;
+    r.test_metrics = figures->metrics;
   }
   self->send(st.listener, done_atom::value, r);
   shutdown(self, caf::exit_reason::normal);
+}
+
+// job.patience: whether epoch s is the best so far; ends the job with the
+// best epoch's parameters once `patience` epochs in a row were not.
+// Returns true when it stopped the job.
+bool watch_epoch(self_ptr self, const epoch_summary& s) {
+  auto& st = self->state;
+  const auto& m = st.spec.monitor;
+  const double value = m == "test_accuracy" ? s.test_accuracy.value_or(0)
+                       : m == "test_mae"    ? s.metrics.mae
+                       : m == "test_rmse"   ? s.metrics.rmse
+                       : m == "test_r2"     ? s.metrics.r2
+                                            : s.test_loss;
+  auto params = st.epoch_params.find(s.epoch);
+  const bool better = st.best_epoch == 0 ||
+                      (st.spec.monitor_maximizes() ? value > st.best_value
+                                                   : value < st.best_value);
+  if (better && params != st.epoch_params.end()) {
+    st.best_value = value;
+    st.best_epoch = s.epoch;
+    st.best_params = params->second;
+    st.epochs_since_best = 0;
+  } else {
+    ++st.epochs_since_best;
+  }
+  if (params != st.epoch_params.end())
+    st.epoch_params.erase(params);
+  const bool last = s.epoch >= st.spec.epochs;
+  if ((st.epochs_since_best < st.spec.patience && !last) ||
+      !st.best_params.defined())
+    return false;
+  // The result holds the best epoch's parameters, whether the job stops
+  // here or ran to its last epoch.
+  st.final = parameters{};
+  params_msg whole;
+  whole.offset = 0;
+  whole.values = st.best_params;
+  st.final.add(whole, st.param_count);
+  if (last)
+    return false; // maybe_finish ends it as usual
+  st.stopped_early = true;
+  self->send(st.listener, info_atom::value,
+             fmt::format("early stopping: {} epoch(s) without a better {} "
+                         "than epoch {}'s {:.6g}; stopping after epoch {} and "
+                         "keeping epoch {}'s parameters",
+                         st.spec.patience, m, st.best_epoch, st.best_value,
+                         s.epoch, st.best_epoch));
+  maybe_finish(self);
+  return true;
 }
 
 void emit_epochs(self_ptr self) {
@@ -317,6 +384,8 @@ void emit_epochs(self_ptr self) {
     st.result.history.push_back(s);
     self->send(st.listener, epoch_atom::value, s);
     ++st.emitted_epochs;
+    if (st.spec.patience > 0 && s.evaluated && watch_epoch(self, s))
+      return; // stopped early
   }
   maybe_finish(self);
 }
@@ -1363,6 +1432,11 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
       [=](eval_msg& e) {
         auto& st = self->state;
         st.epochs[e.epoch - 1].eval = e;
+        if (st.spec.patience > 0) {
+          auto m = st.milestones.find(e.epoch);
+          if (m != st.milestones.end())
+            st.epoch_params[e.epoch] = m->second.values;
+        }
         st.milestones.erase(e.epoch);
         emit_epochs(self);
       },

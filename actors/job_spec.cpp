@@ -41,12 +41,22 @@ job_spec parse_job_spec(runtime::config& c) {
   s.staleness = c.get_int("job.staleness", 0, 0, 1'000'000);
   s.seed = static_cast<std::uint64_t>(c.get_int("job.seed", 42, 0, big));
   s.epochs = c.get_int("job.epochs", 1, 1, 1'000'000);
+  if (c.has("job.patience"))
+    s.patience = c.get_int("job.patience", 1, 1, 1'000'000);
+  s.monitor = c.get_string(
+      "job.monitor", "test_loss",
+      {"test_loss", "test_accuracy", "test_mae", "test_rmse", "test_r2"});
+  if (c.has("job.monitor") && s.patience == 0)
+    c.fail("job.monitor", "only used with job.patience (early stopping)");
   // [data]
   s.format = c.get_string("data.format", "idx", {"idx", "csv"});
   s.train = c.get_paths("data.train");
   if (s.train.empty())
     c.fail("data.train", "required: the training data files");
   s.test = c.get_paths("data.test");
+  if (s.patience > 0 && s.test.empty())
+    c.fail("job.patience",
+           "early stopping watches the test set: set data.test");
   if (s.format == "idx") {
     if (s.train.size() != 2)
       c.fail("data.train", fmt::format("format \"idx\" needs [images, labels], "
@@ -349,6 +359,16 @@ void resolve_job_spec(job_spec& s, const data_facts& train,
         train.description, train.features));
   }
   s.outputs = devices::numel_of(check_shapes(s).back());
+  if (s.patience > 0) {
+    const bool for_classes = s.monitor == "test_accuracy";
+    const bool for_values = s.monitor == "test_mae" ||
+                            s.monitor == "test_rmse" || s.monitor == "test_r2";
+    if ((for_classes && !s.classification()) ||
+        (for_values && s.classification()))
+      throw config_error(
+          fmt::format("job.monitor: {} is not measured for {}", s.monitor,
+                      s.classification() ? "classification" : "regression"));
+  }
   s.train_samples = train.samples;
   if (s.classification()) {
     if (train.classes == 0)

@@ -50,6 +50,16 @@ struct job_spec {
   std::int64_t staleness = 0;
   std::uint64_t seed = 42;
   std::int64_t epochs = 1;
+  /// Early stopping: end the job after this many evaluated epochs without
+  /// an improvement of `monitor`, keeping the best epoch's parameters; 0:
+  /// off.
+  std::int64_t patience = 0;
+  /// test_loss, test_accuracy, test_mae, test_rmse or test_r2.
+  std::string monitor = "test_loss";
+  /// Whether a larger value of the monitored figure is better.
+  bool monitor_maximizes() const {
+    return monitor == "test_accuracy" || monitor == "test_r2";
+  }
   // [data]
   std::string format = "idx";
   std::vector<std::string> train;

@@ -242,15 +242,15 @@ typename Inspector::result_type inspect(Inspector& f, lr_schedule& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_spec& x) {
   return f(caf::meta::type_name("job_spec"), x.name, x.mode, x.staleness,
-           x.seed, x.epochs, x.format, x.train, x.test, x.shards, x.batch,
-           x.target, x.classes, x.labels, x.prefetch, x.input_shape, x.layers,
-           x.loss, x.partitions, x.optimizer, x.schedule, x.clip_norm,
-           x.local_nodes, x.workers, x.device, x.worker_devices, x.threads,
-           x.strategy, x.max_restarts, x.within_s, x.snapshot_every,
-           x.heartbeat_s, x.heartbeat_timeout_s, x.chaos, x.incarnation,
-           x.placement, x.slow_worker, x.slow_ms, x.detached_compute,
-           x.exchange_only, x.inputs, x.outputs, x.train_samples,
-           x.steps_per_epoch);
+           x.seed, x.epochs, x.patience, x.monitor, x.format, x.train, x.test,
+           x.shards, x.batch, x.target, x.classes, x.labels, x.prefetch,
+           x.input_shape, x.layers, x.loss, x.partitions, x.optimizer,
+           x.schedule, x.clip_norm, x.local_nodes, x.workers, x.device,
+           x.worker_devices, x.threads, x.strategy, x.max_restarts, x.within_s,
+           x.snapshot_every, x.heartbeat_s, x.heartbeat_timeout_s, x.chaos,
+           x.incarnation, x.placement, x.slow_worker, x.slow_ms,
+           x.detached_compute, x.exchange_only, x.inputs, x.outputs,
+           x.train_samples, x.steps_per_epoch);
 }
 
 /// Elements per piece for slices sent to another process: large transfers

@@ -13,7 +13,7 @@ modelio::trained_model trained_model_of(const job_spec& spec,
   m.labels = r.labels;
   m.input_format = spec.format;
   m.job = r.job;
-  m.epoch = r.epochs;
+  m.epoch = r.best_epoch > 0 ? r.best_epoch : r.epochs;
   m.params_digest = r.params_digest;
   if (spec.format == "csv")
     m.extra["target"] = spec.target;

@@ -73,6 +73,11 @@ struct run_result {
   /// the injection until the node was found lost.
   std::vector<double> fault_detection_ms;
   std::int64_t resumed_from = -1; ///< --resume: the checkpoint's step, or -1
+  /// job.patience: the epoch whose parameters the result holds (its
+  /// figures are test_loss etc.), and whether the job stopped before its
+  /// last epoch; best_epoch is 0 without early stopping.
+  std::int64_t best_epoch = 0;
+  bool stopped_early = false;
   std::int64_t max_lead =
       0; ///< async/ssp: most steps a worker ran ahead of the slowest
   std::int64_t gradients_pushed = 0;

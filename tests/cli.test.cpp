@@ -202,6 +202,26 @@ BOOST_AUTO_TEST_CASE(layers_that_do_not_fit_name_the_layer_and_cause) {
       "model.layers[0].stride: 0 is out of range");
 }
 
+BOOST_AUTO_TEST_CASE(bad_early_stopping_and_schedules) {
+  tiny_idx d;
+  expect_bad_input(run_troupe({"run", d.pipeline("[optimizer]\nlr = 0.1\n"),
+                               "--set", "job.patience=0"}),
+                   "job.patience: 0 is out of range");
+  expect_bad_input(run_troupe({"run", d.pipeline(), "--set", "job.patience=2"}),
+                   "job.patience: early stopping watches the test set");
+  expect_bad_input(
+      run_troupe({"run", d.pipeline(), "--set", "job.monitor=test_accuracy"}),
+      "job.monitor: only used with job.patience");
+  expect_bad_input(
+      run_troupe({"run", d.pipeline(), "--set",
+                  "optimizer.schedule={type=\"cosine\",gamma=0.5}"}),
+      "optimizer.schedule.gamma: only used with type = \"step\"");
+  expect_bad_input(
+      run_troupe({"run", d.pipeline(), "--set",
+                  "optimizer.schedule={type=\"step\",step_size=2,decay=3}"}),
+      "optimizer.schedule.decay");
+}
+
 BOOST_AUTO_TEST_CASE(negative_learning_rate) {
   tiny_idx d;
   auto path = d.pipeline("[optimizer]\nlr = -0.5\n");

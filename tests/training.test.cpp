@@ -193,6 +193,42 @@ BOOST_AUTO_TEST_CASE(
   }
 }
 
+BOOST_AUTO_TEST_CASE(early_stopping_keeps_and_saves_the_best_epoch) {
+  // The sensors example with a learning rate too high to settle: the test
+  // loss stops improving within a few epochs of 30.
+  temp_dir dir;
+  const auto model = dir.file("best.onnx");
+  const auto j = run_json({example("sensors.toml"), "--set", "job.epochs=30",
+                           "--set", "job.patience=3", "--set",
+                           "optimizer.lr=0.05", "--save", model});
+  const auto& h = j["history"];
+  BOOST_TEST_MESSAGE("early stopping: best epoch " << j["best_epoch"] << " of "
+                                                   << h.size());
+  BOOST_TEST(j["stopped_early"] == true);
+  const auto best = j["best_epoch"].get<std::int64_t>();
+  BOOST_REQUIRE(best >= 1);
+  // It stopped `patience` epochs after the best, well before epoch 30 ...
+  BOOST_TEST(static_cast<std::int64_t>(h.size()) == best + 3);
+  BOOST_TEST(h.size() < 30u);
+  // ... the best epoch has the lowest test loss of those run ...
+  for (const auto& e : h)
+    BOOST_TEST(
+        e["test_loss"].get<double>() >=
+        h[static_cast<std::size_t>(best - 1)]["test_loss"].get<double>());
+  // ... and the result and the saved model are that epoch's.
+  BOOST_TEST(j["test_loss"] ==
+             h[static_cast<std::size_t>(best - 1)]["test_loss"]);
+  auto e = run_troupe({"eval", model, example("sensors.toml"), "--json"});
+  BOOST_TEST_INFO("stderr: " << e.err);
+  BOOST_REQUIRE_EQUAL(e.code, 0);
+  const auto ev = json::parse(e.out);
+  BOOST_TEST(ev["test_loss"].get<double>() == j["test_loss"].get<double>(),
+             boost::test_tools::tolerance(1e-9));
+  BOOST_TEST(ev["test_accuracy"] == j["test_accuracy"]);
+  const auto last = h.back()["test_loss"].get<double>();
+  BOOST_TEST(ev["test_loss"].get<double>() < last);
+}
+
 BOOST_AUTO_TEST_CASE(fashion_mnist_softmax_reaches_0_83) {
   BOOST_REQUIRE_MESSAGE(have_fashion(),
                         "dataset-fashion-mnist is not installed");

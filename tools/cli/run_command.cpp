@@ -83,43 +83,45 @@ json to_json(const actors::run_result& r) {
   json restarts = json::object();
   for (const auto& [role, n] : r.restarts_by_role)
     restarts[role] = n;
-  return json{{"job", r.job},
-              {"mode", r.mode},
-              {"nodes", r.nodes},
-              {"workers", r.workers},
-              {"epochs", r.epochs},
-              {"steps", r.steps},
-              {"samples", r.samples},
-              {"samples_per_s", r.samples_per_s},
-              {"train_s", r.train_s},
-              {"wall_s", r.wall_s},
-              {"test_loss", nullable(r.test_loss)},
-              {"test_accuracy", nullable(r.test_accuracy)},
-              {"test_metrics", r.test_metrics
-                                   ? metrics_json(*r.test_metrics, r.labels)
-                                   : json(nullptr)},
-              {"params_digest", r.params_digest},
-              {"param_count", r.param_count},
-              {"restarts", r.restarts},
-              {"restarts_by_role", restarts},
-              {"recovery_ms", r.recovery_ms},
-              {"rollbacks", r.rollbacks},
-              {"lost_nodes", r.lost_nodes},
-              {"fault_detection_ms", r.fault_detection_ms},
-              {"resumed_from",
-               r.resumed_from < 0 ? json(nullptr) : json(r.resumed_from)},
-              {"max_lead", r.max_lead},
-              {"gradients_pushed", r.gradients_pushed},
-              {"gradients_applied", r.gradients_applied},
-              {"duplicates_dropped", r.duplicates_dropped},
-              {"worker_compute_s", r.worker_compute_s},
-              {"gradient_buffers", r.gradient_buffers},
-              {"worker_wait_s", r.worker_wait_s},
-              {"coordinator",
-               r.coordinator.empty() ? json(nullptr) : json(r.coordinator)},
-              {"placement", placement},
-              {"worker_devices", r.worker_devices},
-              {"history", history}};
+  return json{
+      {"job", r.job},
+      {"mode", r.mode},
+      {"nodes", r.nodes},
+      {"workers", r.workers},
+      {"epochs", r.epochs},
+      {"steps", r.steps},
+      {"samples", r.samples},
+      {"samples_per_s", r.samples_per_s},
+      {"train_s", r.train_s},
+      {"wall_s", r.wall_s},
+      {"test_loss", nullable(r.test_loss)},
+      {"test_accuracy", nullable(r.test_accuracy)},
+      {"test_metrics", r.test_metrics ? metrics_json(*r.test_metrics, r.labels)
+                                      : json(nullptr)},
+      {"params_digest", r.params_digest},
+      {"param_count", r.param_count},
+      {"restarts", r.restarts},
+      {"restarts_by_role", restarts},
+      {"recovery_ms", r.recovery_ms},
+      {"rollbacks", r.rollbacks},
+      {"lost_nodes", r.lost_nodes},
+      {"fault_detection_ms", r.fault_detection_ms},
+      {"best_epoch", r.best_epoch > 0 ? json(r.best_epoch) : json(nullptr)},
+      {"stopped_early", r.stopped_early},
+      {"resumed_from",
+       r.resumed_from < 0 ? json(nullptr) : json(r.resumed_from)},
+      {"max_lead", r.max_lead},
+      {"gradients_pushed", r.gradients_pushed},
+      {"gradients_applied", r.gradients_applied},
+      {"duplicates_dropped", r.duplicates_dropped},
+      {"worker_compute_s", r.worker_compute_s},
+      {"gradient_buffers", r.gradient_buffers},
+      {"worker_wait_s", r.worker_wait_s},
+      {"coordinator",
+       r.coordinator.empty() ? json(nullptr) : json(r.coordinator)},
+      {"placement", placement},
+      {"worker_devices", r.worker_devices},
+      {"history", history}};
 }
 
 std::string epoch_line(const actors::epoch_summary& e, std::int64_t epochs) {
@@ -265,7 +267,8 @@ int run(const run_options& o) {
       try {
         modelio::save_onnx(actors::trained_model_of(spec, result), o.save);
         obs.on_info(fmt::format("model saved: {} (ONNX, epoch {})", o.save,
-                                result.epochs));
+                                result.best_epoch > 0 ? result.best_epoch
+                                                      : result.epochs));
       } catch (const modelio::model_error& e) {
         // The run itself is done: its result still goes out, then exit 2.
         std::fprintf(stderr, "troupe: --save: %s\n", e.what());
