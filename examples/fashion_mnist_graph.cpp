@@ -1,9 +1,11 @@
 // The graph of examples/fashion_mnist.toml, built with the C++ graph API.
 // Prints the epoch lines and the digest; the digest equals the one
-// `troupe run examples/fashion_mnist.toml` prints.
-//   fashion_mnist_graph [EPOCHS [LOCAL_NODES]]
+// `troupe run examples/fashion_mnist.toml` prints. With MODEL.onnx, the
+// trained model is saved there (as `troupe run --save` does).
+//   fashion_mnist_graph [EPOCHS [LOCAL_NODES [MODEL.onnx]]]
 #include "actors/graph.hpp"
 #include "data/dataset.hpp"
+#include "modelio/onnx_model.hpp"
 #include "runtime/config.hpp"
 
 #include <cstdio>
@@ -38,7 +40,14 @@ int main(int argc, char** argv) {
   try {
     auto r = g.run(obs);
     fmt::print("params_digest {}\n", r.params_digest);
+    if (argc > 3) {
+      g.save(argv[3]);
+      fmt::print("model saved: {}\n", argv[3]);
+    }
     return 0;
+  } catch (const troupe::modelio::model_error& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 2;
   } catch (const troupe::runtime::config_error& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 2;

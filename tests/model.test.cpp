@@ -194,6 +194,25 @@ BOOST_AUTO_TEST_CASE(bad_model_files_exit_2_naming_the_file) {
   expect_bad_input(run_troupe({"eval", d.dir.file("none.onnx"), pipe}),
                    "none.onnx: cannot read");
 
+  // An op troupe cannot run (the file edited with the ONNX library).
+  const auto elu = d.dir.file("elu.onnx");
+  auto edit = run_program_at(
+      "/usr/bin/python3",
+      {"-c",
+       "import onnx, sys\n"
+       "m = onnx.load(sys.argv[1])\n"
+       "n = [x for x in m.graph.node if x.op_type == 'Relu'][0]\n"
+       "n.op_type = 'Elu'\n"
+       "onnx.checker.check_model(m)\n"
+       "onnx.save(m, sys.argv[2])\n",
+       model, elu});
+  BOOST_TEST_INFO("python: " << edit.err);
+  BOOST_REQUIRE_EQUAL(edit.code, 0);
+  expect_bad_input(run_troupe({"eval", elu, pipe}),
+                   "op Elu is not one troupe can run");
+  expect_bad_input(run_troupe({"predict", elu, "--data", d.images}),
+                   elu + ": node");
+
   // A model whose input does not match the data.
   temp_dir other;
   const auto wide = other.file("wide.gz");

@@ -256,11 +256,17 @@ BOOST_AUTO_TEST_CASE(digest_same_for_reruns_and_partitions) {
   auto g = run_program("fashion_mnist_graph", {"1"}, 300);
   BOOST_REQUIRE_EQUAL(g.code, 0);
   BOOST_TEST(g.out.find("params_digest " + first) != std::string::npos, g.out);
-  // ... also when it starts its own two node processes.
-  auto g2 = run_program("fashion_mnist_graph", {"1", "2"}, 300);
+  // ... also when it starts its own two node processes; and what it saves
+  // is that model.
+  temp_dir dir;
+  const auto model = dir.file("graph.onnx");
+  auto g2 = run_program("fashion_mnist_graph", {"1", "2", model}, 300);
   BOOST_REQUIRE_EQUAL(g2.code, 0);
   BOOST_TEST(g2.out.find("params_digest " + first) != std::string::npos,
              g2.out);
+  auto in = run_troupe({"inspect", model, "--json"});
+  BOOST_REQUIRE_EQUAL(in.code, 0);
+  BOOST_TEST(json::parse(in.out)["params_digest"] == first);
   // A different seed trains differently.
   auto args = base;
   args.insert(args.end(), {"--set", "job.seed=43"});
