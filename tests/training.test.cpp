@@ -193,6 +193,30 @@ BOOST_AUTO_TEST_CASE(
   }
 }
 
+BOOST_AUTO_TEST_CASE(clipped_steps_keep_their_digest_through_kills) {
+  // Restarted param shards replay clipped steps: the coordinator keeps
+  // each step's scale for them.
+  const std::vector<std::string> base{
+      example("sensors.toml"),        "--set", "model.partitions=2", "--set",
+      "optimizer.clip_norm=0.5",      "--set", "job.epochs=3",       "--set",
+      "supervision.snapshot_every=50"};
+  const auto clean = run_json(base);
+  for (
+      const char* chaos :
+      {R"(chaos=[{kill="param_shard:1",at_step=100},{kill="worker:0",at_step=150}])",
+       R"(chaos=[{kill="param_shard:0",at_step=70}])"}) {
+    auto args = base;
+    args.insert(args.end(), {"--set", chaos, "--set", "cluster.local_nodes=2"});
+    const auto j = run_json(args);
+    BOOST_TEST(j["restarts"].get<int>() >= 1, chaos);
+    BOOST_TEST(j["params_digest"] == clean["params_digest"], chaos);
+  }
+  // Clipping changes the training (the norm is above 0.5 at times).
+  auto unclipped = base;
+  unclipped[4] = "optimizer.clip_norm=0";
+  BOOST_TEST(run_json(unclipped)["params_digest"] != clean["params_digest"]);
+}
+
 BOOST_AUTO_TEST_CASE(early_stopping_keeps_and_saves_the_best_epoch) {
   // The sensors example with a learning rate too high to settle: the test
   // loss stops improving within a few epochs of 30.
