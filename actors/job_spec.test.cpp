@@ -154,7 +154,7 @@ BOOST_AUTO_TEST_CASE(resolve_checks_data_against_model) {
   auto c =
       config::parse(minimal, "p.toml", {"cluster.workers=2", "data.batch=10"});
   auto s = ta::parse_job_spec(c);
-  ta::data_facts train{1000, 5, 0, 1, "t", {}};
+  ta::data_facts train{1000, 5, 0, 1, "t", {}, {}};
   BOOST_CHECK_THROW(ta::resolve_job_spec(s, train, nullptr),
                     config_error); // 3 units vs 1 target
   auto c2 =
@@ -168,7 +168,7 @@ BOOST_AUTO_TEST_CASE(resolve_checks_data_against_model) {
   auto c3 =
       config::parse(minimal, "p.toml", {"data.batch=3", "cluster.workers=2"});
   auto s3 = ta::parse_job_spec(c3);
-  ta::data_facts cls{1000, 5, 3, 1, "t", {}};
+  ta::data_facts cls{1000, 5, 3, 1, "t", {}, {}};
   try {
     ta::resolve_job_spec(s3, cls, nullptr);
     BOOST_FAIL("expected an error");
