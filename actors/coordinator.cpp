@@ -88,6 +88,8 @@ struct coordinator_state {
   bool final_requested = false;
   bool final_given_up = false;
   bool final_on_disk = false; // --resume of a finished job
+  // Snapshots the store could not write since the last one it could.
+  std::int64_t snapshot_failures = 0;
   // job.patience: evaluated epochs' parameters until emitted, the best so
   // far, and evaluated epochs since it.
   std::map<std::int64_t, devices::tensor> epoch_params;
@@ -1540,7 +1542,36 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
             st.clip_scales.begin(),
             st.clip_scales.lower_bound(oldest - 2 * st.spec.snapshot_every));
       },
+      [=](snapshot_atom, failed_atom, std::int32_t shard, std::int64_t version,
+          const std::string& why) {
+        // A snapshot that could not be written (a full disk): training goes
+        // on; recovery uses the newest checkpoint that was kept. Said once
+        // per run of failures.
+        auto& st = self->state;
+        if (st.snapshot_failures++ == 0)
+          self->send(st.listener, info_atom::value,
+                     fmt::format("warning: param_shard:{}'s snapshot of step "
+                                 "{} was not written: {}; training goes on, "
+                                 "and a failure now goes back to the newest "
+                                 "checkpoint kept ({})",
+                                 shard, version, why, last_checkpoint(st)));
+        if (st.final_requested && !st.final_given_up && !st.finished) {
+          st.final_given_up = true;
+          self->send(st.listener, info_atom::value,
+                     fmt::format("the final checkpoint was not written; the "
+                                 "newest is {}",
+                                 last_checkpoint(st)));
+          maybe_finish(self);
+        }
+      },
       [=](durable_atom, std::int32_t shard, std::int64_t version) {
+        auto& st = self->state;
+        if (st.snapshot_failures > 0) {
+          self->send(st.listener, info_atom::value,
+                     fmt::format("snapshots are written again ({} were not)",
+                                 st.snapshot_failures));
+          st.snapshot_failures = 0;
+        }
         on_durable(self, shard, version);
         if (self->state.final_requested)
           maybe_finish(self);

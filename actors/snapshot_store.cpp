@@ -157,8 +157,9 @@ caf::behavior snapshot_store(caf::stateful_actor<store_state>* self,
         try {
           runtime::write_snapshot_file(path, s);
         } catch (const runtime::snapshot_error& e) {
-          self->send(st.coordinator, info_atom::value,
-                     fmt::format("snapshot not kept: {}", e.what()));
+          // A full disk, a read-only directory: the coordinator decides.
+          self->send(st.coordinator, snapshot_atom::value, failed_atom::value,
+                     m.shard, m.version, std::string(e.what()));
           return;
         }
         list[m.version] = path;

@@ -276,4 +276,36 @@ BOOST_AUTO_TEST_CASE(a_finished_run_checkpoints_its_last_step) {
   expect_bad_input(run_troupe({"inspect", bad}), bad + ": checksum mismatch");
 }
 
+BOOST_AUTO_TEST_CASE(
+    snapshots_that_cannot_be_written_warn_and_training_goes_on) {
+  // A file-size limit of 2 KiB on the driver, where the snapshot store
+  // writes: every snapshot write fails as on a full disk. The job still
+  // ends with the digest of a run without checkpoints.
+  small_idx d;
+  const auto pipe = d.pipeline(cnn_layers);
+  const auto clean = json_of(run_troupe({"run", pipe, "--json", "-q"}));
+  const auto ck = d.dir.file("ck");
+  const auto out = d.dir.file("out.json");
+  auto o = run_program_at(
+      "/bin/sh",
+      {"-c",
+       fmt::format("(ulimit -f 2; exec {}/bin/troupe run {} --json "
+                   "--checkpoint-dir {} --set "
+                   "supervision.snapshot_every=4) | cat > {}",
+                   TROUPE_BINARY_DIR, quote(pipe), quote(ck), quote(out))});
+  BOOST_TEST_INFO("stderr: " << o.err);
+  BOOST_REQUIRE_EQUAL(o.code, 0);
+  const auto j = nlohmann::json::parse(slurp(out));
+  BOOST_TEST(j["params_digest"] == clean["params_digest"]);
+  BOOST_TEST(o.err.find("warning: param_shard:0's snapshot of step 4 was not "
+                        "written: " +
+                        ck) != std::string::npos);
+  BOOST_TEST(o.err.find("File too large") != std::string::npos);
+  BOOST_TEST(o.err.find("the final checkpoint was not written") !=
+             std::string::npos);
+  // Said once, not once per snapshot.
+  BOOST_TEST(o.err.find("warning:", o.err.find("warning:") + 1) ==
+             std::string::npos);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -2,6 +2,7 @@
 // failed, 2 bad input (pipeline, data, arguments), 3 cluster unreachable.
 #include "tools/cli/commands.hpp"
 
+#include <csignal>
 #include <cstdio>
 #include <malloc.h>
 #include <string>
@@ -18,6 +19,9 @@ int main(int argc, char** argv) {
   // troupe bench allreduce --nodes 2 at 16 MiB, 13.2-15.0 ms per op with
   // per-thread arenas, 9.6-12.1 ms with one).
   mallopt(M_ARENA_MAX, 1);
+  // A file-size limit (ulimit -f) fails the write that passes it, with a
+  // message, instead of killing the process.
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"troupe: actor-model dataflow runtime for distributed "
                "neural-network training"};
   app.require_subcommand(1);
