@@ -62,6 +62,29 @@ bool parse_number(std::string_view s, double& out) {
 
 namespace {
 
+// The longest line read (a million-column CSV is not a training set; a
+// device or binary file has no newlines): a named error instead of a line
+// that grows without end.
+constexpr std::size_t max_line_bytes = std::size_t{1} << 20;
+
+bool read_line(std::istream& in, std::string& line, const std::string& path,
+               std::size_t line_no) {
+  line.clear();
+  auto* buf = in.rdbuf();
+  for (;;) {
+    const auto c = buf->sbumpc();
+    if (c == std::char_traits<char>::eof())
+      return !line.empty();
+    if (c == '\n')
+      return true;
+    if (line.size() >= max_line_bytes)
+      throw data_error(fmt::format(
+          "{}:{}: a line longer than {} bytes: not a CSV text file?", path,
+          line_no, max_line_bytes));
+    line.push_back(static_cast<char>(c));
+  }
+}
+
 // Where a target cell was, for messages about its label.
 struct cell_at {
   std::size_t file = 0;
@@ -95,8 +118,11 @@ dataset read_csv_impl(const std::vector<std::string>& files,
     std::string line;
     std::size_t line_no = 0;
     bool first = true;
-    while (std::getline(in, line)) {
+    while (read_line(in, line, path, line_no + 1)) {
       ++line_no;
+      // A byte-order mark (UTF-8 files from some editors) is not data.
+      if (line_no == 1 && line.compare(0, 3, "\xEF\xBB\xBF") == 0)
+        line.erase(0, 3);
       if (trim(line).empty())
         continue;
       auto cells = split(line);

@@ -149,4 +149,23 @@ BOOST_AUTO_TEST_CASE(features_only_with_a_column_left_out) {
   BOOST_TEST(td::read_csv_features({dir.file("f.csv")}).features == 2);
 }
 
+BOOST_AUTO_TEST_CASE(a_bom_is_stripped_and_endless_lines_are_refused) {
+  temp_dir dir;
+  // A byte-order mark before a first data row: the row is kept.
+  write_text(dir.file("bom.csv"), "\xEF\xBB\xBF"
+                                  "1,2,0\n3,4,1\n");
+  auto ds = td::read_csv({dir.file("bom.csv")}, "", 2);
+  BOOST_TEST(ds.samples == 2);
+  BOOST_TEST(ds.x.to_vector() == (std::vector<float>{1, 2, 3, 4}),
+             boost::test_tools::per_element());
+  // ... and before a header.
+  write_text(dir.file("bomh.csv"), "\xEF\xBB\xBF"
+                                   "a,y\n1,2\n");
+  BOOST_TEST(td::read_csv({dir.file("bomh.csv")}, "y", 0).samples == 1);
+  // No newline for more than a MiB (a binary or device file).
+  BOOST_TEST(error_of({"/dev/zero"}, "", 0)
+                 .find("/dev/zero:1: a line longer than 1048576 bytes") !=
+             std::string::npos);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

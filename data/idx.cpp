@@ -5,6 +5,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 
 #include <fmt/format.h>
@@ -31,11 +32,15 @@ std::string base_name(const std::string& path) {
   return pos == std::string::npos ? path : path.substr(pos + 1);
 }
 
-// Reads exactly n bytes or explains why not.
+// Reads exactly n bytes or explains why not. `before` bytes of the same
+// item (of `whole`, 0: n) were read already, for the message.
 void read_exact(gzFile f, const std::string& path, void* out, std::size_t n,
-                const char* what) {
+                const char* what, std::size_t before = 0,
+                std::size_t whole = 0) {
   auto* p = static_cast<unsigned char*>(out);
   std::size_t got = 0;
+  if (whole == 0)
+    whole = n;
   while (got < n) {
     const auto chunk =
         static_cast<unsigned>(std::min<std::size_t>(n - got, 1u << 30));
@@ -57,7 +62,7 @@ void read_exact(gzFile f, const std::string& path, void* out, std::size_t n,
       const char* msg = gzerror(f, &err);
       throw data_error(fmt::format(
           "{}: truncated: {} needs {} bytes but the file ends after {}{}", path,
-          what, n, got,
+          what, whole, before + got,
           err != Z_OK && err != Z_STREAM_END ? fmt::format(" ({})", msg) : ""));
     }
     got += static_cast<std::size_t>(r);
@@ -97,8 +102,30 @@ idx_file read_idx_file(const std::string& path) {
           fmt::format("{}: IDX data of {} bytes is too large", path, total));
     out.dims.push_back(v);
   }
-  out.bytes.resize(static_cast<std::size_t>(total));
-  read_exact(f.get(), path, out.bytes.data(), out.bytes.size(), "the IDX data");
+  // The header's sizes are only a claim: a plain file must hold them, and a
+  // compressed one is read in pieces, so memory follows the data there is,
+  // not what a header declares.
+  std::error_code ec;
+  const auto on_disk = std::filesystem::file_size(path, ec);
+  const auto header = 4 + 4 * static_cast<std::uintmax_t>(out.rank);
+  if (!gzdirect(f.get()) || ec) {
+    // compressed (or not a regular file): below
+  } else if (on_disk < header + static_cast<std::uintmax_t>(total)) {
+    throw data_error(fmt::format(
+        "{}: truncated: the header declares {} bytes of IDX data but the "
+        "file holds {}",
+        path, total, on_disk > header ? on_disk - header : 0));
+  }
+  const auto whole = static_cast<std::size_t>(total);
+  constexpr std::size_t piece = std::size_t{16} << 20;
+  std::size_t got = 0;
+  while (got < whole) {
+    const auto n = std::min(piece, whole - got);
+    out.bytes.resize(got + n);
+    read_exact(f.get(), path, out.bytes.data() + got, n, "the IDX data", got,
+               whole);
+    got += n;
+  }
   unsigned char extra = 0;
   if (gzread(f.get(), &extra, 1) > 0)
     throw data_error(fmt::format(

@@ -86,6 +86,26 @@ BOOST_AUTO_TEST_CASE(truncated_plain) {
   check_message(dir.file("img"), dir.file("lbl"), "img: truncated");
 }
 
+BOOST_AUTO_TEST_CASE(a_header_declaring_more_than_the_file_is_not_allocated) {
+  // 80 bytes whose header declares 3 GiB of images (3 x 32768 x 32768).
+  std::vector<std::uint8_t> head{0, 0, 8, 3};
+  for (std::uint32_t d : {3u, 32768u, 32768u})
+    for (int k = 3; k >= 0; --k)
+      head.push_back(static_cast<std::uint8_t>(d >> (8 * k)));
+  head.resize(80, 7);
+  write_plain(dir.file("big"), head);
+  write_plain(dir.file("lbl"), labels);
+  check_message(dir.file("big"), dir.file("lbl"),
+                "big: truncated: the header declares 3221225472 bytes of IDX "
+                "data but the file holds 64");
+  // Compressed, the size is not known before reading: it is read in
+  // pieces, and ends with the data there is.
+  write_gz(dir.file("big.gz"), head);
+  check_message(dir.file("big.gz"), dir.file("lbl"),
+                "big.gz: truncated: the IDX data needs 3221225472 bytes but "
+                "the file ends after 64");
+}
+
 BOOST_AUTO_TEST_CASE(wrong_magic) {
   images[2] = 0x0d; // float data, not unsigned bytes
   write_plain(dir.file("img"), images);
