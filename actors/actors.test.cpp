@@ -206,6 +206,70 @@ BOOST_AUTO_TEST_CASE(param_shard_sum_ignores_arrival_order) {
   BOOST_TEST(a[1] == init[1] - ((g[0][1] + g[1][1]) + g[2][1]));
 }
 
+BOOST_AUTO_TEST_CASE(hostile_spawns_and_frames_are_refused_not_crashes) {
+  // What a peer can send a node: a role with an index its job lacks, and
+  // gradient or parameter pieces that do not fit the model.
+  auto s = tiny_spec(2, 1, 1, 10);
+  caf::actor_system_config cfg;
+  ta::register_roles(cfg);
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  for (auto [role, index] :
+       {std::pair<const char*, std::int32_t>{"data_shard", 100000},
+        {"param_shard", -1},
+        {"worker", 7}}) {
+    auto a = sys.spawn<caf::actor>(role, caf::make_message(s, index));
+    BOOST_REQUIRE(a);
+    self->monitor(*a);
+    self->receive(
+        [&](caf::down_msg& dm) {
+          const auto why = sys.render(dm.reason);
+          BOOST_TEST_INFO(why);
+          BOOST_TEST(why.find("does not exist in a job of") !=
+                     std::string::npos);
+        },
+        caf::after(std::chrono::seconds(10)) >>
+            [&] { BOOST_FAIL(std::string(role) + " did not end"); });
+  }
+  // A param shard given forged gradients stays up and still applies the
+  // real ones.
+  auto shard = sys.spawn<caf::actor>("param_shard",
+                                     caf::make_message(s, std::int32_t{0}));
+  BOOST_REQUIRE(shard);
+  std::vector<caf::actor> aggregators{caf::actor_cast<caf::actor>(self)};
+  std::vector<std::int32_t> aggregator_of_worker{0, 0};
+  self->send(*shard, ta::wire_atom::value, aggregators, aggregator_of_worker,
+             caf::actor{}, caf::actor_cast<caf::actor>(self));
+  self->receive([&](ta::params_msg& p) { BOOST_TEST(p.version == 0); },
+                caf::after(std::chrono::seconds(10)) >>
+                    [] { BOOST_FAIL("no v0"); });
+  auto grad = [](std::int32_t lo, std::int32_t hi, std::int64_t step,
+                 std::int64_t offset, std::int64_t n) {
+    ta::grad_msg m;
+    m.worker = lo;
+    m.lo = lo;
+    m.hi = hi;
+    m.step = step;
+    m.offset = offset;
+    m.values = dv::tensor::zeros({n});
+    return m;
+  };
+  self->monitor(*shard);
+  for (auto m :
+       {grad(0, 1, 0, 1, 5), grad(0, 1, 0, -3, 2), grad(0, 9, 0, 0, 2),
+        grad(1, 0, 0, 0, 2), grad(0, 1, -4, 0, 2), grad(0, 1, 1 << 30, 0, 2)})
+    self->send(*shard, m);
+  self->send(*shard, grad(0, 1, 0, 0, 2));
+  self->send(*shard, grad(1, 2, 0, 0, 2));
+  self->receive([&](ta::params_msg& p) { BOOST_TEST(p.version == 1); },
+                [&](caf::down_msg& dm) {
+                  BOOST_FAIL("the shard died: " + sys.render(dm.reason));
+                },
+                caf::after(std::chrono::seconds(10)) >>
+                    [] { BOOST_FAIL("no v1"); });
+  self->send_exit(*shard, caf::exit_reason::user_shutdown);
+}
+
 BOOST_AUTO_TEST_CASE(worker_parameters_before_its_wiring_still_make_it_ready) {
   // Parameters come from the aggregator, the wiring from the coordinator:
   // no order holds between them, and the ready must reach the coordinator

@@ -116,6 +116,11 @@ caf::behavior aggregator(caf::stateful_actor<aggregator_state>* self,
   st.spec = std::move(spec);
   st.lo = lo;
   st.hi = hi;
+  if (refuse_index(self, "aggregator", index, st.spec.workers) ||
+      refuse_index(self, "aggregator's first rank", lo, st.spec.workers) ||
+      refuse_index(self, "aggregator's end rank", hi - 1, st.spec.workers) ||
+      hi <= lo)
+    return {};
   const auto total = devices::nn::param_count(
       devices::nn::param_layout(st.spec.model_input(), st.spec.layers));
   for (std::int64_t s = 0; s <= st.spec.partitions; ++s)
@@ -147,7 +152,10 @@ caf::behavior aggregator(caf::stateful_actor<aggregator_state>* self,
       },
       [=](grad_msg& g) {
         auto& st = self->state;
-        if (g.worker < st.lo || g.worker >= st.hi)
+        // A worker sends its whole gradient here; anything else (a forged
+        // or mis-addressed frame) is dropped.
+        if (g.worker < st.lo || g.worker >= st.hi || g.offset != 0 ||
+            g.values.numel() != st.bounds.back() || g.step < 0)
           return;
         if (st.kill_step >= 0 && g.step >= st.kill_step) {
           // [[chaos]]: this incarnation dies here, as a crash would.

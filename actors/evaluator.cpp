@@ -115,6 +115,9 @@ caf::behavior evaluator(caf::stateful_actor<evaluator_state>* self,
       },
       [=](params_msg& p) {
         auto& st = self->state;
+        if (!slice_fits(p.offset, p.values.numel(), st.param_count) ||
+            p.tag < 1 || p.tag > st.spec.epochs)
+          return; // not a piece of an epoch's parameters
         if (st.kill_step >= 0 &&
             p.tag * st.spec.steps_per_epoch >= st.kill_step) {
           // [[chaos]]: dies when given the parameters of that step or later.

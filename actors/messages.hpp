@@ -253,6 +253,33 @@ typename Inspector::result_type inspect(Inspector& f, job_spec& x) {
            x.train_samples, x.steps_per_epoch);
 }
 
+/// Whether [offset, offset + n) is a non-empty slice of `total` elements:
+/// pieces from the data plane are checked before they are used.
+inline bool slice_fits(std::int64_t offset, std::int64_t n,
+                       std::int64_t total) {
+  return offset >= 0 && n > 0 && offset <= total && n <= total - offset;
+}
+
+/// A role spawned with an index its job does not have (a request that did
+/// not come from this job's driver): the actor ends at once with an error
+/// naming it. Returns true then; the role returns an empty behavior.
+template <class Self>
+bool refuse_index(Self* self, const char* role, std::int64_t index,
+                  std::int64_t count) {
+  if (index >= 0 && index < count)
+    return false;
+  self->quit(caf::make_error(caf::sec::invalid_argument,
+                             std::string(role) + ":" + std::to_string(index) +
+                                 " does not exist in a job of " +
+                                 std::to_string(count)));
+  return true;
+}
+
+/// The most steps ahead of its own a message may be for: further is no
+/// peer of this job (a sync worker is at most a step or two ahead; ssp's
+/// staleness is a few steps), and holding it would let a peer grow memory.
+constexpr std::int64_t max_steps_ahead = 1 << 16;
+
 /// Elements per piece for slices sent to another process: large transfers
 /// go as a stream of 1 MiB pieces, which the receiver assembles by offset
 /// and can act on before the last arrives.

@@ -573,6 +573,8 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
   auto& st = self->state;
   st.spec = std::move(spec);
   st.index = index;
+  if (refuse_index(self, "param_shard", index, st.spec.partitions))
+    return {};
   const auto layout =
       devices::nn::param_layout(st.spec.model_input(), st.spec.layers);
   const auto total = devices::nn::param_count(layout);
@@ -648,8 +650,11 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
         auto& st = self->state;
         if (g.offset < st.begin ||
             g.offset + g.values.numel() > st.begin + st.size || g.lo < 0 ||
-            g.hi > st.spec.workers || g.lo >= g.hi)
-          return; // not for this shard
+            g.hi > st.spec.workers || g.lo >= g.hi || g.step < 0 ||
+            (st.spec.synchronous() && g.step > st.version + max_steps_ahead) ||
+            (!st.spec.synchronous() &&
+             (g.worker < 0 || g.worker >= st.spec.workers || g.seq < 0)))
+          return; // not for this shard, or not from a worker of this job
         if (st.restoring) {
           st.held.push_back(std::move(g));
           return;

@@ -501,6 +501,11 @@ void advance(self_ptr self) {
 
 void on_params(self_ptr self, params_msg& p) {
   auto& st = self->state;
+  // Every byte from a socket is a claim: a slice outside the model, or for
+  // a step far ahead of any a shard can publish, is dropped.
+  if (!slice_fits(p.offset, p.values.numel(), st.total) ||
+      (st.spec.synchronous() ? p.version : p.tag) > st.step + max_steps_ahead)
+    return;
   if (st.spec.synchronous()) {
     if (p.version < st.step)
       return; // a version we are past (a replay or a republication)
@@ -550,6 +555,8 @@ caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
   self->set_exception_handler(runtime::exception_to_error);
   st.spec = std::move(spec);
   st.rank = rank;
+  if (refuse_index(self, "worker", rank, st.spec.workers))
+    return {};
   st.net = std::make_unique<devices::nn::model>(
       devices::cpu(), st.spec.model_input(), st.spec.layers, st.spec.loss);
   st.total = st.net->param_count();
