@@ -305,6 +305,10 @@ inline std::vector<std::int64_t> frame_tags(const params_msg& p) {
 /// The message a data-plane frame carries (set as the plane's decoder).
 caf::message decode_frame(runtime::bulk_header&& h, devices::tensor&& t);
 
+static_assert(chunk_elements <=
+                  static_cast<std::int64_t>(runtime::max_bulk_elements),
+              "data-plane pieces must fit what the plane accepts");
+
 /// Sends a grad_msg or params_msg. In-process it goes whole (no copy); to
 /// another process it goes in pieces, over the data plane where there is
 /// one, else through CAF.

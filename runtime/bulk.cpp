@@ -117,6 +117,11 @@ void tune(int fd, double send_timeout_s) {
 
 std::vector<std::uint8_t> encode_bulk_header(const bulk_header& h,
                                              const devices::tensor& payload) {
+  return encode_bulk_header(h, payload.shape());
+}
+
+std::vector<std::uint8_t> encode_bulk_header(const bulk_header& h,
+                                             const devices::shape_t& dims) {
   capnp::MallocMessageBuilder msg;
   auto root = msg.initRoot<schema::BulkFrame>();
   root.setDest(h.dest);
@@ -124,11 +129,10 @@ std::vector<std::uint8_t> encode_bulk_header(const bulk_header& h,
   auto tags = root.initTags(static_cast<unsigned>(h.tags.size()));
   for (std::size_t i = 0; i < h.tags.size(); ++i)
     tags.set(static_cast<unsigned>(i), h.tags[i]);
-  auto shape = root.initShape(static_cast<unsigned>(payload.rank()));
-  for (std::size_t i = 0; i < payload.rank(); ++i)
-    shape.set(static_cast<unsigned>(i),
-              static_cast<std::uint64_t>(payload.dim(i)));
-  root.setElements(static_cast<std::uint64_t>(payload.numel()));
+  auto shape = root.initShape(static_cast<unsigned>(dims.size()));
+  for (std::size_t i = 0; i < dims.size(); ++i)
+    shape.set(static_cast<unsigned>(i), static_cast<std::uint64_t>(dims[i]));
+  root.setElements(static_cast<std::uint64_t>(devices::numel_of(dims)));
   auto words = capnp::messageToFlatArray(msg);
   auto bytes = words.asBytes();
   const auto n = static_cast<std::uint32_t>(bytes.size());
@@ -158,11 +162,12 @@ decode_bulk_header(const std::uint8_t* data, std::size_t bytes) {
     devices::shape_t shape;
     std::uint64_t n = 1;
     for (auto d : root.getShape()) {
-      if (d > (1ull << 34))
+      if (d > max_bulk_elements)
         throw wire_error(fmt::format("bulk frame: dimension {} too large", d));
       n *= d;
-      if (n > (1ull << 34))
-        throw wire_error("bulk frame: payload too large");
+      if (n > max_bulk_elements)
+        throw wire_error(fmt::format(
+            "bulk frame: payload of more than {} elements", max_bulk_elements));
       shape.push_back(static_cast<std::int64_t>(d));
     }
     if (n != root.getElements())

@@ -32,9 +32,18 @@ struct bulk_header {
 /// Encodes a frame header (length prefix included) for `payload`'s shape.
 std::vector<std::uint8_t> encode_bulk_header(const bulk_header& h,
                                              const devices::tensor& payload);
+/// The same for a payload of `shape`.
+std::vector<std::uint8_t> encode_bulk_header(const bulk_header& h,
+                                             const devices::shape_t& shape);
 
 /// Largest header accepted (a longer length prefix means a corrupt stream).
 constexpr std::uint32_t max_bulk_header_bytes = 1 << 16;
+
+/// Largest payload accepted, in float32 elements (4 MiB): senders cut
+/// slices into pieces of at most 1 MiB (actors' chunk_elements), so a
+/// frame declaring more is not from a peer of ours, and is refused before
+/// anything is allocated for it.
+constexpr std::uint64_t max_bulk_elements = std::uint64_t{1} << 20;
 
 /// Decodes a header message (without the length prefix); returns the header
 /// and the shape of the payload that follows. Throws wire_error.

@@ -57,7 +57,7 @@ BOOST_DATA_TEST_CASE(frames_arrive_whole_and_in_order,
   sender.set_peer("peer", receiver.address());
   BOOST_TEST(sender.knows("peer"));
   // A large tensor with values CAF 0.17's float packer would corrupt.
-  std::vector<float> big(3 << 20);
+  std::vector<float> big(rt::max_bulk_elements); // the largest accepted
   for (std::size_t i = 0; i < big.size(); ++i)
     big[i] = static_cast<float>(i) * 0.5f;
   big[7] = std::numeric_limits<float>::quiet_NaN();
@@ -132,6 +132,27 @@ BOOST_AUTO_TEST_CASE(malformed_headers_are_rejected) {
   std::vector<std::uint8_t> junk(64, 0xff);
   BOOST_CHECK_THROW(rt::decode_bulk_header(junk.data(), junk.size()),
                     rt::wire_error);
+  // A header declaring more than the plane takes (a forged 16 GiB frame) is
+  // refused from the header alone, before anything is allocated.
+  for (const dv::shape_t& s :
+       {dv::shape_t{static_cast<std::int64_t>(rt::max_bulk_elements) + 1},
+        dv::shape_t{1 << 16, 1 << 16}}) {
+    rt::bulk_header big;
+    BOOST_TEST_INFO(dv::to_string(s));
+    const auto elements = static_cast<std::uint64_t>(dv::numel_of(s));
+    auto forged = rt::encode_bulk_header(big, s);
+    std::uint32_t len = 0;
+    std::memcpy(&len, forged.data(), sizeof(len));
+    try {
+      rt::decode_bulk_header(forged.data() + 4, len);
+      BOOST_ERROR("a header of " << elements << " elements was accepted");
+    } catch (const rt::wire_error& e) {
+      const std::string why = e.what();
+      BOOST_TEST((why.find("too large") != std::string::npos ||
+                  why.find("more than") != std::string::npos),
+                 why);
+    }
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()
