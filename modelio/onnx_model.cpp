@@ -788,10 +788,9 @@ trained_model load_onnx(const std::string& path) {
       throw bad("valid");
     }
   }
-  const auto outputs = devices::numel_of(
-      devices::nn::infer_shapes(m.input, m.layers).empty()
-          ? m.input
-          : devices::nn::infer_shapes(m.input, m.layers).back());
+  const auto shapes = devices::nn::infer_shapes(m.input, m.layers);
+  const auto outputs =
+      devices::numel_of(shapes.empty() ? m.input : shapes.back());
   if (!have_loss && m.classes > 0)
     m.loss.kind = devices::loss_kind::cross_entropy;
   if (m.loss.kind == devices::loss_kind::cross_entropy) {

@@ -53,6 +53,23 @@ void check_fits(const modelio::trained_model& m, const std::string& model_path,
         devices::to_string(ds.sample_shape))};
 }
 
+// Runs a command's body; its failures (bad input of every kind) become one
+// message on stderr and exit 2.
+template <class Body>
+int reporting(const std::string& model, Body&& body) {
+  try {
+    return body();
+  } catch (const failure& f) {
+    return report(f);
+  } catch (const modelio::model_error& e) {
+    return report({e.what()});
+  } catch (const data::data_error& e) {
+    return report({e.what()});
+  } catch (const devices::nn::shape_error& e) {
+    return report({fmt::format("{}: {}", model, e.what())});
+  }
+}
+
 devices::tensor params_of(const modelio::trained_model& m) {
   auto t = devices::tensor::empty({static_cast<std::int64_t>(m.params.size())});
   std::copy(m.params.begin(), m.params.end(), t.data());
@@ -73,7 +90,7 @@ struct eval_options {
 };
 
 int eval(const eval_options& o) {
-  try {
+  return reporting(o.model, [&] {
     const auto m = modelio::load_onnx(o.model);
     actors::job_spec spec;
     try {
@@ -134,15 +151,7 @@ int eval(const eval_options& o) {
                              : "");
     }
     return exit_ok;
-  } catch (const failure& f) {
-    return report(f);
-  } catch (const modelio::model_error& e) {
-    return report({e.what()});
-  } catch (const data::data_error& e) {
-    return report({e.what()});
-  } catch (const devices::nn::shape_error& e) {
-    return report({fmt::format("{}: {}", o.model, e.what())});
-  }
+  });
 }
 
 // -------------------------------------------------------------- predict
@@ -187,7 +196,7 @@ data::dataset read_samples(const predict_options& o,
 }
 
 int predict(const predict_options& o) {
-  try {
+  return reporting(o.model, [&] {
     const auto m = modelio::load_onnx(o.model);
     const auto ds = read_samples(o, m);
     check_fits(m, o.model, ds, "--data");
@@ -257,15 +266,7 @@ int predict(const predict_options& o) {
     std::fprintf(stderr, "troupe: %lld predictions written to %s\n",
                  static_cast<long long>(ds.samples), o.out.c_str());
     return exit_ok;
-  } catch (const failure& f) {
-    return report(f);
-  } catch (const modelio::model_error& e) {
-    return report({e.what()});
-  } catch (const data::data_error& e) {
-    return report({e.what()});
-  } catch (const devices::nn::shape_error& e) {
-    return report({fmt::format("{}: {}", o.model, e.what())});
-  }
+  });
 }
 
 // -------------------------------------------------------------- inspect

@@ -197,6 +197,7 @@ int run(const run_options& o) {
     }
   };
   double last_metric = -1;
+  auto timed = spec; // the spec with the job's steps, for lr_at
   actors::run_observer obs;
   obs.on_info = [&](const std::string& s) {
     if (o.quiet)
@@ -209,8 +210,7 @@ int run(const run_options& o) {
     if (now - last_metric >= 1.0 || done == total) {
       last_metric = now;
       // The learning rate of the step reported, by the schedule over the
-      // job's steps.
-      auto timed = spec;
+      // job's steps (known from the first progress report on).
       timed.steps_per_epoch = spec.epochs > 0 ? total / spec.epochs : 0;
       log_metric({{"event", "progress"},
                   {"step", done},
