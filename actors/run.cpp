@@ -8,6 +8,7 @@
 #include "runtime/cluster.hpp"
 #include "runtime/config.hpp"
 #include "runtime/digest.hpp"
+#include "runtime/secure_net.hpp"
 #include "runtime/snapshot.hpp"
 
 #include <caf/io/all.hpp>
@@ -15,6 +16,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <thread>
 #include <unistd.h>
 
@@ -269,6 +271,9 @@ run_result run_job(job_spec spec, const run_observer& obs,
   // Local node processes outlive the actor system below (declared first).
   std::unique_ptr<runtime::local_nodes> children;
   auto addresses = copt.nodes;
+  auto secret = copt.secret;
+  if (distributed && addresses.empty() && !secret.set)
+    secret = runtime::make_secret(); // local nodes: one secret per job
   if (distributed && addresses.empty()) {
     // Node processes run `troupe node`: the given executable, else the
     // troupe binary beside this program (graph-API programs live there).
@@ -282,7 +287,7 @@ run_result run_job(job_spec spec, const run_observer& obs,
     }
     try {
       children = std::make_unique<runtime::local_nodes>(
-          exe, static_cast<int>(spec.local_nodes), net, timeout);
+          exe, static_cast<int>(spec.local_nodes), net, secret, timeout);
     } catch (const runtime::cluster_error& e) {
       throw cluster_unreachable(e.what());
     }
@@ -291,6 +296,14 @@ run_result run_job(job_spec spec, const run_observer& obs,
                      fmt::join(addresses, ", ")));
   }
   caf::actor_system sys{cfg};
+  std::optional<runtime::secure_net> guarded; // goes before sys
+  if (distributed) {
+    runtime::net_security sec;
+    sec.secret = secret;
+    sec.connect_timeout_s = copt.connect_timeout_s;
+    sec.who = "troupe run";
+    guarded.emplace(sys, sec);
+  }
   std::vector<runtime::node_handle> nodes;
   std::vector<node_slot> slots;
   std::vector<std::string> names;
@@ -341,6 +354,15 @@ run_result run_job(job_spec spec, const run_observer& obs,
   std::optional<run_result> result;
   std::string failure;
   std::string coordinator_address;
+  std::string job_secret_file;
+  // Removed however the job ends.
+  struct remove_file {
+    std::string* path;
+    ~remove_file() {
+      if (!path->empty())
+        ::unlink(path->c_str());
+    }
+  } remove_secret{&job_secret_file};
   {
     auto t = spawn_job(sys, spec, plan, nodes, names, timeout);
     caf::scoped_actor self{sys};
@@ -353,17 +375,33 @@ run_result run_job(job_spec spec, const run_observer& obs,
                             sys.render(coord.error()));
     self->monitor(*coord);
     if (distributed && !copt.coordinator_host.empty()) {
-      auto port = sys.middleman().publish(*coord, copt.coordinator_port,
-                                          copt.coordinator_host.c_str(), true);
+      auto port = runtime::secure_publish(sys, *coord, copt.coordinator_port,
+                                          copt.coordinator_host);
       if (port) {
         coordinator_address =
             fmt::format("{}:{}", copt.coordinator_host, *port);
+        // The job's own secret, for `troupe status`/`kill` of this user;
+        // a file of a dead job that had this port goes in any case.
+        try {
+          const auto path = runtime::job_secret_path(coordinator_address);
+          ::unlink(path.c_str());
+          if (!copt.secret.set && secret.set) {
+            job_secret_file = path;
+            runtime::write_secret_file(job_secret_file, secret);
+          }
+        } catch (const runtime::secret_error& e) {
+          if (!copt.secret.set && secret.set) {
+            info(fmt::format("troupe status will not reach this job: {}",
+                             e.what()));
+            job_secret_file.clear();
+          }
+        }
         info(fmt::format("coordinator at {} (troupe status --coordinator {})",
                          coordinator_address, coordinator_address));
       } else {
         info(fmt::format("cannot publish the coordinator at {}:{}: {}",
                          copt.coordinator_host, copt.coordinator_port,
-                         sys.render(port.error())));
+                         runtime::describe(sys, port.error())));
       }
     }
     // No step may take longer than this without any progress report.

@@ -2,6 +2,7 @@
 /// \file Running a job: the entry point shared by the CLI, the graph API and
 /// the tests. CAF-free, so it is cheap to include.
 #include "actors/job_spec.hpp"
+#include "runtime/auth.hpp"
 
 #include <cstdint>
 #include <functional>
@@ -136,6 +137,10 @@ struct cluster_options {
   std::string checkpoint_dir;
   /// Continue from the newest checkpoint in checkpoint_dir.
   bool resume = false;
+  /// What this driver proves to the nodes and its coordinator port asks
+  /// of `troupe status`/`kill` (runtime/auth.hpp). Unset with local
+  /// nodes: a fresh secret is made for the job.
+  runtime::cluster_secret secret;
 };
 
 /// Nodes could not be started or reached (exit code 3).

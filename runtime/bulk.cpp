@@ -30,10 +30,23 @@ namespace {
 
 std::shared_ptr<bulk_plane> the_plane; // atomic_load / atomic_store only
 
-// Reads exactly n bytes; false on end of stream or error.
-bool read_exact(int fd, void* buf, std::size_t n) {
+// Reads exactly n bytes; false on end of stream, error, or (with a
+// timeout) when they do not all come within timeout_ms.
+bool read_exact(int fd, void* buf, std::size_t n, int timeout_ms = -1) {
   auto* p = static_cast<char*>(buf);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (n > 0) {
+    if (timeout_ms >= 0) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            deadline - std::chrono::steady_clock::now())
+                            .count();
+      pollfd pf{fd, POLLIN, 0};
+      if (left <= 0 || ::poll(&pf, 1, static_cast<int>(left)) == 0) {
+        errno = ETIMEDOUT;
+        return false;
+      }
+    }
     const auto got = ::recv(fd, p, n, 0);
     if (got > 0) {
       p += got;
@@ -181,9 +194,12 @@ decode_bulk_header(const std::uint8_t* data, std::size_t bytes) {
 }
 
 bulk_plane::bulk_plane(const std::string& host, handler on_frame,
-                       double send_timeout_s, bool same_host_sockets)
+                       double send_timeout_s, bool same_host_sockets,
+                       const cluster_secret& secret, std::string who)
   : on_frame_(std::move(on_frame))
-  , send_timeout_s_(send_timeout_s) {
+  , send_timeout_s_(send_timeout_s)
+  , secret_(secret)
+  , who_(std::move(who)) {
   listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -191,7 +207,7 @@ bulk_plane::bulk_plane(const std::string& host, handler on_frame,
   if (listen_fd_ < 0 || inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1 ||
       ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) !=
           0 ||
-      ::listen(listen_fd_, 64) != 0 || ::pipe2(wake_, O_CLOEXEC) != 0) {
+      ::listen(listen_fd_, 128) != 0) {
     const auto why = std::strerror(errno);
     if (listen_fd_ >= 0)
       ::close(listen_fd_);
@@ -210,97 +226,126 @@ bulk_plane::bulk_plane(const std::string& host, handler on_frame,
     unix_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (unix_fd_ >= 0 &&
         ::bind(unix_fd_, reinterpret_cast<sockaddr*>(&ua), ulen) == 0 &&
-        ::listen(unix_fd_, 64) == 0) {
+        ::listen(unix_fd_, 128) == 0) {
       address_ += fmt::format(";unix={};boot={}", name, boot_id_);
     } else if (unix_fd_ >= 0) {
       ::close(unix_fd_); // TCP alone still works
       unix_fd_ = -1;
     }
   }
-  acceptor_ = std::thread([this] { accept_loop(); });
+  // Every connection proves the secret at the gate before a reader
+  // thread is spent on it.
+  std::vector<int> listeners{listen_fd_};
+  if (unix_fd_ >= 0)
+    listeners.push_back(unix_fd_);
+  gate_ = std::make_unique<auth_gate>(
+      std::move(listeners), secret_, auth_channel::bulk,
+      [this](int fd, const std::string& peer) { admit(fd, peer); }, who_);
 }
 
 bulk_plane::~bulk_plane() {
   stopping_ = true;
-  char c = 0;
-  [[maybe_unused]] auto n = ::write(wake_[1], &c, 1);
-  acceptor_.join();
-  std::vector<std::thread> readers;
+  gate_.reset(); // no more admissions; closes the listeners
+  std::map<std::thread::id, std::thread> readers;
   {
     std::lock_guard<std::mutex> guard(lock_);
     for (int fd : inbound_fds_)
       ::shutdown(fd, SHUT_RDWR);
     readers.swap(readers_);
   }
-  for (auto& t : readers)
+  for (auto& [id, t] : readers)
     t.join(); // each closed its connection
   for (auto& [key, o] : out_)
     if (o->fd >= 0)
       ::close(o->fd);
-  ::close(listen_fd_);
-  if (unix_fd_ >= 0)
-    ::close(unix_fd_);
-  ::close(wake_[0]);
-  ::close(wake_[1]);
 }
 
-void bulk_plane::accept_loop() {
-  for (;;) {
-    pollfd p[3] = {
-        {wake_[0], POLLIN, 0}, {listen_fd_, POLLIN, 0}, {unix_fd_, POLLIN, 0}};
-    if (::poll(p, unix_fd_ >= 0 ? 3 : 2, -1) < 0) {
-      if (errno == EINTR)
-        continue;
-      return;
+void bulk_plane::reap_finished() {
+  for (auto id : finished_) {
+    auto it = readers_.find(id);
+    if (it != readers_.end()) {
+      it->second.join(); // it has returned, or is about to
+      readers_.erase(it);
     }
-    if (stopping_ || (p[0].revents & POLLIN))
-      return;
-    const int from = (p[1].revents & POLLIN) ? listen_fd_ : unix_fd_;
-    const int fd = ::accept4(from, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0)
-      continue;
-    tune(fd, send_timeout_s_);
-    std::lock_guard<std::mutex> guard(lock_);
-    if (stopping_) {
-      ::close(fd);
-      return;
-    }
-    inbound_fds_.push_back(fd);
-    readers_.emplace_back([this, fd] {
-      read_loop(fd);
-      // The peer went or sent garbage: close here, not at our own end.
-      std::lock_guard<std::mutex> guard(lock_);
-      inbound_fds_.erase(
-          std::find(inbound_fds_.begin(), inbound_fds_.end(), fd));
-      ::close(fd);
-    });
   }
+  finished_.clear();
+}
+
+void bulk_plane::admit(int fd, const std::string& peer) {
+  std::lock_guard<std::mutex> guard(lock_);
+  reap_finished();
+  if (stopping_ || inbound_fds_.size() >= max_inbound) {
+    if (!stopping_ && turned_away_++ % 1000 == 0)
+      std::fprintf(stderr,
+                   "%s: %zu inbound connections already; closing one from "
+                   "%s\n",
+                   who_.c_str(), inbound_fds_.size(), peer.c_str());
+    ::close(fd);
+    return;
+  }
+  tune(fd, send_timeout_s_);
+  inbound_fds_.push_back(fd);
+  std::thread t([this, fd] {
+    read_loop(fd);
+    // The peer went or sent garbage: close here, not at our own end.
+    std::lock_guard<std::mutex> guard(lock_);
+    inbound_fds_.erase(std::find(inbound_fds_.begin(), inbound_fds_.end(), fd));
+    ::close(fd);
+    if (!stopping_)
+      finished_.push_back(std::this_thread::get_id());
+  });
+  const auto id = t.get_id();
+  readers_.emplace(id, std::move(t));
+}
+
+std::size_t bulk_plane::inbound_connections() const {
+  std::lock_guard<std::mutex> guard(lock_);
+  return inbound_fds_.size();
+}
+
+std::size_t bulk_plane::reader_threads() const {
+  std::lock_guard<std::mutex> guard(lock_);
+  return readers_.size() - finished_.size();
+}
+
+gate_stats bulk_plane::gate() const {
+  return gate_ ? gate_->stats() : gate_stats{};
 }
 
 void bulk_plane::read_loop(int fd) {
   std::vector<std::uint8_t> head;
+  // Once a frame has begun, the rest of it must follow within this.
+  const int frame_ms = static_cast<int>(std::max(1.0, send_timeout_s_) * 1000);
   for (;;) {
     std::uint32_t n = 0;
-    if (!read_exact(fd, &n, sizeof(n)))
+    if (!read_exact(fd, &n, 1))
+      return; // idle between frames: no deadline
+    if (!read_exact(fd, reinterpret_cast<char*>(&n) + 1, sizeof(n) - 1,
+                    frame_ms))
       return;
     if (n > max_bulk_header_bytes) {
-      std::fprintf(stderr, "troupe data plane: header of %u bytes; closing\n",
-                   n);
+      std::fprintf(stderr, "%s: frame header of %u bytes; closing\n",
+                   who_.c_str(), n);
       ::shutdown(fd, SHUT_RDWR);
       return;
     }
     head.resize(n);
-    if (!read_exact(fd, head.data(), n))
+    if (!read_exact(fd, head.data(), n, frame_ms))
       return;
     try {
       auto [h, shape] = decode_bulk_header(head.data(), head.size());
       auto t = devices::tensor::empty(std::move(shape));
-      if (!read_exact(fd, t.data(), t.bytes()))
+      if (!read_exact(fd, t.data(), t.bytes(), frame_ms)) {
+        std::fprintf(stderr,
+                     "%s: a frame's payload did not arrive within %d ms; "
+                     "closing the connection\n",
+                     who_.c_str(), frame_ms);
         return;
+      }
       ++received_;
       on_frame_(std::move(h), std::move(t));
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "troupe data plane: %s; closing the connection\n",
+      std::fprintf(stderr, "%s: %s; closing the connection\n", who_.c_str(),
                    e.what());
       ::shutdown(fd, SHUT_RDWR);
       return;
@@ -319,6 +364,24 @@ bool bulk_plane::knows(const std::string& key) const {
 }
 
 int bulk_plane::connect_to(const std::string& address) {
+  const int fd = connect_socket(address);
+  if (fd < 0)
+    return -1;
+  try {
+    client_handshake(fd, secret_, auth_channel::bulk,
+                     address.substr(0, address.find(';')),
+                     std::chrono::steady_clock::now() +
+                         std::chrono::milliseconds(static_cast<std::int64_t>(
+                             send_timeout_s_ * 1000)));
+  } catch (const auth_error& e) {
+    std::fprintf(stderr, "%s: %s\n", who_.c_str(), e.what());
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+int bulk_plane::connect_socket(const std::string& address) {
   // A peer on this machine: its Unix socket, if it is in our namespace.
   const auto unix_name = address_field(address, "unix");
   if (!unix_name.empty() && !boot_id_.empty() &&

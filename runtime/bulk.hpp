@@ -8,6 +8,7 @@
 /// then the raw little-endian payload. CAF-free; bulk_caf.hpp delivers
 /// frames to actors.
 #include "devices/tensor.hpp"
+#include "runtime/auth.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -61,10 +62,14 @@ public:
   /// is false, on a Unix socket (Linux abstract namespace) that peers on
   /// the same machine use instead of TCP: on loopback it moves bytes about
   /// twice as fast. send_timeout_s bounds a write to a peer that stopped
-  /// reading; the connection is dropped after it. Throws
-  /// std::runtime_error when it cannot listen.
+  /// reading, and the rest of a frame once its first bytes came; the
+  /// connection is dropped after it. Every connection, in or out, proves
+  /// `secret` first (auth.hpp, channel bulk); `who` prefixes log lines.
+  /// Throws std::runtime_error when it cannot listen.
   bulk_plane(const std::string& host, handler on_frame,
-             double send_timeout_s = 5, bool same_host_sockets = true);
+             double send_timeout_s = 5, bool same_host_sockets = true,
+             const cluster_secret& secret = {},
+             std::string who = "troupe data plane");
   ~bulk_plane();
   bulk_plane(const bulk_plane&) = delete;
   bulk_plane& operator=(const bulk_plane&) = delete;
@@ -93,6 +98,14 @@ public:
   /// Frames received and sent so far (for tests and metrics).
   std::int64_t frames_received() const { return received_; }
   std::int64_t frames_sent() const { return sent_; }
+  /// Inbound connections open now, and reader threads not yet joined.
+  std::size_t inbound_connections() const;
+  std::size_t reader_threads() const;
+  /// What the gate in front of the listeners admitted and refused.
+  gate_stats gate() const;
+
+  /// Inbound connections served at once; more are closed unread.
+  static constexpr std::size_t max_inbound = 256;
 
 private:
   struct outbound {
@@ -102,25 +115,32 @@ private:
     // reconnected to (and blocked on again) for a while.
     std::chrono::steady_clock::time_point failed_at{};
   };
-  void accept_loop();
+  void admit(int fd, const std::string& peer);
   void read_loop(int fd);
-  int connect_to(const std::string& address);
+  int connect_to(const std::string& address);     // with the handshake
+  int connect_socket(const std::string& address); // without
+  void reap_finished(); // joins readers that ended; lock_ held
 
   handler on_frame_;
   double send_timeout_s_;
+  cluster_secret secret_;
+  std::string who_;
   std::string address_;
   int listen_fd_ = -1;
   int unix_fd_ = -1; // same-machine listener, or -1
   std::string boot_id_;
-  int wake_[2] = {-1, -1};
   std::atomic<bool> stopping_{false};
-  std::thread acceptor_;
-  mutable std::mutex lock_; // peers_, out_, readers_, inbound_fds_
-  // inbound_fds_: open inbound connections; each reader closes its own.
+  std::unique_ptr<auth_gate> gate_;
+  mutable std::mutex lock_; // peers_, out_, readers_, finished_, inbound_fds_
+  // inbound_fds_: open inbound connections; each reader closes its own and
+  // files its thread id in finished_ for the next admit (or the
+  // destructor) to join.
   std::map<std::string, std::string> peers_;
   std::map<std::string, std::shared_ptr<outbound>> out_;
-  std::vector<std::thread> readers_;
+  std::map<std::thread::id, std::thread> readers_;
+  std::vector<std::thread::id> finished_;
   std::vector<int> inbound_fds_;
+  std::int64_t turned_away_ = 0;
   std::atomic<std::int64_t> received_{0};
   std::atomic<std::int64_t> sent_{0};
 };

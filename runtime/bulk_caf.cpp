@@ -21,22 +21,25 @@ void set_bulk_decoder(bulk_decoder d) {
 
 std::shared_ptr<bulk_plane> start_bulk_plane(caf::actor_system& sys,
                                              const std::string& host,
-                                             double send_timeout_s) {
-  auto deliver = [&sys](bulk_header&& h, devices::tensor&& t) {
+                                             double send_timeout_s,
+                                             const cluster_secret& secret,
+                                             const std::string& who) {
+  auto deliver = [&sys, who](bulk_header&& h, devices::tensor&& t) {
     // Actors whose handles went to another process are in the registry.
     auto dest = sys.registry().get(static_cast<caf::actor_id>(h.dest));
     if (!dest || !decoder()) {
       std::fprintf(stderr,
-                   "troupe data plane: no actor %llu here; frame dropped\n",
-                   static_cast<unsigned long long>(h.dest));
+                   "%s (data plane): no actor %llu here; frame "
+                   "dropped\n",
+                   who.c_str(), static_cast<unsigned long long>(h.dest));
       return;
     }
     const auto kind = h.kind;
     auto msg = decoder()(std::move(h), std::move(t));
     if (msg.empty()) {
       std::fprintf(stderr,
-                   "troupe data plane: frame of unknown kind %u dropped\n",
-                   static_cast<unsigned>(kind));
+                   "%s (data plane): frame of unknown kind %u dropped\n",
+                   who.c_str(), static_cast<unsigned>(kind));
       return;
     }
     dest->enqueue(caf::make_mailbox_element(nullptr, caf::make_message_id(), {},
@@ -44,7 +47,8 @@ std::shared_ptr<bulk_plane> start_bulk_plane(caf::actor_system& sys,
                   nullptr);
   };
   auto plane =
-      std::make_shared<bulk_plane>(host, std::move(deliver), send_timeout_s);
+      std::make_shared<bulk_plane>(host, std::move(deliver), send_timeout_s,
+                                   true, secret, who + " (data plane)");
   set_process_bulk_plane(plane);
   return plane;
 }

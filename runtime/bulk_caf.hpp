@@ -17,11 +17,13 @@ using bulk_decoder =
 void set_bulk_decoder(bulk_decoder decoder);
 
 /// Starts this process's data plane on host, delivering frames into `sys`,
-/// and makes it the process plane. Stop it (stop_bulk_plane) before `sys`
-/// goes.
+/// and makes it the process plane; peers must prove `secret`. Stop it
+/// (stop_bulk_plane) before `sys` goes.
 std::shared_ptr<bulk_plane> start_bulk_plane(caf::actor_system& sys,
                                              const std::string& host,
-                                             double send_timeout_s);
+                                             double send_timeout_s,
+                                             const cluster_secret& secret,
+                                             const std::string& who);
 
 /// Clears the process plane and waits for its reader threads.
 void stop_bulk_plane(std::shared_ptr<bulk_plane>& plane);

@@ -1,5 +1,7 @@
 #include "runtime/cluster.hpp"
 
+#include "runtime/secure_net.hpp"
+
 #include <caf/io/all.hpp>
 
 #include <atomic>
@@ -41,7 +43,7 @@ void forget(pid_t pid) {
 }
 
 pid_t start_node(const std::string& exe, int index, const network_options& net,
-                 int* out_fd) {
+                 const cluster_secret& secret, int* out_fd) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0)
     throw cluster_error(
@@ -63,6 +65,13 @@ pid_t start_node(const std::string& exe, int index, const network_options& net,
     const auto hb = fmt::format("{}", net.heartbeat_s);
     const auto hbt = fmt::format("{}", net.heartbeat_timeout_s);
     const auto threads = fmt::format("{}", net.threads);
+    // The job's secret reaches the child in its environment, which only
+    // this user can read (/proc/PID/environ is 0400), never in argv.
+    unsetenv("TROUPE_SECRET_FILE");
+    if (secret.set)
+      setenv("TROUPE_SECRET", secret_to_hex(secret).c_str(), 1);
+    else
+      unsetenv("TROUPE_SECRET");
     execl(exe.c_str(), exe.c_str(), "node", "--listen", "127.0.0.1:0", "--name",
           name.c_str(), "--heartbeat", hb.c_str(), "--heartbeat-timeout",
           hbt.c_str(), "--threads", threads.c_str(), "--quiet",
@@ -109,12 +118,13 @@ void kill_local_nodes_from_signal_handler() {
 
 local_nodes::local_nodes(const std::string& exe, int n,
                          const network_options& net,
+                         const cluster_secret& secret,
                          std::chrono::milliseconds timeout) {
   std::vector<int> fds;
   try {
     for (int i = 0; i < n; ++i) {
       int fd = -1;
-      pids_.push_back(start_node(exe, i, net, &fd));
+      pids_.push_back(start_node(exe, i, net, secret, &fd));
       fds.push_back(fd);
     }
     const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -178,15 +188,14 @@ caf::actor connect_actor(caf::actor_system& sys, const std::string& addr,
   auto promise = std::make_shared<std::promise<caf::expected<caf::actor>>>();
   auto future = promise->get_future();
   std::thread([&sys, hp, promise] {
-    promise->set_value(sys.middleman().remote_actor(hp.first, hp.second));
+    promise->set_value(secure_remote_actor(sys, hp.first, hp.second));
   }).detach();
   if (future.wait_for(timeout) != std::future_status::ready)
     throw cluster_error(fmt::format("{} is unreachable: no answer within {} ms",
                                     addr, timeout.count()));
   auto h = future.get();
   if (!h)
-    throw cluster_error(
-        fmt::format("{} is unreachable: {}", addr, sys.render(h.error())));
+    throw cluster_error(describe(sys, h.error()));
   return *h;
 }
 

@@ -2,6 +2,7 @@
 /// \file Reaching the nodes of a job: starting local node processes on
 /// loopback, connecting to node managers with bounded waits, and stopping
 /// every process started. Heavy (CAF); for the driver only.
+#include "runtime/auth.hpp"
 #include "runtime/node_protocol.hpp"
 
 #include <chrono>
@@ -30,10 +31,10 @@ struct node_handle {
 /// the same executable). They also die with their parent (PDEATHSIG).
 class local_nodes {
 public:
-  /// Starts n nodes named node0..node{n-1}; waits at most `timeout` for each
-  /// to print its address. Throws cluster_error.
+  /// Starts n nodes named node0..node{n-1} that require `secret`; waits at
+  /// most `timeout` for each to print its address. Throws cluster_error.
   local_nodes(const std::string& executable, int n, const network_options& net,
-              std::chrono::milliseconds timeout);
+              const cluster_secret& secret, std::chrono::milliseconds timeout);
   ~local_nodes();
   local_nodes(const local_nodes&) = delete;
   local_nodes& operator=(const local_nodes&) = delete;

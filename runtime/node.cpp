@@ -1,6 +1,7 @@
 #include "runtime/node_protocol.hpp"
 
 #include "runtime/bulk_caf.hpp"
+#include "runtime/secure_net.hpp"
 
 #include <caf/io/all.hpp>
 
@@ -30,12 +31,14 @@ extern "C" void node_stop_signal(int sig) {
 
 struct manager_state {
   node_info info;
+  std::vector<std::string> roles;
   std::vector<caf::actor> children;
 };
 
 caf::behavior node_manager(caf::stateful_actor<manager_state>* self,
-                           node_info info) {
+                           node_info info, std::vector<std::string> roles) {
   self->state.info = std::move(info);
+  self->state.roles = std::move(roles);
   // Children are monitored so the list stays short on long-lived nodes.
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& c = self->state.children;
@@ -51,6 +54,13 @@ caf::behavior node_manager(caf::stateful_actor<manager_state>* self,
       },
       [=](spawn_atom, const std::string& role,
           caf::message& args) -> caf::result<caf::actor> {
+        const auto& allowed = self->state.roles;
+        if (std::find(allowed.begin(), allowed.end(), role) == allowed.end())
+          return caf::make_error(
+              caf::sec::runtime_error,
+              fmt::format("node {} does not run '{}' for peers (it runs: {})",
+                          self->state.info.name, role,
+                          fmt::join(allowed, ", ")));
         auto h = self->system().spawn<caf::actor>(role, std::move(args));
         if (!h)
           return std::move(h.error());
@@ -83,7 +93,7 @@ caf::behavior node_manager(caf::stateful_actor<manager_state>* self,
         };
         if (addresses.empty())
           rp.deliver(*failures);
-        auto mm = self->system().middleman().actor_handle();
+        auto mm = secure_middleman(self->system());
         for (const auto& a : addresses) {
           std::pair<std::string, std::uint16_t> hp;
           try {
@@ -132,8 +142,9 @@ void register_node_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<node_info>("troupe.node_info");
 }
 
-caf::actor spawn_node_manager(caf::actor_system& sys, node_info info) {
-  return sys.spawn(node_manager, std::move(info));
+caf::actor spawn_node_manager(caf::actor_system& sys, node_info info,
+                              std::vector<std::string> roles) {
+  return sys.spawn(node_manager, std::move(info), std::move(roles));
 }
 
 void configure_network(caf::actor_system_config& cfg,
@@ -191,6 +202,15 @@ int run_node(
   // SIGINT/SIGTERM write to a pipe the main thread waits on; a handler
   // works whichever thread the signal lands on (sanitizer runtimes start
   // threads before main, so blocking the signals is not enough).
+  if (!opts.secret.set && !opts.insecure && !is_loopback_host(opts.host)) {
+    std::fprintf(stderr,
+                 "troupe node: refusing to listen on %s without a cluster "
+                 "secret: anyone who reaches it could run jobs and read files "
+                 "here. Give --secret-file FILE (make one with `troupe secret "
+                 "> FILE`), or --insecure on a network you trust\n",
+                 opts.host.c_str());
+    return 2;
+  }
   if (pipe(stop_pipe) != 0) {
     std::fprintf(stderr, "troupe node: cannot create a pipe\n");
     return 1;
@@ -205,9 +225,17 @@ int run_node(
   register_node_types(cfg);
   register_types(cfg);
   auto sys = std::make_unique<caf::actor_system>(cfg);
+  const auto who =
+      fmt::format("troupe node {}", opts.name.empty() ? opts.host : opts.name);
+  net_security sec;
+  sec.secret = opts.secret;
+  sec.who = who;
+  sec.connect_timeout_s = opts.network.heartbeat_timeout_s;
+  auto guarded = std::make_unique<secure_net>(*sys, sec);
   std::shared_ptr<bulk_plane> plane;
   try {
-    plane = start_bulk_plane(*sys, opts.host, opts.network.heartbeat_timeout_s);
+    plane = start_bulk_plane(*sys, opts.host, opts.network.heartbeat_timeout_s,
+                             opts.secret, who);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "troupe node: %s\n", e.what());
     return 3;
@@ -219,9 +247,8 @@ int run_node(
   info.memory_bytes = machine_memory_bytes();
   info.devices = opts.devices;
   info.pid = static_cast<std::int64_t>(getpid());
-  auto mgr = spawn_node_manager(*sys, info);
-  auto port =
-      sys->middleman().publish(mgr, opts.port, opts.host.c_str(), false);
+  auto mgr = spawn_node_manager(*sys, info, opts.roles);
+  auto port = secure_publish(*sys, mgr, opts.port, opts.host);
   if (!port) {
     std::fprintf(stderr, "troupe node: cannot listen on %s:%u: %s\n",
                  opts.host.c_str(), static_cast<unsigned>(opts.port),
@@ -236,6 +263,12 @@ int run_node(
   caf::anon_send(mgr, node_info_atom::value, info);
   on_listening(info);
   std::fflush(stdout);
+  if (!opts.secret.set)
+    std::fprintf(stderr,
+                 "troupe node %s: no cluster secret: any process that reaches "
+                 "%s:%u may use this node\n",
+                 info.name.c_str(), opts.host.c_str(),
+                 static_cast<unsigned>(*port));
   std::fprintf(stderr,
                "troupe node %s: listening on %s:%u (%lld cores, devices %s)\n",
                info.name.c_str(), opts.host.c_str(),
@@ -250,9 +283,10 @@ int run_node(
   // our actors can keep the system from finishing.
   caf::anon_send(mgr, reset_atom::value);
   caf::anon_send_exit(mgr, caf::exit_reason::user_shutdown);
-  sys->middleman().unpublish(mgr, info.port);
+  secure_unpublish(*sys, mgr, info.port);
   mgr = nullptr;
   stop_bulk_plane(plane);
+  guarded.reset();
   // Everything of ours has been told to stop; do not wait for proxies of
   // remote actors (they can keep the registry from emptying).
   sys->await_actors_before_shutdown(false);

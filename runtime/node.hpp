@@ -2,6 +2,8 @@
 /// \file Nodes: one `troupe node` process per machine. A node publishes a
 /// node manager that spawns any actor type registered by name and reports
 /// what the machine has. CAF-free; see node_protocol.hpp for the messages.
+#include "runtime/auth.hpp"
+
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -45,12 +47,18 @@ struct node_options {
   std::string name;                 ///< default: host:port
   std::vector<std::string> devices; ///< resolved device list
   network_options network;
+  cluster_secret secret; ///< what every peer must prove (auth.hpp)
+  bool insecure = false; ///< allow a non-loopback address with no secret
+  /// The roles a peer may have spawned here (a node never spawns, say, a
+  /// coordinator for a peer); empty: none.
+  std::vector<std::string> roles;
 };
 
 /// Runs a node until SIGINT or SIGTERM: publishes the node manager and calls
 /// on_listening once it listens (the CLI prints the address there).
 /// `register_types` adds the actor and message types. Returns the process
-/// exit code (3 if the address cannot be bound).
+/// exit code (3 if the address cannot be bound, 2 if it is not loopback
+/// and there is neither a secret nor `insecure`).
 int run_node(
     const node_options& opts,
     const std::function<void(caf::actor_system_config&)>& register_types,

@@ -34,7 +34,9 @@ typename Inspector::result_type inspect(Inspector& f, node_info& x) {
 /// Registers node_info and the manager's name ("node_manager").
 void register_node_types(caf::actor_system_config& cfg);
 
-/// Spawns a node manager advertising `info`.
-caf::actor spawn_node_manager(caf::actor_system& sys, node_info info);
+/// Spawns a node manager advertising `info` that spawns only `roles` for
+/// peers (spawn_atom with any other role is refused, naming it).
+caf::actor spawn_node_manager(caf::actor_system& sys, node_info info,
+                              std::vector<std::string> roles);
 
 } // namespace troupe::runtime

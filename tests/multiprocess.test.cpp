@@ -13,12 +13,14 @@
 #include <cmath>
 #include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <netinet/in.h>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -937,6 +939,177 @@ BOOST_AUTO_TEST_CASE(a_killed_run_resumes_from_its_checkpoint) {
   BOOST_TEST(std::filesystem::exists(damaged + ".bad"));
   // The final epoch is reported with the fault-free test figures.
   BOOST_TEST(j["test_accuracy"] == reference["test_accuracy"]);
+}
+
+// What /proc says of a process: a field of /proc/PID/status ("VmRSS",
+// "Threads"), as a number (kB for sizes).
+long proc_status(pid_t pid, const std::string& field) {
+  std::ifstream in(fmt::format("/proc/{}/status", pid));
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(field + ":", 0) == 0)
+      return std::stol(line.substr(field.size() + 1));
+  return -1;
+}
+
+std::uint16_t port_of(const std::string& address) {
+  const auto head = address.substr(0, address.find(';'));
+  return static_cast<std::uint16_t>(
+      std::stoi(head.substr(head.rfind(':') + 1)));
+}
+
+int dial_loopback(std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+void send_and_close(std::uint16_t port, const std::string& bytes) {
+  const int fd = dial_loopback(port);
+  if (fd < 0)
+    return;
+  [[maybe_unused]] auto n =
+      ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  ::close(fd);
+}
+
+BOOST_AUTO_TEST_CASE(hostile_peers_are_refused_and_the_job_keeps_its_digest) {
+  // Two nodes with a secret run a job while peers without it try every
+  // command, and raw sockets send garbage, BASP headers declaring 4 GiB,
+  // forged data-plane frames, silence and connection churn to every port.
+  csv_job job("[testing]\nslow_worker = 0\nslow_ms = 60\n");
+  const auto reference =
+      run_json({job.pipeline, "--set", "cluster.local_nodes=2"});
+  temp_dir keys;
+  const auto secret = keys.file("cluster.key");
+  const auto other = keys.file("other.key");
+  for (const auto& path : {secret, other}) {
+    auto made = run_troupe({"secret"});
+    BOOST_REQUIRE_EQUAL(made.code, 0);
+    write_text(path, made.out);
+    ::chmod(path.c_str(), 0600);
+  }
+  std::vector<std::unique_ptr<background>> nodes;
+  std::vector<std::string> addresses, planes;
+  for (int i = 0; i < 2; ++i) {
+    nodes.push_back(std::make_unique<background>(
+        "troupe", std::vector<std::string>{
+                      "node", "--listen", "127.0.0.1:0", "--json", "--name",
+                      fmt::format("n{}", i), "--secret-file", secret}));
+    auto line = nodes.back()->read_line();
+    BOOST_REQUIRE_MESSAGE(!line.empty(), nodes.back()->err());
+    auto j = json::parse(line);
+    addresses.push_back(j["address"]);
+    planes.push_back(j["data_plane"]);
+  }
+  const auto node_list = fmt::format("{}", fmt::join(addresses, ","));
+  std::vector<long> threads_before;
+  for (auto& n : nodes)
+    threads_before.push_back(proc_status(n->pid(), "Threads"));
+
+  // Without the secret, or with another one, nothing is spawned.
+  auto none = run_troupe({"run", job.pipeline, "--nodes", node_list}, 60);
+  BOOST_TEST(none.code == 3);
+  BOOST_TEST(none.err.find("requires the cluster secret") != std::string::npos,
+             none.err);
+  auto wrong = run_troupe(
+      {"run", job.pipeline, "--nodes", node_list, "--secret-file", other}, 60);
+  BOOST_TEST(wrong.code == 3);
+  BOOST_TEST(wrong.err.find("refused this process's cluster secret") !=
+                 std::string::npos,
+             wrong.err);
+
+  background run("troupe", {"run", job.pipeline, "--nodes", node_list,
+                            "--secret-file", secret, "--json"});
+  BOOST_REQUIRE_MESSAGE(wait_for_text(run, "training:") >= 0, run.err());
+  const auto err = run.err();
+  const auto pos = err.find("troupe status --coordinator ");
+  BOOST_REQUIRE(pos != std::string::npos);
+  const auto coordinator = err.substr(pos + 28, err.find(')', pos) - pos - 28);
+
+  // status, kill of an actor and of a node: refused without the secret.
+  for (auto args : std::vector<std::vector<std::string>>{
+           {"status", "--coordinator", coordinator},
+           {"kill", "--coordinator", coordinator, "worker:0"},
+           {"kill", "--coordinator", coordinator, "--node", "n1"},
+           {"status", "--coordinator", coordinator, "--secret-file", other}}) {
+    auto o = run_troupe(args, 30);
+    BOOST_TEST(o.code == 3, o.err);
+    BOOST_TEST(o.err.find("cluster secret") != std::string::npos, o.err);
+  }
+  // ... and obeyed with it.
+  auto ok = run_troupe(
+      {"status", "--coordinator", coordinator, "--secret-file", secret}, 30);
+  BOOST_TEST(ok.code == 0, ok.err);
+
+  std::vector<std::uint16_t> ports{port_of(coordinator)};
+  for (const auto& a : addresses)
+    ports.push_back(port_of(a));
+  for (const auto& p : planes)
+    ports.push_back(port_of(p));
+  // A BASP header declaring a 4 GiB payload, in both byte orders; a
+  // data-plane length prefix of 4 GiB; a forged proof; random bytes.
+  std::string basp(32, '\0');
+  basp[0] = 1;
+  for (int i = 4; i < 8; ++i)
+    basp[static_cast<std::size_t>(i)] = '\xff';
+  std::string forged_proof = "TRPC\x01\x01\0\0" + std::string(64, 'A');
+  std::string noise;
+  for (int i = 0; i < 4096; ++i)
+    noise += static_cast<char>(troupe::devices::unit_float(7, i) * 256);
+  for (auto port : ports)
+    for (const auto& bytes :
+         {basp, std::string("\xff\xff\xff\xff", 4), forged_proof, noise})
+      send_and_close(port, bytes);
+  // A hundred silent connections to every port, held while the rest goes
+  // on ...
+  std::vector<int> silent;
+  for (auto port : ports)
+    for (int i = 0; i < 100; ++i)
+      if (int fd = dial_loopback(port); fd >= 0)
+        silent.push_back(fd);
+  // ... and 10,000 connections opened and closed at once, over the ports.
+  for (int i = 0; i < 10000; ++i)
+    if (int fd =
+            dial_loopback(ports[static_cast<std::size_t>(i) % ports.size()]);
+        fd >= 0)
+      ::close(fd);
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    const auto rss_kb = proc_status(nodes[i]->pid(), "VmRSS");
+    const auto threads = proc_status(nodes[i]->pid(), "Threads");
+    BOOST_TEST_MESSAGE("node " << i << " under attack: " << rss_kb / 1024
+                               << " MiB, " << threads << " threads (before: "
+                               << threads_before[i] << ")");
+    BOOST_TEST(rss_kb > 0);
+    BOOST_TEST(rss_kb < 1024 * 1024);
+    // A thread per job actor that runs detached and per data-plane peer;
+    // none per hostile connection.
+    BOOST_TEST(threads <= threads_before[i] + 12);
+  }
+  BOOST_TEST(alive(nodes[0]->pid()));
+  BOOST_TEST(alive(nodes[1]->pid()));
+  for (int fd : silent)
+    ::close(fd);
+
+  const int code = run.wait(180000);
+  BOOST_REQUIRE_MESSAGE(code == 0, run.err());
+  const auto j = json::parse(run.read_rest());
+  BOOST_TEST(j["params_digest"] == reference["params_digest"]);
+  // The refused drivers gave up at the first node, n0.
+  BOOST_TEST(nodes[0]->err().find("wrong or missing cluster secret") !=
+                 std::string::npos,
+             nodes[0]->err());
+  for (auto& n : nodes) {
+    BOOST_TEST(alive(n->pid()));
+    BOOST_TEST(n->err().find("not a troupe handshake") != std::string::npos);
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -25,6 +25,8 @@ void add_kill_command(CLI::App& app, int* code);
 void add_bench_command(CLI::App& app, int* code);
 /// `troupe eval`, `troupe predict` and `troupe inspect`
 void add_model_commands(CLI::App& app, int* code);
+/// `troupe secret`
+void add_secret_command(CLI::App& app, int* code);
 /// `troupe devices [--json]`
 void add_devices_command(CLI::App& app, int* code);
 

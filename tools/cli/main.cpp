@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   troupe::cli::add_kill_command(app, &code);
   troupe::cli::add_bench_command(app, &code);
   troupe::cli::add_devices_command(app, &code);
+  troupe::cli::add_secret_command(app, &code);
   troupe::cli::add_model_commands(app, &code);
   try {
     app.parse(argc, argv);

@@ -1,5 +1,6 @@
 // troupe node: one per machine; runs the actors a driver places there.
 #include "tools/cli/commands.hpp"
+#include "tools/cli/secret.hpp"
 
 #include "actors/messages.hpp"
 #include "devices/backends.hpp"
@@ -27,6 +28,8 @@ struct node_cli {
   double heartbeat = 0.5;
   double heartbeat_timeout = 5;
   std::int64_t threads = 0;
+  std::string secret_file;
+  bool insecure = false;
 };
 
 // "auto" (the CPU and every GPU found), "cpu", "cuda:N", comma-separated.
@@ -97,6 +100,17 @@ int run(const node_cli& o) {
                  "troupe node: --heartbeat-timeout must exceed --heartbeat\n");
     return exit_bad_input;
   }
+  try {
+    opts.secret = cli_secret(o.secret_file);
+  } catch (const runtime::secret_error& e) {
+    std::fprintf(stderr, "troupe node: %s\n", e.what());
+    return exit_bad_input;
+  }
+  opts.insecure = o.insecure;
+  // What a peer may have spawned here: the roles of a job's actors, never
+  // a coordinator (that runs in the driver).
+  opts.roles = {"data_shard", "param_shard", "aggregator", "worker",
+                "evaluator"};
   opts.name = o.name;
   opts.network.heartbeat_s = o.heartbeat;
   opts.network.heartbeat_timeout_s = o.heartbeat_timeout;
@@ -113,7 +127,8 @@ int run(const node_cli& o) {
               {"cores", info.cores},
               {"memory_bytes", info.memory_bytes},
               {"devices", info.devices},
-              {"pid", info.pid}};
+              {"pid", info.pid},
+              {"data_plane", info.bulk}};
           std::printf("%s\n", j.dump().c_str());
         } else {
           std::printf("%s:%u\n", info.host.c_str(),
@@ -149,6 +164,10 @@ void add_node_command(CLI::App& app, int* code) {
                   "Scheduler threads (0 = one per core)")
       ->check(CLI::Range(0, 1024));
   cmd->add_flag("-q,--quiet", o->quiet, "Nothing on stderr");
+  add_secret_option(cmd, &o->secret_file);
+  cmd->add_flag("--insecure", o->insecure,
+                "Listen beyond loopback without a cluster secret (anyone who "
+                "reaches the port may use the node)");
   cmd->callback([o, code] { *code = run(*o); });
 }
 

@@ -2,6 +2,7 @@
 // job and reports. Progress goes to stderr; results to stdout.
 #include "tools/cli/commands.hpp"
 #include "tools/cli/metrics_json.hpp"
+#include "tools/cli/secret.hpp"
 
 #include "actors/model_file.hpp"
 #include "actors/run.hpp"
@@ -38,6 +39,7 @@ struct run_options {
   bool quiet = false;
   std::vector<std::string> nodes;
   std::string listen = "127.0.0.1:0";
+  std::string secret_file;
   double connect_timeout = 10;
   std::string checkpoint_dir;
   bool resume = false;
@@ -253,7 +255,11 @@ int run(const run_options& o) {
     copt.coordinator_port = port;
     for (const auto& n : o.nodes)
       runtime::parse_address(n);
+    copt.secret = cli_secret(o.secret_file);
   } catch (const std::invalid_argument& e) {
+    std::fprintf(stderr, "troupe: %s\n", e.what());
+    return exit_bad_input;
+  } catch (const runtime::secret_error& e) {
     std::fprintf(stderr, "troupe: %s\n", e.what());
     return exit_bad_input;
   }
@@ -345,6 +351,7 @@ void add_run_command(CLI::App& app, int* code) {
                   "HOST:PORT where the coordinator answers `troupe status` "
                   "(multi-node runs; port 0: the OS picks)")
       ->capture_default_str();
+  add_secret_option(cmd, &opts->secret_file);
   cmd->add_option("--connect-timeout", opts->connect_timeout,
                   "Seconds to wait for each node (start-up, connect, spawn)")
       ->capture_default_str()

@@ -2,9 +2,11 @@
 // troupe kill --coordinator HOST:PORT ROLE:INDEX | --node NAME: kill one
 // of its actors, or a whole node.
 #include "tools/cli/commands.hpp"
+#include "tools/cli/secret.hpp"
 
 #include "actors/messages.hpp"
 #include "runtime/cluster.hpp"
+#include "runtime/secure_net.hpp"
 
 #include <caf/io/all.hpp>
 #include <nlohmann/json.hpp>
@@ -24,12 +26,14 @@ namespace {
 
 struct status_cli {
   std::string coordinator;
+  std::string secret_file;
   bool json = false;
   double timeout = 5;
 };
 
 struct kill_cli {
   std::string coordinator;
+  std::string secret_file;
   std::string target;
   std::string node;
   double timeout = 5;
@@ -41,18 +45,35 @@ using body_fn = std::function<int(caf::actor_system&, const caf::actor&,
 // Connects to a running job's coordinator and runs `body` with it. A bad
 // address is exit 2, an unreachable coordinator exit 3.
 int with_coordinator(const char* command, const std::string& address,
-                     double timeout_s, const body_fn& body) {
+                     const std::string& secret_file, double timeout_s,
+                     const body_fn& body) {
   try {
     runtime::parse_address(address);
   } catch (const std::invalid_argument& e) {
     std::fprintf(stderr, "troupe %s: --coordinator %s\n", command, e.what());
     return exit_bad_input;
   }
+  runtime::net_security sec;
+  try {
+    sec.secret = cli_secret(secret_file);
+    // A job on local nodes made its own secret and left it for its user.
+    if (!sec.secret.set) {
+      const auto path = runtime::job_secret_path(address);
+      if (::access(path.c_str(), F_OK) == 0)
+        sec.secret = runtime::load_secret_file(path);
+    }
+  } catch (const runtime::secret_error& e) {
+    std::fprintf(stderr, "troupe %s: %s\n", command, e.what());
+    return exit_bad_input;
+  }
+  sec.connect_timeout_s = timeout_s;
+  sec.who = fmt::format("troupe {}", command);
   caf::actor_system_config cfg;
   actors::register_roles(cfg);
   runtime::register_node_types(cfg);
   runtime::configure_network(cfg, {});
   caf::actor_system sys{cfg};
+  runtime::secure_net guarded{sys, sec};
   const auto timeout =
       std::chrono::milliseconds(static_cast<std::int64_t>(timeout_s * 1000));
   caf::actor coord;
@@ -80,7 +101,7 @@ int kill_actor(const kill_cli& o) {
   const auto target = o.node.empty() ? o.target : "node:" + o.node;
   const auto what = o.node.empty() ? o.target : "node " + o.node;
   return with_coordinator(
-      "kill", o.coordinator, o.timeout,
+      "kill", o.coordinator, o.secret_file, o.timeout,
       [&](caf::actor_system& sys, const caf::actor& coord,
           std::chrono::milliseconds timeout) {
         caf::scoped_actor self{sys};
@@ -104,7 +125,7 @@ int kill_actor(const kill_cli& o) {
 }
 
 int run(const status_cli& o) {
-  return with_coordinator("status", o.coordinator, o.timeout,
+  return with_coordinator("status", o.coordinator, o.secret_file, o.timeout,
                           [&](caf::actor_system& sys, const caf::actor& coord,
                               std::chrono::milliseconds timeout) {
                             return show(o, sys, coord, timeout);
@@ -187,6 +208,7 @@ void add_status_command(CLI::App& app, int* code) {
   cmd->add_flag("--json", o->json, "One JSON object on stdout");
   cmd->add_option("--timeout", o->timeout, "Seconds to wait for an answer")
       ->capture_default_str();
+  add_secret_option(cmd, &o->secret_file);
   cmd->callback([o, code] { *code = run(*o); });
 }
 
@@ -205,6 +227,7 @@ void add_kill_command(CLI::App& app, int* code) {
                   "status shows it); its actors move to the other nodes");
   cmd->add_option("--timeout", o->timeout, "Seconds to wait for an answer")
       ->capture_default_str();
+  add_secret_option(cmd, &o->secret_file);
   cmd->callback([o, code] { *code = kill_actor(*o); });
 }
 

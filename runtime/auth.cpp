@@ -1,0 +1,541 @@
+#include "runtime/auth.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <arpa/inet.h>
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <fcntl.h>
+#include <fstream>
+#include <memory>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sstream>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+namespace troupe::runtime {
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+using mac_t = std::array<std::uint8_t, 32>;
+using nonce_t = std::array<std::uint8_t, 32>;
+
+constexpr std::uint8_t version = 1;
+constexpr std::size_t hello_bytes = 8 + 32;
+constexpr std::size_t proof_bytes = 8 + 32 + 32;
+constexpr std::size_t answer_bytes = 8 + 32;
+
+enum status : std::uint8_t {
+  status_ok = 0,
+  status_wrong_secret = 1,
+  status_wrong_channel = 2,
+  status_malformed = 3,
+};
+
+const char* channel_name(auth_channel ch) {
+  return ch == auth_channel::caf ? "control (CAF)" : "data-plane";
+}
+
+nonce_t random_nonce() {
+  nonce_t n;
+  if (RAND_bytes(n.data(), static_cast<int>(n.size())) != 1)
+    throw auth_error("cannot draw random bytes (OpenSSL RAND_bytes failed)");
+  return n;
+}
+
+mac_t mac_of(const cluster_secret& s, const char* label, auth_channel ch,
+             const nonce_t& a, const nonce_t& b) {
+  std::vector<std::uint8_t> msg(label, label + std::strlen(label));
+  msg.push_back(static_cast<std::uint8_t>(ch));
+  msg.insert(msg.end(), a.begin(), a.end());
+  msg.insert(msg.end(), b.begin(), b.end());
+  mac_t out{};
+  unsigned len = 0;
+  HMAC(EVP_sha256(), s.key.data(), static_cast<int>(s.key.size()), msg.data(),
+       msg.size(), out.data(), &len);
+  return out;
+}
+
+bool same(const mac_t& a, const std::uint8_t* b) {
+  return CRYPTO_memcmp(a.data(), b, a.size()) == 0;
+}
+
+int millis_left(clock::time_point deadline) {
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        deadline - clock::now())
+                        .count();
+  return static_cast<int>(std::clamp<long long>(left, 0, 1 << 30));
+}
+
+// Blocking-with-deadline transfers for the client side; "" on success,
+// otherwise what went wrong.
+std::string send_all(int fd, const std::uint8_t* p, std::size_t n,
+                     clock::time_point deadline) {
+  while (n > 0) {
+    const auto put = ::send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (put > 0) {
+      p += put;
+      n -= static_cast<std::size_t>(put);
+      continue;
+    }
+    if (put < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+      return std::strerror(errno);
+    pollfd pf{fd, POLLOUT, 0};
+    const int left = millis_left(deadline);
+    if (left == 0 || ::poll(&pf, 1, left) == 0)
+      return "timed out";
+  }
+  return {};
+}
+
+std::string recv_all(int fd, std::uint8_t* p, std::size_t n,
+                     clock::time_point deadline) {
+  while (n > 0) {
+    const auto got = ::recv(fd, p, n, MSG_DONTWAIT);
+    if (got > 0) {
+      p += got;
+      n -= static_cast<std::size_t>(got);
+      continue;
+    }
+    if (got == 0)
+      return "closed the connection";
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+      return std::strerror(errno);
+    pollfd pf{fd, POLLIN, 0};
+    const int left = millis_left(deadline);
+    if (left == 0 || ::poll(&pf, 1, left) == 0)
+      return "timed out";
+  }
+  return {};
+}
+
+void set_blocking(int fd, bool blocking) {
+  const int flags = ::fcntl(fd, F_GETFL, 0);
+  if (flags >= 0)
+    ::fcntl(fd, F_SETFL, blocking ? flags & ~O_NONBLOCK : flags | O_NONBLOCK);
+}
+
+std::string peer_name(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0)
+    return "a peer";
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (ss.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &a->sin_addr, buf, sizeof(buf));
+    return fmt::format("{}:{}", buf, ntohs(a->sin_port));
+  }
+  if (ss.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof(buf));
+    return fmt::format("[{}]:{}", buf, ntohs(a->sin6_port));
+  }
+  return "a local process";
+}
+
+} // namespace
+
+cluster_secret make_secret() {
+  cluster_secret s;
+  if (RAND_bytes(s.key.data(), static_cast<int>(s.key.size())) != 1)
+    throw secret_error("cannot draw random bytes (OpenSSL RAND_bytes failed)");
+  s.set = true;
+  return s;
+}
+
+std::string secret_to_hex(const cluster_secret& s) {
+  std::string out;
+  for (auto b : s.key)
+    out += fmt::format("{:02x}", b);
+  return out;
+}
+
+cluster_secret parse_secret(const std::string& text,
+                            const std::string& origin) {
+  std::string digits;
+  for (char c : text)
+    if (!std::isspace(static_cast<unsigned char>(c)))
+      digits += c;
+  if (digits.size() != 64 ||
+      !std::all_of(digits.begin(), digits.end(), [](char c) {
+        return std::isxdigit(static_cast<unsigned char>(c)) != 0;
+      }))
+    throw secret_error(fmt::format(
+        "{}: a cluster secret is 64 hex digits (as `troupe secret` prints); "
+        "found {} characters that are not",
+        origin, digits.size()));
+  cluster_secret s;
+  for (std::size_t i = 0; i < 32; ++i)
+    s.key[i] = static_cast<std::uint8_t>(
+        std::stoul(digits.substr(2 * i, 2), nullptr, 16));
+  s.set = true;
+  return s;
+}
+
+cluster_secret load_secret_file(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0)
+    throw secret_error(
+        fmt::format("secret file {}: {}", path, std::strerror(errno)));
+  if (!S_ISREG(st.st_mode))
+    throw secret_error(fmt::format("secret file {}: not a regular file", path));
+  if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+    throw secret_error(
+        fmt::format("secret file {}: permissions {:04o} let others read it; "
+                    "chmod 600 {}",
+                    path, st.st_mode & 07777, path));
+  if (st.st_size > 4096)
+    throw secret_error(
+        fmt::format("secret file {}: {} bytes is not a secret (64 hex digits)",
+                    path, static_cast<long long>(st.st_size)));
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in && !in.eof())
+    throw secret_error(fmt::format("secret file {}: cannot be read", path));
+  return parse_secret(text.str(), fmt::format("secret file {}", path));
+}
+
+cluster_secret secret_from_environment() {
+  if (const char* f = std::getenv("TROUPE_SECRET_FILE"); f && *f)
+    return load_secret_file(f);
+  if (const char* s = std::getenv("TROUPE_SECRET"); s && *s)
+    return parse_secret(s, "TROUPE_SECRET");
+  return {};
+}
+
+void write_secret_file(const std::string& path, const cluster_secret& s) {
+  const int fd =
+      ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0)
+    throw secret_error(
+        fmt::format("secret file {}: {}", path, std::strerror(errno)));
+  const auto text = secret_to_hex(s) + "\n";
+  const bool ok = ::write(fd, text.data(), text.size()) ==
+                  static_cast<ssize_t>(text.size());
+  ::close(fd);
+  if (!ok) {
+    ::unlink(path.c_str());
+    throw secret_error(fmt::format("secret file {}: cannot be written", path));
+  }
+}
+
+std::string job_secret_path(const std::string& coordinator_address) {
+  const char* base = std::getenv("XDG_RUNTIME_DIR");
+  std::string dir = base && *base ? fmt::format("{}/troupe", base)
+                                  : fmt::format("/tmp/troupe-{}", ::getuid());
+  ::mkdir(dir.c_str(), 0700);
+  // Only a directory of ours that no one else can enter will do (another
+  // user could have made /tmp/troupe-UID first).
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) ||
+      st.st_uid != ::getuid() || (st.st_mode & 077) != 0)
+    throw secret_error(fmt::format(
+        "{} is not a private directory of this user; cannot keep the job's "
+        "secret there",
+        dir));
+  std::string name = coordinator_address;
+  std::replace(name.begin(), name.end(), ':', '-');
+  std::replace(name.begin(), name.end(), '/', '-');
+  return fmt::format("{}/job-{}.secret", dir, name);
+}
+
+bool is_loopback_host(const std::string& host) {
+  if (host == "localhost" || host == "::1")
+    return true;
+  in_addr a{};
+  return inet_pton(AF_INET, host.c_str(), &a) == 1 &&
+         (ntohl(a.s_addr) >> 24) == 127;
+}
+
+void client_handshake(int fd, const cluster_secret& secret, auth_channel ch,
+                      const std::string& peer, clock::time_point deadline) {
+  const auto fail = [&](const std::string& why) {
+    throw auth_error(fmt::format("{}: {}", peer, why));
+  };
+  std::array<std::uint8_t, hello_bytes> hello{};
+  if (auto e = recv_all(fd, hello.data(), hello.size(), deadline); !e.empty())
+    fail(fmt::format("no troupe greeting on its {} port ({})", channel_name(ch),
+                     e));
+  if (std::memcmp(hello.data(), "TRPH", 4) != 0)
+    fail("is not a troupe port (its first bytes are not a troupe greeting)");
+  if (hello[4] != version)
+    fail(fmt::format("speaks handshake version {}, this troupe {}", hello[4],
+                     version));
+  if (hello[5] != static_cast<std::uint8_t>(ch))
+    fail(fmt::format("is not a {} port", channel_name(ch)));
+  const bool server_requires = (hello[6] & 1) != 0;
+  if (!server_requires && secret.set)
+    fail("does not use a cluster secret, and this process has one: give the "
+         "node the same --secret-file (or TROUPE_SECRET_FILE)");
+  nonce_t server_nonce;
+  std::copy(hello.begin() + 8, hello.end(), server_nonce.begin());
+  const auto nonce = random_nonce();
+  std::array<std::uint8_t, proof_bytes> proof{};
+  std::memcpy(proof.data(), "TRPC", 4);
+  proof[4] = version;
+  proof[5] = static_cast<std::uint8_t>(ch);
+  std::copy(nonce.begin(), nonce.end(), proof.begin() + 8);
+  const auto mac = mac_of(secret, "troupe-client", ch, server_nonce, nonce);
+  std::copy(mac.begin(), mac.end(), proof.begin() + 40);
+  if (auto e = send_all(fd, proof.data(), proof.size(), deadline); !e.empty())
+    fail(fmt::format("handshake broke off ({})", e));
+  std::array<std::uint8_t, answer_bytes> answer{};
+  if (auto e = recv_all(fd, answer.data(), answer.size(), deadline); !e.empty())
+    fail(fmt::format("handshake broke off ({})", e));
+  if (answer[0] == status_wrong_secret)
+    fail(secret.set ? "refused this process's cluster secret (the secret "
+                      "files differ)"
+                    : "requires the cluster secret: pass --secret-file FILE "
+                      "or set TROUPE_SECRET_FILE");
+  if (answer[0] == status_wrong_channel)
+    fail(fmt::format("is not a {} port", channel_name(ch)));
+  if (answer[0] != status_ok)
+    fail(fmt::format("refused the handshake (status {})", answer[0]));
+  if (secret.set &&
+      !same(mac_of(secret, "troupe-server", ch, nonce, server_nonce),
+            answer.data() + 8))
+    fail("answered without proving the cluster secret (an impostor, or a "
+         "node with another secret)");
+}
+
+// One connection between accept and proof.
+struct auth_gate::pending {
+  int fd = -1;
+  std::string peer;
+  clock::time_point deadline;
+  nonce_t nonce{};
+  std::vector<std::uint8_t> out; // bytes still to send
+  std::size_t sent = 0;
+  std::array<std::uint8_t, proof_bytes> in{};
+  std::size_t got = 0;
+  bool answered = false; // the answer is queued in out: ready once sent
+};
+
+auth_gate::auth_gate(std::vector<int> listen_fds, const cluster_secret& secret,
+                     auth_channel ch, ready_handler on_ready, std::string who,
+                     gate_limits limits)
+  : listen_fds_(std::move(listen_fds))
+  , secret_(secret)
+  , channel_(ch)
+  , on_ready_(std::move(on_ready))
+  , who_(std::move(who))
+  , limits_(limits) {
+  if (::pipe2(wake_, O_CLOEXEC) != 0) {
+    for (int fd : listen_fds_)
+      ::close(fd);
+    throw std::runtime_error(
+        fmt::format("cannot create a pipe: {}", std::strerror(errno)));
+  }
+  for (int fd : listen_fds_)
+    set_blocking(fd, false);
+  thread_ = std::thread([this] { loop(); });
+}
+
+auth_gate::~auth_gate() {
+  stopping_ = true;
+  char c = 0;
+  [[maybe_unused]] auto n = ::write(wake_[1], &c, 1);
+  thread_.join();
+  for (int fd : listen_fds_)
+    ::close(fd);
+  ::close(wake_[0]);
+  ::close(wake_[1]);
+}
+
+gate_stats auth_gate::stats() const {
+  std::lock_guard<std::mutex> guard(stats_lock_);
+  return stats_;
+}
+
+void auth_gate::finish(pending& p, const char* outcome,
+                       const std::string& why) {
+  {
+    std::lock_guard<std::mutex> guard(stats_lock_);
+    if (std::strcmp(outcome, "timed out") == 0)
+      ++stats_.timed_out;
+    else if (std::strcmp(outcome, "shed") == 0)
+      ++stats_.shed;
+    else
+      ++stats_.refused;
+  }
+  // A flood must not flood the log: the first ten, then one in a thousand.
+  ++logged_;
+  if (logged_ <= 10 || logged_ % 1000 == 0)
+    std::fprintf(stderr,
+                 "%s: refused a %s connection from %s: %s (%lld refused so "
+                 "far)\n",
+                 who_.c_str(), channel_name(channel_), p.peer.c_str(),
+                 why.c_str(), static_cast<long long>(logged_));
+  ::close(p.fd);
+  p.fd = -1;
+}
+
+void auth_gate::loop() {
+  std::deque<std::unique_ptr<pending>> open;
+  const auto timeout = std::chrono::duration_cast<clock::duration>(
+      std::chrono::duration<double>(limits_.handshake_timeout_s));
+  std::vector<pollfd> fds;
+  for (;;) {
+    fds.clear();
+    fds.push_back({wake_[0], POLLIN, 0});
+    for (int fd : listen_fds_)
+      fds.push_back({fd, POLLIN, 0});
+    auto next_deadline = clock::time_point::max();
+    for (auto& p : open) {
+      fds.push_back(
+          {p->fd,
+           static_cast<short>(p->sent < p->out.size() ? POLLOUT : POLLIN), 0});
+      next_deadline = std::min(next_deadline, p->deadline);
+    }
+    const int wait =
+        open.empty() ? -1 : std::max(1, millis_left(next_deadline));
+    if (::poll(fds.data(), fds.size(), wait) < 0 && errno != EINTR)
+      break;
+    if (stopping_ || (fds[0].revents & POLLIN) != 0)
+      break;
+    // Progress on the open handshakes (before new ones shift the indices).
+    const auto now = clock::now();
+    const std::size_t first = 1 + listen_fds_.size();
+    for (std::size_t i = 0; i < open.size(); ++i) {
+      auto& p = *open[i];
+      const auto ev = fds[first + i].revents;
+      if (now >= p.deadline) { // trickling bytes does not extend it
+        finish(
+            p, "timed out",
+            fmt::format("no proof within {} s", limits_.handshake_timeout_s));
+        continue;
+      }
+      if (ev == 0)
+        continue;
+      if (p.sent < p.out.size()) {
+        const auto put = ::send(p.fd, p.out.data() + p.sent,
+                                p.out.size() - p.sent, MSG_NOSIGNAL);
+        if (put < 0 && errno != EAGAIN && errno != EINTR) {
+          finish(p, "refused", std::strerror(errno));
+          continue;
+        }
+        if (put > 0)
+          p.sent += static_cast<std::size_t>(put);
+        if (p.sent == p.out.size() && p.answered) {
+          const int fd = p.fd;
+          p.fd = -1;
+          {
+            std::lock_guard<std::mutex> guard(stats_lock_);
+            ++stats_.accepted;
+          }
+          set_blocking(fd, true);
+          on_ready_(fd, p.peer);
+        }
+        continue;
+      }
+      const auto got =
+          ::recv(p.fd, p.in.data() + p.got, p.in.size() - p.got, 0);
+      if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
+        finish(p, "refused",
+               got == 0 ? "closed during the handshake" : std::strerror(errno));
+        continue;
+      }
+      if (got < 0)
+        continue;
+      p.got += static_cast<std::size_t>(got);
+      if (p.got < p.in.size())
+        continue;
+      // The whole proof is here: judge it.
+      std::uint8_t verdict = status_ok;
+      std::string why;
+      if (std::memcmp(p.in.data(), "TRPC", 4) != 0 || p.in[4] != version) {
+        verdict = status_malformed;
+        why = "not a troupe handshake";
+      } else if (p.in[5] != static_cast<std::uint8_t>(channel_)) {
+        verdict = status_wrong_channel;
+        why = "a handshake for another port";
+      } else if (secret_.set) {
+        nonce_t client_nonce;
+        std::copy(p.in.begin() + 8, p.in.begin() + 40, client_nonce.begin());
+        if (!same(mac_of(secret_, "troupe-client", channel_, p.nonce,
+                         client_nonce),
+                  p.in.data() + 40)) {
+          verdict = status_wrong_secret;
+          why = "wrong or missing cluster secret";
+        }
+      }
+      std::vector<std::uint8_t> answer(answer_bytes, 0);
+      answer[0] = verdict;
+      if (verdict == status_ok && secret_.set) {
+        nonce_t client_nonce;
+        std::copy(p.in.begin() + 8, p.in.begin() + 40, client_nonce.begin());
+        const auto mac =
+            mac_of(secret_, "troupe-server", channel_, client_nonce, p.nonce);
+        std::copy(mac.begin(), mac.end(), answer.begin() + 8);
+      }
+      if (verdict != status_ok) {
+        // Best effort: the client learns why; nothing more is read.
+        [[maybe_unused]] auto n = ::send(p.fd, answer.data(), answer.size(),
+                                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        finish(p, "refused", why);
+        continue;
+      }
+      p.out = std::move(answer);
+      p.sent = 0;
+      p.answered = true;
+    }
+    open.erase(std::remove_if(open.begin(), open.end(),
+                              [](const auto& p) { return p->fd < 0; }),
+               open.end());
+    // New connections.
+    for (std::size_t l = 0; l < listen_fds_.size(); ++l) {
+      if ((fds[1 + l].revents & POLLIN) == 0)
+        continue;
+      for (int burst = 0; burst < 64; ++burst) {
+        const int fd = ::accept4(listen_fds_[l], nullptr, nullptr,
+                                 SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0)
+          break;
+        if (open.size() >= limits_.max_pending) {
+          // The oldest waiter goes: a flood of silent connections cannot
+          // lock a real peer out for longer than it takes to open more.
+          finish(*open.front(), "shed", "too many handshakes in flight");
+          open.pop_front();
+        }
+        auto p = std::make_unique<pending>();
+        p->fd = fd;
+        p->peer = peer_name(fd);
+        p->deadline = clock::now() + timeout;
+        try {
+          p->nonce = random_nonce();
+        } catch (const auth_error&) {
+          ::close(fd);
+          continue;
+        }
+        p->out.assign(hello_bytes, 0);
+        std::memcpy(p->out.data(), "TRPH", 4);
+        p->out[4] = version;
+        p->out[5] = static_cast<std::uint8_t>(channel_);
+        p->out[6] = secret_.set ? 1 : 0;
+        std::copy(p->nonce.begin(), p->nonce.end(), p->out.begin() + 8);
+        open.push_back(std::move(p));
+      }
+    }
+  }
+  for (auto& p : open)
+    if (p->fd >= 0)
+      ::close(p->fd);
+}
+
+} // namespace troupe::runtime

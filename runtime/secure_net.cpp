@@ -1,0 +1,276 @@
+#include "runtime/secure_net.hpp"
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+#include <caf/io/basp_broker.hpp>
+#include <caf/io/doorman.hpp>
+#include <caf/io/middleman_actor_impl.hpp>
+#include <caf/io/network/default_multiplexer.hpp>
+#include <caf/io/network/native_socket.hpp>
+
+#include <arpa/inet.h>
+#include <memory>
+#include <mutex>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+namespace troupe::runtime {
+
+namespace {
+
+namespace io = caf::io;
+namespace net = caf::io::network;
+
+const caf::atom_value registry_name = caf::atom("troupe_mm");
+
+// The link between a gate's thread and the doorman it feeds; the doorman
+// clears `owner` when it goes, and a connection admitted after that is
+// closed instead of adopted.
+struct doorman_link {
+  std::mutex lock;
+  class gated_doorman* owner = nullptr;
+};
+
+// A BASP doorman whose listening socket is served by an auth_gate: only
+// connections that proved the secret reach BASP, as if accepted here.
+class gated_doorman : public io::doorman {
+public:
+  gated_doorman(net::default_multiplexer& mpx, int listen_fd,
+                const net_security& sec)
+    : io::doorman(io::accept_handle::from_int(listen_fd))
+    , mpx_(mpx)
+    , listen_fd_(listen_fd)
+    , sec_(sec)
+    , link_(std::make_shared<doorman_link>()) {
+    sockaddr_in a{};
+    socklen_t len = sizeof(a);
+    if (::getsockname(listen_fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+      port_ = ntohs(a.sin_port);
+      char buf[INET_ADDRSTRLEN] = {};
+      inet_ntop(AF_INET, &a.sin_addr, buf, sizeof(buf));
+      addr_ = buf;
+    }
+    link_->owner = this;
+  }
+
+  ~gated_doorman() override { stop(); }
+
+  // The acceptor is the gate's thread, not the multiplexer: nothing here.
+  bool new_connection() override { return false; }
+
+  void launch() override {
+    if (gate_ || listen_fd_ < 0)
+      return;
+    std::weak_ptr<doorman_link> link = link_;
+    auto* mpx = &mpx_;
+    const int fd = listen_fd_;
+    listen_fd_ = -1; // the gate owns it now
+    gate_ = std::make_unique<auth_gate>(
+        std::vector<int>{fd}, sec_.secret, auth_channel::caf,
+        [link, mpx](int conn, const std::string&) {
+          mpx->post([link, conn] {
+            auto l = link.lock();
+            if (!l) {
+              ::close(conn);
+              return;
+            }
+            std::lock_guard<std::mutex> guard(l->lock);
+            if (l->owner == nullptr)
+              ::close(conn);
+            else
+              l->owner->adopt(conn);
+          });
+        },
+        sec_.who, sec_.limits);
+  }
+
+  void graceful_shutdown() override {
+    stop();
+    detach(&mpx_, false);
+  }
+
+  std::string addr() const override { return addr_; }
+  std::uint16_t port() const override { return port_; }
+  void add_to_loop() override {}
+  void remove_from_loop() override {}
+
+  // On the multiplexer's thread: the admitted socket becomes a BASP
+  // connection of the broker this doorman belongs to.
+  void adopt(int fd) {
+    if (detached()) {
+      ::close(fd);
+      return;
+    }
+    net::nonblocking(fd, true);
+    net::tcp_nodelay(fd, true);
+    auto scribe = mpx_.new_scribe(fd);
+    auto hdl = scribe->hdl();
+    parent()->add_scribe(std::move(scribe));
+    io::doorman::new_connection(&mpx_, hdl);
+  }
+
+private:
+  void stop() {
+    {
+      std::lock_guard<std::mutex> guard(link_->lock);
+      link_->owner = nullptr;
+    }
+    gate_.reset(); // joins the gate's thread, closes the listener
+    if (listen_fd_ >= 0) {
+      ::close(listen_fd_);
+      listen_fd_ = -1;
+    }
+  }
+
+  net::default_multiplexer& mpx_;
+  int listen_fd_;
+  net_security sec_;
+  std::shared_ptr<doorman_link> link_;
+  std::unique_ptr<auth_gate> gate_;
+  std::string addr_;
+  std::uint16_t port_ = 0;
+};
+
+// CAF's middleman actor with our connect and open: every connection in or
+// out proves the secret first.
+class secure_middleman_impl : public io::middleman_actor_impl {
+public:
+  secure_middleman_impl(caf::actor_config& cfg, caf::actor broker,
+                        net_security sec)
+    : io::middleman_actor_impl(cfg, std::move(broker))
+    , sec_(std::move(sec)) {}
+
+  const char* name() const override { return "troupe_middleman"; }
+
+protected:
+  caf::expected<io::scribe_ptr> connect(const std::string& host,
+                                        std::uint16_t port) override {
+    const auto peer = fmt::format("{}:{}", host, port);
+    auto fd = net::new_tcp_connection(host, port);
+    if (!fd)
+      return caf::make_error(caf::sec::cannot_connect_to_node,
+                             fmt::format("cannot reach {}: {}", peer,
+                                         system().render(fd.error())));
+    try {
+      using namespace std::chrono;
+      client_handshake(*fd, sec_.secret, auth_channel::caf, peer,
+                       steady_clock::now() +
+                           duration_cast<steady_clock::duration>(
+                               duration<double>(sec_.connect_timeout_s)));
+    } catch (const auth_error& e) {
+      ::close(*fd);
+      return caf::make_error(caf::sec::cannot_connect_to_node,
+                             std::string(e.what()));
+    }
+    net::nonblocking(*fd, true);
+    net::tcp_nodelay(*fd, true);
+    return mpx().new_scribe(*fd);
+  }
+
+  caf::expected<io::doorman_ptr> open(std::uint16_t port, const char* addr,
+                                      bool reuse) override {
+    auto fd = net::new_tcp_acceptor_impl(port, addr, reuse);
+    if (!fd)
+      return std::move(fd.error());
+    return caf::make_counted<gated_doorman>(mpx(), *fd, sec_);
+  }
+
+private:
+  net::default_multiplexer& mpx() {
+    return static_cast<net::default_multiplexer&>(
+        system().middleman().backend());
+  }
+
+  net_security sec_;
+};
+
+} // namespace
+
+std::string describe(caf::actor_system& sys, const caf::error& e) {
+  const auto& ctx = e.context();
+  if (ctx.size() == 1 && ctx.match_element<std::string>(0))
+    return ctx.get_as<std::string>(0);
+  return sys.render(e);
+}
+
+secure_net::secure_net(caf::actor_system& sys, const net_security& sec)
+  : sys_(sys) {
+  auto basp = sys.middleman().named_broker<io::basp_broker>(caf::atom("BASP"));
+  auto mm = sys.spawn<secure_middleman_impl, caf::detached + caf::hidden>(
+      std::move(basp), sec);
+  sys.registry().put(registry_name, caf::actor_cast<caf::strong_actor_ptr>(mm));
+}
+
+secure_net::~secure_net() {
+  auto mm = secure_middleman(sys_);
+  sys_.registry().erase(registry_name);
+  if (!mm)
+    return;
+  caf::scoped_actor self{sys_};
+  self->send_exit(mm, caf::exit_reason::kill);
+  self->wait_for(mm);
+}
+
+caf::actor secure_middleman(caf::actor_system& sys) {
+  return caf::actor_cast<caf::actor>(sys.registry().get(registry_name));
+}
+
+caf::expected<std::uint16_t> secure_publish(caf::actor_system& sys,
+                                            const caf::actor& whom,
+                                            std::uint16_t port,
+                                            const std::string& host) {
+  auto mm = secure_middleman(sys);
+  if (!mm)
+    return caf::make_error(caf::sec::runtime_error,
+                           std::string("the secure network is not started"));
+  caf::scoped_actor self{sys};
+  caf::expected<std::uint16_t> result{caf::make_error(caf::sec::runtime_error)};
+  self->request(mm, caf::infinite, caf::publish_atom::value, port,
+                caf::actor_cast<caf::strong_actor_ptr>(whom),
+                std::set<std::string>{}, host, false)
+      .receive([&](std::uint16_t p) { result = p; },
+               [&](caf::error& e) {
+                 result = caf::make_error(caf::sec::cannot_open_port,
+                                          describe(sys, e));
+               });
+  return result;
+}
+
+void secure_unpublish(caf::actor_system& sys, const caf::actor& whom,
+                      std::uint16_t port) {
+  if (auto mm = secure_middleman(sys))
+    caf::anon_send(mm, caf::unpublish_atom::value, whom.address(), port);
+}
+
+caf::expected<caf::actor> secure_remote_actor(caf::actor_system& sys,
+                                              const std::string& host,
+                                              std::uint16_t port) {
+  auto mm = secure_middleman(sys);
+  if (!mm)
+    return caf::make_error(caf::sec::runtime_error,
+                           std::string("the secure network is not started"));
+  caf::scoped_actor self{sys};
+  caf::expected<caf::actor> result{caf::make_error(caf::sec::runtime_error)};
+  self->request(mm, caf::infinite, caf::connect_atom::value, host, port)
+      .receive(
+          [&](const caf::node_id&, caf::strong_actor_ptr& ptr,
+              const std::set<std::string>&) {
+            if (ptr)
+              result = caf::actor_cast<caf::actor>(std::move(ptr));
+            else
+              result = caf::make_error(
+                  caf::sec::no_actor_published_at_port,
+                  fmt::format("{}:{}: no actor is published there", host,
+                              port));
+          },
+          [&](caf::error& e) {
+            result = caf::make_error(caf::sec::cannot_connect_to_node,
+                                     describe(sys, e));
+          });
+  return result;
+}
+
+} // namespace troupe::runtime
