@@ -827,7 +827,8 @@ void respawn(self_ptr self, const std::string& name,
   }
   const auto node = t.node_names[*n];
   self->request(t.managers[*n], std::chrono::seconds(30),
-                runtime::spawn_atom::value, role, std::move(args))
+                runtime::spawn_atom::value, t.job_id, t.owner, role,
+                std::move(args))
       .then([=](caf::actor& h) { then(std::move(h)); },
             [=](caf::error& err) {
               auto& st = self->state;

@@ -175,6 +175,10 @@ struct topology {
   /// Node managers by node (empty: every actor is in the driver's process);
   /// supervision respawns actors through them.
   std::vector<caf::actor> managers;
+  /// What the nodes file this job's actors under, and the driver's actor
+  /// whose end makes them stop the job (runtime/node_protocol.hpp).
+  std::string job_id;
+  caf::actor owner;
 };
 
 /// Where the job's snapshots go, and whether it resumes (local to the

@@ -40,8 +40,11 @@ topology spawn_job(caf::actor_system& sys, const job_spec& spec,
                    const placement_plan& plan,
                    const std::vector<runtime::node_handle>& nodes,
                    const std::vector<std::string>& node_names,
+                   const std::string& job_id, const caf::actor& owner,
                    std::chrono::milliseconds timeout) {
   topology t;
+  t.job_id = job_id;
+  t.owner = owner;
   t.nodes = static_cast<std::int64_t>(node_names.size());
   t.node_names = node_names;
   t.aggregator_of_worker = plan.aggregator_of_worker;
@@ -99,8 +102,8 @@ topology spawn_job(caf::actor_system& sys, const job_spec& spec,
     } else {
       const auto& n = nodes[static_cast<std::size_t>(node)];
       std::string failure;
-      self->request(n.manager, timeout, runtime::spawn_atom::value, role,
-                    std::move(args))
+      self->request(n.manager, timeout, runtime::spawn_atom::value, job_id,
+                    owner, role, std::move(args))
           .receive([&](caf::actor& a) { h = std::move(a); },
                    [&](caf::error& err) { failure = sys.render(err); });
       if (!failure.empty())
@@ -364,7 +367,21 @@ run_result run_job(job_spec spec, const run_observer& obs,
     }
   } remove_secret{&job_secret_file};
   {
-    auto t = spawn_job(sys, spec, plan, nodes, names, timeout);
+    // The job's anchor in this process: the nodes stop the job's actors
+    // when it is gone (this driver ended, was killed or cut off).
+    auto anchor = sys.spawn([](caf::event_based_actor*) -> caf::behavior {
+      return {[](runtime::reset_atom) {}};
+    });
+    const auto job_id = fmt::format(
+        "{}-{}", spec.name.empty() ? "job" : spec.name.substr(0, 64),
+        runtime::secret_to_hex(runtime::make_secret()).substr(0, 12));
+    struct stop_anchor {
+      caf::actor a;
+      ~stop_anchor() {
+        caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+      }
+    } anchor_guard{anchor};
+    auto t = spawn_job(sys, spec, plan, nodes, names, job_id, anchor, timeout);
     caf::scoped_actor self{sys};
     auto coord = sys.spawn<caf::actor>(
         "coordinator",
@@ -435,7 +452,7 @@ run_result run_job(job_spec spec, const run_observer& obs,
     }
     // Nodes given with --nodes keep running: drop what this job left there.
     for (auto& n : nodes)
-      self->send(n.manager, runtime::reset_atom::value);
+      self->send(n.manager, runtime::reset_atom::value, job_id);
   }
   if (!result)
     throw training_failed(failure.empty() ? "training failed" : failure);

@@ -6,6 +6,8 @@
 #include <caf/io/all.hpp>
 
 #include <algorithm>
+#include <malloc.h>
+#include <map>
 
 #include <cerrno>
 #include <chrono>
@@ -29,19 +31,60 @@ extern "C" void node_stop_signal(int sig) {
   errno = saved;
 }
 
+// What a node runs for one job.
+struct job_actors {
+  caf::actor_addr owner; ///< the driver's anchor; gone = the driver is gone
+  std::vector<caf::actor> children;
+};
+
 struct manager_state {
   node_info info;
   std::vector<std::string> roles;
-  std::vector<caf::actor> children;
+  std::map<std::string, job_actors> jobs;
+  std::map<caf::actor_addr, std::string> job_of; ///< child or owner -> job
 };
+
+// Stops a job's actors (they exit asynchronously) and forgets the job; the
+// memory they held goes back to the system a moment later.
+void stop_job(caf::stateful_actor<manager_state>* self, const std::string& job,
+              const char* why) {
+  auto& st = self->state;
+  auto it = st.jobs.find(job);
+  if (it == st.jobs.end())
+    return;
+  if (!it->second.children.empty())
+    std::fprintf(
+        stderr, "troupe node %s: job %s: %s; stopping its %zu actor(s)\n",
+        st.info.name.c_str(), job.c_str(), why, it->second.children.size());
+  for (auto& c : it->second.children) {
+    st.job_of.erase(c.address());
+    self->send_exit(c, caf::exit_reason::user_shutdown);
+  }
+  st.job_of.erase(it->second.owner);
+  st.jobs.erase(it);
+  self->delayed_send(self, std::chrono::seconds(1), trim_atom::value);
+}
 
 caf::behavior node_manager(caf::stateful_actor<manager_state>* self,
                            node_info info, std::vector<std::string> roles) {
   self->state.info = std::move(info);
   self->state.roles = std::move(roles);
-  // Children are monitored so the list stays short on long-lived nodes.
+  // Children and owners are monitored: a child that ends leaves its job's
+  // list; an owner that ends (the driver exited, was killed or cut off)
+  // takes its job's actors with it.
   self->set_down_handler([=](caf::down_msg& dm) {
-    auto& c = self->state.children;
+    auto& st = self->state;
+    auto it = st.job_of.find(dm.source);
+    if (it == st.job_of.end())
+      return;
+    const auto job = it->second;
+    auto& entry = st.jobs[job];
+    if (dm.source == entry.owner) {
+      stop_job(self, job, "its driver is gone");
+      return;
+    }
+    st.job_of.erase(it);
+    auto& c = entry.children;
     c.erase(std::remove_if(
                 c.begin(), c.end(),
                 [&](const caf::actor& a) { return a.address() == dm.source; }),
@@ -52,22 +95,39 @@ caf::behavior node_manager(caf::stateful_actor<manager_state>* self,
       [=](node_info_atom, node_info& final_info) {
         self->state.info = std::move(final_info);
       },
-      [=](spawn_atom, const std::string& role,
+      [=](spawn_atom, const std::string& job, const caf::actor& owner,
+          const std::string& role,
           caf::message& args) -> caf::result<caf::actor> {
-        const auto& allowed = self->state.roles;
+        auto& st = self->state;
+        const auto& allowed = st.roles;
         if (std::find(allowed.begin(), allowed.end(), role) == allowed.end())
           return caf::make_error(
               caf::sec::runtime_error,
               fmt::format("node {} does not run '{}' for peers (it runs: {})",
-                          self->state.info.name, role,
-                          fmt::join(allowed, ", ")));
+                          st.info.name, role, fmt::join(allowed, ", ")));
+        if (job.empty() || job.size() > 128 || !owner)
+          return caf::make_error(caf::sec::runtime_error,
+                                 std::string("a spawn needs a job id and its "
+                                             "owner"));
+        auto& entry = st.jobs[job];
+        if (!entry.owner) {
+          entry.owner = owner.address();
+          st.job_of[entry.owner] = job;
+          self->monitor(owner);
+        } else if (entry.owner != owner.address()) {
+          return caf::make_error(
+              caf::sec::runtime_error,
+              fmt::format("job {} belongs to another driver", job));
+        }
         auto h = self->system().spawn<caf::actor>(role, std::move(args));
         if (!h)
           return std::move(h.error());
         self->monitor(*h);
-        self->state.children.push_back(*h);
+        entry.children.push_back(*h);
+        st.job_of[h->address()] = job;
         return *h;
       },
+      [=](trim_atom) { malloc_trim(0); },
       [=](peers_atom, const std::vector<std::string>& keys,
           const std::vector<std::string>& addresses) {
         auto plane = process_bulk_plane();
@@ -128,10 +188,16 @@ caf::behavior node_manager(caf::stateful_actor<manager_state>* self,
         std::fflush(stderr);
         ::raise(action == "freeze" ? SIGSTOP : SIGKILL);
       },
+      [=](reset_atom, const std::string& job) {
+        stop_job(self, job, "reset by its driver");
+      },
       [=](reset_atom) {
-        for (auto& c : self->state.children)
-          self->send_exit(c, caf::exit_reason::user_shutdown);
-        self->state.children.clear();
+        // This node is shutting down: every job goes.
+        std::vector<std::string> jobs;
+        for (const auto& [job, entry] : self->state.jobs)
+          jobs.push_back(job);
+        for (const auto& job : jobs)
+          stop_job(self, job, "the node is shutting down");
       },
   };
 }

@@ -1,8 +1,12 @@
 #pragma once
 /// \file Messages of the node manager (heavy: CAF).
 ///   (node_info_atom)                          -> node_info
-///   (spawn_atom, string role, message args)   -> actor   (spawned there)
-///   (reset_atom)                              -> stops what it spawned
+///   (spawn_atom, string job, actor owner, string role, message args)
+///       -> actor (spawned there, filed under the job). The node monitors
+///       the job's owner (an actor of the driver that lives as long as the
+///       job) and stops the job's actors when it is gone.
+///   (reset_atom, string job)                  -> stops that job's actors
+///       and no other's
 ///   (peers_atom, keys, addresses)             -> bool: the data-plane
 ///       addresses of the job's processes, by CAF node id (bulk_caf.hpp)
 ///   (mesh_atom, addresses, int64 timeout_ms)  -> vector<string> failures:
@@ -24,6 +28,7 @@ using peers_atom = caf::atom_constant<caf::atom("peers")>;
 using mesh_atom = caf::atom_constant<caf::atom("mesh")>;
 using fault_atom = caf::atom_constant<caf::atom("fault")>;
 using forget_atom = caf::atom_constant<caf::atom("forget")>;
+using trim_atom = caf::atom_constant<caf::atom("trim")>;
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_info& x) {

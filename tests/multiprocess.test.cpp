@@ -1112,4 +1112,102 @@ BOOST_AUTO_TEST_CASE(hostile_peers_are_refused_and_the_job_keeps_its_digest) {
   }
 }
 
+int count_of(const std::string& text, const std::string& part) {
+  int n = 0;
+  for (auto at = text.find(part); at != std::string::npos;
+       at = text.find(part, at + 1))
+    ++n;
+  return n;
+}
+
+BOOST_AUTO_TEST_CASE(jobs_on_shared_nodes_are_isolated_and_dead_drivers_freed) {
+  // Two jobs at once on the same two nodes each end with their own
+  // fault-free digest; three drivers SIGKILLed mid-job leave nothing behind.
+  const std::string wide =
+      "model.layers=[{type=\"dense\",units=1024},{type=\"relu\"},"
+      "{type=\"dense\",units=1024},{type=\"relu\"},{type=\"dense\",units=3}]";
+  csv_job job("[testing]\nslow_worker = 0\nslow_ms = 15\n");
+  const std::vector<std::string> a{job.pipeline, "--set", wide};
+  std::vector<std::string> b = a;
+  b.insert(b.end(), {"--set", "job.seed=11", "--set", "job.name=other"});
+  auto local = [](std::vector<std::string> args) {
+    args.insert(args.end(), {"--set", "cluster.local_nodes=2"});
+    return args;
+  };
+  const auto ref_a = run_json(local(a));
+  const auto ref_b = run_json(local(b));
+  BOOST_REQUIRE(ref_a["params_digest"] != ref_b["params_digest"]);
+
+  std::vector<std::unique_ptr<background>> nodes;
+  std::vector<std::string> addresses;
+  for (int i = 0; i < 2; ++i) {
+    nodes.push_back(std::make_unique<background>(
+        "troupe",
+        std::vector<std::string>{"node", "--listen", "127.0.0.1:0", "--json",
+                                 "--name", fmt::format("n{}", i)}));
+    auto line = nodes.back()->read_line();
+    BOOST_REQUIRE(!line.empty());
+    addresses.push_back(json::parse(line)["address"]);
+  }
+  const auto node_list = fmt::format("{}", fmt::join(addresses, ","));
+  auto on_nodes = [&](std::vector<std::string> args) {
+    std::vector<std::string> all{"run"};
+    all.insert(all.end(), args.begin(), args.end());
+    all.insert(all.end(), {"--nodes", node_list, "--json", "-q"});
+    return all;
+  };
+  std::vector<long> rss_before;
+  for (auto& n : nodes)
+    rss_before.push_back(proc_status(n->pid(), "VmRSS"));
+
+  {
+    background run_a("troupe", on_nodes(a));
+    background run_b("troupe", on_nodes(b));
+    const int code_a = run_a.wait(180000);
+    const int code_b = run_b.wait(180000);
+    BOOST_REQUIRE_MESSAGE(code_a == 0, run_a.err());
+    BOOST_REQUIRE_MESSAGE(code_b == 0, run_b.err());
+    BOOST_TEST(json::parse(run_a.read_rest())["params_digest"] ==
+               ref_a["params_digest"]);
+    BOOST_TEST(json::parse(run_b.read_rest())["params_digest"] ==
+               ref_b["params_digest"]);
+  }
+
+  for (int kill_no = 1; kill_no <= 3; ++kill_no) {
+    std::vector<std::string> args = on_nodes(a);
+    args.pop_back(); // progress on stderr: "training:" says it started
+    background doomed("troupe", args);
+    BOOST_REQUIRE_MESSAGE(wait_for_text(doomed, "training:") >= 0,
+                          doomed.err());
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    kill(doomed.pid(), SIGKILL);
+    doomed.wait(10000);
+    // Each node notices within the heartbeat timeout and stops the job.
+    const auto until =
+        std::chrono::steady_clock::now() + std::chrono::seconds(15);
+    bool freed = false;
+    while (!freed && std::chrono::steady_clock::now() < until) {
+      freed = true;
+      for (auto& n : nodes)
+        freed = freed && count_of(n->err(), "its driver is gone") >= kill_no;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    BOOST_REQUIRE_MESSAGE(freed, nodes[0]->err() + nodes[1]->err());
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    const auto rss = proc_status(nodes[i]->pid(), "VmRSS");
+    BOOST_TEST_MESSAGE("node " << i << ": " << rss_before[i] / 1024
+                               << " MiB before, " << rss / 1024
+                               << " MiB after two jobs and three killed "
+                                  "drivers");
+    BOOST_TEST(rss < rss_before[i] + 150 * 1024);
+  }
+  // The nodes still serve a job to its digest.
+  background after("troupe", on_nodes(b));
+  BOOST_REQUIRE_EQUAL(after.wait(180000), 0);
+  BOOST_TEST(json::parse(after.read_rest())["params_digest"] ==
+             ref_b["params_digest"]);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
