@@ -2,6 +2,7 @@
 
 #include "devices/backends.hpp"
 
+#include "actors/memory_plan.hpp"
 #include "actors/messages.hpp"
 #include "actors/placement.hpp"
 #include "runtime/bulk_caf.hpp"
@@ -354,6 +355,36 @@ run_result run_job(job_spec spec, const run_observer& obs,
   snap.resume = copt.resume;
   const auto plan = plan_placement(spec, slots);
   spec.worker_devices = plan.worker_devices;
+  {
+    // Refused now, with the figures, rather than a node swapping or killed
+    // by the kernel later. Local nodes share this machine's memory.
+    const double train_bytes =
+        train ? double(train->x.bytes() + train->y.bytes()) : 0;
+    const double test_bytes =
+        test ? double(test->x.bytes() + test->y.bytes()) : 0;
+    if (!distributed || children) {
+      auto one = plan;
+      for (auto* v : {&one.workers, &one.param_shards, &one.data_shards})
+        std::fill(v->begin(), v->end(), 0);
+      for (auto& a : one.aggregators)
+        a.node = 0;
+      one.evaluator = 0;
+      check_memory_fit(spec, one,
+                       {children ? fmt::format("this machine ({} local nodes)",
+                                               spec.local_nodes)
+                                 : std::string("this machine")},
+                       {runtime::machine_memory_bytes()}, train_bytes,
+                       test_bytes);
+    } else {
+      std::vector<std::int64_t> memory;
+      std::vector<std::string> where;
+      for (const auto& n : nodes) {
+        memory.push_back(n.info.memory_bytes);
+        where.push_back("node " + n.info.name);
+      }
+      check_memory_fit(spec, plan, where, memory, train_bytes, test_bytes);
+    }
+  }
   std::optional<run_result> result;
   std::string failure;
   std::string coordinator_address;

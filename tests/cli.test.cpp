@@ -5,6 +5,8 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <chrono>
+
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -200,6 +202,27 @@ BOOST_AUTO_TEST_CASE(layers_that_do_not_fit_name_the_layer_and_cause) {
   expect_bad_input(
       with_layers(R"([{type="conv2d",channels=4,kernel=1,stride=0})" + tail),
       "model.layers[0].stride: 0 is out of range");
+}
+
+BOOST_AUTO_TEST_CASE(a_job_that_cannot_fit_is_refused_with_the_figures) {
+  // Valid keys, sizes no machine of today holds: refused before anything
+  // is allocated for them, within seconds, naming the estimate.
+  tiny_idx d;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto wide = run_troupe(
+      {"run", d.pipeline(), "--set",
+       R"(model.layers=[{type="flatten"},{type="dense",units=16777216},{type="dense",units=16777216}])"});
+  expect_bad_input(wide, "the job cannot fit: this machine would need about");
+  BOOST_TEST(wide.err.find("(model: 281475077373952 parameters") !=
+                 std::string::npos,
+             wide.err);
+  auto many = run_troupe(
+      {"run", d.pipeline(), "--set", "cluster.workers=8", "--set",
+       "data.batch=8", "--set",
+       R"(model.layers=[{type="flatten"},{type="dense",units=16777216},{type="dense",units=16777216}])"});
+  expect_bad_input(many, "8 worker(s) x ");
+  BOOST_TEST(
+      (std::chrono::steady_clock::now() - t0 < std::chrono::seconds(20)));
 }
 
 BOOST_AUTO_TEST_CASE(bad_early_stopping_and_schedules) {
