@@ -270,6 +270,56 @@ BOOST_AUTO_TEST_CASE(hostile_spawns_and_frames_are_refused_not_crashes) {
   self->send_exit(*shard, caf::exit_reason::user_shutdown);
 }
 
+BOOST_AUTO_TEST_CASE(a_node_checks_every_spawn_request_again) {
+  auto s = tiny_spec(2, 3, 2, 4);
+  s.input_shape = {3};
+  s.batch = 4;
+  temp_dir root, elsewhere;
+  write_text(root.file("train.csv"), "1,2,3,0\n");
+  write_text(elsewhere.file("train.csv"), "1,2,3,0\n");
+  s.train = {root.file("train.csv")};
+  const auto check = [&](const std::string& role, const caf::message& m,
+                         std::int64_t memory = 0) {
+    return ta::check_spawn_request(role, m, root.path.string(), memory);
+  };
+  BOOST_TEST(check("worker", caf::make_message(s, std::int32_t{1})) == "");
+  BOOST_TEST(check("data_shard", caf::make_message(s, std::int32_t{0})) == "");
+  BOOST_TEST(check("worker", caf::make_message(s, std::int32_t{2})) ==
+             "worker index 2 is outside the job's 0..1");
+  BOOST_TEST(check("worker", caf::make_message(std::string("x"))) ==
+             "the arguments for worker are not of its kind");
+  BOOST_TEST(
+      check("aggregator", caf::make_message(s, std::int32_t{0}, std::int32_t{0},
+                                            std::int32_t{3})) ==
+      "aggregator ranks [0, 3) are outside the job's 2 workers");
+  auto huge = s;
+  huge.workers = 100000;
+  BOOST_TEST(check("worker", caf::make_message(huge, std::int32_t{0})) ==
+             "the job spec's sizes are out of range");
+  auto bad_model = s;
+  bad_model.input_shape = {1, 2, 2};
+  bad_model.layers = {{dv::nn::layer_kind::conv2d, 4}};
+  bad_model.layers[0].kernel = 3;
+  BOOST_TEST(check("worker", caf::make_message(bad_model, std::int32_t{0}))
+                 .rfind("the job spec's model does not hold: ", 0) == 0u);
+  auto wide = s;
+  wide.layers = {{dv::nn::layer_kind::dense, 1 << 24}};
+  BOOST_TEST(check("worker", caf::make_message(wide, std::int32_t{0}),
+                   std::int64_t{1} << 30)
+                 .rfind("a worker of this job would need about ", 0) == 0u);
+  auto outside = s;
+  outside.train = {elsewhere.file("train.csv")};
+  BOOST_TEST(check("data_shard", caf::make_message(outside, std::int32_t{0}))
+                 .find("is outside the node's --data-root") !=
+             std::string::npos);
+  outside.train = {root.file("../x/../" + std::string("train.csv"))};
+  BOOST_TEST(check("data_shard", caf::make_message(outside, std::int32_t{0})) !=
+             "");
+  BOOST_TEST(ta::redact_quoted(
+                 "f.csv:3:2: cell \"password1\" is not a finite number") ==
+             "f.csv:3:2: cell \"<withheld>\" is not a finite number");
+}
+
 BOOST_AUTO_TEST_CASE(worker_parameters_before_its_wiring_still_make_it_ready) {
   // Parameters come from the aggregator, the wiring from the coordinator:
   // no order holds between them, and the ready must reach the coordinator

@@ -33,8 +33,12 @@ void loader(caf::event_based_actor* self, caf::actor owner,
   try {
     self->send(owner, loaded_atom::value, data::load_shared(src));
   } catch (const std::exception& e) {
-    self->send_exit(
-        owner, caf::make_error(caf::sec::runtime_error, std::string(e.what())));
+    // The owner's supervisor may report this to a peer: from a node, the
+    // file and position go back, never what the file holds.
+    self->send_exit(owner,
+                    caf::make_error(caf::sec::runtime_error,
+                                    serving_peers() ? redact_quoted(e.what())
+                                                    : std::string(e.what())));
   }
 }
 

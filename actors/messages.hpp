@@ -378,6 +378,25 @@ data::source_spec test_source(const job_spec& spec);
 /// Registers role names and message types with an actor system config.
 void register_roles(caf::actor_system_config& cfg);
 
+/// Set by `troupe node`: this process serves peers, so load errors that go
+/// back to them withhold the data's contents (redact_quoted).
+void set_serving_peers(bool on);
+bool serving_peers();
+
+/// `text` with every double-quoted span replaced by "<withheld>": the data
+/// readers quote what they quote from a file (cells, labels).
+std::string redact_quoted(const std::string& text);
+
+/// What a node checks before spawning `role` for a peer: the arguments are
+/// the role's, the job spec's sizes and model hold, the index is the job's,
+/// the role fits `memory_bytes` (0: not checked), and with a `data_root`
+/// every data file of the role lies under it. "" when all is well, else the
+/// cause (naming paths, never data).
+std::string check_spawn_request(const std::string& role,
+                                const caf::message& args,
+                                const std::string& data_root,
+                                std::int64_t memory_bytes);
+
 } // namespace troupe::actors
 
 // Local only: between the coordinator and the caller in one process.

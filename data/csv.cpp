@@ -227,8 +227,8 @@ dataset read_csv_impl(const std::vector<std::string>& files,
             if (v != std::floor(v) || v < 0 ||
                 v >= static_cast<double>(classes))
               throw data_error(fmt::format(
-                  "{}:{}:{}: class label {} is not an integer in [0, {})", path,
-                  line_no, ce.column, ce.text, classes));
+                  "{}:{}:{}: class label \"{}\" is not an integer in [0, {})",
+                  path, line_no, ce.column, ce.text, classes));
           }
           ys.push_back(static_cast<float>(v));
         } else {

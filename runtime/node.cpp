@@ -40,6 +40,7 @@ struct job_actors {
 struct manager_state {
   node_info info;
   std::vector<std::string> roles;
+  std::function<std::string(const std::string&, const caf::message&)> check;
   std::map<std::string, job_actors> jobs;
   std::map<caf::actor_addr, std::string> job_of; ///< child or owner -> job
 };
@@ -66,9 +67,11 @@ void stop_job(caf::stateful_actor<manager_state>* self, const std::string& job,
 }
 
 caf::behavior node_manager(caf::stateful_actor<manager_state>* self,
-                           node_info info, std::vector<std::string> roles) {
+                           node_info info, std::vector<std::string> roles,
+                           spawn_check check) {
   self->state.info = std::move(info);
   self->state.roles = std::move(roles);
+  self->state.check = std::move(check);
   // Children and owners are monitored: a child that ends leaves its job's
   // list; an owner that ends (the driver exited, was killed or cut off)
   // takes its job's actors with it.
@@ -105,6 +108,15 @@ caf::behavior node_manager(caf::stateful_actor<manager_state>* self,
               caf::sec::runtime_error,
               fmt::format("node {} does not run '{}' for peers (it runs: {})",
                           st.info.name, role, fmt::join(allowed, ", ")));
+        if (st.check) {
+          if (auto why = st.check(role, args); !why.empty()) {
+            std::fprintf(stderr, "troupe node %s: refused to spawn %s: %s\n",
+                         st.info.name.c_str(), role.c_str(), why.c_str());
+            return caf::make_error(
+                caf::sec::runtime_error,
+                fmt::format("node {} refused {}: {}", st.info.name, role, why));
+          }
+        }
         if (job.empty() || job.size() > 128 || !owner)
           return caf::make_error(caf::sec::runtime_error,
                                  std::string("a spawn needs a job id and its "
@@ -209,8 +221,10 @@ void register_node_types(caf::actor_system_config& cfg) {
 }
 
 caf::actor spawn_node_manager(caf::actor_system& sys, node_info info,
-                              std::vector<std::string> roles) {
-  return sys.spawn(node_manager, std::move(info), std::move(roles));
+                              std::vector<std::string> roles,
+                              spawn_check check) {
+  return sys.spawn(node_manager, std::move(info), std::move(roles),
+                   std::move(check));
 }
 
 void configure_network(caf::actor_system_config& cfg,
@@ -313,7 +327,7 @@ int run_node(
   info.memory_bytes = machine_memory_bytes();
   info.devices = opts.devices;
   info.pid = static_cast<std::int64_t>(getpid());
-  auto mgr = spawn_node_manager(*sys, info, opts.roles);
+  auto mgr = spawn_node_manager(*sys, info, opts.roles, opts.check_spawn);
   auto port = secure_publish(*sys, mgr, opts.port, opts.host);
   if (!port) {
     std::fprintf(stderr, "troupe node: cannot listen on %s:%u: %s\n",

@@ -11,7 +11,8 @@
 
 namespace caf {
 class actor_system_config;
-}
+class message;
+} // namespace caf
 
 namespace troupe::runtime {
 
@@ -52,6 +53,10 @@ struct node_options {
   /// The roles a peer may have spawned here (a node never spawns, say, a
   /// coordinator for a peer); empty: none.
   std::vector<std::string> roles;
+  /// Checks a spawn request (role, arguments) before anything is spawned:
+  /// "" to go ahead, else the cause, which the peer gets. Unset: none.
+  std::function<std::string(const std::string&, const caf::message&)>
+      check_spawn;
 };
 
 /// Runs a node until SIGINT or SIGTERM: publishes the node manager and calls

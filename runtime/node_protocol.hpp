@@ -39,9 +39,15 @@ typename Inspector::result_type inspect(Inspector& f, node_info& x) {
 /// Registers node_info and the manager's name ("node_manager").
 void register_node_types(caf::actor_system_config& cfg);
 
+/// Checks a spawn request before it is carried out (node_options).
+using spawn_check =
+    std::function<std::string(const std::string&, const caf::message&)>;
+
 /// Spawns a node manager advertising `info` that spawns only `roles` for
-/// peers (spawn_atom with any other role is refused, naming it).
+/// peers (spawn_atom with any other role is refused, naming it) and only
+/// what `check` (if set) passes.
 caf::actor spawn_node_manager(caf::actor_system& sys, node_info info,
-                              std::vector<std::string> roles);
+                              std::vector<std::string> roles,
+                              spawn_check check = {});
 
 } // namespace troupe::runtime

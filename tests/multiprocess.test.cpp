@@ -1210,4 +1210,27 @@ BOOST_AUTO_TEST_CASE(jobs_on_shared_nodes_are_isolated_and_dead_drivers_freed) {
              ref_b["params_digest"]);
 }
 
+BOOST_AUTO_TEST_CASE(a_node_reads_data_only_under_its_data_root) {
+  csv_job job;
+  temp_dir root;
+  background n("troupe", {"node", "--listen", "127.0.0.1:0", "--name", "n0",
+                          "--data-root", root.path.string()});
+  const auto address = n.read_line();
+  BOOST_REQUIRE(!address.empty());
+  auto o = run_troupe({"run", job.pipeline, "--nodes", address}, 60);
+  BOOST_TEST(o.code == 3, o.err);
+  BOOST_TEST(
+      o.err.find("node n0 refused data_shard: " + job.dir.file("train.csv") +
+                 " is outside the node's --data-root") != std::string::npos,
+      o.err);
+  BOOST_TEST(n.err().find("refused to spawn data_shard") != std::string::npos);
+  // A root that holds the data: the job runs.
+  background m("troupe", {"node", "--listen", "127.0.0.1:0", "--name", "n1",
+                          "--data-root", job.dir.path.string()});
+  const auto other = m.read_line();
+  BOOST_REQUIRE(!other.empty());
+  auto ok = run_troupe({"run", job.pipeline, "--nodes", other, "--json"}, 120);
+  BOOST_TEST(ok.code == 0, ok.err);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -30,6 +30,7 @@ struct node_cli {
   std::int64_t threads = 0;
   std::string secret_file;
   bool insecure = false;
+  std::string data_root;
 };
 
 // "auto" (the CPU and every GPU found), "cpu", "cuda:N", comma-separated.
@@ -111,6 +112,13 @@ int run(const node_cli& o) {
   // a coordinator (that runs in the driver).
   opts.roles = {"data_shard", "param_shard", "aggregator", "worker",
                 "evaluator"};
+  // Each request is checked here again, whatever the driver checked.
+  opts.check_spawn = [root = o.data_root,
+                      memory = runtime::machine_memory_bytes()](
+                         const std::string& role, const caf::message& args) {
+    return actors::check_spawn_request(role, args, root, memory);
+  };
+  actors::set_serving_peers(true);
   opts.name = o.name;
   opts.network.heartbeat_s = o.heartbeat;
   opts.network.heartbeat_timeout_s = o.heartbeat_timeout;
@@ -165,6 +173,10 @@ void add_node_command(CLI::App& app, int* code) {
       ->check(CLI::Range(0, 1024));
   cmd->add_flag("-q,--quiet", o->quiet, "Nothing on stderr");
   add_secret_option(cmd, &o->secret_file);
+  cmd->add_option("--data-root", o->data_root,
+                  "Read data files only under DIR (default: any path the "
+                  "driver names)")
+      ->check(CLI::ExistingDirectory);
   cmd->add_flag("--insecure", o->insecure,
                 "Listen beyond loopback without a cluster secret (anyone who "
                 "reaches the port may use the node)");
