@@ -597,7 +597,10 @@ void recover(self_ptr self, const std::string& name, caf::actor h) {
   auto& st = self->state;
   const auto gen = st.generation;
   auto& t = st.topo;
-  const auto [role, index] = split_name(name);
+  // Plain variables, not a structured binding: lambdas below capture them.
+  const auto role_index = split_name(name);
+  const auto& role = role_index.first;
+  const auto index = role_index.second;
   const auto i = static_cast<std::size_t>(index);
   *slot_of(t, role, index) = h;
   t.names[h.address()] = name;
