@@ -47,6 +47,20 @@ role_memory estimate_roles(const job_spec& spec) {
   return r;
 }
 
+double largest_message(const job_spec& spec) {
+  const auto r = estimate_roles(spec);
+  const double f = sizeof(float);
+  const double shard_state =
+      double(r.params) / double(std::max<std::int64_t>(1, spec.partitions)) *
+      (1 + devices::optimizer_state_count(spec.optimizer.kind)) * f;
+  double sample = 1;
+  for (auto d : spec.input_shape)
+    sample *= double(d);
+  const double batch = double(spec.batch) * (sample + 16) * f;
+  return std::max({shard_state, batch, double(4 << 20)}) * 1.25 +
+         double(1 << 20);
+}
+
 double estimate_node(const job_spec& spec, const placement_plan& plan,
                      std::int32_t node, double train_bytes, double test_bytes) {
   const auto r = estimate_roles(spec);

@@ -37,6 +37,11 @@ void check_memory_fit(const job_spec& spec, const placement_plan& plan,
                       const std::vector<std::int64_t>& memory,
                       double train_bytes, double test_bytes);
 
+/// The largest single message of the job between processes, with room to
+/// spare: a param shard's whole state (values and optimizer state, in a
+/// snapshot or a restore), a worker's batch, a 4 MiB slice.
+double largest_message(const job_spec& spec);
+
 /// "1.5 GiB", "300.0 MiB".
 std::string human_bytes(double bytes);
 

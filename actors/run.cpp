@@ -355,6 +355,8 @@ run_result run_job(job_spec spec, const run_observer& obs,
   snap.resume = copt.resume;
   const auto plan = plan_placement(spec, slots);
   spec.worker_devices = plan.worker_devices;
+  // Snapshots and restores of whole shards cross to and from this process.
+  runtime::raise_message_limit(largest_message(spec));
   {
     // Refused now, with the figures, rather than a node swapping or killed
     // by the kernel later. Local nodes share this machine's memory.
@@ -400,9 +402,13 @@ run_result run_job(job_spec spec, const run_observer& obs,
   {
     // The job's anchor in this process: the nodes stop the job's actors
     // when it is gone (this driver ended, was killed or cut off).
-    auto anchor = sys.spawn([](caf::event_based_actor*) -> caf::behavior {
-      return {[](runtime::reset_atom) {}};
-    });
+    // (An argument, because CAF 0.17 dereferences a null argument tuple
+    // for function actors spawned without any, which UBSan reports.)
+    auto anchor = sys.spawn(
+        [](caf::event_based_actor*, int) -> caf::behavior {
+          return {[](runtime::reset_atom) {}};
+        },
+        0);
     const auto job_id = fmt::format(
         "{}-{}", spec.name.empty() ? "job" : spec.name.substr(0, 64),
         runtime::secret_to_hex(runtime::make_secret()).substr(0, 12));

@@ -2,7 +2,9 @@
 
 #include <caf/all.hpp>
 
+#include <atomic>
 #include <cstdio>
+#include <string>
 
 namespace troupe::runtime {
 
@@ -24,22 +26,28 @@ std::shared_ptr<bulk_plane> start_bulk_plane(caf::actor_system& sys,
                                              double send_timeout_s,
                                              const cluster_secret& secret,
                                              const std::string& who) {
-  auto deliver = [&sys, who](bulk_header&& h, devices::tensor&& t) {
+  // Dropped frames are logged, but a stream of them (a restarted actor's
+  // old address, a confused peer) must not flood the log: the first ten,
+  // then one in a thousand, with the count.
+  auto dropped = std::make_shared<std::atomic<std::int64_t>>(0);
+  auto deliver = [&sys, who, dropped](bulk_header&& h, devices::tensor&& t) {
+    const auto drop = [&](const std::string& why) {
+      const auto n = ++*dropped;
+      if (n <= 10 || n % 1000 == 0)
+        std::fprintf(stderr,
+                     "%s (data plane): %s; frame dropped (%lld so far)\n",
+                     who.c_str(), why.c_str(), static_cast<long long>(n));
+    };
     // Actors whose handles went to another process are in the registry.
     auto dest = sys.registry().get(static_cast<caf::actor_id>(h.dest));
     if (!dest || !decoder()) {
-      std::fprintf(stderr,
-                   "%s (data plane): no actor %llu here; frame "
-                   "dropped\n",
-                   who.c_str(), static_cast<unsigned long long>(h.dest));
+      drop("no actor " + std::to_string(h.dest) + " here");
       return;
     }
     const auto kind = h.kind;
     auto msg = decoder()(std::move(h), std::move(t));
     if (msg.empty()) {
-      std::fprintf(stderr,
-                   "%s (data plane): frame of unknown kind %u dropped\n",
-                   who.c_str(), static_cast<unsigned>(kind));
+      drop("a frame of unknown kind " + std::to_string(kind));
       return;
     }
     dest->enqueue(caf::make_mailbox_element(nullptr, caf::make_message_id(), {},

@@ -7,8 +7,15 @@
 #include <caf/io/middleman_actor_impl.hpp>
 #include <caf/io/network/default_multiplexer.hpp>
 #include <caf/io/network/native_socket.hpp>
+#include <caf/io/network/stream_impl.hpp>
+#include <caf/io/scribe.hpp>
+#include <caf/policy/tcp.hpp>
 
 #include <arpa/inet.h>
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <netinet/in.h>
@@ -25,6 +32,128 @@ namespace io = caf::io;
 namespace net = caf::io::network;
 
 const caf::atom_value registry_name = caf::atom("troupe_mm");
+
+// The largest CAF message this process takes from a peer (see
+// raise_message_limit).
+std::atomic<std::uint32_t> message_limit{64u << 20};
+
+// Reads as CAF's TCP policy does, and follows BASP's framing on the way in:
+// a 32-byte header whose bytes 4..7 (network order) give the length of the
+// payload after it. A header declaring more than the limit fails the read
+// that completes it, so the connection closes before BASP sizes a buffer
+// for it (CAF 0.17 allocates whatever a header says, up to 4 GiB).
+class basp_guard {
+public:
+  explicit basp_guard(std::shared_ptr<const std::string> who)
+    : who_(std::move(who)) {}
+
+  net::rw_state read_some(std::size_t& result, net::native_socket fd, void* buf,
+                          std::size_t len) {
+    const auto st = caf::policy::tcp::read_some(result, fd, buf, len);
+    if (st == net::rw_state::success &&
+        !follow(static_cast<const std::uint8_t*>(buf), result))
+      return net::rw_state::failure;
+    return st;
+  }
+  static net::rw_state write_some(std::size_t& result, net::native_socket fd,
+                                  const void* buf, std::size_t len) {
+    return caf::policy::tcp::write_some(result, fd, buf, len);
+  }
+  static bool try_accept(net::native_socket& result, net::native_socket fd) {
+    return caf::policy::tcp::try_accept(result, fd);
+  }
+  static constexpr bool must_read_more(net::native_socket, std::size_t) {
+    return false;
+  }
+
+private:
+  static constexpr std::size_t header_bytes = 32;
+
+  bool follow(const std::uint8_t* p, std::size_t n) {
+    while (n > 0) {
+      if (skip_ > 0) {
+        const auto k =
+            static_cast<std::size_t>(std::min<std::uint64_t>(skip_, n));
+        skip_ -= k;
+        p += k;
+        n -= k;
+        continue;
+      }
+      const auto k = std::min(header_bytes - have_, n);
+      std::memcpy(head_ + have_, p, k);
+      have_ += k;
+      p += k;
+      n -= k;
+      if (have_ < header_bytes)
+        continue;
+      have_ = 0;
+      const std::uint32_t len =
+          (std::uint32_t{head_[4]} << 24) | (std::uint32_t{head_[5]} << 16) |
+          (std::uint32_t{head_[6]} << 8) | std::uint32_t{head_[7]};
+      const auto limit = message_limit.load();
+      if (len > limit) {
+        std::fprintf(stderr,
+                     "%s: a peer's message declares %u bytes, over this "
+                     "process's limit of %u; closing its connection\n",
+                     who_->c_str(), len, limit);
+        return false;
+      }
+      skip_ = len;
+    }
+    return true;
+  }
+
+  std::shared_ptr<const std::string> who_;
+  std::uint8_t head_[header_bytes] = {};
+  std::size_t have_ = 0;
+  std::uint64_t skip_ = 0;
+};
+
+// A BASP connection read through basp_guard: a scribe like CAF's own, with
+// that read policy.
+class guarded_scribe : public io::scribe {
+public:
+  guarded_scribe(net::default_multiplexer& mpx, net::native_socket fd,
+                 std::shared_ptr<const std::string> who)
+    : io::scribe(io::connection_handle::from_int(fd))
+    , stream_(mpx, fd, std::move(who)) {}
+
+  void configure_read(io::receive_policy::config config) override {
+    stream_.configure_read(config);
+    if (!launched_) {
+      launched_ = true;
+      stream_.start(this);
+    }
+  }
+  void ack_writes(bool enable) override { stream_.ack_writes(enable); }
+  std::vector<char>& wr_buf() override { return stream_.wr_buf(); }
+  std::vector<char>& rd_buf() override { return stream_.rd_buf(); }
+  void graceful_shutdown() override {
+    stream_.graceful_shutdown();
+    detach(&stream_.backend(), false);
+  }
+  void flush() override { stream_.flush(this); }
+  std::string addr() const override {
+    auto x = net::remote_addr_of_fd(stream_.fd());
+    return x ? *x : std::string{};
+  }
+  std::uint16_t port() const override {
+    auto x = net::remote_port_of_fd(stream_.fd());
+    return x ? *x : 0;
+  }
+  void add_to_loop() override { stream_.activate(this); }
+  void remove_from_loop() override { stream_.passivate(); }
+
+private:
+  bool launched_ = false;
+  net::stream_impl<basp_guard> stream_;
+};
+
+io::scribe_ptr make_scribe(net::default_multiplexer& mpx, int fd,
+                           const net_security& sec) {
+  return caf::make_counted<guarded_scribe>(
+      mpx, fd, std::make_shared<const std::string>(sec.who));
+}
 
 // The link between a gate's thread and the doorman it feeds; the doorman
 // clears `owner` when it goes, and a connection admitted after that is
@@ -106,7 +235,7 @@ public:
     }
     net::nonblocking(fd, true);
     net::tcp_nodelay(fd, true);
-    auto scribe = mpx_.new_scribe(fd);
+    auto scribe = make_scribe(mpx_, fd, sec_);
     auto hdl = scribe->hdl();
     parent()->add_scribe(std::move(scribe));
     io::doorman::new_connection(&mpx_, hdl);
@@ -167,7 +296,7 @@ protected:
     }
     net::nonblocking(*fd, true);
     net::tcp_nodelay(*fd, true);
-    return mpx().new_scribe(*fd);
+    return make_scribe(mpx(), *fd, sec_);
   }
 
   caf::expected<io::doorman_ptr> open(std::uint16_t port, const char* addr,
@@ -188,6 +317,18 @@ private:
 };
 
 } // namespace
+
+void raise_message_limit(double bytes) {
+  const auto want = static_cast<std::uint32_t>(
+      std::min(bytes, double(std::numeric_limits<std::uint32_t>::max())));
+  auto now = message_limit.load();
+  while (want > now && !message_limit.compare_exchange_weak(now, want)) {
+  }
+}
+
+std::uint32_t message_limit_bytes() {
+  return message_limit.load();
+}
 
 std::string describe(caf::actor_system& sys, const caf::error& e) {
   const auto& ctx = e.context();

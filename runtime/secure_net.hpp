@@ -61,6 +61,15 @@ caf::expected<caf::actor> secure_remote_actor(caf::actor_system& sys,
                                               const std::string& host,
                                               std::uint16_t port);
 
+/// CAF messages from peers larger than this process's limit close the
+/// connection before anything is allocated for them (a guard on BASP's
+/// framing; CAF itself allocates what any header declares). The limit
+/// starts at 64 MiB and is raised, never lowered, to what the jobs this
+/// process serves can send in one message (actors/memory_plan.hpp,
+/// largest_message).
+void raise_message_limit(double bytes);
+std::uint32_t message_limit_bytes();
+
 /// The text of an error from the functions above: the sentence they put
 /// in it (naming the peer and the cause), else CAF's rendering.
 std::string describe(caf::actor_system& sys, const caf::error& e);

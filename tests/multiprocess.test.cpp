@@ -5,6 +5,7 @@
 #include "tests/program.hpp"
 
 #include "devices/random.hpp"
+#include "runtime/auth.hpp"
 
 #include <boost/test/unit_test.hpp>
 
@@ -17,6 +18,7 @@
 #include <map>
 #include <netinet/in.h>
 #include <nlohmann/json.hpp>
+#include <poll.h>
 #include <set>
 #include <sstream>
 #include <sys/socket.h>
@@ -1068,6 +1070,33 @@ BOOST_AUTO_TEST_CASE(hostile_peers_are_refused_and_the_job_keeps_its_digest) {
     for (const auto& bytes :
          {basp, std::string("\xff\xff\xff\xff", 4), forged_proof, noise})
       send_and_close(port, bytes);
+  // A peer that proves the secret and then declares a 4 GiB message: its
+  // connection is closed before anything is allocated for it.
+  for (const auto& a : addresses) {
+    const int fd = dial_loopback(port_of(a));
+    BOOST_REQUIRE(fd >= 0);
+    troupe::runtime::client_handshake(
+        fd, troupe::runtime::load_secret_file(secret),
+        troupe::runtime::auth_channel::caf, a,
+        std::chrono::steady_clock::now() + std::chrono::seconds(10));
+    [[maybe_unused]] auto n =
+        ::send(fd, basp.data(), basp.size(), MSG_NOSIGNAL);
+    char c;
+    pollfd pf{fd, POLLIN, 0};
+    // The node answers with its own BASP handshake, then closes.
+    const auto until =
+        std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < until &&
+           ::poll(&pf, 1, 100) >= 0) {
+      const auto got = ::recv(fd, &c, 1, MSG_DONTWAIT);
+      if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+        break; // closed by the node
+    }
+    ::close(fd);
+  }
+  for (auto& n : nodes)
+    BOOST_TEST(n->err().find("over this process's limit") != std::string::npos,
+               n->err());
   // A hundred silent connections to every port, held while the rest goes
   // on ...
   std::vector<int> silent;
