@@ -1230,7 +1230,13 @@ BOOST_AUTO_TEST_CASE(jobs_on_shared_nodes_are_isolated_and_dead_drivers_freed) {
                                << " MiB before, " << rss / 1024
                                << " MiB after two jobs and three killed "
                                   "drivers");
+#if defined(__SANITIZE_ADDRESS__)
+    // AddressSanitizer's allocator holds freed memory in its quarantine
+    // and never hands it back: RSS says nothing here (the Release build
+    // checks it). The log lines above say the actors were stopped.
+#else
     BOOST_TEST(rss < rss_before[i] + 150 * 1024);
+#endif
   }
   // The nodes still serve a job to its digest.
   background after("troupe", on_nodes(b));
