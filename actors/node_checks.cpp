@@ -5,7 +5,6 @@
 #include "actors/messages.hpp"
 
 #include "devices/nn/layers.hpp"
-#include "runtime/secure_net.hpp"
 
 #include <atomic>
 #include <cstdlib>
@@ -128,8 +127,6 @@ std::string check_spawn_request(const std::string& role,
       if (!under(data_root, f, &why))
         return why;
   }
-  // The job's messages may now be as large as it needs.
-  runtime::raise_message_limit(largest_message(s));
   return {};
 }
 

@@ -298,20 +298,6 @@ void bulk_plane::admit(int fd, const std::string& peer) {
   readers_.emplace(id, std::move(t));
 }
 
-std::size_t bulk_plane::inbound_connections() const {
-  std::lock_guard<std::mutex> guard(lock_);
-  return inbound_fds_.size();
-}
-
-std::size_t bulk_plane::reader_threads() const {
-  std::lock_guard<std::mutex> guard(lock_);
-  return readers_.size() - finished_.size();
-}
-
-gate_stats bulk_plane::gate() const {
-  return gate_ ? gate_->stats() : gate_stats{};
-}
-
 void bulk_plane::read_loop(int fd) {
   std::vector<std::uint8_t> head;
   // Once a frame has begun, the rest of it must follow within this.

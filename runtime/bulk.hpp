@@ -98,12 +98,6 @@ public:
   /// Frames received and sent so far (for tests and metrics).
   std::int64_t frames_received() const { return received_; }
   std::int64_t frames_sent() const { return sent_; }
-  /// Inbound connections open now, and reader threads not yet joined.
-  std::size_t inbound_connections() const;
-  std::size_t reader_threads() const;
-  /// What the gate in front of the listeners admitted and refused.
-  gate_stats gate() const;
-
   /// Inbound connections served at once; more are closed unread.
   static constexpr std::size_t max_inbound = 256;
 

@@ -326,10 +326,6 @@ void raise_message_limit(double bytes) {
   }
 }
 
-std::uint32_t message_limit_bytes() {
-  return message_limit.load();
-}
-
 std::string describe(caf::actor_system& sys, const caf::error& e) {
   const auto& ctx = e.context();
   if (ctx.size() == 1 && ctx.match_element<std::string>(0))

@@ -68,7 +68,6 @@ caf::expected<caf::actor> secure_remote_actor(caf::actor_system& sys,
 /// process serves can send in one message (actors/memory_plan.hpp,
 /// largest_message).
 void raise_message_limit(double bytes);
-std::uint32_t message_limit_bytes();
 
 /// The text of an error from the functions above: the sentence they put
 /// in it (naming the peer and the cause), else CAF's rendering.

@@ -2,9 +2,11 @@
 #include "tools/cli/commands.hpp"
 #include "tools/cli/secret.hpp"
 
+#include "actors/memory_plan.hpp"
 #include "actors/messages.hpp"
 #include "devices/backends.hpp"
 #include "runtime/node.hpp"
+#include "runtime/secure_net.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -116,7 +118,12 @@ int run(const node_cli& o) {
   opts.check_spawn = [root = o.data_root,
                       memory = runtime::machine_memory_bytes()](
                          const std::string& role, const caf::message& args) {
-    return actors::check_spawn_request(role, args, root, memory);
+    auto why = actors::check_spawn_request(role, args, root, memory);
+    // Accepted: the job's messages may now be as large as it needs.
+    if (why.empty())
+      runtime::raise_message_limit(
+          actors::largest_message(args.get_as<actors::job_spec>(0)));
+    return why;
   };
   actors::set_serving_peers(true);
   opts.name = o.name;
