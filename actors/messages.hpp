@@ -333,8 +333,8 @@ void send_slices(Self* self, const caf::actor& dest, Msg msg) {
     Msg piece = msg;
     piece.offset = msg.offset + first;
     piece.values = msg.values.slice(first, len);
-    if (!runtime::bulk_send(dest, frame_kind(piece), frame_tags(piece),
-                            piece.values))
+    if (!runtime::bulk_send(self->id(), dest, frame_kind(piece),
+                            frame_tags(piece), piece.values))
       self->send(dest, std::move(piece));
     first += len;
   } while (first < n);

@@ -11,6 +11,7 @@
 #include "runtime/digest.hpp"
 #include "runtime/secure_net.hpp"
 #include "runtime/snapshot.hpp"
+#include "runtime/tls.hpp"
 
 #include <caf/io/all.hpp>
 
@@ -291,7 +292,8 @@ run_result run_job(job_spec spec, const run_observer& obs,
     }
     try {
       children = std::make_unique<runtime::local_nodes>(
-          exe, static_cast<int>(spec.local_nodes), net, secret, timeout);
+          exe, static_cast<int>(spec.local_nodes), net, secret, timeout,
+          copt.tls ? copt.tls->dir() : std::string{});
     } catch (const runtime::cluster_error& e) {
       throw cluster_unreachable(e.what());
     }
@@ -304,6 +306,7 @@ run_result run_job(job_spec spec, const run_observer& obs,
   if (distributed) {
     runtime::net_security sec;
     sec.secret = secret;
+    sec.tls = copt.tls;
     sec.connect_timeout_s = copt.connect_timeout_s;
     sec.who = "troupe run";
     guarded.emplace(sys, sec);
@@ -428,6 +431,13 @@ run_result run_job(job_spec spec, const run_observer& obs,
       throw training_failed("cannot start the coordinator: " +
                             sys.render(coord.error()));
     self->monitor(*coord);
+    // Epoch parameters reach the coordinator over the data plane, on
+    // connections opened for this job.
+    runtime::bind_to_job(coord->id(), runtime::job_tag(job_id));
+    struct unbind_coordinator {
+      caf::actor_id id;
+      ~unbind_coordinator() { runtime::unbind_from_job(id); }
+    } coordinator_binding{coord->id()};
     if (distributed && !copt.coordinator_host.empty()) {
       auto port = runtime::secure_publish(sys, *coord, copt.coordinator_port,
                                           copt.coordinator_host);

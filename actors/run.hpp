@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -141,6 +142,9 @@ struct cluster_options {
   /// of `troupe status`/`kill` (runtime/auth.hpp). Unset with local
   /// nodes: a fresh secret is made for the job.
   runtime::cluster_secret secret;
+  /// Set: mutual TLS on every connection (runtime/tls.hpp), local nodes
+  /// included.
+  std::shared_ptr<const runtime::tls_context> tls;
 };
 
 /// Nodes could not be started or reached (exit code 3).

@@ -1,5 +1,7 @@
 #include "runtime/auth.hpp"
 
+#include "runtime/tls.hpp"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -81,20 +83,97 @@ int millis_left(clock::time_point deadline) {
   return static_cast<int>(std::clamp<long long>(left, 0, 1 << 30));
 }
 
+constexpr std::uint8_t flag_secret = 1;
+constexpr std::uint8_t flag_tls = 2;
+constexpr std::size_t preamble_bytes = 8; // of the hello, in the clear
+
+// One connection during the handshake: its socket, and TLS over it once
+// that is on.
+struct link {
+  int fd = -1;
+  tls_stream* tls = nullptr;
+};
+
+enum class step { ok, want_read, want_write, closed, failed };
+
+step from_tls(tls_io r) {
+  switch (r) {
+    case tls_io::ok:
+      return step::ok;
+    case tls_io::want_read:
+      return step::want_read;
+    case tls_io::want_write:
+      return step::want_write;
+    case tls_io::closed:
+      return step::closed;
+    default:
+      return step::failed;
+  }
+}
+
+// Moves what it can without blocking; `moved` says how much, `why` what
+// failed.
+step send_some(const link& l, const std::uint8_t* p, std::size_t n,
+               std::size_t& moved, std::string& why) {
+  moved = 0;
+  if (l.tls != nullptr) {
+    const auto r = from_tls(l.tls->write(p, n, moved));
+    if (r == step::failed)
+      why = l.tls->error();
+    return r;
+  }
+  const auto put = ::send(l.fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (put >= 0) {
+    moved = static_cast<std::size_t>(put);
+    return step::ok;
+  }
+  if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+    return step::want_write;
+  why = std::strerror(errno);
+  return step::failed;
+}
+
+step recv_some(const link& l, std::uint8_t* p, std::size_t n,
+               std::size_t& moved, std::string& why) {
+  moved = 0;
+  if (l.tls != nullptr) {
+    const auto r = from_tls(l.tls->read(p, n, moved));
+    if (r == step::failed)
+      why = l.tls->error();
+    return r;
+  }
+  const auto got = ::recv(l.fd, p, n, MSG_DONTWAIT);
+  if (got > 0) {
+    moved = static_cast<std::size_t>(got);
+    return step::ok;
+  }
+  if (got == 0)
+    return step::closed;
+  if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+    return step::want_read;
+  why = std::strerror(errno);
+  return step::failed;
+}
+
 // Blocking-with-deadline transfers for the client side; "" on success,
 // otherwise what went wrong.
-std::string send_all(int fd, const std::uint8_t* p, std::size_t n,
-                     clock::time_point deadline) {
+template <class Step>
+std::string transfer_all(const link& l, std::uint8_t* p, std::size_t n,
+                         clock::time_point deadline, Step&& some) {
   while (n > 0) {
-    const auto put = ::send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (put > 0) {
-      p += put;
-      n -= static_cast<std::size_t>(put);
+    std::size_t moved = 0;
+    std::string why;
+    const auto r = some(l, p, n, moved, why);
+    p += moved;
+    n -= moved;
+    if (r == step::closed)
+      return "closed the connection";
+    if (r == step::failed)
+      return why;
+    if (r == step::ok)
       continue;
-    }
-    if (put < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-      return std::strerror(errno);
-    pollfd pf{fd, POLLOUT, 0};
+    pollfd pf{l.fd, static_cast<short>(r == step::want_read ? POLLIN : POLLOUT),
+              0};
     const int left = millis_left(deadline);
     if (left == 0 || ::poll(&pf, 1, left) == 0)
       return "timed out";
@@ -102,25 +181,17 @@ std::string send_all(int fd, const std::uint8_t* p, std::size_t n,
   return {};
 }
 
-std::string recv_all(int fd, std::uint8_t* p, std::size_t n,
+std::string send_all(const link& l, const std::uint8_t* p, std::size_t n,
                      clock::time_point deadline) {
-  while (n > 0) {
-    const auto got = ::recv(fd, p, n, MSG_DONTWAIT);
-    if (got > 0) {
-      p += got;
-      n -= static_cast<std::size_t>(got);
-      continue;
-    }
-    if (got == 0)
-      return "closed the connection";
-    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-      return std::strerror(errno);
-    pollfd pf{fd, POLLIN, 0};
-    const int left = millis_left(deadline);
-    if (left == 0 || ::poll(&pf, 1, left) == 0)
-      return "timed out";
-  }
-  return {};
+  return transfer_all(
+      l, const_cast<std::uint8_t*>(p), n, deadline,
+      [](const link& k, std::uint8_t* q, std::size_t m, std::size_t& moved,
+         std::string& why) { return send_some(k, q, m, moved, why); });
+}
+
+std::string recv_all(const link& l, std::uint8_t* p, std::size_t n,
+                     clock::time_point deadline) {
+  return transfer_all(l, p, n, deadline, recv_some);
 }
 
 void set_blocking(int fd, bool blocking) {
@@ -263,13 +334,16 @@ bool is_loopback_host(const std::string& host) {
          (ntohl(a.s_addr) >> 24) == 127;
 }
 
-void client_handshake(int fd, const cluster_secret& secret, auth_channel ch,
-                      const std::string& peer, clock::time_point deadline) {
+std::unique_ptr<tls_stream>
+client_handshake(int fd, const cluster_secret& secret, auth_channel ch,
+                 const std::string& peer, clock::time_point deadline,
+                 const std::shared_ptr<const tls_context>& tls) {
   const auto fail = [&](const std::string& why) {
     throw auth_error(fmt::format("{}: {}", peer, why));
   };
+  link l{fd, nullptr};
   std::array<std::uint8_t, hello_bytes> hello{};
-  if (auto e = recv_all(fd, hello.data(), hello.size(), deadline); !e.empty())
+  if (auto e = recv_all(l, hello.data(), preamble_bytes, deadline); !e.empty())
     fail(fmt::format("no troupe greeting on its {} port ({})", channel_name(ch),
                      e));
   if (std::memcmp(hello.data(), "TRPH", 4) != 0)
@@ -279,7 +353,43 @@ void client_handshake(int fd, const cluster_secret& secret, auth_channel ch,
                      version));
   if (hello[5] != static_cast<std::uint8_t>(ch))
     fail(fmt::format("is not a {} port", channel_name(ch)));
-  const bool server_requires = (hello[6] & 1) != 0;
+  const bool server_tls = (hello[6] & flag_tls) != 0;
+  if (server_tls && !tls)
+    fail("uses TLS, and this process has no certificate: give it the "
+         "cluster's --tls-dir (or TROUPE_TLS_DIR)");
+  if (!server_tls && tls)
+    fail("does not use TLS, and this process does (--tls-dir): start the "
+         "node with a --tls-dir of the same CA");
+  std::unique_ptr<tls_stream> stream;
+  if (tls) {
+    try {
+      stream = std::make_unique<tls_stream>(tls, fd, false);
+    } catch (const tls_error& e) {
+      fail(e.what());
+    }
+    if (auto e = tls_handshake_until(*stream, fd, deadline); !e.empty())
+      fail(e);
+    l.tls = stream.get();
+    // The whole hello again, inside TLS: the clear bytes are not trusted.
+    std::array<std::uint8_t, preamble_bytes> clear{};
+    std::copy(hello.begin(), hello.begin() + preamble_bytes, clear.begin());
+    if (auto e = recv_all(l, hello.data(), hello.size(), deadline);
+        !e.empty()) {
+      if (e.find("alert") != std::string::npos)
+        fail(fmt::format("refused this process's certificate ({}): is "
+                         "{}/cert.pem issued by the cluster's CA?",
+                         e, tls->dir()));
+      fail(fmt::format("handshake broke off ({})", e));
+    }
+    if (!std::equal(clear.begin(), clear.end(), hello.begin()))
+      fail("its greeting inside TLS differs from the one before it");
+  } else if (auto e = recv_all(l, hello.data() + preamble_bytes,
+                               hello.size() - preamble_bytes, deadline);
+             !e.empty()) {
+    fail(fmt::format("no troupe greeting on its {} port ({})", channel_name(ch),
+                     e));
+  }
+  const bool server_requires = (hello[6] & flag_secret) != 0;
   if (!server_requires && secret.set)
     fail("does not use a cluster secret, and this process has one: give the "
          "node the same --secret-file (or TROUPE_SECRET_FILE)");
@@ -293,11 +403,17 @@ void client_handshake(int fd, const cluster_secret& secret, auth_channel ch,
   std::copy(nonce.begin(), nonce.end(), proof.begin() + 8);
   const auto mac = mac_of(secret, "troupe-client", ch, server_nonce, nonce);
   std::copy(mac.begin(), mac.end(), proof.begin() + 40);
-  if (auto e = send_all(fd, proof.data(), proof.size(), deadline); !e.empty())
+  if (auto e = send_all(l, proof.data(), proof.size(), deadline); !e.empty())
     fail(fmt::format("handshake broke off ({})", e));
   std::array<std::uint8_t, answer_bytes> answer{};
-  if (auto e = recv_all(fd, answer.data(), answer.size(), deadline); !e.empty())
+  if (auto e = recv_all(l, answer.data(), answer.size(), deadline);
+      !e.empty()) {
+    if (tls && e.find("alert") != std::string::npos)
+      fail(fmt::format("refused this process's certificate ({}): is "
+                       "{}/cert.pem issued by the cluster's CA?",
+                       e, tls->dir()));
     fail(fmt::format("handshake broke off ({})", e));
+  }
   if (answer[0] == status_wrong_secret)
     fail(secret.set ? "refused this process's cluster secret (the secret "
                       "files differ)"
@@ -312,30 +428,42 @@ void client_handshake(int fd, const cluster_secret& secret, auth_channel ch,
             answer.data() + 8))
     fail("answered without proving the cluster secret (an impostor, or a "
          "node with another secret)");
+  return stream;
 }
 
 // One connection between accept and proof.
 struct auth_gate::pending {
+  enum class phase {
+    greet,     // sending the hello (with TLS: its clear 8 bytes)
+    handshake, // TLS handshake
+    hello,     // sending the whole hello inside TLS
+    proof,     // receiving the client's proof
+    answer,    // sending the answer; then the connection is ready
+  };
   int fd = -1;
   std::string peer;
   clock::time_point deadline;
   nonce_t nonce{};
-  std::vector<std::uint8_t> out; // bytes still to send
+  std::unique_ptr<tls_stream> tls;
+  phase at = phase::greet;
+  short wants = POLLOUT;           // what the next step waits for
+  std::vector<std::uint8_t> hello; // the whole hello
+  std::vector<std::uint8_t> out;   // bytes still to send
   std::size_t sent = 0;
   std::array<std::uint8_t, proof_bytes> in{};
   std::size_t got = 0;
-  bool answered = false; // the answer is queued in out: ready once sent
 };
 
 auth_gate::auth_gate(std::vector<int> listen_fds, const cluster_secret& secret,
                      auth_channel ch, ready_handler on_ready, std::string who,
-                     gate_limits limits)
+                     gate_limits limits, std::shared_ptr<const tls_context> tls)
   : listen_fds_(std::move(listen_fds))
   , secret_(secret)
   , channel_(ch)
   , on_ready_(std::move(on_ready))
   , who_(std::move(who))
-  , limits_(limits) {
+  , limits_(limits)
+  , tls_(std::move(tls)) {
   if (::pipe2(wake_, O_CLOEXEC) != 0) {
     for (int fd : listen_fds_)
       ::close(fd);
@@ -382,8 +510,114 @@ void auth_gate::finish(pending& p, const char* outcome,
                  "far)\n",
                  who_.c_str(), channel_name(channel_), p.peer.c_str(),
                  why.c_str(), static_cast<long long>(logged_));
+  p.tls.reset();
   ::close(p.fd);
   p.fd = -1;
+}
+
+// Judges a complete proof: queues the answer, or refuses.
+void auth_gate::judge(pending& p) {
+  std::uint8_t verdict = status_ok;
+  std::string why;
+  nonce_t client_nonce;
+  std::copy(p.in.begin() + 8, p.in.begin() + 40, client_nonce.begin());
+  if (std::memcmp(p.in.data(), "TRPC", 4) != 0 || p.in[4] != version) {
+    verdict = status_malformed;
+    why = "not a troupe handshake";
+  } else if (p.in[5] != static_cast<std::uint8_t>(channel_)) {
+    verdict = status_wrong_channel;
+    why = "a handshake for another port";
+  } else if (secret_.set && !same(mac_of(secret_, "troupe-client", channel_,
+                                         p.nonce, client_nonce),
+                                  p.in.data() + 40)) {
+    verdict = status_wrong_secret;
+    why = "wrong or missing cluster secret";
+  }
+  std::vector<std::uint8_t> answer(answer_bytes, 0);
+  answer[0] = verdict;
+  if (verdict != status_ok) {
+    // Best effort: the client learns why; nothing more is read.
+    std::size_t moved = 0;
+    std::string ignored;
+    send_some(link{p.fd, p.tls.get()}, answer.data(), answer.size(), moved,
+              ignored);
+    finish(p, "refused", why);
+    return;
+  }
+  if (secret_.set) {
+    const auto mac =
+        mac_of(secret_, "troupe-server", channel_, client_nonce, p.nonce);
+    std::copy(mac.begin(), mac.end(), answer.begin() + 8);
+  }
+  p.out = std::move(answer);
+  p.sent = 0;
+  p.at = pending::phase::answer;
+}
+
+// Steps one handshake as far as it goes without blocking.
+void auth_gate::advance(pending& p) {
+  using phase = pending::phase;
+  while (p.fd >= 0) {
+    if (p.at == phase::handshake) {
+      const auto r = p.tls->handshake();
+      if (r == tls_io::ok) {
+        p.at = phase::hello;
+        p.out = p.hello;
+        p.sent = 0;
+        continue;
+      }
+      if (r == tls_io::want_read || r == tls_io::want_write) {
+        p.wants = r == tls_io::want_read ? POLLIN : POLLOUT;
+        return;
+      }
+      finish(p, "refused",
+             r == tls_io::closed ? "closed during the TLS handshake"
+                                 : p.tls->error());
+      return;
+    }
+    const link l{p.fd, p.at == phase::greet ? nullptr : p.tls.get()};
+    std::size_t moved = 0;
+    std::string why;
+    step r;
+    if (p.at == phase::proof)
+      r = recv_some(l, p.in.data() + p.got, p.in.size() - p.got, moved, why);
+    else
+      r = send_some(l, p.out.data() + p.sent, p.out.size() - p.sent, moved,
+                    why);
+    if (r == step::closed || r == step::failed) {
+      finish(p, "refused",
+             r == step::closed ? "closed during the handshake" : why);
+      return;
+    }
+    if (r != step::ok) {
+      p.wants = r == step::want_read ? POLLIN : POLLOUT;
+      return;
+    }
+    if (p.at == phase::proof) {
+      p.got += moved;
+      if (p.got == p.in.size())
+        judge(p);
+      continue;
+    }
+    p.sent += moved;
+    if (p.sent < p.out.size())
+      continue;
+    if (p.at == phase::greet) {
+      p.at = p.tls ? phase::handshake : phase::proof;
+    } else if (p.at == phase::hello) {
+      p.at = phase::proof;
+    } else { // the answer is out: the connection is ready
+      const int fd = p.fd;
+      p.fd = -1;
+      {
+        std::lock_guard<std::mutex> guard(stats_lock_);
+        ++stats_.accepted;
+      }
+      set_blocking(fd, true);
+      on_ready_(fd, std::move(p.tls), p.peer);
+      return;
+    }
+  }
 }
 
 void auth_gate::loop() {
@@ -398,9 +632,7 @@ void auth_gate::loop() {
       fds.push_back({fd, POLLIN, 0});
     auto next_deadline = clock::time_point::max();
     for (auto& p : open) {
-      fds.push_back(
-          {p->fd,
-           static_cast<short>(p->sent < p->out.size() ? POLLOUT : POLLIN), 0});
+      fds.push_back({p->fd, p->wants, 0});
       next_deadline = std::min(next_deadline, p->deadline);
     }
     const int wait =
@@ -414,86 +646,14 @@ void auth_gate::loop() {
     const std::size_t first = 1 + listen_fds_.size();
     for (std::size_t i = 0; i < open.size(); ++i) {
       auto& p = *open[i];
-      const auto ev = fds[first + i].revents;
       if (now >= p.deadline) { // trickling bytes does not extend it
         finish(
             p, "timed out",
             fmt::format("no proof within {} s", limits_.handshake_timeout_s));
         continue;
       }
-      if (ev == 0)
-        continue;
-      if (p.sent < p.out.size()) {
-        const auto put = ::send(p.fd, p.out.data() + p.sent,
-                                p.out.size() - p.sent, MSG_NOSIGNAL);
-        if (put < 0 && errno != EAGAIN && errno != EINTR) {
-          finish(p, "refused", std::strerror(errno));
-          continue;
-        }
-        if (put > 0)
-          p.sent += static_cast<std::size_t>(put);
-        if (p.sent == p.out.size() && p.answered) {
-          const int fd = p.fd;
-          p.fd = -1;
-          {
-            std::lock_guard<std::mutex> guard(stats_lock_);
-            ++stats_.accepted;
-          }
-          set_blocking(fd, true);
-          on_ready_(fd, p.peer);
-        }
-        continue;
-      }
-      const auto got =
-          ::recv(p.fd, p.in.data() + p.got, p.in.size() - p.got, 0);
-      if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
-        finish(p, "refused",
-               got == 0 ? "closed during the handshake" : std::strerror(errno));
-        continue;
-      }
-      if (got < 0)
-        continue;
-      p.got += static_cast<std::size_t>(got);
-      if (p.got < p.in.size())
-        continue;
-      // The whole proof is here: judge it.
-      std::uint8_t verdict = status_ok;
-      std::string why;
-      if (std::memcmp(p.in.data(), "TRPC", 4) != 0 || p.in[4] != version) {
-        verdict = status_malformed;
-        why = "not a troupe handshake";
-      } else if (p.in[5] != static_cast<std::uint8_t>(channel_)) {
-        verdict = status_wrong_channel;
-        why = "a handshake for another port";
-      } else if (secret_.set) {
-        nonce_t client_nonce;
-        std::copy(p.in.begin() + 8, p.in.begin() + 40, client_nonce.begin());
-        if (!same(mac_of(secret_, "troupe-client", channel_, p.nonce,
-                         client_nonce),
-                  p.in.data() + 40)) {
-          verdict = status_wrong_secret;
-          why = "wrong or missing cluster secret";
-        }
-      }
-      std::vector<std::uint8_t> answer(answer_bytes, 0);
-      answer[0] = verdict;
-      if (verdict == status_ok && secret_.set) {
-        nonce_t client_nonce;
-        std::copy(p.in.begin() + 8, p.in.begin() + 40, client_nonce.begin());
-        const auto mac =
-            mac_of(secret_, "troupe-server", channel_, client_nonce, p.nonce);
-        std::copy(mac.begin(), mac.end(), answer.begin() + 8);
-      }
-      if (verdict != status_ok) {
-        // Best effort: the client learns why; nothing more is read.
-        [[maybe_unused]] auto n = ::send(p.fd, answer.data(), answer.size(),
-                                         MSG_NOSIGNAL | MSG_DONTWAIT);
-        finish(p, "refused", why);
-        continue;
-      }
-      p.out = std::move(answer);
-      p.sent = 0;
-      p.answered = true;
+      if (fds[first + i].revents != 0)
+        advance(p);
     }
     open.erase(std::remove_if(open.begin(), open.end(),
                               [](const auto& p) { return p->fd < 0; }),
@@ -519,23 +679,32 @@ void auth_gate::loop() {
         p->deadline = clock::now() + timeout;
         try {
           p->nonce = random_nonce();
-        } catch (const auth_error&) {
-          ::close(fd);
+          if (tls_)
+            p->tls = std::make_unique<tls_stream>(tls_, fd, true);
+        } catch (const std::exception& e) {
+          finish(*p, "refused", e.what());
           continue;
         }
-        p->out.assign(hello_bytes, 0);
-        std::memcpy(p->out.data(), "TRPH", 4);
-        p->out[4] = version;
-        p->out[5] = static_cast<std::uint8_t>(channel_);
-        p->out[6] = secret_.set ? 1 : 0;
-        std::copy(p->nonce.begin(), p->nonce.end(), p->out.begin() + 8);
-        open.push_back(std::move(p));
+        p->hello.assign(hello_bytes, 0);
+        std::memcpy(p->hello.data(), "TRPH", 4);
+        p->hello[4] = version;
+        p->hello[5] = static_cast<std::uint8_t>(channel_);
+        p->hello[6] = static_cast<std::uint8_t>(
+            (secret_.set ? flag_secret : 0) | (tls_ ? flag_tls : 0));
+        std::copy(p->nonce.begin(), p->nonce.end(), p->hello.begin() + 8);
+        p->out.assign(p->hello.begin(),
+                      p->hello.begin() + (tls_ ? preamble_bytes : hello_bytes));
+        advance(*p);
+        if (p->fd >= 0)
+          open.push_back(std::move(p));
       }
     }
   }
   for (auto& p : open)
-    if (p->fd >= 0)
+    if (p->fd >= 0) {
+      p->tls.reset();
       ::close(p->fd);
+    }
 }
 
 } // namespace troupe::runtime

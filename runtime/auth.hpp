@@ -9,7 +9,13 @@
 ///                     HMAC(key, "troupe-client" channel nonce_s nonce_c)
 ///   server -> client  answer: status 0*7 |
 ///                     HMAC(key, "troupe-server" channel nonce_c nonce_s)
-/// flags bit 0: the server requires a secret. Each side checks the other's
+/// flags bit 0: the server requires a secret; bit 1: TLS (tls.hpp). A TLS
+/// server sends the first 8 bytes of its hello in the clear, then runs the
+/// TLS handshake (mutual: both sides present a certificate of the
+/// cluster's CA), and sends the whole hello and everything after it inside
+/// TLS. A client that has TLS and a server that has none, or the other way
+/// round, stop after those 8 bytes with a message naming the mismatch.
+/// Each side checks the other's
 /// MAC, so a client with a secret also knows the server holds it. A server
 /// without a secret (an `--insecure` node, or one on loopback with none)
 /// accepts any proof; a client with a secret refuses such a server.
@@ -19,6 +25,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -26,6 +33,9 @@
 #include <vector>
 
 namespace troupe::runtime {
+
+class tls_context;
+class tls_stream;
 
 /// The key every process of a cluster shares; unset means "no secret".
 struct cluster_secret {
@@ -82,10 +92,14 @@ enum class auth_channel : std::uint8_t { caf = 1, bulk = 2 };
 bool is_loopback_host(const std::string& host);
 
 /// The client side, on a connected blocking or non-blocking socket, within
-/// `deadline`. `peer` names the other end in messages. Throws auth_error.
-void client_handshake(int fd, const cluster_secret& secret, auth_channel ch,
-                      const std::string& peer,
-                      std::chrono::steady_clock::time_point deadline);
+/// `deadline`. `peer` names the other end in messages. With `tls`, the
+/// server must use TLS too, and the TLS connection that carries everything
+/// after the handshake is returned; without, null. Throws auth_error.
+std::unique_ptr<tls_stream>
+client_handshake(int fd, const cluster_secret& secret, auth_channel ch,
+                 const std::string& peer,
+                 std::chrono::steady_clock::time_point deadline,
+                 const std::shared_ptr<const tls_context>& tls = nullptr);
 
 /// Counters of a gate, for logs, tests and `troupe status`.
 struct gate_stats {
@@ -105,18 +119,21 @@ struct gate_limits {
 /// The server side: one thread that accepts on listening sockets, runs the
 /// handshake of every new connection without blocking on any of them, and
 /// hands each connection that proved the secret to `on_ready` (on the
-/// gate's thread; on_ready owns the descriptor from then on). Connections
+/// gate's thread; on_ready owns the descriptor from then on, in blocking
+/// mode, and with `tls`, the TLS connection over it). Connections
 /// that fail are closed with a line on stderr (the first ten, then one in
 /// a thousand).
 class auth_gate {
 public:
-  using ready_handler = std::function<void(int fd, const std::string& peer)>;
+  using ready_handler = std::function<void(
+      int fd, std::unique_ptr<tls_stream> tls, const std::string& peer)>;
 
   /// Takes ownership of the listening descriptors. `who` prefixes log lines
   /// ("troupe node node0", ...).
   auth_gate(std::vector<int> listen_fds, const cluster_secret& secret,
             auth_channel ch, ready_handler on_ready, std::string who,
-            gate_limits limits = {});
+            gate_limits limits = {},
+            std::shared_ptr<const tls_context> tls = nullptr);
   /// Stops accepting, closes pending connections and the listeners, and
   /// joins the thread.
   ~auth_gate();
@@ -128,6 +145,8 @@ public:
 private:
   struct pending;
   void loop();
+  void advance(pending& p);
+  void judge(pending& p);
   void finish(pending& p, const char* outcome, const std::string& why);
 
   std::vector<int> listen_fds_;
@@ -136,6 +155,7 @@ private:
   ready_handler on_ready_;
   std::string who_;
   gate_limits limits_;
+  std::shared_ptr<const tls_context> tls_;
   int wake_[2] = {-1, -1};
   std::atomic<bool> stopping_{false};
   mutable std::mutex stats_lock_;

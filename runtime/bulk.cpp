@@ -1,6 +1,7 @@
 #include "runtime/bulk.hpp"
 
 #include "runtime/node.hpp"
+#include "runtime/tls.hpp"
 #include "runtime/wire.hpp"
 #include "schema/troupe.capnp.h"
 
@@ -29,60 +30,6 @@ namespace troupe::runtime {
 namespace {
 
 std::shared_ptr<bulk_plane> the_plane; // atomic_load / atomic_store only
-
-// Reads exactly n bytes; false on end of stream, error, or (with a
-// timeout) when they do not all come within timeout_ms.
-bool read_exact(int fd, void* buf, std::size_t n, int timeout_ms = -1) {
-  auto* p = static_cast<char*>(buf);
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (n > 0) {
-    if (timeout_ms >= 0) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            deadline - std::chrono::steady_clock::now())
-                            .count();
-      pollfd pf{fd, POLLIN, 0};
-      if (left <= 0 || ::poll(&pf, 1, static_cast<int>(left)) == 0) {
-        errno = ETIMEDOUT;
-        return false;
-      }
-    }
-    const auto got = ::recv(fd, p, n, 0);
-    if (got > 0) {
-      p += got;
-      n -= static_cast<std::size_t>(got);
-    } else if (got == 0 || errno != EINTR) {
-      return false;
-    }
-  }
-  return true;
-}
-
-// Writes every byte of the iovecs; false on error or timeout.
-bool write_all(int fd, iovec* iov, int count) {
-  while (count > 0) {
-    msghdr m{};
-    m.msg_iov = iov;
-    m.msg_iovlen = static_cast<std::size_t>(count);
-    const auto put = ::sendmsg(fd, &m, MSG_NOSIGNAL);
-    if (put < 0) {
-      if (errno == EINTR)
-        continue;
-      return false;
-    }
-    auto left = static_cast<std::size_t>(put);
-    while (count > 0 && left >= iov->iov_len) {
-      left -= iov->iov_len;
-      ++iov;
-      --count;
-    }
-    if (count > 0) {
-      iov->iov_base = static_cast<char*>(iov->iov_base) + left;
-      iov->iov_len -= left;
-    }
-  }
-  return true;
-}
 
 // This machine's boot id: equal for processes that share a kernel.
 std::string read_boot_id() {
@@ -126,7 +73,110 @@ void tune(int fd, double send_timeout_s) {
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
+int millis_until(std::chrono::steady_clock::time_point deadline) {
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        deadline - std::chrono::steady_clock::now())
+                        .count();
+  return static_cast<int>(std::clamp<long long>(left, 0, 1 << 30));
+}
+
 } // namespace
+
+// A connection of the plane: its socket, and TLS over it (non-blocking
+// then) or not (blocking).
+struct bulk_plane::link {
+  int fd = -1;
+  tls_stream* tls = nullptr;
+};
+
+// Reads exactly n bytes; false on end of stream, error, or (with a
+// timeout) when they do not all come within timeout_ms.
+bool bulk_plane::read_exact(const link& l, void* buf, std::size_t n,
+                            int timeout_ms) {
+  auto* p = static_cast<char*>(buf);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  short wait_for = POLLIN;
+  while (n > 0) {
+    if (timeout_ms >= 0 || l.tls != nullptr) {
+      // TLS may hold decrypted bytes the socket does not show.
+      const bool buffered =
+          l.tls != nullptr && wait_for == POLLIN && l.tls->has_pending();
+      pollfd pf{l.fd, wait_for, 0};
+      if (!buffered &&
+          ::poll(&pf, 1, timeout_ms >= 0 ? millis_until(deadline) : -1) == 0) {
+        errno = ETIMEDOUT;
+        return false;
+      }
+    }
+    if (l.tls != nullptr) {
+      std::size_t got = 0;
+      const auto r = l.tls->read(p, n, got);
+      p += got;
+      n -= got;
+      if (r == tls_io::closed)
+        return false;
+      if (r == tls_io::failed) {
+        std::fprintf(stderr, "%s: %s; closing the connection\n", who_.c_str(),
+                     l.tls->error().c_str());
+        return false;
+      }
+      wait_for = r == tls_io::want_write ? POLLOUT : POLLIN;
+      continue;
+    }
+    const auto got = ::recv(l.fd, p, n, 0);
+    if (got > 0) {
+      p += got;
+      n -= static_cast<std::size_t>(got);
+    } else if (got == 0 || errno != EINTR) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Writes every byte of the iovecs; false on error, or when the peer takes
+// nothing for send_timeout_s.
+bool bulk_plane::write_all(const link& l, iovec* iov, int count) {
+  const int wait_ms = static_cast<int>(send_timeout_s_ * 1000);
+  while (count > 0) {
+    std::size_t moved = 0;
+    if (l.tls != nullptr) {
+      const auto r = l.tls->write(iov->iov_base, iov->iov_len, moved);
+      if (r == tls_io::closed || r == tls_io::failed)
+        return false;
+      if (r != tls_io::ok) {
+        pollfd pf{l.fd,
+                  static_cast<short>(r == tls_io::want_read ? POLLIN : POLLOUT),
+                  0};
+        if (::poll(&pf, 1, wait_ms) <= 0)
+          return false;
+        continue;
+      }
+    } else {
+      msghdr m{};
+      m.msg_iov = iov;
+      m.msg_iovlen = static_cast<std::size_t>(count);
+      const auto put = ::sendmsg(l.fd, &m, MSG_NOSIGNAL);
+      if (put < 0) {
+        if (errno == EINTR)
+          continue;
+        return false;
+      }
+      moved = static_cast<std::size_t>(put);
+    }
+    while (count > 0 && moved >= iov->iov_len) {
+      moved -= iov->iov_len;
+      ++iov;
+      --count;
+    }
+    if (count > 0) {
+      iov->iov_base = static_cast<char*>(iov->iov_base) + moved;
+      iov->iov_len -= moved;
+    }
+  }
+  return true;
+}
 
 std::vector<std::uint8_t> encode_bulk_header(const bulk_header& h,
                                              const devices::tensor& payload) {
@@ -195,11 +245,13 @@ decode_bulk_header(const std::uint8_t* data, std::size_t bytes) {
 
 bulk_plane::bulk_plane(const std::string& host, handler on_frame,
                        double send_timeout_s, bool same_host_sockets,
-                       const cluster_secret& secret, std::string who)
+                       const cluster_secret& secret, std::string who,
+                       std::shared_ptr<const tls_context> tls)
   : on_frame_(std::move(on_frame))
   , send_timeout_s_(send_timeout_s)
   , secret_(secret)
-  , who_(std::move(who)) {
+  , who_(std::move(who))
+  , tls_(std::move(tls)) {
   listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -240,7 +292,10 @@ bulk_plane::bulk_plane(const std::string& host, handler on_frame,
     listeners.push_back(unix_fd_);
   gate_ = std::make_unique<auth_gate>(
       std::move(listeners), secret_, auth_channel::bulk,
-      [this](int fd, const std::string& peer) { admit(fd, peer); }, who_);
+      [this](int fd, std::unique_ptr<tls_stream> tls, const std::string& peer) {
+        admit(fd, std::move(tls), peer);
+      },
+      who_, gate_limits{}, tls_);
 }
 
 bulk_plane::~bulk_plane() {
@@ -255,9 +310,11 @@ bulk_plane::~bulk_plane() {
   }
   for (auto& [id, t] : readers)
     t.join(); // each closed its connection
-  for (auto& [key, o] : out_)
+  for (auto& [key, o] : out_) {
+    o->tls.reset();
     if (o->fd >= 0)
       ::close(o->fd);
+  }
 }
 
 void bulk_plane::reap_finished() {
@@ -271,7 +328,8 @@ void bulk_plane::reap_finished() {
   finished_.clear();
 }
 
-void bulk_plane::admit(int fd, const std::string& peer) {
+void bulk_plane::admit(int fd, std::unique_ptr<tls_stream> tls,
+                       const std::string& peer) {
   std::lock_guard<std::mutex> guard(lock_);
   reap_finished();
   if (stopping_ || inbound_fds_.size() >= max_inbound) {
@@ -284,9 +342,12 @@ void bulk_plane::admit(int fd, const std::string& peer) {
     return;
   }
   tune(fd, send_timeout_s_);
+  if (tls) // every wait is a poll with its own deadline
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL, 0) | O_NONBLOCK);
   inbound_fds_.push_back(fd);
-  std::thread t([this, fd] {
-    read_loop(fd);
+  std::shared_ptr<tls_stream> stream = std::move(tls);
+  std::thread t([this, fd, stream] {
+    read_loop(link{fd, stream.get()});
     // The peer went or sent garbage: close here, not at our own end.
     std::lock_guard<std::mutex> guard(lock_);
     inbound_fds_.erase(std::find(inbound_fds_.begin(), inbound_fds_.end(), fd));
@@ -298,15 +359,20 @@ void bulk_plane::admit(int fd, const std::string& peer) {
   readers_.emplace(id, std::move(t));
 }
 
-void bulk_plane::read_loop(int fd) {
+void bulk_plane::read_loop(const link& l) {
+  const int fd = l.fd;
   std::vector<std::uint8_t> head;
   // Once a frame has begun, the rest of it must follow within this.
   const int frame_ms = static_cast<int>(std::max(1.0, send_timeout_s_) * 1000);
+  // The job the connection is for comes right after the handshake.
+  std::uint64_t job = 0;
+  if (!read_exact(l, &job, sizeof(job), frame_ms))
+    return;
   for (;;) {
     std::uint32_t n = 0;
-    if (!read_exact(fd, &n, 1))
+    if (!read_exact(l, &n, 1))
       return; // idle between frames: no deadline
-    if (!read_exact(fd, reinterpret_cast<char*>(&n) + 1, sizeof(n) - 1,
+    if (!read_exact(l, reinterpret_cast<char*>(&n) + 1, sizeof(n) - 1,
                     frame_ms))
       return;
     if (n > max_bulk_header_bytes) {
@@ -316,12 +382,12 @@ void bulk_plane::read_loop(int fd) {
       return;
     }
     head.resize(n);
-    if (!read_exact(fd, head.data(), n, frame_ms))
+    if (!read_exact(l, head.data(), n, frame_ms))
       return;
     try {
       auto [h, shape] = decode_bulk_header(head.data(), head.size());
       auto t = devices::tensor::empty(std::move(shape));
-      if (!read_exact(fd, t.data(), t.bytes(), frame_ms)) {
+      if (!read_exact(l, t.data(), t.bytes(), frame_ms)) {
         std::fprintf(stderr,
                      "%s: a frame's payload did not arrive within %d ms; "
                      "closing the connection\n",
@@ -329,7 +395,7 @@ void bulk_plane::read_loop(int fd) {
         return;
       }
       ++received_;
-      on_frame_(std::move(h), std::move(t));
+      on_frame_(job, std::move(h), std::move(t));
     } catch (const std::exception& e) {
       std::fprintf(stderr, "%s: %s; closing the connection\n", who_.c_str(),
                    e.what());
@@ -349,18 +415,28 @@ bool bulk_plane::knows(const std::string& key) const {
   return peers_.count(key) > 0;
 }
 
-int bulk_plane::connect_to(const std::string& address) {
+int bulk_plane::connect_to(const std::string& address, std::uint64_t job,
+                           std::unique_ptr<tls_stream>& tls) {
   const int fd = connect_socket(address);
   if (fd < 0)
     return -1;
   try {
-    client_handshake(fd, secret_, auth_channel::bulk,
-                     address.substr(0, address.find(';')),
-                     std::chrono::steady_clock::now() +
-                         std::chrono::milliseconds(static_cast<std::int64_t>(
-                             send_timeout_s_ * 1000)));
+    tls = client_handshake(
+        fd, secret_, auth_channel::bulk, address.substr(0, address.find(';')),
+        std::chrono::steady_clock::now() +
+            std::chrono::milliseconds(
+                static_cast<std::int64_t>(send_timeout_s_ * 1000)),
+        tls_);
+    if (tls)
+      ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL, 0) | O_NONBLOCK);
   } catch (const auth_error& e) {
     std::fprintf(stderr, "%s: %s\n", who_.c_str(), e.what());
+    ::close(fd);
+    return -1;
+  }
+  iovec iov{&job, sizeof(job)};
+  if (!write_all(link{fd, tls.get()}, &iov, 1)) {
+    tls.reset();
     ::close(fd);
     return -1;
   }
@@ -399,8 +475,8 @@ int bulk_plane::connect_socket(const std::string& address) {
   return fd;
 }
 
-bool bulk_plane::send(const std::string& key, const bulk_header& h,
-                      const devices::tensor& payload) {
+bool bulk_plane::send(const std::string& key, std::uint64_t job,
+                      const bulk_header& h, const devices::tensor& payload) {
   std::shared_ptr<outbound> o;
   std::string address;
   {
@@ -409,7 +485,7 @@ bool bulk_plane::send(const std::string& key, const bulk_header& h,
     if (p == peers_.end())
       return false;
     address = p->second;
-    auto& slot = out_[key];
+    auto& slot = out_[{key, job}];
     if (!slot)
       slot = std::make_shared<outbound>();
     o = slot;
@@ -424,16 +500,17 @@ bool bulk_plane::send(const std::string& key, const bulk_header& h,
     if (o->failed_at != std::chrono::steady_clock::time_point{} &&
         since < std::chrono::duration<double>(4 * send_timeout_s_))
       return false;
-    o->fd = connect_to(address);
+    o->fd = connect_to(address, job, o->tls);
   }
   const int fd = o->fd;
   if (fd < 0)
     return false;
   iovec iov[2] = {{head.data(), head.size()},
                   {const_cast<float*>(payload.data()), payload.bytes()}};
-  if (!write_all(fd, iov, payload.bytes() > 0 ? 2 : 1)) {
+  if (!write_all(link{fd, o->tls.get()}, iov, payload.bytes() > 0 ? 2 : 1)) {
     o->fd = -1;
     o->failed_at = std::chrono::steady_clock::now();
+    o->tls.reset();
     ::close(fd);
     return false;
   }
@@ -442,18 +519,18 @@ bool bulk_plane::send(const std::string& key, const bulk_header& h,
 }
 
 void bulk_plane::forget_peer(const std::string& key) {
-  std::shared_ptr<outbound> o;
+  std::vector<std::shared_ptr<outbound>> gone;
   {
     std::lock_guard<std::mutex> guard(lock_);
     peers_.erase(key);
-    auto it = out_.find(key);
-    if (it != out_.end()) {
-      o = it->second;
-      out_.erase(it);
+    for (auto it = out_.lower_bound({key, 0});
+         it != out_.end() && it->first.first == key;) {
+      gone.push_back(it->second);
+      it = out_.erase(it);
     }
   }
   // Wakes a sender blocked in write(); it closes the descriptor itself.
-  if (o) {
+  for (auto& o : gone) {
     const int fd = o->fd;
     if (fd >= 0)
       ::shutdown(fd, SHUT_RDWR);

@@ -4,9 +4,11 @@
 /// with three to four copies and two thread hand-offs per hop; here the
 /// sending actor writes the payload straight from its buffer, and a reader
 /// thread per connection reads it straight into the receiving tensor.
-/// Frames: u32 header length, a Cap'n Proto BulkFrame (schema/troupe.capnp),
-/// then the raw little-endian payload. CAF-free; bulk_caf.hpp delivers
-/// frames to actors.
+/// A connection is opened for one job: after the handshake the sender
+/// names it (a u64 job tag, bulk_caf.hpp's job_tag), and every frame on
+/// the connection is for that job. Frames: u32 header length, a Cap'n
+/// Proto BulkFrame (schema/troupe.capnp), then the raw little-endian
+/// payload. CAF-free; bulk_caf.hpp delivers frames to actors of the job.
 #include "devices/tensor.hpp"
 #include "runtime/auth.hpp"
 
@@ -20,6 +22,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+struct iovec;
 
 namespace troupe::runtime {
 
@@ -55,8 +59,10 @@ decode_bulk_header(const std::uint8_t* data, std::size_t bytes);
 /// inbound connection, and outbound connections opened on first use.
 class bulk_plane {
 public:
-  /// Called on a reader thread for each frame received.
-  using handler = std::function<void(bulk_header&&, devices::tensor&&)>;
+  /// Called on a reader thread for each frame received, with the job tag
+  /// its connection was opened for.
+  using handler =
+      std::function<void(std::uint64_t job, bulk_header&&, devices::tensor&&)>;
 
   /// Listens on host with an OS-chosen port and, unless same_host_sockets
   /// is false, on a Unix socket (Linux abstract namespace) that peers on
@@ -64,12 +70,14 @@ public:
   /// twice as fast. send_timeout_s bounds a write to a peer that stopped
   /// reading, and the rest of a frame once its first bytes came; the
   /// connection is dropped after it. Every connection, in or out, proves
-  /// `secret` first (auth.hpp, channel bulk); `who` prefixes log lines.
-  /// Throws std::runtime_error when it cannot listen.
+  /// `secret` first (auth.hpp, channel bulk), and with `tls` runs inside
+  /// mutual TLS (tls.hpp; the same-machine socket too); `who` prefixes log
+  /// lines. Throws std::runtime_error when it cannot listen.
   bulk_plane(const std::string& host, handler on_frame,
              double send_timeout_s = 5, bool same_host_sockets = true,
              const cluster_secret& secret = {},
-             std::string who = "troupe data plane");
+             std::string who = "troupe data plane",
+             std::shared_ptr<const tls_context> tls = nullptr);
   ~bulk_plane();
   bulk_plane(const bulk_plane&) = delete;
   bulk_plane& operator=(const bulk_plane&) = delete;
@@ -89,10 +97,11 @@ public:
   /// to it fail at once instead of waiting for send_timeout_s.
   void forget_peer(const std::string& key);
 
-  /// Writes one frame to a peer, blocking until the kernel has it. Returns
-  /// false (and drops the connection) when the peer is unknown, cannot be
-  /// reached or stopped reading; the caller decides what that means.
-  bool send(const std::string& key, const bulk_header& h,
+  /// Writes one frame of job `job` to a peer, on a connection opened for
+  /// that job, blocking until the kernel has it. Returns false (and drops
+  /// the connection) when the peer is unknown, cannot be reached or
+  /// stopped reading; the caller decides what that means.
+  bool send(const std::string& key, std::uint64_t job, const bulk_header& h,
             const devices::tensor& payload);
 
   /// Frames received and sent so far (for tests and metrics).
@@ -103,15 +112,21 @@ public:
 
 private:
   struct outbound {
-    std::mutex lock;         // held by the sender for a whole frame
-    std::atomic<int> fd{-1}; // read without it by forget_peer
+    std::mutex lock;                 // held by the sender for a whole frame
+    std::atomic<int> fd{-1};         // read without it by forget_peer
+    std::unique_ptr<tls_stream> tls; // over fd, with TLS
     // When a write last failed: a peer that stopped reading is not
     // reconnected to (and blocked on again) for a while.
     std::chrono::steady_clock::time_point failed_at{};
   };
-  void admit(int fd, const std::string& peer);
-  void read_loop(int fd);
-  int connect_to(const std::string& address);     // with the handshake
+  struct link;
+  void admit(int fd, std::unique_ptr<tls_stream> tls, const std::string& peer);
+  void read_loop(const link& l);
+  bool read_exact(const link& l, void* buf, std::size_t n, int timeout_ms = -1);
+  bool write_all(const link& l, iovec* iov, int count);
+  // With the handshake and the job's tag; -1 when it fails.
+  int connect_to(const std::string& address, std::uint64_t job,
+                 std::unique_ptr<tls_stream>& tls);
   int connect_socket(const std::string& address); // without
   void reap_finished(); // joins readers that ended; lock_ held
 
@@ -119,6 +134,7 @@ private:
   double send_timeout_s_;
   cluster_secret secret_;
   std::string who_;
+  std::shared_ptr<const tls_context> tls_;
   std::string address_;
   int listen_fd_ = -1;
   int unix_fd_ = -1; // same-machine listener, or -1
@@ -130,7 +146,9 @@ private:
   // files its thread id in finished_ for the next admit (or the
   // destructor) to join.
   std::map<std::string, std::string> peers_;
-  std::map<std::string, std::shared_ptr<outbound>> out_;
+  // By peer key and job tag.
+  std::map<std::pair<std::string, std::uint64_t>, std::shared_ptr<outbound>>
+      out_;
   std::map<std::thread::id, std::thread> readers_;
   std::vector<std::thread::id> finished_;
   std::vector<int> inbound_fds_;

@@ -1,6 +1,7 @@
 // The data plane: frames between two planes on loopback, header checks,
 // and what a sender sees when the peer is unknown or gone.
 #include "runtime/bulk.hpp"
+#include "runtime/tls.hpp"
 
 #include "runtime/wire.hpp"
 
@@ -10,6 +11,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <mutex>
@@ -24,11 +26,13 @@ struct inbox {
   std::mutex lock;
   std::condition_variable cv;
   std::vector<std::pair<rt::bulk_header, dv::tensor>> frames;
+  std::vector<std::uint64_t> jobs; // the job of each frame's connection
 
   rt::bulk_plane::handler handler() {
-    return [this](rt::bulk_header&& h, dv::tensor&& t) {
+    return [this](std::uint64_t job, rt::bulk_header&& h, dv::tensor&& t) {
       std::lock_guard<std::mutex> guard(lock);
       frames.emplace_back(std::move(h), std::move(t));
+      jobs.push_back(job);
       cv.notify_all();
     };
   }
@@ -37,6 +41,23 @@ struct inbox {
     return cv.wait_for(guard, std::chrono::seconds(10),
                        [&] { return frames.size() >= n; });
   }
+};
+
+void ignore(std::uint64_t, rt::bulk_header&&, dv::tensor&&) {}
+
+// A CA and one member's TLS directory in a temporary directory.
+struct member_tls {
+  std::string root;
+  std::shared_ptr<const rt::tls_context> ctx;
+  member_tls() {
+    char name[] = "/tmp/troupe-bulk-pki-XXXXXX";
+    BOOST_REQUIRE(::mkdtemp(name) != nullptr);
+    root = name;
+    rt::make_ca(root + "/ca", "ca", 2);
+    rt::issue_cert(root + "/ca", root + "/m", "m", {}, 2);
+    ctx = rt::tls_context::load(root + "/m");
+  }
+  ~member_tls() { std::system(("rm -rf '" + root + "'").c_str()); }
 };
 
 } // namespace
@@ -49,7 +70,7 @@ BOOST_DATA_TEST_CASE(frames_arrive_whole_and_in_order,
   // Over the same-machine Unix socket, and over TCP.
   inbox got;
   rt::bulk_plane receiver("127.0.0.1", got.handler(), 5, same_host_sockets);
-  rt::bulk_plane sender("127.0.0.1", [](rt::bulk_header&&, dv::tensor&&) {});
+  rt::bulk_plane sender("127.0.0.1", ignore);
   BOOST_TEST(receiver.address().rfind("127.0.0.1:", 0) == 0u);
   BOOST_TEST((receiver.address().find(";unix=troupe-bulk-") !=
               std::string::npos) == same_host_sockets);
@@ -70,9 +91,11 @@ BOOST_DATA_TEST_CASE(frames_arrive_whole_and_in_order,
     h.dest = 40 + static_cast<std::uint64_t>(i);
     h.kind = 2;
     h.tags = {i, -5, 1LL << 40};
-    BOOST_TEST(sender.send("peer", h, i == 1 ? dv::tensor::zeros({2, 3}) : t));
+    BOOST_TEST(
+        sender.send("peer", 7, h, i == 1 ? dv::tensor::zeros({2, 3}) : t));
   }
   BOOST_REQUIRE(got.wait_for(3));
+  BOOST_TEST((got.jobs == std::vector<std::uint64_t>{7, 7, 7}));
   for (int i = 0; i < 3; ++i) {
     auto& [h, v] = got.frames[static_cast<std::size_t>(i)];
     BOOST_TEST(h.dest == 40u + static_cast<unsigned>(i));
@@ -90,27 +113,62 @@ BOOST_DATA_TEST_CASE(frames_arrive_whole_and_in_order,
 }
 
 BOOST_AUTO_TEST_CASE(unknown_or_gone_peers_fail_the_send) {
-  rt::bulk_plane sender(
-      "127.0.0.1", [](rt::bulk_header&&, dv::tensor&&) {}, 1.0);
+  rt::bulk_plane sender("127.0.0.1", ignore, 1.0);
   auto t = dv::tensor::zeros({4});
-  BOOST_TEST(!sender.send("nobody", {}, t));
+  BOOST_TEST(!sender.send("nobody", 1, {}, t));
   std::string address;
   {
     inbox got;
     rt::bulk_plane receiver("127.0.0.1", got.handler());
     address = receiver.address();
     sender.set_peer("peer", address);
-    BOOST_TEST(sender.send("peer", {}, t));
+    BOOST_TEST(sender.send("peer", 1, {}, t));
     BOOST_REQUIRE(got.wait_for(1));
   }
   // The receiver is gone: the first write may still land in the kernel,
   // but within a few tries the send reports failure, and never hangs.
   bool failed = false;
   for (int i = 0; i < 50 && !failed; ++i) {
-    failed = !sender.send("peer", {}, t);
+    failed = !sender.send("peer", 1, {}, t);
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   BOOST_TEST(failed);
+}
+
+BOOST_DATA_TEST_CASE(frames_of_each_job_go_on_their_own_connection_in_tls,
+                     boost::unit_test::data::make({true, false}),
+                     same_host_sockets) {
+  member_tls pki;
+  inbox got;
+  rt::bulk_plane receiver("127.0.0.1", got.handler(), 5, same_host_sockets, {},
+                          "receiver", pki.ctx);
+  rt::bulk_plane sender("127.0.0.1", ignore, 5, same_host_sockets, {}, "sender",
+                        pki.ctx);
+  sender.set_peer("peer", receiver.address());
+  std::vector<float> big(rt::max_bulk_elements);
+  for (std::size_t i = 0; i < big.size(); ++i)
+    big[i] = static_cast<float>(i % 1000) - 0.25f;
+  auto t = dv::tensor::from({static_cast<std::int64_t>(big.size())}, big);
+  // Two jobs interleaved: each frame arrives tagged with its own job.
+  for (int i = 0; i < 4; ++i) {
+    rt::bulk_header h;
+    h.dest = static_cast<std::uint64_t>(i);
+    BOOST_TEST(sender.send("peer", i % 2 == 0 ? 11 : 22, h, t));
+  }
+  BOOST_REQUIRE(got.wait_for(4));
+  std::lock_guard<std::mutex> guard(got.lock);
+  for (std::size_t i = 0; i < 4; ++i) {
+    const auto dest = got.frames[i].first.dest;
+    BOOST_TEST(got.jobs[i] == (dest % 2 == 0 ? 11u : 22u));
+    BOOST_REQUIRE(got.frames[i].second.numel() == t.numel());
+    BOOST_TEST(std::memcmp(got.frames[i].second.data(), t.data(), t.bytes()) ==
+               0);
+  }
+  // A sender without TLS is refused at the receiver's gate: nothing lands.
+  rt::bulk_plane plain("127.0.0.1", ignore, 1.0, same_host_sockets);
+  plain.set_peer("peer", receiver.address());
+  BOOST_TEST(!plain.send("peer", 11, {}, t));
+  BOOST_TEST(receiver.frames_received() == 4);
 }
 
 BOOST_AUTO_TEST_CASE(malformed_headers_are_rejected) {

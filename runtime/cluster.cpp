@@ -43,7 +43,8 @@ void forget(pid_t pid) {
 }
 
 pid_t start_node(const std::string& exe, int index, const network_options& net,
-                 const cluster_secret& secret, int* out_fd) {
+                 const cluster_secret& secret, const std::string& tls_dir,
+                 int* out_fd) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0)
     throw cluster_error(
@@ -72,10 +73,18 @@ pid_t start_node(const std::string& exe, int index, const network_options& net,
       setenv("TROUPE_SECRET", secret_to_hex(secret).c_str(), 1);
     else
       unsetenv("TROUPE_SECRET");
-    execl(exe.c_str(), exe.c_str(), "node", "--listen", "127.0.0.1:0", "--name",
-          name.c_str(), "--heartbeat", hb.c_str(), "--heartbeat-timeout",
-          hbt.c_str(), "--threads", threads.c_str(), "--quiet",
-          static_cast<char*>(nullptr));
+    unsetenv("TROUPE_TLS_DIR");
+    if (tls_dir.empty())
+      execl(exe.c_str(), exe.c_str(), "node", "--listen", "127.0.0.1:0",
+            "--name", name.c_str(), "--heartbeat", hb.c_str(),
+            "--heartbeat-timeout", hbt.c_str(), "--threads", threads.c_str(),
+            "--quiet", static_cast<char*>(nullptr));
+    else
+      execl(exe.c_str(), exe.c_str(), "node", "--listen", "127.0.0.1:0",
+            "--name", name.c_str(), "--heartbeat", hb.c_str(),
+            "--heartbeat-timeout", hbt.c_str(), "--threads", threads.c_str(),
+            "--tls-dir", tls_dir.c_str(), "--quiet",
+            static_cast<char*>(nullptr));
     _exit(127);
   }
   close(fds[1]);
@@ -119,12 +128,13 @@ void kill_local_nodes_from_signal_handler() {
 local_nodes::local_nodes(const std::string& exe, int n,
                          const network_options& net,
                          const cluster_secret& secret,
-                         std::chrono::milliseconds timeout) {
+                         std::chrono::milliseconds timeout,
+                         const std::string& tls_dir) {
   std::vector<int> fds;
   try {
     for (int i = 0; i < n; ++i) {
       int fd = -1;
-      pids_.push_back(start_node(exe, i, net, secret, &fd));
+      pids_.push_back(start_node(exe, i, net, secret, tls_dir, &fd));
       fds.push_back(fd);
     }
     const auto deadline = std::chrono::steady_clock::now() + timeout;

@@ -31,10 +31,12 @@ struct node_handle {
 /// the same executable). They also die with their parent (PDEATHSIG).
 class local_nodes {
 public:
-  /// Starts n nodes named node0..node{n-1} that require `secret`; waits at
-  /// most `timeout` for each to print its address. Throws cluster_error.
+  /// Starts n nodes named node0..node{n-1} that require `secret` (and,
+  /// with a tls_dir, TLS certificates of its CA); waits at most `timeout`
+  /// for each to print its address. Throws cluster_error.
   local_nodes(const std::string& executable, int n, const network_options& net,
-              const cluster_secret& secret, std::chrono::milliseconds timeout);
+              const cluster_secret& secret, std::chrono::milliseconds timeout,
+              const std::string& tls_dir = {});
   ~local_nodes();
   local_nodes(const local_nodes&) = delete;
   local_nodes& operator=(const local_nodes&) = delete;

@@ -2,6 +2,7 @@
 
 #include "runtime/bulk_caf.hpp"
 #include "runtime/secure_net.hpp"
+#include "runtime/tls.hpp"
 
 #include <caf/io/all.hpp>
 
@@ -59,6 +60,7 @@ void stop_job(caf::stateful_actor<manager_state>* self, const std::string& job,
         st.info.name.c_str(), job.c_str(), why, it->second.children.size());
   for (auto& c : it->second.children) {
     st.job_of.erase(c.address());
+    unbind_from_job(c.id());
     self->send_exit(c, caf::exit_reason::user_shutdown);
   }
   st.job_of.erase(it->second.owner);
@@ -87,6 +89,7 @@ caf::behavior node_manager(caf::stateful_actor<manager_state>* self,
       return;
     }
     st.job_of.erase(it);
+    unbind_from_job(dm.source.id());
     auto& c = entry.children;
     c.erase(std::remove_if(
                 c.begin(), c.end(),
@@ -137,6 +140,7 @@ caf::behavior node_manager(caf::stateful_actor<manager_state>* self,
         self->monitor(*h);
         entry.children.push_back(*h);
         st.job_of[h->address()] = job;
+        bind_to_job(h->id(), job_tag(job));
         return *h;
       },
       [=](trim_atom) { malloc_trim(0); },
@@ -282,12 +286,14 @@ int run_node(
   // SIGINT/SIGTERM write to a pipe the main thread waits on; a handler
   // works whichever thread the signal lands on (sanitizer runtimes start
   // threads before main, so blocking the signals is not enough).
-  if (!opts.secret.set && !opts.insecure && !is_loopback_host(opts.host)) {
+  if (!opts.secret.set && !opts.tls && !opts.insecure &&
+      !is_loopback_host(opts.host)) {
     std::fprintf(stderr,
                  "troupe node: refusing to listen on %s without a cluster "
                  "secret: anyone who reaches it could run jobs and read files "
                  "here. Give --secret-file FILE (make one with `troupe secret "
-                 "> FILE`), or --insecure on a network you trust\n",
+                 "> FILE`) or --tls-dir DIR (`troupe cert`), or --insecure on "
+                 "a network you trust\n",
                  opts.host.c_str());
     return 2;
   }
@@ -309,13 +315,14 @@ int run_node(
       fmt::format("troupe node {}", opts.name.empty() ? opts.host : opts.name);
   net_security sec;
   sec.secret = opts.secret;
+  sec.tls = opts.tls;
   sec.who = who;
   sec.connect_timeout_s = opts.network.heartbeat_timeout_s;
   auto guarded = std::make_unique<secure_net>(*sys, sec);
   std::shared_ptr<bulk_plane> plane;
   try {
     plane = start_bulk_plane(*sys, opts.host, opts.network.heartbeat_timeout_s,
-                             opts.secret, who);
+                             opts.secret, who, opts.tls);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "troupe node: %s\n", e.what());
     return 3;
@@ -343,12 +350,19 @@ int run_node(
   caf::anon_send(mgr, node_info_atom::value, info);
   on_listening(info);
   std::fflush(stdout);
-  if (!opts.secret.set)
+  if (!opts.secret.set && !opts.tls)
     std::fprintf(stderr,
                  "troupe node %s: no cluster secret: any process that reaches "
                  "%s:%u may use this node\n",
                  info.name.c_str(), opts.host.c_str(),
                  static_cast<unsigned>(*port));
+  if (opts.tls)
+    std::fprintf(stderr,
+                 "troupe node %s: mutual TLS as %s: peers need a certificate "
+                 "of the CA in %s/ca.pem%s\n",
+                 info.name.c_str(), opts.tls->name().c_str(),
+                 opts.tls->dir().c_str(),
+                 opts.secret.set ? " and the cluster secret" : "");
   std::fprintf(stderr,
                "troupe node %s: listening on %s:%u (%lld cores, devices %s)\n",
                info.name.c_str(), opts.host.c_str(),

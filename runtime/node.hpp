@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -49,7 +50,8 @@ struct node_options {
   std::vector<std::string> devices; ///< resolved device list
   network_options network;
   cluster_secret secret; ///< what every peer must prove (auth.hpp)
-  bool insecure = false; ///< allow a non-loopback address with no secret
+  std::shared_ptr<const tls_context> tls; ///< set: mutual TLS (tls.hpp)
+  bool insecure = false; ///< allow a non-loopback address with neither
   /// The roles a peer may have spawned here (a node never spawns, say, a
   /// coordinator for a peer); empty: none.
   std::vector<std::string> roles;
@@ -63,7 +65,7 @@ struct node_options {
 /// on_listening once it listens (the CLI prints the address there).
 /// `register_types` adds the actor and message types. Returns the process
 /// exit code (3 if the address cannot be bound, 2 if it is not loopback
-/// and there is neither a secret nor `insecure`).
+/// and there is neither a secret, nor TLS, nor `insecure`).
 int run_node(
     const node_options& opts,
     const std::function<void(caf::actor_system_config&)>& register_types,

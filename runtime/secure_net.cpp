@@ -1,5 +1,7 @@
 #include "runtime/secure_net.hpp"
 
+#include "runtime/tls.hpp"
+
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 #include <caf/io/basp_broker.hpp>
@@ -37,33 +39,41 @@ const caf::atom_value registry_name = caf::atom("troupe_mm");
 // raise_message_limit).
 std::atomic<std::uint32_t> message_limit{64u << 20};
 
-// Reads as CAF's TCP policy does, and follows BASP's framing on the way in:
+// Reads as CAF's TCP policy does (through TLS, when the connection has it),
+// and follows BASP's framing on the way in:
 // a 32-byte header whose bytes 4..7 (network order) give the length of the
 // payload after it. A header declaring more than the limit fails the read
 // that completes it, so the connection closes before BASP sizes a buffer
 // for it (CAF 0.17 allocates whatever a header says, up to 4 GiB).
 class basp_guard {
 public:
-  explicit basp_guard(std::shared_ptr<const std::string> who)
-    : who_(std::move(who)) {}
+  basp_guard(std::shared_ptr<const std::string> who,
+             std::shared_ptr<tls_stream> tls)
+    : who_(std::move(who))
+    , tls_(std::move(tls)) {}
 
   net::rw_state read_some(std::size_t& result, net::native_socket fd, void* buf,
                           std::size_t len) {
-    const auto st = caf::policy::tcp::read_some(result, fd, buf, len);
+    const auto st = tls_ ? through_tls(tls_->read(buf, len, result), "read")
+                         : caf::policy::tcp::read_some(result, fd, buf, len);
     if (st == net::rw_state::success &&
         !follow(static_cast<const std::uint8_t*>(buf), result))
       return net::rw_state::failure;
     return st;
   }
-  static net::rw_state write_some(std::size_t& result, net::native_socket fd,
-                                  const void* buf, std::size_t len) {
+  net::rw_state write_some(std::size_t& result, net::native_socket fd,
+                           const void* buf, std::size_t len) {
+    if (tls_)
+      return through_tls(tls_->write(buf, len, result), "write");
     return caf::policy::tcp::write_some(result, fd, buf, len);
   }
   static bool try_accept(net::native_socket& result, net::native_socket fd) {
     return caf::policy::tcp::try_accept(result, fd);
   }
-  static constexpr bool must_read_more(net::native_socket, std::size_t) {
-    return false;
+  // Bytes TLS holds already decrypted are read now: the socket will not
+  // report them.
+  bool must_read_more(net::native_socket, std::size_t threshold) const {
+    return tls_ && threshold > 0 && tls_->has_pending();
   }
 
 private:
@@ -103,7 +113,18 @@ private:
     return true;
   }
 
+  // CAF's reading of a step: success with 0 bytes means "try later".
+  net::rw_state through_tls(tls_io r, const char* what) {
+    if (r == tls_io::ok || r == tls_io::want_read || r == tls_io::want_write)
+      return net::rw_state::success;
+    if (r == tls_io::failed)
+      std::fprintf(stderr, "%s: TLS %s on a CAF connection failed: %s\n",
+                   who_->c_str(), what, tls_->error().c_str());
+    return net::rw_state::failure;
+  }
+
   std::shared_ptr<const std::string> who_;
+  std::shared_ptr<tls_stream> tls_;
   std::uint8_t head_[header_bytes] = {};
   std::size_t have_ = 0;
   std::uint64_t skip_ = 0;
@@ -114,9 +135,10 @@ private:
 class guarded_scribe : public io::scribe {
 public:
   guarded_scribe(net::default_multiplexer& mpx, net::native_socket fd,
-                 std::shared_ptr<const std::string> who)
+                 std::shared_ptr<const std::string> who,
+                 std::shared_ptr<tls_stream> tls)
     : io::scribe(io::connection_handle::from_int(fd))
-    , stream_(mpx, fd, std::move(who)) {}
+    , stream_(mpx, fd, std::move(who), std::move(tls)) {}
 
   void configure_read(io::receive_policy::config config) override {
     stream_.configure_read(config);
@@ -150,9 +172,10 @@ private:
 };
 
 io::scribe_ptr make_scribe(net::default_multiplexer& mpx, int fd,
-                           const net_security& sec) {
+                           const net_security& sec,
+                           std::shared_ptr<tls_stream> tls) {
   return caf::make_counted<guarded_scribe>(
-      mpx, fd, std::make_shared<const std::string>(sec.who));
+      mpx, fd, std::make_shared<const std::string>(sec.who), std::move(tls));
 }
 
 // The link between a gate's thread and the doorman it feeds; the doorman
@@ -199,21 +222,22 @@ public:
     listen_fd_ = -1; // the gate owns it now
     gate_ = std::make_unique<auth_gate>(
         std::vector<int>{fd}, sec_.secret, auth_channel::caf,
-        [link, mpx](int conn, const std::string&) {
-          mpx->post([link, conn] {
+        [link, mpx](int conn, std::unique_ptr<tls_stream> tls,
+                    const std::string&) {
+          std::shared_ptr<tls_stream> shared = std::move(tls);
+          mpx->post([link, conn, shared] {
             auto l = link.lock();
-            if (!l) {
+            std::unique_lock<std::mutex> guard;
+            if (l)
+              guard = std::unique_lock<std::mutex>(l->lock);
+            if (!l || l->owner == nullptr) {
               ::close(conn);
               return;
             }
-            std::lock_guard<std::mutex> guard(l->lock);
-            if (l->owner == nullptr)
-              ::close(conn);
-            else
-              l->owner->adopt(conn);
+            l->owner->adopt(conn, shared);
           });
         },
-        sec_.who, sec_.limits);
+        sec_.who, sec_.limits, sec_.tls);
   }
 
   void graceful_shutdown() override {
@@ -228,14 +252,14 @@ public:
 
   // On the multiplexer's thread: the admitted socket becomes a BASP
   // connection of the broker this doorman belongs to.
-  void adopt(int fd) {
+  void adopt(int fd, std::shared_ptr<tls_stream> tls) {
     if (detached()) {
       ::close(fd);
       return;
     }
     net::nonblocking(fd, true);
     net::tcp_nodelay(fd, true);
-    auto scribe = make_scribe(mpx_, fd, sec_);
+    auto scribe = make_scribe(mpx_, fd, sec_, std::move(tls));
     auto hdl = scribe->hdl();
     parent()->add_scribe(std::move(scribe));
     io::doorman::new_connection(&mpx_, hdl);
@@ -283,12 +307,14 @@ protected:
       return caf::make_error(caf::sec::cannot_connect_to_node,
                              fmt::format("cannot reach {}: {}", peer,
                                          system().render(fd.error())));
+    std::shared_ptr<tls_stream> tls;
     try {
       using namespace std::chrono;
-      client_handshake(*fd, sec_.secret, auth_channel::caf, peer,
-                       steady_clock::now() +
-                           duration_cast<steady_clock::duration>(
-                               duration<double>(sec_.connect_timeout_s)));
+      tls = client_handshake(*fd, sec_.secret, auth_channel::caf, peer,
+                             steady_clock::now() +
+                                 duration_cast<steady_clock::duration>(
+                                     duration<double>(sec_.connect_timeout_s)),
+                             sec_.tls);
     } catch (const auth_error& e) {
       ::close(*fd);
       return caf::make_error(caf::sec::cannot_connect_to_node,
@@ -296,7 +322,7 @@ protected:
     }
     net::nonblocking(*fd, true);
     net::tcp_nodelay(*fd, true);
-    return make_scribe(mpx(), *fd, sec_);
+    return make_scribe(mpx(), *fd, sec_, std::move(tls));
   }
 
   caf::expected<io::doorman_ptr> open(std::uint16_t port, const char* addr,

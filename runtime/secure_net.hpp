@@ -4,22 +4,26 @@
 /// runs the handshake of auth.hpp before BASP sees a byte: a listening port
 /// is served by an auth_gate whose admitted sockets become BASP
 /// connections, and an outgoing connection proves the secret before it is
-/// handed to BASP. CAF's own `middleman().publish/remote_actor` are not
-/// used anywhere (they would open an unguarded port). Heavy (CAF).
+/// handed to BASP; with TLS, BASP reads and writes through the TLS
+/// connection the handshake ran in. CAF's own
+/// `middleman().publish/remote_actor` are not used anywhere (they would open an
+/// unguarded port). Heavy (CAF).
 #include "runtime/auth.hpp"
 
 #include <caf/fwd.hpp>
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 namespace troupe::runtime {
 
 /// How this process guards its CAF connections.
 struct net_security {
-  cluster_secret secret;         ///< unset: no secret (see auth.hpp)
-  gate_limits limits;            ///< for listening ports
+  cluster_secret secret;                  ///< unset: no secret (see auth.hpp)
+  std::shared_ptr<const tls_context> tls; ///< set: mutual TLS (tls.hpp)
+  gate_limits limits;                     ///< for listening ports
   double connect_timeout_s = 10; ///< TCP connect plus handshake, outgoing
   std::string who = "troupe";    ///< prefixes log lines
 };

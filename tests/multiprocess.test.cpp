@@ -6,6 +6,7 @@
 
 #include "devices/random.hpp"
 #include "runtime/auth.hpp"
+#include "runtime/tls.hpp"
 
 #include <boost/test/unit_test.hpp>
 
@@ -1243,6 +1244,115 @@ BOOST_AUTO_TEST_CASE(jobs_on_shared_nodes_are_isolated_and_dead_drivers_freed) {
   BOOST_REQUIRE_EQUAL(after.wait(180000), 0);
   BOOST_TEST(json::parse(after.read_rest())["params_digest"] ==
              ref_b["params_digest"]);
+}
+
+BOOST_AUTO_TEST_CASE(
+    mutual_tls_keeps_the_digest_and_refuses_other_certificates) {
+  // A CA, two node certificates and a driver's, made with `troupe cert`;
+  // a rogue CA with a member of its own.
+  csv_job job("[testing]\nslow_worker = 0\nslow_ms = 40\n");
+  const auto reference = run_json({job.pipeline});
+  temp_dir pki;
+  const auto dir = [&](const std::string& name) { return pki.file(name); };
+  for (const auto& ca : {"ca", "rogue-ca"}) {
+    auto o = run_troupe({"cert", "ca", dir(ca)});
+    BOOST_REQUIRE_MESSAGE(o.code == 0, o.err);
+  }
+  for (const auto& [name, ca] :
+       std::vector<std::pair<std::string, std::string>>{
+           {"n0", "ca"},
+           {"n1", "ca"},
+           {"driver", "ca"},
+           {"rogue", "rogue-ca"}}) {
+    auto o = run_troupe({"cert", "issue", dir(name), "--ca", dir(ca), "--name",
+                         name, "--host", "127.0.0.1"});
+    BOOST_REQUIRE_MESSAGE(o.code == 0, o.err);
+  }
+  // Local nodes get the driver's --tls-dir.
+  auto local = run_json({job.pipeline, "--set", "cluster.local_nodes=2",
+                         "--tls-dir", dir("driver")});
+  BOOST_TEST(local["params_digest"] == reference["params_digest"]);
+
+  // Two nodes with TLS and no secret: the certificate is the proof.
+  std::vector<std::unique_ptr<background>> nodes;
+  std::vector<std::string> addresses, planes;
+  for (const auto& name : {"n0", "n1"}) {
+    nodes.push_back(std::make_unique<background>(
+        "troupe",
+        std::vector<std::string>{"node", "--listen", "127.0.0.1:0", "--json",
+                                 "--name", name, "--tls-dir", dir(name)}));
+    auto line = nodes.back()->read_line();
+    BOOST_REQUIRE_MESSAGE(!line.empty(), nodes.back()->err());
+    auto j = json::parse(line);
+    BOOST_TEST(j["tls"] == true);
+    addresses.push_back(j["address"]);
+    planes.push_back(j["data_plane"]);
+  }
+  const auto node_list = fmt::format("{}", fmt::join(addresses, ","));
+  // Without a certificate, or with one of another CA: refused, exit 3.
+  auto none = run_troupe({"run", job.pipeline, "--nodes", node_list}, 60);
+  BOOST_TEST(none.code == 3);
+  BOOST_TEST(none.err.find("uses TLS, and this process has no certificate") !=
+                 std::string::npos,
+             none.err);
+  auto rogue = run_troupe(
+      {"run", job.pipeline, "--nodes", node_list, "--tls-dir", dir("rogue")},
+      60);
+  BOOST_TEST(rogue.code == 3);
+  BOOST_TEST(rogue.err.find("certificate verify failed") != std::string::npos,
+             rogue.err);
+  // The data plane asks for TLS too, before anything else.
+  for (const auto& plane : planes) {
+    const int fd = dial_loopback(port_of(plane));
+    BOOST_REQUIRE(fd >= 0);
+    try {
+      troupe::runtime::client_handshake(
+          fd, {}, troupe::runtime::auth_channel::bulk, "plane",
+          std::chrono::steady_clock::now() + std::chrono::seconds(5));
+      BOOST_FAIL("a data-plane port took a client without TLS");
+    } catch (const troupe::runtime::auth_error& e) {
+      BOOST_TEST(std::string(e.what()).find("uses TLS") != std::string::npos);
+    }
+    ::close(fd);
+  }
+
+  background run("troupe", {"run", job.pipeline, "--nodes", node_list,
+                            "--tls-dir", dir("driver"), "--json"});
+  BOOST_REQUIRE_MESSAGE(wait_for_text(run, "training:") >= 0, run.err());
+  const auto err = run.err();
+  const auto pos = err.find("troupe status --coordinator ");
+  BOOST_REQUIRE(pos != std::string::npos);
+  const auto coordinator = err.substr(pos + 28, err.find(')', pos) - pos - 28);
+  // The coordinator's port takes members only.
+  auto status_plain = run_troupe({"status", "--coordinator", coordinator}, 30);
+  BOOST_TEST(status_plain.code == 3, status_plain.err);
+  auto status_rogue = run_troupe(
+      {"status", "--coordinator", coordinator, "--tls-dir", dir("rogue")}, 30);
+  BOOST_TEST(status_rogue.code == 3, status_rogue.err);
+  auto status = run_troupe(
+      {"status", "--coordinator", coordinator, "--tls-dir", dir("n1")}, 30);
+  BOOST_TEST(status.code == 0, status.err);
+  std::string line;
+  for (;;) {
+    auto l = run.read_line(120000);
+    if (l.empty())
+      break;
+    line = l;
+  }
+  BOOST_REQUIRE_MESSAGE(!line.empty(), run.err());
+  auto done = json::parse(line);
+  BOOST_TEST(done["params_digest"] == reference["params_digest"]);
+  for (auto& n : nodes)
+    BOOST_TEST(n->err().find("TLS") != std::string::npos, n->err());
+
+  // A key others may read: the node refuses to start, naming it.
+  ::chmod(fmt::format("{}/key.pem", dir("n0")).c_str(), 0644);
+  auto bad = run_troupe(
+      {"node", "--listen", "127.0.0.1:0", "--tls-dir", dir("n0")}, 30);
+  BOOST_TEST(bad.code == 2);
+  BOOST_TEST(bad.err.find(dir("n0") + "/key.pem: permissions 0644") !=
+                 std::string::npos,
+             bad.err);
 }
 
 BOOST_AUTO_TEST_CASE(a_node_reads_data_only_under_its_data_root) {

@@ -2,6 +2,7 @@
 // aggregators -> param shards -> workers) across N local node processes,
 // without data or compute, timed per operation.
 #include "tools/cli/commands.hpp"
+#include "tools/cli/secret.hpp"
 
 #include "actors/run.hpp"
 #include "runtime/config.hpp"
@@ -25,6 +26,7 @@ struct bench_cli {
   std::string bytes = "1MiB,16MiB";
   std::int64_t iterations = 0; // 0: chosen by size
   bool json = false;
+  std::string tls_dir;
 };
 
 std::int64_t parse_size(const std::string& text) {
@@ -73,6 +75,13 @@ int run(const bench_cli& o) {
     std::fprintf(stderr, "troupe bench: %s\n", e.what());
     return exit_bad_input;
   }
+  std::shared_ptr<const runtime::tls_context> tls;
+  try {
+    tls = cli_tls(o.tls_dir);
+  } catch (const runtime::tls_error& e) {
+    std::fprintf(stderr, "troupe bench: %s\n", e.what());
+    return exit_bad_input;
+  }
   for (auto bytes : sizes) {
     actors::job_spec spec;
     spec.name = "allreduce";
@@ -102,6 +111,7 @@ int run(const bench_cli& o) {
     actors::cluster_options copt;
     copt.executable = self_exe();
     copt.coordinator_host.clear();
+    copt.tls = tls;
     try {
       auto r = actors::run_job(spec, {}, copt);
       const auto& h = r.history;
@@ -110,11 +120,10 @@ int run(const bench_cli& o) {
       const auto ops = h.size() == 2 ? spec.steps_per_epoch : r.steps;
       const double us = timed_s * 1e6 / static_cast<double>(ops);
       if (o.json) {
-        nlohmann::ordered_json j{{"bench", "allreduce"},
-                                 {"bytes", units * 2 * 4},
-                                 {"nodes", o.nodes},
-                                 {"iterations", ops},
-                                 {"us_per_op", us}};
+        nlohmann::ordered_json j{
+            {"bench", "allreduce"}, {"bytes", units * 2 * 4},
+            {"nodes", o.nodes},     {"tls", tls != nullptr},
+            {"iterations", ops},    {"us_per_op", us}};
         std::printf("%s\n", j.dump().c_str());
       } else {
         std::printf("%lld bytes over %lld node(s): %.1f us per op (%lld ops)\n",
@@ -152,6 +161,7 @@ void add_bench_command(CLI::App& app, int* code) {
                   "Operations per size (default: by size)")
       ->check(CLI::Range(1, 1000000));
   cmd->add_flag("--json", o->json, "One JSON object per size");
+  add_tls_option(cmd, &o->tls_dir);
   cmd->callback([o, code] { *code = run(*o); });
 }
 

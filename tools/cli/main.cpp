@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   troupe::cli::add_bench_command(app, &code);
   troupe::cli::add_devices_command(app, &code);
   troupe::cli::add_secret_command(app, &code);
+  troupe::cli::add_cert_command(app, &code);
   troupe::cli::add_model_commands(app, &code);
   try {
     app.parse(argc, argv);

@@ -31,6 +31,7 @@ struct node_cli {
   double heartbeat_timeout = 5;
   std::int64_t threads = 0;
   std::string secret_file;
+  std::string tls_dir;
   bool insecure = false;
   std::string data_root;
 };
@@ -105,7 +106,11 @@ int run(const node_cli& o) {
   }
   try {
     opts.secret = cli_secret(o.secret_file);
+    opts.tls = cli_tls(o.tls_dir);
   } catch (const runtime::secret_error& e) {
+    std::fprintf(stderr, "troupe node: %s\n", e.what());
+    return exit_bad_input;
+  } catch (const runtime::tls_error& e) {
     std::fprintf(stderr, "troupe node: %s\n", e.what());
     return exit_bad_input;
   }
@@ -143,7 +148,9 @@ int run(const node_cli& o) {
               {"memory_bytes", info.memory_bytes},
               {"devices", info.devices},
               {"pid", info.pid},
-              {"data_plane", info.bulk}};
+              {"data_plane", info.bulk},
+              {"secret", opts.secret.set},
+              {"tls", opts.tls != nullptr}};
           std::printf("%s\n", j.dump().c_str());
         } else {
           std::printf("%s:%u\n", info.host.c_str(),
@@ -180,13 +187,14 @@ void add_node_command(CLI::App& app, int* code) {
       ->check(CLI::Range(0, 1024));
   cmd->add_flag("-q,--quiet", o->quiet, "Nothing on stderr");
   add_secret_option(cmd, &o->secret_file);
+  add_tls_option(cmd, &o->tls_dir);
   cmd->add_option("--data-root", o->data_root,
                   "Read data files only under DIR (default: any path the "
                   "driver names)")
       ->check(CLI::ExistingDirectory);
   cmd->add_flag("--insecure", o->insecure,
-                "Listen beyond loopback without a cluster secret (anyone who "
-                "reaches the port may use the node)");
+                "Listen beyond loopback without a cluster secret or TLS "
+                "(anyone who reaches the port may use the node)");
   cmd->callback([o, code] { *code = run(*o); });
 }
 

@@ -40,6 +40,7 @@ struct run_options {
   std::vector<std::string> nodes;
   std::string listen = "127.0.0.1:0";
   std::string secret_file;
+  std::string tls_dir;
   double connect_timeout = 10;
   std::string checkpoint_dir;
   bool resume = false;
@@ -256,7 +257,11 @@ int run(const run_options& o) {
     for (const auto& n : o.nodes)
       runtime::parse_address(n);
     copt.secret = cli_secret(o.secret_file);
+    copt.tls = cli_tls(o.tls_dir);
   } catch (const std::invalid_argument& e) {
+    std::fprintf(stderr, "troupe: %s\n", e.what());
+    return exit_bad_input;
+  } catch (const runtime::tls_error& e) {
     std::fprintf(stderr, "troupe: %s\n", e.what());
     return exit_bad_input;
   } catch (const runtime::secret_error& e) {
@@ -352,6 +357,7 @@ void add_run_command(CLI::App& app, int* code) {
                   "(multi-node runs; port 0: the OS picks)")
       ->capture_default_str();
   add_secret_option(cmd, &opts->secret_file);
+  add_tls_option(cmd, &opts->tls_dir);
   cmd->add_option("--connect-timeout", opts->connect_timeout,
                   "Seconds to wait for each node (start-up, connect, spawn)")
       ->capture_default_str()

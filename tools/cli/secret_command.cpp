@@ -4,8 +4,11 @@
 #include "tools/cli/secret.hpp"
 
 #include <cstdio>
+#include <cstdlib>
+#include <memory>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -21,6 +24,20 @@ runtime::cluster_secret cli_secret(const std::string& path) {
   if (!path.empty())
     return runtime::load_secret_file(path);
   return runtime::secret_from_environment();
+}
+
+void add_tls_option(CLI::App* cmd, std::string* dir) {
+  cmd->add_option("--tls-dir", *dir,
+                  "Mutual TLS on every connection: DIR holds ca.pem, cert.pem "
+                  "and key.pem (`troupe cert`; default: $TROUPE_TLS_DIR)");
+}
+
+std::shared_ptr<const runtime::tls_context> cli_tls(const std::string& dir) {
+  if (!dir.empty())
+    return runtime::tls_context::load(dir);
+  if (const char* env = std::getenv("TROUPE_TLS_DIR"); env && *env)
+    return runtime::tls_context::load(env);
+  return nullptr;
 }
 
 void add_secret_command(CLI::App& app, int* code) {
@@ -45,6 +62,74 @@ void add_secret_command(CLI::App& app, int* code) {
     } catch (const runtime::secret_error& e) {
       std::fprintf(stderr, "troupe secret: %s\n", e.what());
       *code = exit_training_failed;
+    }
+  });
+}
+
+void add_cert_command(CLI::App& app, int* code) {
+  auto* cmd = app.add_subcommand(
+      "cert",
+      "Make the certificates of mutual TLS (--tls-dir): a cluster CA, then a "
+      "certificate for each node and client signed by it");
+  cmd->require_subcommand(1);
+  struct ca_cli {
+    std::string dir;
+    std::string name = "troupe-ca";
+    int days = 3650;
+  };
+  auto ca = std::make_shared<ca_cli>();
+  auto* ca_cmd = cmd->add_subcommand(
+      "ca", "Make a CA in DIR: ca.pem (the certificate every member trusts) "
+            "and ca.key (0600; keep it off the nodes)");
+  ca_cmd->add_option("dir", ca->dir, "Directory (made 0700 if missing)")
+      ->required();
+  ca_cmd->add_option("--name", ca->name, "The CA's common name")
+      ->capture_default_str();
+  ca_cmd->add_option("--days", ca->days, "Validity in days")
+      ->capture_default_str();
+  ca_cmd->callback([ca, code] {
+    try {
+      runtime::make_ca(ca->dir, ca->name, ca->days);
+      std::printf("%s/ca.pem\n%s/ca.key\n", ca->dir.c_str(), ca->dir.c_str());
+      *code = exit_ok;
+    } catch (const runtime::tls_error& e) {
+      std::fprintf(stderr, "troupe cert ca: %s\n", e.what());
+      *code = exit_bad_input;
+    }
+  });
+  struct issue_cli {
+    std::string dir;
+    std::string ca_dir;
+    std::string name;
+    std::vector<std::string> hosts;
+    int days = 365;
+  };
+  auto is = std::make_shared<issue_cli>();
+  auto* is_cmd = cmd->add_subcommand(
+      "issue", "Issue a member certificate into DIR: ca.pem, cert.pem and "
+               "key.pem (0600), the --tls-dir of a node, a driver, or "
+               "`troupe status`/`kill`");
+  is_cmd->add_option("dir", is->dir, "Directory (made 0700 if missing)")
+      ->required();
+  is_cmd->add_option("--ca", is->ca_dir, "The CA's directory (`cert ca`)")
+      ->required();
+  is_cmd->add_option("--name", is->name, "The member's common name")
+      ->required();
+  is_cmd->add_option("--host", is->hosts,
+                     "A DNS name or IP address of the member, for tools that "
+                     "check names (repeatable); troupe itself trusts any "
+                     "certificate of the CA");
+  is_cmd->add_option("--days", is->days, "Validity in days")
+      ->capture_default_str();
+  is_cmd->callback([is, code] {
+    try {
+      runtime::issue_cert(is->ca_dir, is->dir, is->name, is->hosts, is->days);
+      const auto p = runtime::tls_paths_in(is->dir);
+      std::printf("%s\n%s\n%s\n", p.ca.c_str(), p.cert.c_str(), p.key.c_str());
+      *code = exit_ok;
+    } catch (const runtime::tls_error& e) {
+      std::fprintf(stderr, "troupe cert issue: %s\n", e.what());
+      *code = exit_bad_input;
     }
   });
 }

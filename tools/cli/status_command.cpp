@@ -27,6 +27,7 @@ namespace {
 struct status_cli {
   std::string coordinator;
   std::string secret_file;
+  std::string tls_dir;
   bool json = false;
   double timeout = 5;
 };
@@ -34,6 +35,7 @@ struct status_cli {
 struct kill_cli {
   std::string coordinator;
   std::string secret_file;
+  std::string tls_dir;
   std::string target;
   std::string node;
   double timeout = 5;
@@ -45,8 +47,8 @@ using body_fn = std::function<int(caf::actor_system&, const caf::actor&,
 // Connects to a running job's coordinator and runs `body` with it. A bad
 // address is exit 2, an unreachable coordinator exit 3.
 int with_coordinator(const char* command, const std::string& address,
-                     const std::string& secret_file, double timeout_s,
-                     const body_fn& body) {
+                     const std::string& secret_file, const std::string& tls_dir,
+                     double timeout_s, const body_fn& body) {
   try {
     runtime::parse_address(address);
   } catch (const std::invalid_argument& e) {
@@ -62,7 +64,11 @@ int with_coordinator(const char* command, const std::string& address,
       if (::access(path.c_str(), F_OK) == 0)
         sec.secret = runtime::load_secret_file(path);
     }
+    sec.tls = cli_tls(tls_dir);
   } catch (const runtime::secret_error& e) {
+    std::fprintf(stderr, "troupe %s: %s\n", command, e.what());
+    return exit_bad_input;
+  } catch (const runtime::tls_error& e) {
     std::fprintf(stderr, "troupe %s: %s\n", command, e.what());
     return exit_bad_input;
   }
@@ -101,7 +107,7 @@ int kill_actor(const kill_cli& o) {
   const auto target = o.node.empty() ? o.target : "node:" + o.node;
   const auto what = o.node.empty() ? o.target : "node " + o.node;
   return with_coordinator(
-      "kill", o.coordinator, o.secret_file, o.timeout,
+      "kill", o.coordinator, o.secret_file, o.tls_dir, o.timeout,
       [&](caf::actor_system& sys, const caf::actor& coord,
           std::chrono::milliseconds timeout) {
         caf::scoped_actor self{sys};
@@ -125,7 +131,8 @@ int kill_actor(const kill_cli& o) {
 }
 
 int run(const status_cli& o) {
-  return with_coordinator("status", o.coordinator, o.secret_file, o.timeout,
+  return with_coordinator("status", o.coordinator, o.secret_file, o.tls_dir,
+                          o.timeout,
                           [&](caf::actor_system& sys, const caf::actor& coord,
                               std::chrono::milliseconds timeout) {
                             return show(o, sys, coord, timeout);
@@ -209,6 +216,7 @@ void add_status_command(CLI::App& app, int* code) {
   cmd->add_option("--timeout", o->timeout, "Seconds to wait for an answer")
       ->capture_default_str();
   add_secret_option(cmd, &o->secret_file);
+  add_tls_option(cmd, &o->tls_dir);
   cmd->callback([o, code] { *code = run(*o); });
 }
 
@@ -228,6 +236,7 @@ void add_kill_command(CLI::App& app, int* code) {
   cmd->add_option("--timeout", o->timeout, "Seconds to wait for an answer")
       ->capture_default_str();
   add_secret_option(cmd, &o->secret_file);
+  add_tls_option(cmd, &o->tls_dir);
   cmd->callback([o, code] { *code = kill_actor(*o); });
 }
 
