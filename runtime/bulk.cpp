@@ -96,20 +96,17 @@ bool bulk_plane::read_exact(const link& l, void* buf, std::size_t n,
   auto* p = static_cast<char*>(buf);
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  short wait_for = POLLIN;
-  while (n > 0) {
-    if (timeout_ms >= 0 || l.tls != nullptr) {
-      // TLS may hold decrypted bytes the socket does not show.
-      const bool buffered =
-          l.tls != nullptr && wait_for == POLLIN && l.tls->has_pending();
-      pollfd pf{l.fd, wait_for, 0};
-      if (!buffered &&
-          ::poll(&pf, 1, timeout_ms >= 0 ? millis_until(deadline) : -1) == 0) {
-        errno = ETIMEDOUT;
-        return false;
-      }
+  const auto wait = [&](short events) {
+    pollfd pf{l.fd, events, 0};
+    if (::poll(&pf, 1, timeout_ms >= 0 ? millis_until(deadline) : -1) == 0) {
+      errno = ETIMEDOUT;
+      return false;
     }
+    return true;
+  };
+  while (n > 0) {
     if (l.tls != nullptr) {
+      // TLS first: it may hold bytes the socket no longer shows.
       std::size_t got = 0;
       const auto r = l.tls->read(p, n, got);
       p += got;
@@ -121,9 +118,12 @@ bool bulk_plane::read_exact(const link& l, void* buf, std::size_t n,
                      l.tls->error().c_str());
         return false;
       }
-      wait_for = r == tls_io::want_write ? POLLOUT : POLLIN;
+      if (r != tls_io::ok && !wait(r == tls_io::want_write ? POLLOUT : POLLIN))
+        return false;
       continue;
     }
+    if (timeout_ms >= 0 && !wait(POLLIN))
+      return false;
     const auto got = ::recv(l.fd, p, n, 0);
     if (got > 0) {
       p += got;
@@ -174,6 +174,15 @@ bool bulk_plane::write_all(const link& l, iovec* iov, int count) {
       iov->iov_base = static_cast<char*>(iov->iov_base) + moved;
       iov->iov_len -= moved;
     }
+  }
+  // What TLS gathered goes out now.
+  while (l.tls != nullptr) {
+    const auto r = l.tls->flush();
+    if (r == tls_io::ok)
+      break;
+    pollfd pf{l.fd, POLLOUT, 0};
+    if (r == tls_io::failed || ::poll(&pf, 1, wait_ms) <= 0)
+      return false;
   }
   return true;
 }
@@ -427,8 +436,10 @@ int bulk_plane::connect_to(const std::string& address, std::uint64_t job,
             std::chrono::milliseconds(
                 static_cast<std::int64_t>(send_timeout_s_ * 1000)),
         tls_);
-    if (tls)
+    if (tls) {
       ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL, 0) | O_NONBLOCK);
+      tls->gather_writes(256 * 1024);
+    }
   } catch (const auth_error& e) {
     std::fprintf(stderr, "%s: %s\n", who_.c_str(), e.what());
     ::close(fd);

@@ -87,6 +87,12 @@ public:
   tls_io write(const void* buf, std::size_t len, std::size_t& put);
   /// Whether bytes are buffered inside TLS (the socket may look idle).
   bool has_pending() const;
+  /// From now on, records written are gathered up to `bytes` and reach the
+  /// socket together at flush() (or when that much has gathered): a large
+  /// payload then costs a few system calls, not one per 16 KiB record.
+  void gather_writes(std::size_t bytes);
+  /// Sends what gather_writes holds: ok when all went out.
+  tls_io flush();
   /// Why the last step failed, in words.
   const std::string& error() const { return error_; }
   /// The common name of the peer's certificate, once verified.
