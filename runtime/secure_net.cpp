@@ -39,6 +39,10 @@ const caf::atom_value registry_name = caf::atom("troupe_mm");
 // raise_message_limit).
 std::atomic<std::uint32_t> message_limit{64u << 20};
 
+// CAF connections of this process that are open now, in and out; a
+// listener admits no more than max_caf_connections.
+std::atomic<int> open_connections{0};
+
 // Reads as CAF's TCP policy does (through TLS, when the connection has it),
 // and follows BASP's framing on the way in:
 // a 32-byte header whose bytes 4..7 (network order) give the length of the
@@ -138,7 +142,10 @@ public:
                  std::shared_ptr<const std::string> who,
                  std::shared_ptr<tls_stream> tls)
     : io::scribe(io::connection_handle::from_int(fd))
-    , stream_(mpx, fd, std::move(who), std::move(tls)) {}
+    , stream_(mpx, fd, std::move(who), std::move(tls)) {
+    ++open_connections;
+  }
+  ~guarded_scribe() override { --open_connections; }
 
   void configure_read(io::receive_policy::config config) override {
     stream_.configure_read(config);
@@ -254,6 +261,18 @@ public:
   // connection of the broker this doorman belongs to.
   void adopt(int fd, std::shared_ptr<tls_stream> tls) {
     if (detached()) {
+      tls.reset();
+      ::close(fd);
+      return;
+    }
+    if (open_connections.load() >= max_caf_connections) {
+      if (turned_away_++ % 1000 == 0)
+        std::fprintf(stderr,
+                     "%s: %d CAF connections open already; closing a new one "
+                     "(%lld so far)\n",
+                     sec_.who.c_str(), max_caf_connections,
+                     static_cast<long long>(turned_away_));
+      tls.reset();
       ::close(fd);
       return;
     }
@@ -285,6 +304,7 @@ private:
   std::unique_ptr<auth_gate> gate_;
   std::string addr_;
   std::uint16_t port_ = 0;
+  std::int64_t turned_away_ = 0;
 };
 
 // CAF's middleman actor with our connect and open: every connection in or

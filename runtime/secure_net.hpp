@@ -43,6 +43,10 @@ private:
   caf::actor_system& sys_;
 };
 
+/// CAF connections a process holds open at once, in and out; a listener
+/// closes what would exceed it (a cluster needs one per peer process).
+constexpr int max_caf_connections = 1024;
+
 /// The guarded middleman actor (caf::io::middleman_actor interface): send
 /// it connect_atom, publish_atom, unpublish_atom as CAF's own.
 caf::actor secure_middleman(caf::actor_system& sys);
