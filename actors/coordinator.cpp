@@ -15,8 +15,10 @@
 // within_s, or any failure before training starts, ends the job with a
 // message naming the actor and its last error. Snapshots go to a store in
 // this process.
+#include "actors/checkpoint_ledger.hpp"
 #include "actors/messages.hpp"
 #include "actors/placement.hpp"
+#include "actors/roles.hpp"
 
 #include "devices/nn/layers.hpp"
 #include "devices/nn/ranges.hpp"
@@ -132,21 +134,15 @@ struct coordinator_state {
   bool rolling = false;
   std::vector<bool> chaos_done; // by spec.chaos entry (node faults)
   std::map<std::string, clock_type::time_point> faulted; // node -> when
-  // async/ssp: each snapshot's ledger (until pruned), each shard's ledger
-  // at the end, and where each worker's backups begin.
-  std::map<std::pair<std::int32_t, std::int64_t>, std::vector<std::int64_t>>
-      ledgers;
+  // async/ssp: each shard's ledger at the end.
   std::map<std::int32_t, std::int64_t> applied;
-  std::vector<std::int64_t> pruned_by_worker;
   // By worker: the step its current incarnation started at (it kept no
   // gradients from before).
   std::vector<std::int64_t> first_step;
   std::map<std::string, std::int64_t> incarnation; // by actor name
   std::map<std::string, std::deque<clock_type::time_point>> restart_times;
-  std::vector<std::vector<std::int64_t>> durable; // by shard: versions
-  std::int64_t pruned = 0;                        // backups kept from here
-  std::map<std::int64_t, std::set<std::int32_t>> durable_shards; // by version
-  std::int64_t checkpoint = -1; // newest version every shard has on disk
+  // The snapshots on disk, the newest checkpoint, what workers keep.
+  checkpoint_ledger ledger;
   // optimizer.clip_norm (sync): per step, each shard's segment sums of
   // squares until all are in, then the step's scale (kept for replays).
   std::map<std::int64_t, std::map<std::int32_t, std::vector<double>>>
@@ -230,13 +226,7 @@ bool final_checkpoint_written(self_ptr self) {
                        done_atom::value, gen);
     return false;
   }
-  for (std::size_t p = 0; p < shards; ++p) {
-    const auto& d = st.durable[p];
-    if (st.final_versions[p] < 0 || d.empty() ||
-        *std::max_element(d.begin(), d.end()) < st.final_versions[p])
-      return false;
-  }
-  return true;
+  return st.ledger.written(st.final_versions);
 }
 
 void maybe_finish(self_ptr self) {
@@ -456,92 +446,48 @@ void send_milestone(self_ptr self, std::int64_t epoch) {
 
 // The newest step every param shard has a snapshot of, for messages.
 std::string last_checkpoint(const coordinator_state& st) {
-  if (st.checkpoint < 0)
+  const auto version = st.ledger.checkpoint();
+  if (version < 0)
     return "none";
-  return st.snap.keep ? fmt::format("step {} in {}", st.checkpoint, st.snap.dir)
-                      : fmt::format("step {}", st.checkpoint);
+  return st.snap.keep ? fmt::format("step {} in {}", version, st.snap.dir)
+                      : fmt::format("step {}", version);
 }
 
 // A snapshot is on disk. Workers keep their gradients from the second
 // newest snapshot of each shard on (a corrupt newest one falls back to it).
 void on_durable(self_ptr self, std::int32_t shard, std::int64_t version) {
   auto& st = self->state;
-  auto& have = st.durable_shards[version];
-  have.insert(shard);
-  if (static_cast<std::int64_t>(have.size()) == st.spec.partitions) {
-    st.checkpoint = std::max(st.checkpoint, version);
-    st.durable_shards.erase(st.durable_shards.begin(),
-                            st.durable_shards.upper_bound(version));
-  }
-  auto& d = st.durable[static_cast<std::size_t>(shard)];
-  d.push_back(version);
-  if (d.size() > 2)
-    d.erase(d.begin());
-  if (!st.spec.synchronous()) {
-    // Each worker keeps its gradients from the first one the second newest
-    // snapshot of some shard lacks.
-    auto keep = st.pruned_by_worker;
-    std::fill(keep.begin(), keep.end(),
-              std::numeric_limits<std::int64_t>::max());
-    for (std::size_t p = 0; p < st.durable.size(); ++p) {
-      const auto& v = st.durable[p];
-      auto l = v.size() < 2
-                   ? st.ledgers.end()
-                   : st.ledgers.find({static_cast<std::int32_t>(p), v.front()});
-      for (std::size_t w = 0; w < keep.size(); ++w)
-        keep[w] = std::min(keep[w], l == st.ledgers.end() ||
-                                            l->second.size() != keep.size()
-                                        ? std::int64_t{0}
-                                        : l->second[w] + 1);
-    }
-    for (std::size_t w = 0; w < keep.size(); ++w)
-      if (keep[w] > st.pruned_by_worker[w]) {
-        st.pruned_by_worker[w] = keep[w];
-        self->send(st.topo.workers[w], prune_atom::value, keep[w]);
-      }
-    for (auto it = st.ledgers.begin(); it != st.ledgers.end();) {
-      const auto& v = st.durable[static_cast<std::size_t>(it->first.first)];
-      if (v.size() == 2 && it->first.second < v.front())
-        it = st.ledgers.erase(it);
-      else
-        ++it;
-    }
-    return;
-  }
-  std::int64_t keep = std::numeric_limits<std::int64_t>::max();
-  for (const auto& v : st.durable)
-    keep = std::min(keep, v.size() < 2 ? std::int64_t{0} : v.front());
-  if (keep > st.pruned) {
-    st.pruned = keep;
+  const auto prune = st.ledger.durable(shard, version);
+  if (prune.all)
     for (auto& w : st.topo.workers)
-      self->send(w, prune_atom::value, keep);
-  }
+      self->send(w, prune_atom::value, *prune.all);
+  for (const auto& [w, keep] : prune.by_worker)
+    self->send(st.topo.workers[w], prune_atom::value, keep);
 }
 
-std::pair<std::string, std::int32_t> split_name(const std::string& name) {
-  const auto colon = name.find(':');
-  if (colon == std::string::npos)
-    return {name, 0};
-  return {name.substr(0, colon),
-          static_cast<std::int32_t>(std::stol(name.substr(colon + 1)))};
+// The role of an actor named by to_string(actor_id).
+const char* role_of(const std::string& name) {
+  return name_of(parse_actor_id(name).kind);
 }
 
-caf::actor* slot_of(topology& t, const std::string& role, std::int32_t i) {
+caf::actor* slot_of(topology& t, const actor_id& a) {
   auto at = [&](std::vector<caf::actor>& v) -> caf::actor* {
-    return i >= 0 && static_cast<std::size_t>(i) < v.size()
-               ? &v[static_cast<std::size_t>(i)]
+    return a.index >= 0 && static_cast<std::size_t>(a.index) < v.size()
+               ? &v[static_cast<std::size_t>(a.index)]
                : nullptr;
   };
-  if (role == "worker")
-    return at(t.workers);
-  if (role == "data_shard")
-    return at(t.data_shards);
-  if (role == "param_shard")
-    return at(t.param_shards);
-  if (role == "aggregator")
-    return at(t.aggregators);
-  if (role == "evaluator")
-    return &t.evaluator;
+  switch (a.kind) {
+    case role::worker:
+      return at(t.workers);
+    case role::data_shard:
+      return at(t.data_shards);
+    case role::param_shard:
+      return at(t.param_shards);
+    case role::aggregator:
+      return at(t.aggregators);
+    case role::evaluator:
+      return &t.evaluator;
+  }
   return nullptr;
 }
 
@@ -558,7 +504,7 @@ std::int64_t slowest_steps(const coordinator_state& st) {
 void fetch_when_relayed(self_ptr self, const std::string& name, caf::actor h,
                         std::int64_t step, int tries) {
   auto& t = self->state.topo;
-  const auto index = split_name(name).second;
+  const auto index = parse_actor_id(name).index;
   const auto a = static_cast<std::size_t>(
       t.aggregator_of_worker[static_cast<std::size_t>(index)]);
   wire_aggregator(self, a);
@@ -597,16 +543,15 @@ void recover(self_ptr self, const std::string& name, caf::actor h) {
   auto& st = self->state;
   const auto gen = st.generation;
   auto& t = st.topo;
-  // Plain variables, not a structured binding: lambdas below capture them.
-  const auto role_index = split_name(name);
-  const auto& role = role_index.first;
-  const auto index = role_index.second;
+  const auto id = parse_actor_id(name);
+  const auto kind = id.kind;
+  const auto index = id.index;
   const auto i = static_cast<std::size_t>(index);
-  *slot_of(t, role, index) = h;
+  *slot_of(t, id) = h;
   t.names[h.address()] = name;
   self->monitor(h);
   const auto timeout = std::chrono::seconds(30);
-  if (role == "worker") {
+  if (kind == role::worker) {
     // Shards are at most one version apart (sync): the worker redoes the
     // oldest step any shard still waits for.
     // async/ssp: it redoes the oldest of its gradients some shard has not
@@ -639,11 +584,11 @@ void recover(self_ptr self, const std::string& name, caf::actor h) {
         self->request(p, timeout, version_atom::value, index)
             .then(on_version, on_error);
     }
-  } else if (role == "data_shard") {
+  } else if (kind == role::data_shard) {
     for (std::size_t r = 0; r < t.workers.size(); ++r)
       if (t.data_shard_of_worker[r] == index)
         wire_worker(self, r);
-  } else if (role == "aggregator") {
+  } else if (kind == role::aggregator) {
     // The shards learn the new handle first: the workers' replays through
     // it are answered through it.
     wire_aggregator(self, i);
@@ -672,7 +617,7 @@ void recover(self_ptr self, const std::string& name, caf::actor h) {
                                        name, self->system().render(err)));
               });
     }
-  } else if (role == "param_shard") {
+  } else if (kind == role::param_shard) {
     self->request(st.store, timeout, load_atom::value, index)
         .then(
             [=](shard_state_msg& m, std::vector<std::string>& problems) {
@@ -729,7 +674,7 @@ void recover(self_ptr self, const std::string& name, caf::actor h) {
                                      "not answer: {}",
                                      name, self->system().render(err)));
             });
-  } else if (role == "evaluator") {
+  } else if (kind == role::evaluator) {
     // Shards send epoch parameters through us: they need no rewiring.
     self->send(h, wire_atom::value, caf::actor_cast<caf::actor>(self));
     for (auto& [epoch, params] : st.milestones)
@@ -757,16 +702,16 @@ std::optional<std::size_t> home_of(coordinator_state& st,
     slots.push_back({t.node_names[n], n < t.node_devices.size()
                                           ? t.node_devices[n]
                                           : std::vector<std::string>{}});
-  const auto [role, index] = split_name(name);
-  const auto home =
-      rehome(role, index, st.spec, slots, st.lost_nodes, t.placement);
+  const auto id = parse_actor_id(name);
+  const auto home = rehome(name_of(id.kind), id.index, st.spec, slots,
+                           st.lost_nodes, t.placement);
   if (!home.node) {
     why = home.why;
     return std::nullopt;
   }
   t.placement[name] = t.node_names[*home.node];
   if (!home.device.empty())
-    st.spec.worker_devices[static_cast<std::size_t>(index)] = home.device;
+    st.spec.worker_devices[static_cast<std::size_t>(id.index)] = home.device;
   return home.node;
 }
 
@@ -790,7 +735,8 @@ void respawn(self_ptr self, const std::string& name,
       recover(self, name, std::move(h));
     };
   }
-  const auto [role, index] = split_name(name);
+  const auto id = parse_actor_id(name);
+  const std::string role_name = name_of(id.kind);
   // The node first: a GPU worker that moves may change device.
   std::optional<std::size_t> n;
   if (!t.managers.empty()) {
@@ -803,23 +749,9 @@ void respawn(self_ptr self, const std::string& name,
   }
   auto spec = st.spec;
   spec.incarnation = ++st.incarnation[name];
-  caf::message args;
-  if (role == "aggregator") {
-    std::int32_t lo = -1, hi = -1;
-    for (std::size_t r = 0; r < t.aggregator_of_worker.size(); ++r)
-      if (t.aggregator_of_worker[r] == index) {
-        if (lo < 0)
-          lo = static_cast<std::int32_t>(r);
-        hi = static_cast<std::int32_t>(r) + 1;
-      }
-    args = caf::make_message(spec, index, lo, hi);
-  } else if (role == "evaluator") {
-    args = caf::make_message(spec);
-  } else {
-    args = caf::make_message(spec, index);
-  }
+  auto args = spawn_args(id, spec, t.aggregator_of_worker);
   if (t.managers.empty()) {
-    auto h = self->system().spawn<caf::actor>(role, std::move(args));
+    auto h = self->system().spawn<caf::actor>(role_name, std::move(args));
     if (!h) {
       fail(self, fmt::format("cannot restart {}: {}", name,
                              self->system().render(h.error())));
@@ -830,7 +762,7 @@ void respawn(self_ptr self, const std::string& name,
   }
   const auto node = t.node_names[*n];
   self->request(t.managers[*n], std::chrono::seconds(30),
-                runtime::spawn_atom::value, t.job_id, t.owner, role,
+                runtime::spawn_atom::value, t.job_id, t.owner, role_name,
                 std::move(args))
       .then([=](caf::actor& h) { then(std::move(h)); },
             [=](caf::error& err) {
@@ -855,17 +787,18 @@ void respawn(self_ptr self, const std::string& name,
 // with a higher index (rest_for_one).
 std::vector<std::string> restart_set(const coordinator_state& st,
                                      const std::string& name) {
-  const auto [role, index] = split_name(name);
-  if (st.spec.strategy == "one_for_one" || role == "evaluator")
+  const auto id = parse_actor_id(name);
+  if (st.spec.strategy == "one_for_one" || id.kind == role::evaluator)
     return {name};
   const auto& t = st.topo;
-  const auto count = role == "worker" ? t.workers.size() : t.data_shards.size();
+  const auto count =
+      id.kind == role::worker ? t.workers.size() : t.data_shards.size();
   std::vector<std::string> out{name};
   for (std::size_t i = 0; i < count; ++i) {
     const auto k = static_cast<std::int32_t>(i);
-    if (k == index || (st.spec.strategy == "rest_for_one" && k < index))
+    if (k == id.index || (st.spec.strategy == "rest_for_one" && k < id.index))
       continue;
-    out.push_back(fmt::format("{}:{}", role, k));
+    out.push_back(to_string(actor_id{id.kind, k}));
   }
   return out;
 }
@@ -933,9 +866,7 @@ void restore_all(self_ptr self, std::int64_t version,
   st.recovering.clear();
   if (detected) // a failure's recovery (not a resume): timed
     st.recovering.push_back({*detected, slowest_steps(st)});
-  for (auto& d : st.durable)
-    d.clear();
-  st.pruned = version;
+  st.ledger.restart_from(version);
   st.rolling = false;
   self->send(st.listener, info_atom::value,
              fmt::format("the job goes on from step {}", version));
@@ -969,8 +900,7 @@ void respawn_all(self_ptr self, std::int64_t gen, std::int64_t version,
         self->send_exit(h, caf::exit_reason::user_shutdown);
         return;
       }
-      const auto [role, index] = split_name(name);
-      *slot_of(st.topo, role, index) = h;
+      *slot_of(st.topo, parse_actor_id(name)) = h;
       st.topo.names[h.address()] = name;
       self->monitor(h);
       if (--*left == 0)
@@ -1064,7 +994,7 @@ void node_lost(self_ptr self, std::size_t n, const std::string& why) {
   for (const auto& [actor, where] : st.topo.placement)
     if (where == node) {
       ++st.result.restarts;
-      ++st.result.restarts_by_role[split_name(actor).first];
+      ++st.result.restarts_by_role[role_of(actor)];
     }
   rollback(self, fmt::format("node {} lost ({})", node, why));
 }
@@ -1107,9 +1037,9 @@ void on_down(self_ptr self, caf::down_msg& dm) {
     }
   }
   // Escalation: too many restarts of this role within the window.
-  const auto role = split_name(name).first;
+  const std::string role_name = role_of(name);
   const auto now = clock_type::now();
-  auto& times = st.restart_times[role];
+  auto& times = st.restart_times[role_name];
   const auto window = std::chrono::duration<double>(st.spec.within_s);
   while (!times.empty() && now - times.front() > window)
     times.pop_front();
@@ -1118,7 +1048,7 @@ void on_down(self_ptr self, caf::down_msg& dm) {
                    "supervision gave up: {}{} failed ({}) after {} restart(s) "
                    "of role {} within {} s (supervision.max_restarts = {}); "
                    "last good checkpoint: {}",
-                   name, where, why, times.size(), role, st.spec.within_s,
+                   name, where, why, times.size(), role_name, st.spec.within_s,
                    st.spec.max_restarts, last_checkpoint(st)));
     return;
   }
@@ -1128,7 +1058,7 @@ void on_down(self_ptr self, caf::down_msg& dm) {
     // that holds for all instead.
     times.push_back(now);
     ++st.result.restarts;
-    ++st.result.restarts_by_role[role];
+    ++st.result.restarts_by_role[role_name];
     rollback(self, fmt::format("{}{} failed ({}) during a recovery", name,
                                where, why));
     return;
@@ -1139,8 +1069,7 @@ void on_down(self_ptr self, caf::down_msg& dm) {
   st.recovering.push_back({now, slowest_steps(st)});
   for (const auto& target : restart_set(st, name)) {
     if (target != name) {
-      auto* a =
-          slot_of(st.topo, split_name(target).first, split_name(target).second);
+      auto* a = slot_of(st.topo, parse_actor_id(target));
       if (a == nullptr || !*a)
         continue;
       st.topo.names.erase(a->address());
@@ -1148,7 +1077,7 @@ void on_down(self_ptr self, caf::down_msg& dm) {
     }
     times.push_back(now);
     ++st.result.restarts;
-    ++st.result.restarts_by_role[split_name(target).first];
+    ++st.result.restarts_by_role[role_of(target)];
     respawn(self, target);
   }
 }
@@ -1196,17 +1125,14 @@ void resume(self_ptr self) {
           return;
         }
         st.result.resumed_from = version;
-        st.checkpoint = version;
+        st.ledger.resumed(version);
         self->send(st.listener, info_atom::value,
                    fmt::format("resuming from the checkpoint at step {} "
                                "in {}",
                                version, st.snap.dir));
         // Epochs before the checkpoint's were reported by the job that
         // wrote it.
-        st.emitted_epochs =
-            version / (st.spec.synchronous()
-                           ? st.spec.steps_per_epoch
-                           : st.spec.steps_per_epoch * st.spec.workers);
+        st.emitted_epochs = version / st.spec.versions_per_epoch();
         if (st.emitted_epochs >= st.spec.epochs) {
           // The checkpoint is the end of this job (a finished run keeps its
           // final state): nothing is left to train. Its parameters are the
@@ -1287,7 +1213,6 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
   st.topo = std::move(topo);
   st.snap = std::move(snap);
   st.steps_done.assign(static_cast<std::size_t>(st.spec.workers), 0);
-  st.pruned_by_worker.assign(static_cast<std::size_t>(st.spec.workers), 0);
   st.first_step.assign(static_cast<std::size_t>(st.spec.workers), 0);
   st.counted.assign(static_cast<std::size_t>(st.spec.workers),
                     std::vector<bool>(static_cast<std::size_t>(
@@ -1297,7 +1222,9 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
   self->set_down_handler([=](caf::down_msg& dm) { on_down(self, dm); });
   st.param_count = devices::nn::param_count(
       devices::nn::param_layout(st.spec.model_input(), st.spec.layers));
-  st.durable.resize(static_cast<std::size_t>(st.spec.partitions));
+  st.ledger = checkpoint_ledger(static_cast<std::int32_t>(st.spec.partitions),
+                                static_cast<std::int32_t>(st.spec.workers),
+                                st.spec.synchronous());
   if (st.snap.dir.empty()) {
     // Snapshots live in a directory of this job's own, removed at the end.
     // Its name carries this process's id: those of jobs killed before they
@@ -1343,10 +1270,12 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
         fail(self, fmt::format("not ready 60 s after start-up: {}",
                                fmt::join(missing, ", ")));
       },
-      [=](ready_atom, const std::string& role, std::int32_t index) {
+      [=](ready_atom, const std::string& role_text, std::int32_t index) {
         auto& st = self->state;
-        st.ready_names.insert(
-            role == "evaluator" ? role : fmt::format("{}:{}", role, index));
+        const auto kind = role_named(role_text);
+        if (!kind)
+          return;
+        st.ready_names.insert(to_string(actor_id{*kind, index}));
         if (st.started || static_cast<std::int64_t>(st.ready_names.size()) <
                               st.expected_ready)
           return;
@@ -1460,8 +1389,7 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
         const auto name = target == "evaluator:0" ? "evaluator" : target;
         for (const auto& [addr, n] : st.topo.names)
           if (n == name) {
-            auto [role, index] = split_name(name);
-            auto* a = slot_of(st.topo, role, index);
+            auto* a = slot_of(st.topo, parse_actor_id(name));
             if (a == nullptr || !*a)
               break;
             if (!st.started || st.finished)
@@ -1500,8 +1428,7 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
       },
       [=](snapshot_atom, shard_state_msg& m) {
         auto& st = self->state;
-        if (!st.spec.synchronous())
-          st.ledgers[{m.shard, m.version}] = m.ledger;
+        st.ledger.add_ledger(m.shard, m.version, m.ledger);
         const auto offset = st.spec.shard_begin(m.shard, st.param_count);
         self->send(st.store, snapshot_atom::value, std::move(m), offset,
                    st.param_count);
@@ -1539,9 +1466,7 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
         for (std::int32_t s = 0; s < st.spec.partitions; ++s)
           send_scale(s, scale);
         // Scales older than every shard's older snapshot are not replayed.
-        std::int64_t oldest = step;
-        for (const auto& d : st.durable)
-          oldest = std::min(oldest, d.empty() ? std::int64_t{0} : d.front());
+        const auto oldest = std::min(step, st.ledger.oldest_kept());
         st.clip_scales.erase(
             st.clip_scales.begin(),
             st.clip_scales.lower_bound(oldest - 2 * st.spec.snapshot_every));

@@ -141,6 +141,11 @@ struct job_spec {
   std::int64_t step_of_version(std::int64_t version) const {
     return synchronous() ? version : (version + workers - 1) / workers;
   }
+  /// Optimizer versions in an epoch: a step's in sync mode, one per
+  /// worker's gradient in async/ssp.
+  std::int64_t versions_per_epoch() const {
+    return synchronous() ? steps_per_epoch : steps_per_epoch * workers;
+  }
   bool classification() const {
     return loss.kind == devices::loss_kind::cross_entropy;
   }

@@ -341,4 +341,19 @@ BOOST_AUTO_TEST_CASE(bad_schedules_and_clipping_name_the_key) {
                  .find("use mode = \"sync\"") != std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(versions_per_epoch_follow_the_mode) {
+  ta::job_spec s;
+  s.steps_per_epoch = 10;
+  s.workers = 3;
+  s.mode = "sync";
+  BOOST_TEST(s.versions_per_epoch() == 10);
+  BOOST_TEST(s.step_of_version(10) == 10);
+  for (const char* mode : {"async", "ssp"}) {
+    s.mode = mode;
+    BOOST_TEST(s.versions_per_epoch() == 30);
+    // The last version of epoch 1 belongs to its last step.
+    BOOST_TEST(s.step_of_version(s.versions_per_epoch()) == 10);
+  }
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,14 +1,28 @@
 #pragma once
 /// \file The protocol between the training roles: atoms, message structs and
-/// their CAF inspection. Heavy (CAF); include from actor .cpp files only.
+/// their CAF inspection. Heavy (CAF): include it from .cpp files that speak
+/// the protocol (the roles, the driver, `troupe status` and `kill`), never
+/// from a header; what a node needs of the roles is in roles.hpp.
 ///
-///   data_shard  --batch_msg-->     worker      (one per credit)
-///   worker      --credit_atom-->   data_shard
-///   worker      --grad_msg-->      param_shard (its slice of the gradient)
-///   param_shard --params_msg-->    worker, evaluator, coordinator
-///   worker      --progress_msg-->  coordinator
-///   evaluator   --eval_msg-->      coordinator
+///   data_shard  --batch_msg-->                 worker (one per credit)
+///   worker      --credit, resubscribe-->       data_shard
+///   worker      --grad_msg-->                  aggregator of its node, which
+///                                              sums its workers' gradients
+///   aggregator  --grad_msg-->                  param_shard (its slice); a
+///                                              worker alone on its
+///                                              aggregator sends it itself
+///   param_shard --params_msg-->                aggregator --> its workers
+///   param_shard --params_msg (epoch ends)-->   coordinator --> evaluator
+///   param_shard --snapshot, applied, clip,
+///                 duplicate-->                 coordinator (snapshots on to
+///                                              its snapshot store)
+///   worker      --ready, progress_msg-->       coordinator
+///   evaluator   --ready, eval_msg-->           coordinator
+///   coordinator --wire, start, recover, replay, fetch, prune, restore-->
+///                                              the roles (coordinator.cpp)
+/// Slices for another process take the data plane (send_slices).
 #include "actors/job_spec.hpp"
+#include "actors/roles.hpp"
 #include "actors/run.hpp"
 #include "data/dataset.hpp"
 #include "runtime/bulk_caf.hpp"
@@ -374,28 +388,6 @@ void load_in_background(caf::event_based_actor* owner, data::source_spec src);
 /// The data sources of a spec.
 data::source_spec train_source(const job_spec& spec);
 data::source_spec test_source(const job_spec& spec);
-
-/// Registers role names and message types with an actor system config.
-void register_roles(caf::actor_system_config& cfg);
-
-/// Set by `troupe node`: this process serves peers, so load errors that go
-/// back to them withhold the data's contents (redact_quoted).
-void set_serving_peers(bool on);
-bool serving_peers();
-
-/// `text` with every double-quoted span replaced by "<withheld>": the data
-/// readers quote what they quote from a file (cells, labels).
-std::string redact_quoted(const std::string& text);
-
-/// What a node checks before spawning `role` for a peer: the arguments are
-/// the role's, the job spec's sizes and model hold, the index is the job's,
-/// the role fits `memory_bytes` (0: not checked), and with a `data_root`
-/// every data file of the role lies under it. "" when all is well, else the
-/// cause (naming paths, never data).
-std::string check_spawn_request(const std::string& role,
-                                const caf::message& args,
-                                const std::string& data_root,
-                                std::int64_t memory_bytes);
 
 } // namespace troupe::actors
 

@@ -3,6 +3,7 @@
 // data paths against --data-root. Errors name the cause, never data.
 #include "actors/memory_plan.hpp"
 #include "actors/messages.hpp"
+#include "actors/roles.hpp"
 
 #include "devices/nn/layers.hpp"
 
@@ -63,18 +64,23 @@ std::string redact_quoted(const std::string& text) {
   return out;
 }
 
-std::string check_spawn_request(const std::string& role,
+std::string check_spawn_request(const std::string& role_text,
                                 const caf::message& args,
                                 const std::string& data_root,
                                 std::int64_t memory_bytes) {
   using i32 = std::int32_t;
+  const auto kind = role_named(role_text);
+  if (!kind)
+    return fmt::format("'{}' is not a role of a job", role_text);
   const bool ok_types =
-      (role == "evaluator" && args.match_elements<job_spec>()) ||
-      ((role == "data_shard" || role == "param_shard" || role == "worker") &&
+      (kind == role::evaluator && args.match_elements<job_spec>()) ||
+      ((kind == role::data_shard || kind == role::param_shard ||
+        kind == role::worker) &&
        args.match_elements<job_spec, i32>()) ||
-      (role == "aggregator" && args.match_elements<job_spec, i32, i32, i32>());
+      (kind == role::aggregator &&
+       args.match_elements<job_spec, i32, i32, i32>());
   if (!ok_types)
-    return fmt::format("the arguments for {} are not of its kind", role);
+    return fmt::format("the arguments for {} are not of its kind", role_text);
   const auto& s = args.get_as<job_spec>(0);
   const auto in = [](std::int64_t v, std::int64_t lo, std::int64_t hi) {
     return v >= lo && v <= hi;
@@ -95,13 +101,13 @@ std::string check_spawn_request(const std::string& role,
   }
   if (args.size() > 1) {
     const auto index = args.get_as<i32>(1);
-    const auto bound = role == "data_shard"    ? s.shards
-                       : role == "param_shard" ? s.partitions
-                                               : s.workers;
+    const auto bound = kind == role::data_shard    ? s.shards
+                       : kind == role::param_shard ? s.partitions
+                                                   : s.workers;
     if (index < 0 || index >= bound)
-      return fmt::format("{} index {} is outside the job's 0..{}", role, index,
-                         bound - 1);
-    if (role == "aggregator") {
+      return fmt::format("{} index {} is outside the job's 0..{}", role_text,
+                         index, bound - 1);
+    if (kind == role::aggregator) {
       const auto lo = args.get_as<i32>(2), hi = args.get_as<i32>(3);
       if (lo < 0 || hi > s.workers || lo >= hi)
         return fmt::format("aggregator ranks [{}, {}) are outside the job's "
@@ -111,19 +117,20 @@ std::string check_spawn_request(const std::string& role,
   }
   if (memory_bytes > 0) {
     const auto r = estimate_roles(s);
-    const double need = role == "worker"        ? r.worker
-                        : role == "param_shard" ? r.param_shard
-                        : role == "aggregator"  ? r.aggregator
-                                                : 0;
+    const double need = kind == role::worker        ? r.worker
+                        : kind == role::param_shard ? r.param_shard
+                        : kind == role::aggregator  ? r.aggregator
+                                                    : 0;
     if (need > double(memory_bytes))
       return fmt::format("a {} of this job would need about {}; the node has "
                          "{}",
-                         role, human_bytes(need),
+                         role_text, human_bytes(need),
                          human_bytes(double(memory_bytes)));
   }
-  if (!data_root.empty() && (role == "data_shard" || role == "evaluator")) {
+  if (!data_root.empty() &&
+      (kind == role::data_shard || kind == role::evaluator)) {
     std::string why;
-    for (const auto& f : role == "data_shard" ? s.train : s.test)
+    for (const auto& f : kind == role::data_shard ? s.train : s.test)
       if (!under(data_root, f, &why))
         return why;
   }

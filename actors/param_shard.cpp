@@ -120,9 +120,7 @@ params_msg make_msg(const param_shard_state& st) {
 // Epoch ends and the end of training, in this mode's units of version.
 void publish_milestones(caf::stateful_actor<param_shard_state>* self) {
   auto& st = self->state;
-  const auto per_epoch = st.spec.synchronous()
-                             ? st.spec.steps_per_epoch
-                             : st.spec.steps_per_epoch * st.spec.workers;
+  const auto per_epoch = st.spec.versions_per_epoch();
   const auto total = per_epoch * st.spec.epochs;
   while (st.epochs_sent < st.spec.epochs &&
          st.version >= (st.epochs_sent + 1) * per_epoch) {
@@ -683,10 +681,8 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
             for (std::size_t w = 0; w < st.clock.size(); ++w)
               st.clock[w] = st.last_seq[w] + 1; // seq counts from 0
           }
-          const auto per_epoch =
-              st.spec.synchronous() ? st.spec.steps_per_epoch
-                                    : st.spec.steps_per_epoch * st.spec.workers;
-          st.epochs_sent = std::min(st.spec.epochs, st.version / per_epoch);
+          st.epochs_sent = std::min(st.spec.epochs,
+                                    st.version / st.spec.versions_per_epoch());
         }
         st.restoring = false;
         auto held = std::move(st.held);

@@ -1,4 +1,5 @@
 #include "actors/run.hpp"
+#include "actors/roles.hpp"
 
 #include "devices/backends.hpp"
 
@@ -92,11 +93,13 @@ topology spawn_job(caf::actor_system& sys, const job_spec& spec,
           "node {} ({}) cannot connect to the other nodes: {}",
           nodes[i].info.name, nodes[i].address, fmt::join(failures, "; ")));
   }
-  auto spawn = [&](const std::string& role, const std::string& name,
-                   std::int32_t node, caf::message args) {
+  auto spawn = [&](role kind, std::int32_t index, std::int32_t node,
+                   caf::message args) {
+    const std::string role_name = name_of(kind);
+    const auto name = to_string(actor_id{kind, index});
     caf::actor h;
     if (nodes.empty()) {
-      auto r = sys.spawn<caf::actor>(role, std::move(args));
+      auto r = sys.spawn<caf::actor>(role_name, std::move(args));
       if (!r)
         throw training_failed(
             fmt::format("cannot spawn {}: {}", name, sys.render(r.error())));
@@ -105,7 +108,7 @@ topology spawn_job(caf::actor_system& sys, const job_spec& spec,
       const auto& n = nodes[static_cast<std::size_t>(node)];
       std::string failure;
       self->request(n.manager, timeout, runtime::spawn_atom::value, job_id,
-                    owner, role, std::move(args))
+                    owner, role_name, std::move(args))
           .receive([&](caf::actor& a) { h = std::move(a); },
                    [&](caf::error& err) { failure = sys.render(err); });
       if (!failure.empty())
@@ -117,60 +120,30 @@ topology spawn_job(caf::actor_system& sys, const job_spec& spec,
     t.placement[name] = node_names[static_cast<std::size_t>(node)];
     return h;
   };
+  const auto args = [&](role r, std::int32_t index) {
+    return spawn_args({r, index}, spec, plan.aggregator_of_worker);
+  };
   for (std::int32_t i = 0; i < spec.shards; ++i)
-    t.data_shards.push_back(spawn("data_shard", fmt::format("data_shard:{}", i),
+    t.data_shards.push_back(spawn(role::data_shard, i,
                                   plan.data_shards[static_cast<std::size_t>(i)],
-                                  caf::make_message(spec, i)));
+                                  args(role::data_shard, i)));
   for (std::int32_t i = 0; i < spec.partitions; ++i)
-    t.param_shards.push_back(
-        spawn("param_shard", fmt::format("param_shard:{}", i),
-              plan.param_shards[static_cast<std::size_t>(i)],
-              caf::make_message(spec, i)));
+    t.param_shards.push_back(spawn(
+        role::param_shard, i, plan.param_shards[static_cast<std::size_t>(i)],
+        args(role::param_shard, i)));
   for (std::size_t a = 0; a < plan.aggregators.size(); ++a) {
-    const auto& slot = plan.aggregators[a];
-    t.aggregators.push_back(
-        spawn("aggregator", fmt::format("aggregator:{}", a), slot.node,
-              caf::make_message(spec, static_cast<std::int32_t>(a), slot.lo,
-                                slot.hi)));
+    const auto i = static_cast<std::int32_t>(a);
+    t.aggregators.push_back(spawn(role::aggregator, i, plan.aggregators[a].node,
+                                  args(role::aggregator, i)));
   }
   if (!spec.test.empty())
-    t.evaluator = spawn("evaluator", "evaluator", plan.evaluator,
-                        caf::make_message(spec));
+    t.evaluator =
+        spawn(role::evaluator, 0, plan.evaluator, args(role::evaluator, 0));
   for (std::int32_t r = 0; r < spec.workers; ++r)
-    t.workers.push_back(spawn("worker", fmt::format("worker:{}", r),
+    t.workers.push_back(spawn(role::worker, r,
                               plan.workers[static_cast<std::size_t>(r)],
-                              caf::make_message(spec, r)));
+                              args(role::worker, r)));
   return t;
-}
-
-// What a checkpoint must match to be resumed: the settings that decide the
-// bits of the parameters. Epochs may grow, and how the job is run
-// (nodes, threads, supervision, chaos) may change.
-std::string job_fingerprint(caf::actor_system& sys, job_spec s) {
-  s.name.clear();
-  s.epochs = 0;
-  s.test.clear();
-  s.prefetch = 0;
-  s.local_nodes = 0;
-  s.device.clear();
-  s.worker_devices.clear();
-  s.threads = 0;
-  s.strategy.clear();
-  s.max_restarts = 0;
-  s.within_s = 0;
-  s.snapshot_every = 0;
-  s.heartbeat_s = 0;
-  s.heartbeat_timeout_s = 0;
-  s.chaos.clear();
-  s.placement.clear();
-  s.slow_worker = -1;
-  s.slow_ms = 0;
-  s.incarnation = 0;
-  std::vector<char> buf;
-  caf::binary_serializer sink{sys, buf};
-  if (auto err = sink(s))
-    throw training_failed("cannot fingerprint the job: " + sys.render(err));
-  return runtime::sha256_hex(buf.data(), buf.size());
 }
 
 // --checkpoint-dir: made if missing; files of an earlier run are resumed
@@ -221,6 +194,34 @@ void check_checkpoint_dir(const cluster_options& copt,
 }
 
 } // namespace
+
+std::string job_fingerprint(caf::actor_system& sys, job_spec s) {
+  s.name.clear();
+  s.epochs = 0;
+  s.test.clear();
+  s.prefetch = 0;
+  s.local_nodes = 0;
+  s.device.clear();
+  s.worker_devices.clear();
+  s.threads = 0;
+  s.strategy.clear();
+  s.max_restarts = 0;
+  s.within_s = 0;
+  s.snapshot_every = 0;
+  s.heartbeat_s = 0;
+  s.heartbeat_timeout_s = 0;
+  s.chaos.clear();
+  s.placement.clear();
+  s.slow_worker = -1;
+  s.slow_ms = 0;
+  s.detached_compute = false;
+  s.incarnation = 0;
+  std::vector<char> buf;
+  caf::binary_serializer sink{sys, buf};
+  if (auto err = sink(s))
+    throw training_failed("cannot fingerprint the job: " + sys.render(err));
+  return runtime::sha256_hex(buf.data(), buf.size());
+}
 
 run_result run_job(job_spec spec, const run_observer& obs,
                    const cluster_options& copt) {

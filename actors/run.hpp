@@ -4,6 +4,8 @@
 #include "actors/job_spec.hpp"
 #include "runtime/auth.hpp"
 
+#include <caf/fwd.hpp>
+
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -146,6 +148,12 @@ struct cluster_options {
   /// included.
   std::shared_ptr<const runtime::tls_context> tls;
 };
+
+/// What a checkpoint must match to be resumed: a digest of the job spec
+/// with every setting that does not decide the bits of the parameters
+/// cleared. Epochs may grow; how the job is run (nodes, devices, threads,
+/// supervision, chaos, testing hooks such as detached_compute) may change.
+std::string job_fingerprint(caf::actor_system& sys, job_spec s);
 
 /// Nodes could not be started or reached (exit code 3).
 class cluster_unreachable : public std::runtime_error {

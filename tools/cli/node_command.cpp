@@ -3,11 +3,12 @@
 #include "tools/cli/secret.hpp"
 
 #include "actors/memory_plan.hpp"
-#include "actors/messages.hpp"
+#include "actors/roles.hpp"
 #include "devices/backends.hpp"
 #include "runtime/node.hpp"
 #include "runtime/secure_net.hpp"
 
+#include <caf/message.hpp>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -117,8 +118,8 @@ int run(const node_cli& o) {
   opts.insecure = o.insecure;
   // What a peer may have spawned here: the roles of a job's actors, never
   // a coordinator (that runs in the driver).
-  opts.roles = {"data_shard", "param_shard", "aggregator", "worker",
-                "evaluator"};
+  for (auto r : actors::all_roles)
+    opts.roles.push_back(actors::name_of(r));
   // Each request is checked here again, whatever the driver checked.
   opts.check_spawn = [root = o.data_root,
                       memory = runtime::machine_memory_bytes()](
