@@ -14,6 +14,8 @@
 #include <algorithm>
 #include <map>
 
+#include <fmt/format.h>
+
 namespace troupe::actors {
 
 namespace {
@@ -116,18 +118,23 @@ caf::behavior aggregator(caf::stateful_actor<aggregator_state>* self,
   st.spec = std::move(spec);
   st.lo = lo;
   st.hi = hi;
-  if (refuse_index(self, "aggregator", index, st.spec.workers) ||
-      refuse_index(self, "aggregator's first rank", lo, st.spec.workers) ||
-      refuse_index(self, "aggregator's end rank", hi - 1, st.spec.workers) ||
-      hi <= lo)
+  if (refuse_index(self, role::aggregator, index, st.spec.workers))
     return {};
+  if (lo < 0 || hi > st.spec.workers || hi <= lo) {
+    self->quit(caf::make_error(
+        caf::sec::invalid_argument,
+        fmt::format("aggregator:{}: worker ranks [{}, {}) are not ranks of a "
+                    "job of {}",
+                    index, lo, hi, st.spec.workers)));
+    return {};
+  }
   const auto total = devices::nn::param_count(
       devices::nn::param_layout(st.spec.model_input(), st.spec.layers));
   for (std::int64_t s = 0; s <= st.spec.partitions; ++s)
     st.bounds.push_back(st.spec.shard_begin(s, total));
   local_subtrees(0, static_cast<std::int32_t>(st.spec.workers), lo, hi,
                  st.subtrees);
-  st.kill_step = st.spec.chaos_kill_step("aggregator", index);
+  st.kill_step = st.spec.chaos_kill_step(role::aggregator, index);
   return {
       [=](wire_atom, std::vector<caf::actor> workers,
           std::vector<caf::actor> shards) {

@@ -124,9 +124,9 @@ caf::behavior data_shard(caf::stateful_actor<data_shard_state>* self,
   auto& st = self->state;
   st.spec = std::move(spec);
   st.index = index;
-  if (refuse_index(self, "data_shard", index, st.spec.shards))
+  if (refuse_index(self, role::data_shard, index, st.spec.shards))
     return {};
-  st.kill_step = st.spec.chaos_kill_step("data_shard", index);
+  st.kill_step = st.spec.chaos_kill_step(role::data_shard, index);
   load_in_background(self, train_source(st.spec));
   return {
       [=](loaded_atom, dataset_ptr ds) {

@@ -93,7 +93,7 @@ caf::behavior evaluator(caf::stateful_actor<evaluator_state>* self,
   st.spec = std::move(spec);
   st.param_count = devices::nn::param_count(
       devices::nn::param_layout(st.spec.model_input(), st.spec.layers));
-  st.kill_step = st.spec.chaos_kill_step("evaluator", 0);
+  st.kill_step = st.spec.chaos_kill_step(role::evaluator, 0);
   load_in_background(self, test_source(st.spec));
   return {
       [=](wire_atom, caf::actor coordinator) {

@@ -269,8 +269,11 @@ job_spec parse_job_spec(runtime::config& c) {
     c.fail("supervision.heartbeat_timeout_s",
            "must be longer than supervision.heartbeat_s");
   // [placement]
-  static const std::vector<std::string> placeable{"data_shard", "param_shard",
-                                                  "worker", "evaluator"};
+  // Aggregators follow their workers (one per node).
+  std::vector<std::string> placeable;
+  for (auto r : all_roles)
+    if (r != role::aggregator)
+      placeable.push_back(name_of(r));
   c.touch("placement");
   for (const auto& role : c.keys("placement")) {
     const auto key = "placement." + role;
@@ -283,8 +286,9 @@ job_spec parse_job_spec(runtime::config& c) {
     s.placement[role] = std::move(nodes);
   }
   // [[chaos]]
-  static const std::vector<std::string> killable{
-      "worker", "data_shard", "param_shard", "aggregator", "evaluator"};
+  std::vector<std::string> killable;
+  for (auto r : all_roles)
+    killable.push_back(name_of(r));
   const auto events = c.array_size("chaos");
   std::map<std::string, std::vector<std::size_t>> by_target;
   for (std::size_t i = 0; i < events; ++i) {
@@ -410,10 +414,9 @@ std::string chaos_event::target() const {
   return role == "node" ? "node:" + node : fmt::format("{}:{}", role, index);
 }
 
-std::int64_t job_spec::chaos_kill_step(const std::string& role,
-                                       std::int32_t index) const {
+std::int64_t job_spec::chaos_kill_step(role r, std::int32_t index) const {
   for (const auto& e : chaos)
-    if (e.action == "kill" && e.role == role && e.index == index &&
+    if (e.action == "kill" && e.role == name_of(r) && e.index == index &&
         e.incarnation == incarnation)
       return e.at_step;
   return -1;

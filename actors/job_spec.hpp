@@ -1,5 +1,6 @@
 #pragma once
 /// \file A training job as the pipeline file describes it, checked.
+#include "actors/roles.hpp"
 #include "devices/device.hpp"
 #include "devices/nn/layers.hpp"
 #include "devices/nn/model.hpp"
@@ -162,8 +163,7 @@ struct job_spec {
   std::int64_t shard_begin(std::int64_t s, std::int64_t params) const;
   /// The step at which the actor ROLE:INDEX of this incarnation is to be
   /// killed by a [[chaos]] entry, or -1.
-  std::int64_t chaos_kill_step(const std::string& role,
-                               std::int32_t index) const;
+  std::int64_t chaos_kill_step(role r, std::int32_t index) const;
 };
 
 /// Reads and checks every key; throws runtime::config_error naming the key,

@@ -282,14 +282,13 @@ inline bool slice_fits(std::int64_t offset, std::int64_t n,
 /// not come from this job's driver): the actor ends at once with an error
 /// naming it. Returns true then; the role returns an empty behavior.
 template <class Self>
-bool refuse_index(Self* self, const char* role, std::int64_t index,
-                  std::int64_t count) {
+bool refuse_index(Self* self, role r, std::int64_t index, std::int64_t count) {
   if (index >= 0 && index < count)
     return false;
-  self->quit(caf::make_error(caf::sec::invalid_argument,
-                             std::string(role) + ":" + std::to_string(index) +
-                                 " does not exist in a job of " +
-                                 std::to_string(count)));
+  self->quit(caf::make_error(
+      caf::sec::invalid_argument,
+      std::string(name_of(r)) + ":" + std::to_string(index) +
+          " does not exist in a job of " + std::to_string(count)));
   return true;
 }
 

@@ -571,7 +571,7 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
   auto& st = self->state;
   st.spec = std::move(spec);
   st.index = index;
-  if (refuse_index(self, "param_shard", index, st.spec.partitions))
+  if (refuse_index(self, role::param_shard, index, st.spec.partitions))
     return {};
   const auto layout =
       devices::nn::param_layout(st.spec.model_input(), st.spec.layers);
@@ -610,7 +610,7 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
     st.last_seq.assign(static_cast<std::size_t>(st.spec.workers), -1);
   }
   st.restoring = st.spec.incarnation > 0;
-  st.kill_step = st.spec.chaos_kill_step("param_shard", index);
+  st.kill_step = st.spec.chaos_kill_step(role::param_shard, index);
   return {
       [=](wire_atom, std::vector<caf::actor> aggregators,
           std::vector<std::int32_t> aggregator_of_worker, caf::actor evaluator,

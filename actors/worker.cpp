@@ -555,7 +555,7 @@ caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
   self->set_exception_handler(runtime::exception_to_error);
   st.spec = std::move(spec);
   st.rank = rank;
-  if (refuse_index(self, "worker", rank, st.spec.workers))
+  if (refuse_index(self, role::worker, rank, st.spec.workers))
     return {};
   st.net = std::make_unique<devices::nn::model>(
       devices::cpu(), st.spec.model_input(), st.spec.layers, st.spec.loss);
@@ -580,7 +580,7 @@ caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
       st.spare_grads.push_back(devices::tensor::zeros({st.total}));
   }
   st.recovering = st.spec.incarnation > 0;
-  st.kill_step = st.spec.chaos_kill_step("worker", rank);
+  st.kill_step = st.spec.chaos_kill_step(role::worker, rank);
   for (std::int64_t s = 0; s <= st.spec.partitions; ++s)
     st.bounds.push_back(st.spec.shard_begin(s, st.total));
   st.report_every = std::max<std::int64_t>(1, st.spec.steps_per_epoch / 20);
