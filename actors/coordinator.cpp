@@ -157,6 +157,12 @@ struct coordinator_state {
 
 using self_ptr = caf::stateful_actor<coordinator_state>*;
 
+// Answers and timers remember the generation they began in: once the job
+// has rolled back (a new generation), they are stale and dropped.
+bool stale(self_ptr self, std::int64_t gen) {
+  return gen != self->state.generation;
+}
+
 void shutdown(self_ptr self, caf::error reason) {
   auto& t = self->state.topo;
   auto stop = [&](std::vector<caf::actor>& v) {
@@ -203,14 +209,14 @@ bool final_checkpoint_written(self_ptr self) {
                     snapshot_atom::value, done_atom::value)
           .then(
               [=](std::int64_t version) {
-                if (gen != self->state.generation)
+                if (stale(self, gen))
                   return;
                 self->state.final_versions[p] = version;
                 maybe_finish(self);
               },
               [=](caf::error& err) {
                 auto& st = self->state;
-                if (gen != st.generation || st.finished)
+                if (stale(self, gen) || st.finished)
                   return;
                 st.final_given_up = true;
                 self->send(st.listener, info_atom::value,
@@ -513,7 +519,7 @@ void fetch_when_relayed(self_ptr self, const std::string& name, caf::actor h,
       .then(
           [=](bool) {
             auto& st = self->state;
-            if (gen != st.generation)
+            if (stale(self, gen))
               return; // the job rolled back meanwhile
             // The worker kept no gradients from before `step`: the
             // shards snapshot at once, so that a restore needs none.
@@ -523,7 +529,7 @@ void fetch_when_relayed(self_ptr self, const std::string& name, caf::actor h,
             }
           },
           [=](caf::error& err) {
-            if (gen != self->state.generation)
+            if (stale(self, gen))
               return;
             if (tries > 1) {
               fetch_when_relayed(self, name, h, step, tries - 1);
@@ -559,7 +565,7 @@ void recover(self_ptr self, const std::string& name, caf::actor h) {
     auto versions = std::make_shared<std::vector<std::int64_t>>();
     auto left = std::make_shared<std::size_t>(t.param_shards.size());
     auto on_version = [=](std::int64_t v) {
-      if (gen != self->state.generation)
+      if (stale(self, gen))
         return; // the job rolled back meanwhile
       versions->push_back(v);
       if (--*left > 0)
@@ -571,7 +577,7 @@ void recover(self_ptr self, const std::string& name, caf::actor h) {
       fetch_when_relayed(self, name, h, step, 30);
     };
     auto on_error = [=](caf::error& err) {
-      if (gen != self->state.generation)
+      if (stale(self, gen))
         return;
       fail(self, fmt::format("recovering {}: a param shard did not answer: {}",
                              name, self->system().render(err)));
@@ -600,14 +606,14 @@ void recover(self_ptr self, const std::string& name, caf::actor h) {
           .then(
               [=](bool) {
                 auto& st = self->state;
-                if (gen != st.generation || --*left > 0)
+                if (stale(self, gen) || --*left > 0)
                   return;
                 for (std::size_t r = 0; r < st.topo.workers.size(); ++r)
                   if (st.topo.aggregator_of_worker[r] == index)
                     wire_worker(self, r);
               },
               [=](caf::error& err) {
-                if (gen != self->state.generation)
+                if (stale(self, gen))
                   return;
                 // A shard that does not answer fails on its own; a later
                 // recovery rewires the workers.
@@ -629,7 +635,7 @@ void recover(self_ptr self, const std::string& name, caf::actor h) {
                                        name, why));
               const auto from = m.version;
               auto& st = self->state;
-              if (gen != st.generation)
+              if (stale(self, gen))
                 return; // the job rolled back meanwhile
               // Where each worker's replay begins: the snapshot's step
               // (sync), or the first gradient its ledger lacks (async).
@@ -668,7 +674,7 @@ void recover(self_ptr self, const std::string& name, caf::actor h) {
                                      name, from));
             },
             [=](caf::error& err) {
-              if (gen != self->state.generation)
+              if (stale(self, gen))
                 return;
               fail(self, fmt::format("recovering {}: the snapshot store did "
                                      "not answer: {}",
@@ -727,7 +733,7 @@ void respawn(self_ptr self, const std::string& name,
   if (!then) {
     const auto gen = st.generation;
     then = [=](caf::actor h) {
-      if (gen != self->state.generation || self->state.finished) {
+      if (stale(self, gen) || self->state.finished) {
         // The job rolled back meanwhile; that spawned everything anew.
         self->send_exit(h, caf::exit_reason::user_shutdown);
         return;
@@ -896,7 +902,7 @@ void respawn_all(self_ptr self, std::int64_t gen, std::int64_t version,
   for (const auto& name : names)
     respawn(self, name, [=](caf::actor h) {
       auto& st = self->state;
-      if (gen != st.generation || st.finished) {
+      if (stale(self, gen) || st.finished) {
         self->send_exit(h, caf::exit_reason::user_shutdown);
         return;
       }
@@ -920,7 +926,7 @@ void with_checkpoint(
           [=](std::int64_t version, std::vector<shard_state_msg>& states,
               std::vector<std::string>& problems) {
             auto& st = self->state;
-            if (gen != st.generation || st.finished)
+            if (stale(self, gen) || st.finished)
               return;
             for (auto& p : problems)
               self->send(st.listener, info_atom::value,
@@ -1508,7 +1514,7 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
       [=](snapshot_atom, done_atom, std::int64_t gen) {
         // The final checkpoint's deadline.
         auto& st = self->state;
-        if (gen != st.generation || st.finished)
+        if (stale(self, gen) || st.finished)
           return;
         st.final_given_up = true;
         self->send(st.listener, info_atom::value,
