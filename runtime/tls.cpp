@@ -420,13 +420,6 @@ bool tls_stream::has_pending() const {
   return SSL_has_pending(ssl_) == 1;
 }
 
-std::string tls_stream::peer_name() const {
-  X509* peer = SSL_get1_peer_certificate(ssl_);
-  auto name = common_name(peer);
-  X509_free(peer);
-  return name;
-}
-
 std::string tls_handshake_until(tls_stream& s, int fd,
                                 clock::time_point deadline) {
   for (;;) {

@@ -95,8 +95,6 @@ public:
   tls_io flush();
   /// Why the last step failed, in words.
   const std::string& error() const { return error_; }
-  /// The common name of the peer's certificate, once verified.
-  std::string peer_name() const;
 
 private:
   tls_io outcome(int ret, const char* what);
