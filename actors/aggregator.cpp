@@ -7,6 +7,8 @@
 // relays parameter slices from the shards to its workers, so each slice
 // crosses the network once per node.
 #include "actors/messages.hpp"
+#include "actors/supervisor.hpp"
+#include "actors/wiring.hpp"
 
 #include "devices/nn/layers.hpp"
 #include "runtime/reduce_tree.hpp"
@@ -213,6 +215,41 @@ caf::behavior aggregator(caf::stateful_actor<aggregator_state>* self,
 
 void register_aggregator(caf::actor_system_config& cfg) {
   cfg.add_actor_type("aggregator", aggregator);
+}
+
+void recover_aggregator(supervisor& sup, std::int32_t index,
+                        const caf::actor& h) {
+  // The shards learn the new handle first: the workers' replays through it
+  // are answered through it.
+  auto* self = sup.self();
+  const auto& t = sup.topo();
+  const auto gen = sup.generation();
+  wire_aggregator(self, t, static_cast<std::size_t>(index));
+  auto left = std::make_shared<std::size_t>(t.param_shards.size());
+  for (std::size_t p = 0; p < t.param_shards.size(); ++p) {
+    wire_shard(self, t, p);
+    self->send(t.param_shards[p], republish_atom::value, h);
+    self->request(t.param_shards[p], std::chrono::seconds(30), wire_atom::value)
+        .then(
+            [=, &sup](bool) {
+              if (sup.stale(gen) || --*left > 0)
+                return;
+              const auto& t = sup.topo();
+              for (std::size_t r = 0; r < t.workers.size(); ++r)
+                if (t.aggregator_of_worker[r] == index)
+                  wire_worker(sup.self(), t, r);
+            },
+            [=, &sup](caf::error& err) {
+              if (sup.stale(gen))
+                return;
+              // A shard that does not answer fails on its own; a later
+              // recovery rewires the workers.
+              sup.job().info(fmt::format(
+                  "recovering aggregator:{}: a param shard did not confirm "
+                  "its wiring: {}",
+                  index, sup.self()->system().render(err)));
+            });
+  }
 }
 
 } // namespace troupe::actors

@@ -4,6 +4,8 @@
 // that work can run on whichever core is idle instead of taking turns with
 // the workers on the node's scheduler threads.
 #include "actors/messages.hpp"
+#include "actors/supervisor.hpp"
+#include "actors/wiring.hpp"
 
 #include "data/sampler.hpp"
 
@@ -160,6 +162,14 @@ caf::behavior data_shard(caf::stateful_actor<data_shard_state>* self,
 
 void register_data_shard(caf::actor_system_config& cfg) {
   cfg.add_actor_type("data_shard", data_shard);
+}
+
+void recover_data_shard(supervisor& sup, std::int32_t index,
+                        const caf::actor&) {
+  const auto& t = sup.topo();
+  for (std::size_t r = 0; r < t.workers.size(); ++r)
+    if (t.data_shard_of_worker[r] == index)
+      wire_worker(sup.self(), t, r);
 }
 
 } // namespace troupe::actors

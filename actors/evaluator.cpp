@@ -6,6 +6,8 @@
 // never the training.
 #include "actors/evaluation.hpp"
 #include "actors/messages.hpp"
+#include "actors/supervisor.hpp"
+#include "actors/wiring.hpp"
 
 #include "devices/nn/model.hpp"
 
@@ -142,6 +144,14 @@ caf::behavior evaluator(caf::stateful_actor<evaluator_state>* self,
 
 void register_evaluator(caf::actor_system_config& cfg) {
   cfg.add_actor_type("evaluator", evaluator);
+}
+
+void recover_evaluator(supervisor& sup, const caf::actor& h) {
+  // Shards send epoch parameters through the coordinator: they need no
+  // rewiring.
+  sup.self()->send(h, wire_atom::value,
+                   caf::actor_cast<caf::actor>(sup.self()));
+  sup.job().evaluator_restarted();
 }
 
 } // namespace troupe::actors

@@ -18,8 +18,12 @@
 ///                                              its snapshot store)
 ///   worker      --ready, progress_msg-->       coordinator
 ///   evaluator   --ready, eval_msg-->           coordinator
-///   coordinator --wire, start, recover, replay, fetch, prune, restore-->
-///                                              the roles (coordinator.cpp)
+///   coordinator --wire, start-->               the roles (wiring.hpp)
+///   coordinator --recover, replay, fetch, prune, restore, republish,
+///                 version?-->                  the roles, to bring a
+///                                              restarted actor back
+///                                              (supervisor.hpp and each
+///                                              role's recover_* hook)
 /// Slices for another process take the data plane (send_slices).
 #include "actors/job_spec.hpp"
 #include "actors/roles.hpp"
@@ -68,7 +72,7 @@ using failed_atom = caf::atom_constant<caf::atom("failed")>;
 using info_atom = caf::atom_constant<caf::atom("info")>;
 using resume_atom = caf::atom_constant<caf::atom("resume")>;
 using status_atom = caf::atom_constant<caf::atom("status")>;
-// Supervision and recovery (see coordinator.cpp).
+// Supervision and recovery (see supervisor.hpp).
 using resubscribe_atom = caf::atom_constant<caf::atom("resub")>;
 using recover_atom = caf::atom_constant<caf::atom("recover")>;
 using replay_atom = caf::atom_constant<caf::atom("replay")>;
@@ -203,6 +207,10 @@ struct snapshot_options {
   bool resume = false; ///< start from the newest checkpoint in dir
   std::int32_t shards = 1;
   std::string job; ///< fingerprint written into and checked against files
+  /// The store does its file I/O on a thread of its own, never on the
+  /// scheduler's. Off only under CAF's test scheduler, which runs every
+  /// actor on the test's thread.
+  bool own_thread = true;
 };
 
 template <class Inspector>

@@ -18,12 +18,16 @@
 // keeps the gradients that come before it; the workers then replay the
 // steps after the snapshot, and the shard reaches the same bits again.
 #include "actors/messages.hpp"
+#include "actors/supervisor.hpp"
+#include "actors/wiring.hpp"
 
 #include "devices/nn/layers.hpp"
 #include "runtime/reduce_tree.hpp"
 
 #include <algorithm>
 #include <map>
+
+#include <fmt/format.h>
 
 namespace troupe::actors {
 
@@ -760,6 +764,68 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
 
 void register_param_shard(caf::actor_system_config& cfg) {
   cfg.add_actor_type("param_shard", param_shard);
+}
+
+void recover_param_shard(supervisor& sup, std::int32_t index,
+                         const caf::actor& h) {
+  const auto gen = sup.generation();
+  const auto name = to_string(actor_id{role::param_shard, index});
+  sup.self()
+      ->request(sup.store(), std::chrono::seconds(30), load_atom::value, index)
+      .then(
+          [=, &sup](shard_state_msg& m, std::vector<std::string>& problems) {
+            for (auto& why : problems)
+              sup.job().info(fmt::format("{}: snapshot refused, falling back "
+                                         "to an older one: {}",
+                                         name, why));
+            if (sup.stale(gen))
+              return; // the job rolled back meanwhile
+            auto* self = sup.self();
+            const auto& t = sup.topo();
+            const auto from = m.version;
+            // Where each worker's replay begins: the snapshot's step
+            // (sync), or the first gradient its ledger lacks (async).
+            std::vector<std::int64_t> replay_from(t.workers.size(), from);
+            if (!sup.spec().synchronous())
+              for (std::size_t r = 0; r < replay_from.size(); ++r)
+                replay_from[r] =
+                    m.ledger.size() == replay_from.size() ? m.ledger[r] + 1 : 0;
+            std::string lacking;
+            for (std::size_t r = 0; r < replay_from.size(); ++r)
+              if (replay_from[r] < sup.first_step()[r])
+                lacking = to_string(
+                    actor_id{role::worker, static_cast<std::int32_t>(r)});
+            if (!lacking.empty()) {
+              // The steps since `from` cannot be replayed: go back to a
+              // checkpoint from which nothing needs replaying.
+              sup.rollback(fmt::format(
+                  "{} can only be restored to version {}, but {} was "
+                  "restarted since and kept no gradients from before its "
+                  "restart",
+                  name, from, lacking));
+              return;
+            }
+            self->send(h, restore_atom::value, std::move(m));
+            wire_shard(self, t, static_cast<std::size_t>(index));
+            for (std::size_t a = 0; a < t.aggregators.size(); ++a)
+              wire_aggregator(self, t, a);
+            for (std::size_t r = 0; r < t.workers.size(); ++r) {
+              wire_worker(self, t, r);
+              self->send(t.workers[r], replay_atom::value, index,
+                         replay_from[r]);
+            }
+            sup.job().info(fmt::format("{} restored from version {}; the "
+                                       "workers replay the steps since",
+                                       name, from));
+          },
+          [=, &sup](caf::error& err) {
+            if (sup.stale(gen))
+              return;
+            sup.job().fail(
+                fmt::format("recovering {}: the snapshot store did not "
+                            "answer: {}",
+                            name, sup.self()->system().render(err)));
+          });
 }
 
 } // namespace troupe::actors

@@ -252,6 +252,9 @@ list_snapshots(const std::string& dir) {
 
 caf::actor spawn_snapshot_store(caf::local_actor* owner, snapshot_options opts,
                                 caf::actor coordinator) {
+  if (!opts.own_thread)
+    return owner->spawn<caf::linked>(snapshot_store, std::move(opts),
+                                     std::move(coordinator));
   return owner->spawn<caf::detached + caf::linked>(
       snapshot_store, std::move(opts), std::move(coordinator));
 }

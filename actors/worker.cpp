@@ -25,15 +25,21 @@
 // answer's tag); later ones wait, earlier ones are dropped. A restarted
 // worker (incarnation > 0) waits to be told its step (recover_atom).
 #include "actors/messages.hpp"
+#include "actors/supervisor.hpp"
+#include "actors/wiring.hpp"
 #include "runtime/exceptions.hpp"
 
 #include "devices/backends.hpp"
 #include "devices/nn/layers.hpp"
 #include "devices/nn/model.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <map>
+#include <memory>
 #include <optional>
+
+#include <fmt/format.h>
 
 namespace troupe::actors {
 
@@ -690,6 +696,87 @@ caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
 
 void register_worker(caf::actor_system_config& cfg) {
   cfg.add_actor_type("worker", worker);
+}
+
+namespace {
+
+// A restarted worker fetches the versions the shards hold only once its
+// aggregator relays to it: a version published between the fetch and that
+// rewiring would go to the old handle. The aggregator may be restarting
+// too: each try asks the current one, for a second.
+void fetch_when_relayed(supervisor& sup, std::int32_t index, caf::actor h,
+                        std::int64_t step, int tries) {
+  auto* self = sup.self();
+  auto& t = sup.topo();
+  const auto a = static_cast<std::size_t>(
+      t.aggregator_of_worker[static_cast<std::size_t>(index)]);
+  wire_aggregator(self, t, a);
+  const auto gen = sup.generation();
+  self->request(t.aggregators[a], std::chrono::seconds(1), wire_atom::value)
+      .then(
+          [=, &sup](bool) {
+            if (sup.stale(gen))
+              return; // the job rolled back meanwhile
+            // The worker kept no gradients from before `step`: the
+            // shards snapshot at once, so that a restore needs none.
+            for (auto& p : sup.topo().param_shards) {
+              sup.self()->send(p, fetch_atom::value, step, index, h);
+              sup.self()->send(p, snapshot_atom::value);
+            }
+          },
+          [=, &sup](caf::error& err) {
+            if (sup.stale(gen))
+              return;
+            if (tries > 1) {
+              fetch_when_relayed(sup, index, h, step, tries - 1);
+              return;
+            }
+            sup.job().fail(fmt::format(
+                "recovering worker:{}: its aggregator did not answer: {}",
+                index, sup.self()->system().render(err)));
+          });
+}
+
+} // namespace
+
+void recover_worker(supervisor& sup, std::int32_t index, const caf::actor& h) {
+  // Shards are at most one version apart (sync): the worker redoes the
+  // oldest step any shard still waits for. async/ssp: it redoes the oldest
+  // of its gradients some shard has not applied (those that have drop it
+  // as a duplicate).
+  auto* self = sup.self();
+  const auto gen = sup.generation();
+  const auto& shards = sup.topo().param_shards;
+  auto versions = std::make_shared<std::vector<std::int64_t>>();
+  auto left = std::make_shared<std::size_t>(shards.size());
+  auto on_version = [=, &sup](std::int64_t v) {
+    if (sup.stale(gen))
+      return; // the job rolled back meanwhile
+    versions->push_back(v);
+    if (--*left > 0)
+      return;
+    const auto step = *std::min_element(versions->begin(), versions->end());
+    const auto i = static_cast<std::size_t>(index);
+    sup.first_step()[i] = step;
+    sup.self()->send(h, recover_atom::value, step);
+    wire_worker(sup.self(), sup.topo(), i);
+    fetch_when_relayed(sup, index, h, step, 30);
+  };
+  auto on_error = [=, &sup](caf::error& err) {
+    if (sup.stale(gen))
+      return;
+    sup.job().fail(
+        fmt::format("recovering worker:{}: a param shard did not answer: {}",
+                    index, sup.self()->system().render(err)));
+  };
+  const auto timeout = std::chrono::seconds(30);
+  for (auto& p : shards) {
+    if (sup.spec().synchronous())
+      self->request(p, timeout, version_atom::value).then(on_version, on_error);
+    else
+      self->request(p, timeout, version_atom::value, index)
+          .then(on_version, on_error);
+  }
 }
 
 } // namespace troupe::actors

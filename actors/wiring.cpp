@@ -1,0 +1,74 @@
+#include "actors/wiring.hpp"
+
+#include <algorithm>
+
+namespace troupe::actors {
+
+caf::actor* slot_of(topology& t, const actor_id& a) {
+  auto at = [&](std::vector<caf::actor>& v) -> caf::actor* {
+    return a.index >= 0 && static_cast<std::size_t>(a.index) < v.size()
+               ? &v[static_cast<std::size_t>(a.index)]
+               : nullptr;
+  };
+  switch (a.kind) {
+    case role::worker:
+      return at(t.workers);
+    case role::data_shard:
+      return at(t.data_shards);
+    case role::param_shard:
+      return at(t.param_shards);
+    case role::aggregator:
+      return at(t.aggregators);
+    case role::evaluator:
+      return &t.evaluator;
+  }
+  return nullptr;
+}
+
+std::vector<caf::actor> workers_of(const topology& t, std::size_t a) {
+  std::vector<caf::actor> local;
+  for (std::size_t r = 0; r < t.workers.size(); ++r)
+    if (t.aggregator_of_worker[r] == static_cast<std::int32_t>(a))
+      local.push_back(t.workers[r]);
+  return local;
+}
+
+void wire_shard(caf::event_based_actor* self, const topology& t,
+                std::size_t p) {
+  self->send(t.param_shards[p], wire_atom::value, t.aggregators,
+             t.aggregator_of_worker, t.evaluator,
+             caf::actor_cast<caf::actor>(self));
+}
+
+void wire_aggregator(caf::event_based_actor* self, const topology& t,
+                     std::size_t a) {
+  self->send(t.aggregators[a], wire_atom::value, workers_of(t, a),
+             t.param_shards);
+}
+
+void wire_worker(caf::event_based_actor* self, const topology& t,
+                 std::size_t r) {
+  const auto d = t.data_shard_of_worker[r];
+  const auto a = t.aggregator_of_worker[r];
+  const bool alone = std::count(t.aggregator_of_worker.begin(),
+                                t.aggregator_of_worker.end(), a) == 1;
+  self->send(t.workers[r], wire_atom::value,
+             t.aggregators[static_cast<std::size_t>(a)],
+             d >= 0 ? t.data_shards[static_cast<std::size_t>(d)] : caf::actor{},
+             caf::actor_cast<caf::actor>(self),
+             alone ? t.param_shards : std::vector<caf::actor>{});
+}
+
+void wire_all(caf::event_based_actor* self, const topology& t) {
+  for (std::size_t p = 0; p < t.param_shards.size(); ++p)
+    wire_shard(self, t, p);
+  for (std::size_t a = 0; a < t.aggregators.size(); ++a)
+    wire_aggregator(self, t, a);
+  for (std::size_t r = 0; r < t.workers.size(); ++r)
+    wire_worker(self, t, r);
+  if (t.evaluator)
+    self->send(t.evaluator, wire_atom::value,
+               caf::actor_cast<caf::actor>(self));
+}
+
+} // namespace troupe::actors

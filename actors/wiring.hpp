@@ -1,0 +1,34 @@
+#pragma once
+/// \file Who each actor of a job talks to, sent by the coordinator: at
+/// start-up, and again to a restarted actor and its peers. Wiring is
+/// idempotent. Heavy (CAF, messages.hpp): include from .cpp files only.
+#include "actors/messages.hpp"
+
+#include <cstddef>
+#include <vector>
+
+namespace troupe::actors {
+
+/// The handle slot of actor `a` in `t`, or null when `t` has no such actor.
+caf::actor* slot_of(topology& t, const actor_id& a);
+
+/// The workers aggregator `a` sums, in rank order.
+std::vector<caf::actor> workers_of(const topology& t, std::size_t a);
+
+/// Param shard `p`: the aggregators (and which worker each serves), the
+/// evaluator, and `self` (the coordinator).
+void wire_shard(caf::event_based_actor* self, const topology& t, std::size_t p);
+
+/// Aggregator `a`: its workers and the param shards.
+void wire_aggregator(caf::event_based_actor* self, const topology& t,
+                     std::size_t a);
+
+/// Worker `r`: its aggregator, its data shard, `self`, and the param shards
+/// when it is alone on its aggregator (it sends its gradient to them itself).
+void wire_worker(caf::event_based_actor* self, const topology& t,
+                 std::size_t r);
+
+/// Every actor of `t`.
+void wire_all(caf::event_based_actor* self, const topology& t);
+
+} // namespace troupe::actors
