@@ -1,6 +1,6 @@
 #include "actors/epochs.hpp"
 
-#include "actors/messages.hpp"
+#include "actors/reports.hpp"
 
 #include <algorithm>
 #include <numeric>

@@ -3,6 +3,7 @@
 /// loss counted once, epochs in order once trained and evaluated, the
 /// slowest worker's position, and early stopping (job.patience). No CAF.
 #include "actors/job_spec.hpp"
+#include "actors/reports.hpp"
 #include "actors/run.hpp"
 
 #include <chrono>
@@ -12,9 +13,6 @@
 #include <vector>
 
 namespace troupe::actors {
-
-struct progress_msg;
-struct eval_msg;
 
 /// Per-epoch accounting of a job's training.
 class epoch_accounting {

@@ -4,7 +4,7 @@
 // clip-norm scale across shards.
 #include "actors/epochs.hpp"
 #include "actors/clip_norm.hpp"
-#include "actors/messages.hpp"
+#include "actors/reports.hpp"
 
 #include <boost/test/unit_test.hpp>
 

@@ -26,6 +26,7 @@
 ///                                              role's recover_* hook)
 /// Slices for another process take the data plane (send_slices).
 #include "actors/job_spec.hpp"
+#include "actors/reports.hpp"
 #include "actors/roles.hpp"
 #include "actors/run.hpp"
 #include "data/dataset.hpp"
@@ -143,34 +144,6 @@ struct shard_state_msg {
   devices::tensor params;
   std::vector<devices::tensor> optimizer_state;
   std::vector<std::int64_t> ledger; ///< async/ssp: last seq applied, by worker
-};
-
-/// A worker's running totals, sent every few steps and at each epoch end.
-struct progress_msg {
-  std::int32_t worker = 0;
-  std::int64_t incarnation = 0;
-  std::int64_t steps_done = 0; ///< global steps this worker has finished
-  /// Per step since the last report, from first_step on: the loss summed
-  /// over the batch, and the batch's samples. Steps done again (after a
-  /// restart or a rollback) come again; the coordinator counts each once.
-  std::int64_t first_step = 0;
-  std::vector<double> losses;
-  std::vector<std::int64_t> samples;
-  std::int64_t max_lead = 0; ///< largest step - slowest worker's steps seen
-  std::int64_t pushed = 0;   ///< gradients sent so far
-  double compute_s = 0;      ///< since the last report: forward/backward
-  double wait_s = 0;         ///< since the last report: waiting for parameters
-  /// The most gradients this worker has held at once, for replay and
-  /// reuse: bounded by its replay window however long the job runs.
-  std::int64_t grad_buffers = 0;
-};
-
-/// Test-set loss and accuracy of one parameter version.
-struct eval_msg {
-  std::int64_t epoch = 0; ///< 1-based
-  double loss = 0;
-  double accuracy = -1; ///< -1 for regression
-  eval_metrics metrics;
 };
 
 using dataset_ptr = std::shared_ptr<const data::dataset>;

@@ -73,6 +73,56 @@ void tune(int fd, double send_timeout_s) {
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
+// How long a caller may write a frame itself before the connection's
+// thread takes over.
+constexpr auto caller_write_budget = std::chrono::microseconds(1000);
+
+// Writes head + payload on a plain socket without blocking, waiting for
+// room only while caller_write_budget lasts: the bytes written (all, or
+// fewer when the budget ran out or the socket failed).
+std::size_t write_briefly(int fd, const std::vector<std::uint8_t>& head,
+                          const devices::tensor& payload) {
+  const auto deadline = std::chrono::steady_clock::now() + caller_write_budget;
+  iovec iov[2] = {{const_cast<std::uint8_t*>(head.data()), head.size()},
+                  {const_cast<float*>(payload.data()), payload.bytes()}};
+  iovec* first = iov;
+  int count = payload.bytes() > 0 ? 2 : 1;
+  std::size_t done = 0;
+  while (count > 0) {
+    msghdr m{};
+    m.msg_iov = first;
+    m.msg_iovlen = static_cast<std::size_t>(count);
+    const auto put = ::sendmsg(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (put < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK)
+        return done;
+      const auto left = std::chrono::duration_cast<std::chrono::microseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0)
+        return done;
+      // poll() waits in milliseconds: at most one, the budget.
+      pollfd pf{fd, POLLOUT, 0};
+      if (::poll(&pf, 1, 1) <= 0 || std::chrono::steady_clock::now() > deadline)
+        return done;
+      continue;
+    }
+    auto moved = static_cast<std::size_t>(put);
+    done += moved;
+    while (count > 0 && moved >= first->iov_len) {
+      moved -= first->iov_len;
+      ++first;
+      --count;
+    }
+    if (count > 0) {
+      first->iov_base = static_cast<char*>(first->iov_base) + moved;
+      first->iov_len -= moved;
+    }
+  }
+  return done;
+}
+
 int millis_until(std::chrono::steady_clock::time_point deadline) {
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
                         deadline - std::chrono::steady_clock::now())
@@ -308,8 +358,21 @@ bulk_plane::bulk_plane(const std::string& host, handler on_frame,
 }
 
 bulk_plane::~bulk_plane() {
-  stopping_ = true;
-  gate_.reset(); // no more admissions; closes the listeners
+  std::vector<std::shared_ptr<outbound>> out;
+  {
+    std::lock_guard<std::mutex> guard(lock_);
+    stopping_ = true; // no more sends
+    for (auto& [key, o] : out_)
+      out.push_back(o);
+    out.insert(out.end(), retired_.begin(), retired_.end());
+    out_.clear();
+    retired_.clear();
+  }
+  for (auto& o : out)
+    close_outbound(*o);
+  for (auto& o : out)
+    o->thread.join(); // each closed its connection
+  gate_.reset();      // no more admissions; closes the listeners
   std::map<std::thread::id, std::thread> readers;
   {
     std::lock_guard<std::mutex> guard(lock_);
@@ -319,11 +382,6 @@ bulk_plane::~bulk_plane() {
   }
   for (auto& [id, t] : readers)
     t.join(); // each closed its connection
-  for (auto& [key, o] : out_) {
-    o->tls.reset();
-    if (o->fd >= 0)
-      ::close(o->fd);
-  }
 }
 
 void bulk_plane::reap_finished() {
@@ -424,11 +482,9 @@ bool bulk_plane::knows(const std::string& key) const {
   return peers_.count(key) > 0;
 }
 
-int bulk_plane::connect_to(const std::string& address, std::uint64_t job,
+bool bulk_plane::handshake(int fd, const std::string& address,
+                           std::uint64_t job,
                            std::unique_ptr<tls_stream>& tls) {
-  const int fd = connect_socket(address);
-  if (fd < 0)
-    return -1;
   try {
     tls = client_handshake(
         fd, secret_, auth_channel::bulk, address.substr(0, address.find(';')),
@@ -442,16 +498,10 @@ int bulk_plane::connect_to(const std::string& address, std::uint64_t job,
     }
   } catch (const auth_error& e) {
     std::fprintf(stderr, "%s: %s\n", who_.c_str(), e.what());
-    ::close(fd);
-    return -1;
+    return false;
   }
   iovec iov{&job, sizeof(job)};
-  if (!write_all(link{fd, tls.get()}, &iov, 1)) {
-    tls.reset();
-    ::close(fd);
-    return -1;
-  }
-  return fd;
+  return write_all(link{fd, tls.get()}, &iov, 1);
 }
 
 int bulk_plane::connect_socket(const std::string& address) {
@@ -487,45 +537,191 @@ int bulk_plane::connect_socket(const std::string& address) {
 }
 
 bool bulk_plane::send(const std::string& key, std::uint64_t job,
-                      const bulk_header& h, const devices::tensor& payload) {
+                      const bulk_header& h, const devices::tensor& payload,
+                      undelivered on_undelivered) {
   std::shared_ptr<outbound> o;
-  std::string address;
   {
     std::lock_guard<std::mutex> guard(lock_);
     auto p = peers_.find(key);
-    if (p == peers_.end())
+    if (stopping_ || p == peers_.end())
       return false;
-    address = p->second;
     auto& slot = out_[{key, job}];
-    if (!slot)
+    if (!slot) {
       slot = std::make_shared<outbound>();
+      slot->address = p->second;
+      slot->job = job;
+      slot->thread = std::thread([this, raw = slot.get()] { send_loop(*raw); });
+    }
     o = slot;
   }
-  auto head = encode_bulk_header(h, payload);
-  std::lock_guard<std::mutex> guard(o->lock);
-  if (o->fd < 0) {
-    // A peer that stopped reading (frozen, or cut off) blocked the last
-    // write until the timeout: the caller's fallback takes over for a
-    // while rather than every send blocking again.
-    const auto since = std::chrono::steady_clock::now() - o->failed_at;
-    if (o->failed_at != std::chrono::steady_clock::time_point{} &&
-        since < std::chrono::duration<double>(4 * send_timeout_s_))
+  frame f;
+  f.head = encode_bulk_header(h, payload);
+  const auto bytes = f.head.size() + payload.bytes();
+  std::unique_lock<std::mutex> lk(o->lock);
+  if (o->closing)
+    return false;
+  // A peer that stopped reading (frozen, or cut off) held the last write
+  // until the timeout: the caller's fallback takes over for a while rather
+  // than every frame waiting again.
+  const auto since = std::chrono::steady_clock::now() - o->failed_at;
+  if (o->fd < 0 && o->failed_at != std::chrono::steady_clock::time_point{} &&
+      since < std::chrono::duration<double>(4 * send_timeout_s_))
+    return false;
+  if (!o->queue.empty() && o->queued_bytes + bytes > max_queued_bytes)
+    return false;
+  f.header = h;
+  f.payload = payload;
+  f.on_undelivered = std::move(on_undelivered);
+  o->queued_bytes += bytes;
+  if (o->plain && !o->busy && o->queue.empty()) {
+    // The connection is idle: the frame is written here while the peer
+    // keeps taking it, for at most caller_write_budget (a hand-off costs
+    // more than that on a busy machine); the thread writes the rest. A
+    // peer that stalls costs a caller that budget once: later frames
+    // queue behind the thread.
+    o->busy = true;
+    const int fd = o->fd;
+    lk.unlock();
+    const auto put = write_briefly(fd, f.head, payload);
+    lk.lock();
+    o->busy = false;
+    if (put == bytes) {
+      o->queued_bytes -= bytes;
+      ++sent_;
+      o->wake.notify_all();
+      return true;
+    }
+    // Partly written, or not at all (a full socket, or an error the
+    // thread meets again): first in line, from where it stopped.
+    f.done = put;
+    o->queue.push_front(std::move(f));
+    o->wake.notify_all();
+    return true;
+  }
+  o->queue.push_back(std::move(f));
+  o->wake.notify_all();
+  return true;
+}
+
+// The connection's thread: opens it on first use (and after a failure),
+// writes the queued frames in order, and gives back what it could not
+// write. Only it touches o.tls; it closes o.fd under o.lock, so that
+// forget_peer can shut it down safely.
+void bulk_plane::send_loop(outbound& o) {
+  const auto give_back = [](frame& f) {
+    if (f.on_undelivered)
+      f.on_undelivered(std::move(f.header), std::move(f.payload));
+  };
+  std::unique_lock<std::mutex> lk(o.lock);
+  while (true) {
+    o.wake.wait(lk, [&] { return o.closing || (!o.queue.empty() && !o.busy); });
+    if (o.closing)
+      break;
+    frame f = std::move(o.queue.front());
+    o.queue.pop_front();
+    o.busy = true;
+    lk.unlock();
+    int fd = o.fd;
+    bool ready = fd >= 0;
+    if (!ready) {
+      // The socket is filed before the handshake, so that forget_peer can
+      // cut short a handshake with a peer that does not answer.
+      fd = connect_socket(o.address);
+      lk.lock();
+      o.fd = fd;
+      const bool closing = o.closing;
+      lk.unlock();
+      ready = fd >= 0 && !closing && handshake(fd, o.address, o.job, o.tls);
+    }
+    bool written = false;
+    if (ready) {
+      // From where a caller's write stopped.
+      iovec iov[2] = {
+          {f.head.data(), f.head.size()},
+          {const_cast<float*>(f.payload.data()), f.payload.bytes()}};
+      int count = f.payload.bytes() > 0 ? 2 : 1;
+      iovec* first = iov;
+      auto skip = f.done;
+      while (count > 0 && skip >= first->iov_len) {
+        skip -= first->iov_len;
+        ++first;
+        --count;
+      }
+      if (count > 0) {
+        first->iov_base = static_cast<char*>(first->iov_base) + skip;
+        first->iov_len -= skip;
+      }
+      written = count == 0 || write_all(link{fd, o.tls.get()}, first, count);
+    }
+    lk.lock();
+    o.plain = written && !o.tls;
+    o.queued_bytes -= f.head.size() + f.payload.bytes();
+    o.busy = false;
+    if (written) {
+      ++sent_;
+      f = frame{};         // the payload is no longer held
+      o.wake.notify_all(); // drain()
+      continue;
+    }
+    o.failed_at = std::chrono::steady_clock::now();
+    o.plain = false;
+    if (o.fd >= 0) {
+      o.tls.reset();
+      ::close(o.fd);
+      o.fd = -1;
+    }
+    if (o.closing)
+      break;
+    // This frame (the peer drops a partial one) and every one queued
+    // after it go back, in order.
+    std::deque<frame> rest;
+    rest.swap(o.queue);
+    o.queued_bytes = 0;
+    lk.unlock();
+    give_back(f);
+    for (auto& g : rest)
+      give_back(g);
+    lk.lock();
+    o.wake.notify_all();
+  }
+  // Forgotten, or the plane stops: what is left is dropped, once no
+  // caller writes on the socket.
+  o.plain = false;
+  o.wake.wait(lk, [&] { return !o.busy; });
+  o.queue.clear();
+  o.queued_bytes = 0;
+  if (o.fd >= 0) {
+    o.tls.reset();
+    ::close(o.fd);
+    o.fd = -1;
+  }
+  o.wake.notify_all();
+}
+
+void bulk_plane::close_outbound(outbound& o) {
+  std::lock_guard<std::mutex> guard(o.lock);
+  o.closing = true;
+  // Wakes the thread out of a write to a peer that stopped reading.
+  if (o.fd >= 0)
+    ::shutdown(o.fd, SHUT_RDWR);
+  o.wake.notify_all();
+}
+
+bool bulk_plane::drain(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::vector<std::shared_ptr<outbound>> all;
+  {
+    std::lock_guard<std::mutex> guard(lock_);
+    for (auto& [key, o] : out_)
+      all.push_back(o);
+  }
+  for (auto& o : all) {
+    std::unique_lock<std::mutex> lk(o->lock);
+    if (!o->wake.wait_until(lk, deadline, [&] {
+          return o->closing || (o->queue.empty() && !o->busy);
+        }))
       return false;
-    o->fd = connect_to(address, job, o->tls);
   }
-  const int fd = o->fd;
-  if (fd < 0)
-    return false;
-  iovec iov[2] = {{head.data(), head.size()},
-                  {const_cast<float*>(payload.data()), payload.bytes()}};
-  if (!write_all(link{fd, o->tls.get()}, iov, payload.bytes() > 0 ? 2 : 1)) {
-    o->fd = -1;
-    o->failed_at = std::chrono::steady_clock::now();
-    o->tls.reset();
-    ::close(fd);
-    return false;
-  }
-  ++sent_;
   return true;
 }
 
@@ -537,15 +733,13 @@ void bulk_plane::forget_peer(const std::string& key) {
     for (auto it = out_.lower_bound({key, 0});
          it != out_.end() && it->first.first == key;) {
       gone.push_back(it->second);
+      retired_.push_back(it->second);
       it = out_.erase(it);
     }
   }
-  // Wakes a sender blocked in write(); it closes the descriptor itself.
-  for (auto& o : gone) {
-    const int fd = o->fd;
-    if (fd >= 0)
-      ::shutdown(fd, SHUT_RDWR);
-  }
+  // Their threads end soon (joined when the plane goes); nothing waits.
+  for (auto& o : gone)
+    close_outbound(*o);
 }
 
 std::shared_ptr<bulk_plane> process_bulk_plane() {

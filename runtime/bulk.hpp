@@ -1,9 +1,11 @@
 #pragma once
 /// \file The data plane: tensors between processes on TCP connections of
 /// their own, beside CAF's. CAF 0.17 carries a tensor through its I/O thread
-/// with three to four copies and two thread hand-offs per hop; here the
-/// sending actor writes the payload straight from its buffer, and a reader
-/// thread per connection reads it straight into the receiving tensor.
+/// with three to four copies and two thread hand-offs per hop; here a
+/// sender thread per connection writes the payload straight from the
+/// sending actor's buffer (the actor only queues it, and never waits on a
+/// peer), and a reader thread per connection reads it straight into the
+/// receiving tensor.
 /// A connection is opened for one job: after the handshake the sender
 /// names it (a u64 job tag, bulk_caf.hpp's job_tag), and every frame on
 /// the connection is for that job. Frames: u32 header length, a Cap'n
@@ -14,7 +16,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -97,12 +101,33 @@ public:
   /// to it fail at once instead of waiting for send_timeout_s.
   void forget_peer(const std::string& key);
 
-  /// Writes one frame of job `job` to a peer, on a connection opened for
-  /// that job, blocking until the kernel has it. Returns false (and drops
-  /// the connection) when the peer is unknown, cannot be reached or
-  /// stopped reading; the caller decides what that means.
+  /// A frame the plane took and could not deliver: its connection could
+  /// not be opened, or broke before the frame was fully written (the peer
+  /// drops a partial frame). Given back, on the connection's sender
+  /// thread, for the caller's fallback; a frame fully written before a
+  /// failure is never given back (the peer may have it).
+  using undelivered = std::function<void(bulk_header&&, devices::tensor&&)>;
+
+  /// Queues one frame of job `job` for a peer and returns at once: a
+  /// sender thread per connection (one per peer and job) opens it and
+  /// writes its frames in the order queued, so no caller ever waits on a
+  /// peer. The payload is shared, not copied: it must not change until
+  /// written (published tensors never do). Returns false, queuing nothing,
+  /// when the peer is unknown or forgotten, its connection failed less
+  /// than 4 x send_timeout_s ago, or max_queued_bytes wait for it already:
+  /// the caller sends another way. A queued frame that is not delivered
+  /// goes to `on_undelivered` (not for a forgotten peer, or when the plane
+  /// stops: those are dropped).
   bool send(const std::string& key, std::uint64_t job, const bulk_header& h,
-            const devices::tensor& payload);
+            const devices::tensor& payload,
+            undelivered on_undelivered = nullptr);
+
+  /// Waits until every frame queued so far is written or given back;
+  /// false when that takes longer than `timeout`.
+  bool drain(std::chrono::milliseconds timeout);
+
+  /// Bytes that may wait for one connection before send() says no.
+  static constexpr std::size_t max_queued_bytes = std::size_t{64} << 20;
 
   /// Frames received and sent so far (for tests and metrics).
   std::int64_t frames_received() const { return received_; }
@@ -111,24 +136,45 @@ public:
   static constexpr std::size_t max_inbound = 256;
 
 private:
+  struct frame {
+    std::vector<std::uint8_t> head; // encoded, length prefix included
+    bulk_header header;             // for on_undelivered
+    devices::tensor payload;
+    undelivered on_undelivered;
+    std::size_t done = 0; // bytes written already (by the caller)
+  };
+  // One connection (peer, job) and the thread that writes its frames.
   struct outbound {
-    std::mutex lock;                 // held by the sender for a whole frame
-    std::atomic<int> fd{-1};         // read without it by forget_peer
-    std::unique_ptr<tls_stream> tls; // over fd, with TLS
-    // When a write last failed: a peer that stopped reading is not
-    // reconnected to (and blocked on again) for a while.
+    std::string address;
+    std::uint64_t job = 0;
+    std::mutex lock; // the fields below
+    std::condition_variable wake;
+    std::deque<frame> queue;
+    std::size_t queued_bytes = 0;
+    bool busy = false;       // a frame is being written (thread or caller)
+    bool plain = false;      // connected, without TLS: callers may write
+    bool closing = false;    // forgotten, or the plane stops: drop the rest
+    std::atomic<int> fd{-1}; // shut down by forget_peer to wake it
+    std::unique_ptr<tls_stream> tls; // over fd, with TLS (sender's only)
+    // When the connection last failed: a peer that stopped reading is not
+    // reconnected to (and waited on again) for a while.
     std::chrono::steady_clock::time_point failed_at{};
+    std::thread thread;
   };
   struct link;
   void admit(int fd, std::unique_ptr<tls_stream> tls, const std::string& peer);
   void read_loop(const link& l);
   bool read_exact(const link& l, void* buf, std::size_t n, int timeout_ms = -1);
   bool write_all(const link& l, iovec* iov, int count);
-  // With the handshake and the job's tag; -1 when it fails.
-  int connect_to(const std::string& address, std::uint64_t job,
+  int connect_socket(const std::string& address); // -1 when it fails
+  // The secret's handshake (and TLS) on a connected socket, then the job's
+  // tag; false when it fails.
+  bool handshake(int fd, const std::string& address, std::uint64_t job,
                  std::unique_ptr<tls_stream>& tls);
-  int connect_socket(const std::string& address); // without
   void reap_finished(); // joins readers that ended; lock_ held
+  void send_loop(outbound& o);
+  // Stops an outbound's thread (closing) without waiting for it.
+  static void close_outbound(outbound& o);
 
   handler on_frame_;
   double send_timeout_s_;
@@ -149,6 +195,8 @@ private:
   // By peer key and job tag.
   std::map<std::pair<std::string, std::uint64_t>, std::shared_ptr<outbound>>
       out_;
+  // Forgotten connections whose threads are still to be joined.
+  std::vector<std::shared_ptr<outbound>> retired_;
   std::map<std::thread::id, std::thread> readers_;
   std::vector<std::thread::id> finished_;
   std::vector<int> inbound_fds_;
@@ -159,7 +207,8 @@ private:
 
 /// The plane of this process, or null: nodes and drivers of distributed
 /// jobs start one; everything else uses CAF alone. A sender holds it for
-/// the length of a send, so clearing it never pulls it from under one.
+/// the length of a send (a queuing), so clearing it never pulls it from
+/// under one.
 std::shared_ptr<bulk_plane> process_bulk_plane();
 void set_process_bulk_plane(std::shared_ptr<bulk_plane> plane);
 

@@ -1,5 +1,5 @@
 // The data plane: frames between two planes on loopback, header checks,
-// and what a sender sees when the peer is unknown or gone.
+// and what a sender sees when the peer is unknown, gone or frozen.
 #include "runtime/bulk.hpp"
 #include "runtime/tls.hpp"
 
@@ -16,6 +16,13 @@
 #include <limits>
 #include <mutex>
 #include <thread>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
 
 namespace rt = troupe::runtime;
 namespace dv = troupe::devices;
@@ -108,6 +115,7 @@ BOOST_DATA_TEST_CASE(frames_arrive_whole_and_in_order,
       BOOST_TEST(std::memcmp(v.data(), t.data(), t.bytes()) == 0);
     }
   }
+  BOOST_TEST(sender.drain(std::chrono::seconds(10)));
   BOOST_TEST(sender.frames_sent() == 3);
   BOOST_TEST(receiver.frames_received() == 3);
 }
@@ -164,11 +172,60 @@ BOOST_DATA_TEST_CASE(frames_of_each_job_go_on_their_own_connection_in_tls,
     BOOST_TEST(std::memcmp(got.frames[i].second.data(), t.data(), t.bytes()) ==
                0);
   }
-  // A sender without TLS is refused at the receiver's gate: nothing lands.
+  // A sender without TLS is refused at the receiver's gate: nothing lands,
+  // and the frame is given back for another way.
   rt::bulk_plane plain("127.0.0.1", ignore, 1.0, same_host_sockets);
   plain.set_peer("peer", receiver.address());
-  BOOST_TEST(!plain.send("peer", 11, {}, t));
+  inbox back;
+  rt::bulk_header h;
+  h.dest = 99;
+  const auto to_back = back.handler();
+  BOOST_TEST(plain.send("peer", 11, h, t,
+                        [to_back](rt::bulk_header&& h, dv::tensor&& v) {
+                          to_back(0, std::move(h), std::move(v));
+                        }));
+  BOOST_REQUIRE(back.wait_for(1));
+  BOOST_TEST(back.frames[0].first.dest == 99u);
+  BOOST_TEST(back.frames[0].second.shares_storage(t)); // not copied
+  BOOST_TEST(plain.frames_sent() == 0);
   BOOST_TEST(receiver.frames_received() == 4);
+  // For a while after, sends say no at once (the caller's fallback).
+  BOOST_TEST(!plain.send("peer", 11, {}, t));
+}
+
+BOOST_AUTO_TEST_CASE(a_peer_that_stops_reading_never_holds_the_sender) {
+  // A listener that never reads: the kernel's buffers fill, and the
+  // connection's thread waits in its write, never the caller.
+  const int quiet = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  BOOST_REQUIRE(
+      ::bind(quiet, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  BOOST_REQUIRE(::listen(quiet, 4) == 0);
+  socklen_t len = sizeof(addr);
+  ::getsockname(quiet, reinterpret_cast<sockaddr*>(&addr), &len);
+  rt::bulk_plane sender("127.0.0.1", ignore, 30.0, false);
+  sender.set_peer("frozen", fmt::format("127.0.0.1:{}", ntohs(addr.sin_port)));
+  auto t =
+      dv::tensor::zeros({static_cast<std::int64_t>(rt::max_bulk_elements)});
+  // 4 MiB frames: the handshake never completes, so every frame waits. The
+  // queue takes 64 MiB, then says no, at once each time.
+  const auto start = std::chrono::steady_clock::now();
+  int taken = 0;
+  for (int i = 0; i < 40; ++i)
+    taken += sender.send("frozen", 1, {}, t) ? 1 : 0;
+  const auto took = std::chrono::steady_clock::now() - start;
+  BOOST_TEST(taken >= 15);
+  BOOST_TEST(taken <= 17);
+  BOOST_TEST(std::chrono::duration<double>(took).count() < 5.0);
+  BOOST_TEST(!sender.drain(std::chrono::milliseconds(200)));
+  // Forgetting the peer frees its connection's thread and drops the frames
+  // (none is given back: the peer is gone); later sends fail at once.
+  sender.forget_peer("frozen");
+  BOOST_TEST(!sender.send("frozen", 1, {}, t));
+  BOOST_TEST(sender.frames_sent() == 0);
+  ::close(quiet);
 }
 
 BOOST_AUTO_TEST_CASE(malformed_headers_are_rejected) {

@@ -138,7 +138,16 @@ bool bulk_send(caf::actor_id from, const caf::actor& dest, std::uint32_t kind,
   h.dest = dest.id();
   h.kind = kind;
   h.tags = std::move(tags);
-  return plane->send(key, job, h, payload);
+  // A frame the plane then cannot deliver goes through CAF, as it would
+  // have without the plane (the receiver takes either).
+  return plane->send(key, job, h, payload,
+                     [dest](bulk_header&& h, devices::tensor&& t) {
+                       if (!decoder())
+                         return;
+                       auto msg = decoder()(std::move(h), std::move(t));
+                       if (!msg.empty())
+                         caf::anon_send(dest, std::move(msg));
+                     });
 }
 
 } // namespace troupe::runtime

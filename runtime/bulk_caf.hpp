@@ -47,9 +47,11 @@ void unbind_from_job(caf::actor_id actor);
 
 /// Sends a frame from `from` (an actor of this process filed under a job)
 /// to `dest` over the process plane, on a connection opened for from's
-/// job, when dest lives in another process the plane knows; false when it
-/// does not (or the send failed, or `from` is filed under no job), and the
-/// caller sends through CAF instead.
+/// job, when dest lives in another process the plane knows. Never waits on
+/// the peer: the frame is queued for the connection's thread, and one the
+/// plane then cannot deliver goes to `dest` through CAF. False when the
+/// plane does not take it (no plane, an unknown or failing peer, a full
+/// queue, `from` filed under no job): the caller sends through CAF.
 bool bulk_send(caf::actor_id from, const caf::actor& dest, std::uint32_t kind,
                std::vector<std::int64_t> tags, const devices::tensor& payload);
 
