@@ -96,6 +96,96 @@ BOOST_FIXTURE_TEST_CASE(digest_independent_of_partitions_and_reruns, csv_job) {
   BOOST_TEST(other.params_digest != base.params_digest);
 }
 
+// The parameters a job ends with, computed without actors: every step,
+// each worker's batch (the sampler's rows) through nn::model, the two
+// gradients summed, and the optimizer applied to the whole vector, as one
+// process with a plain loop would.
+std::vector<float> plain_loop(ta::job_spec spec) {
+  const auto train = troupe::data::load_shared(ta::train_source(spec));
+  ta::data_facts facts{train->samples, train->features,    train->classes,
+                       train->targets, train->description, train->sample_shape,
+                       train->labels};
+  ta::resolve_job_spec(spec, facts, nullptr);
+  BOOST_REQUIRE(spec.synchronous());
+  BOOST_REQUIRE(spec.workers == 2); // a + b: the sum has one order
+  auto& dev = dv::cpu();
+  dv::nn::model net(dev, spec.model_input(), spec.layers, spec.loss);
+  const auto count = net.param_count();
+  auto params = dv::tensor::empty({count});
+  dv::nn::init_params(net.layout(), spec.seed, 0, count, params.data());
+  std::vector<dv::tensor> state;
+  for (int i = 0; i < dv::optimizer_state_count(spec.optimizer.kind); ++i)
+    state.push_back(dv::tensor::zeros({count}));
+  const troupe::data::batch_plan plan(train->samples, spec.shards, spec.workers,
+                                      spec.batch, spec.seed);
+  BOOST_REQUIRE(plan.steps_per_epoch() == spec.steps_per_epoch);
+  const auto n = plan.local_batch();
+  const auto f = train->features;
+  std::vector<dv::tensor> grads{dv::tensor::empty({count}),
+                                dv::tensor::empty({count})};
+  for (std::int64_t step = 0; step < spec.total_steps(); ++step) {
+    for (std::int32_t r = 0; r < 2; ++r) {
+      const auto rows = plan.rows(step / spec.steps_per_epoch,
+                                  step % spec.steps_per_epoch, r);
+      auto x = dv::tensor::empty({n, f});
+      auto y = dv::tensor::empty({n});
+      for (std::int64_t i = 0; i < n; ++i) {
+        const auto row = rows[static_cast<std::size_t>(i)];
+        troupe::data::copy_row(*train, row, x.data() + i * f);
+        y.data()[i] = train->y.data()[row];
+      }
+      net.set_context(spec.step_context(step, r));
+      net.train_step(params, x, y, 1.0f / static_cast<float>(spec.batch),
+                     grads[static_cast<std::size_t>(r)]);
+    }
+    auto sum = dv::tensor::empty({count});
+    for (std::int64_t i = 0; i < count; ++i)
+      sum.data()[i] = grads[0].data()[i] + grads[1].data()[i];
+    auto cfg = spec.optimizer;
+    cfg.lr = static_cast<float>(spec.lr_at(step + 1));
+    auto next = dv::tensor::empty({count});
+    dev.optimizer_step(cfg, step + 1, params, sum, state.data(), next);
+    params = next;
+  }
+  return params.to_vector();
+}
+
+BOOST_FIXTURE_TEST_CASE(a_job_ends_with_the_parameters_of_a_plain_loop,
+                        csv_job) {
+  // Two workers on two data shards, three param shards, Adam with a
+  // warmup and cosine schedule, dropout: every piece of the machinery
+  // (sharding, the exchange, chunked publishing, the canonical sum) must
+  // leave the arithmetic as a plain loop has it, bit for bit.
+  const std::vector<std::string> sets{
+      "cluster.workers=2",
+      "data.shards=2",
+      "model.partitions=3",
+      "optimizer.type=adam",
+      "optimizer.lr=0.01",
+      "optimizer.schedule.type=cosine",
+      "optimizer.schedule.warmup_steps=10",
+      R"(model.layers=[{type="dense",units=16},{type="tanh"},{type="dropout",rate=0.25},{type="dense",units=3}])"};
+  const auto expected = plain_loop(spec(sets));
+  auto check = [&](const ta::run_result& r, const char* what) {
+    BOOST_TEST(r.steps == 2 * (2000 / 32));
+    BOOST_REQUIRE_EQUAL(r.params.size(), expected.size());
+    std::size_t differ = 0;
+    for (std::size_t i = 0; i < expected.size(); ++i)
+      differ += std::memcmp(&r.params[i], &expected[i], sizeof(float)) != 0;
+    BOOST_TEST(differ == 0u, what << ": " << differ << " of " << expected.size()
+                                  << " parameters differ");
+  };
+  check(ta::run_job(spec(sets)), "fault-free");
+  // Killed actors are restarted and replayed: the same bits.
+  auto chaos = sets;
+  chaos.push_back(
+      R"(chaos=[{kill="worker:1",at_step=20},{kill="param_shard:2",at_step=70},{kill="aggregator:0",at_step=100}])");
+  chaos.push_back("supervision.snapshot_every=16");
+  const auto r = ta::run_job(spec(chaos));
+  BOOST_TEST(r.restarts == 3);
+  check(r, "with kills");
+}
+
 BOOST_FIXTURE_TEST_CASE(several_workers_and_shards_train, csv_job) {
   auto r = ta::run_job(
       spec({"cluster.workers=4", "data.shards=2", "model.partitions=3"}));
