@@ -214,18 +214,26 @@ BOOST_FIXTURE_TEST_CASE(data_shard_sends_one_batch_per_credit, csv_job) {
   self->send(*shard, ta::credit_atom::value, std::int32_t{0}, std::int64_t{2},
              caf::actor_cast<caf::actor>(self));
   std::vector<ta::batch_msg> got;
-  auto receive_batches = [&] {
-    bool more = true;
-    while (more)
+  // Each credit's batch, however long a loaded machine takes to make it;
+  // then nothing more for a while (a batch without a credit would come
+  // right behind the last one).
+  auto receive_batches = [&](std::size_t n) {
+    while (got.size() < n) {
+      bool timed_out = false;
       self->receive([&](ta::batch_msg& b) { got.push_back(std::move(b)); },
-                    caf::after(std::chrono::milliseconds(300)) >>
-                        [&] { more = false; });
+                    caf::after(std::chrono::seconds(30)) >>
+                        [&] { timed_out = true; });
+      BOOST_REQUIRE_MESSAGE(!timed_out, "batch " << got.size() + 1
+                                                 << " did not come in 30 s");
+    }
+    self->receive([&](ta::batch_msg& b) { got.push_back(std::move(b)); },
+                  caf::after(std::chrono::milliseconds(300)) >> [] {});
+    BOOST_TEST(got.size() == n);
   };
-  receive_batches();
-  BOOST_TEST(got.size() == 2u);
+  receive_batches(2);
   self->send(*shard, ta::credit_atom::value, std::int32_t{0}, std::int64_t{1},
              caf::actor_cast<caf::actor>(self));
-  receive_batches();
+  receive_batches(3);
   BOOST_REQUIRE(got.size() == 3u);
   troupe::data::batch_plan plan(2000, 1, 1, 32, s.seed);
   auto ds = troupe::data::load_shared(ta::train_source(s));

@@ -8,6 +8,7 @@
 // crosses the network once per node.
 #include "actors/messages.hpp"
 #include "actors/supervisor.hpp"
+#include "actors/update_rule.hpp"
 #include "actors/wiring.hpp"
 
 #include "devices/nn/layers.hpp"
@@ -24,6 +25,7 @@ namespace {
 
 struct aggregator_state {
   job_spec spec;
+  update_rule rule; // job.mode
   std::int32_t lo = 0, hi = 0;
   std::vector<caf::actor> workers; // ranks lo..hi-1
   std::vector<caf::actor> shards;
@@ -118,6 +120,7 @@ caf::behavior aggregator(caf::stateful_actor<aggregator_state>* self,
                          std::int32_t hi) {
   auto& st = self->state;
   st.spec = std::move(spec);
+  st.rule = update_rule(st.spec);
   st.lo = lo;
   st.hi = hi;
   if (refuse_index(self, role::aggregator, index, st.spec.workers))
@@ -177,7 +180,7 @@ caf::behavior aggregator(caf::stateful_actor<aggregator_state>* self,
           st.early_grads.push_back(std::move(g));
           return;
         }
-        if (!st.spec.synchronous()) {
+        if (!st.rule.sums_workers()) {
           forward(self, g, g.values, g.worker, g.worker + 1);
           return;
         }
@@ -193,9 +196,7 @@ caf::behavior aggregator(caf::stateful_actor<aggregator_state>* self,
       },
       [=](params_msg& p) {
         auto& st = self->state;
-        // The step these parameters are for: sync, their version;
-        // async/ssp, the answer's tag.
-        const auto step = st.spec.synchronous() ? p.version : p.tag;
+        const auto step = st.rule.step_of(p.version, p.tag);
         if (st.kill_step >= 0 && step >= st.kill_step) {
           // [[chaos]] on an aggregator that only relays (its workers send
           // their gradients to the shards themselves).

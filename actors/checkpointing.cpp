@@ -1,4 +1,5 @@
 #include "actors/checkpointing.hpp"
+#include "actors/update_rule.hpp"
 
 #include <cerrno>
 #include <csignal>
@@ -41,7 +42,8 @@ job_checkpoints::job_checkpoints(caf::event_based_actor* self,
   , snap_(std::move(snap))
   , info_(std::move(info))
   , ledger_(static_cast<std::int32_t>(spec.partitions),
-            static_cast<std::int32_t>(spec.workers), spec.synchronous()) {
+            static_cast<std::int32_t>(spec.workers),
+            update_rule(spec).sums_workers()) {
   if (snap_.dir.empty()) {
     // The directory's name carries this process's id: those of jobs killed
     // before they could remove theirs (SIGKILL) are removed here.

@@ -12,6 +12,7 @@
 #include "actors/epochs.hpp"
 #include "actors/messages.hpp"
 #include "actors/supervisor.hpp"
+#include "actors/update_rule.hpp"
 #include "actors/wiring.hpp"
 
 #include "devices/nn/layers.hpp"
@@ -190,7 +191,7 @@ void maybe_finish(self_ptr self) {
   if (st.finished || !st.final.complete(st.param_count) ||
       (!st.stopped_early &&
        (st.epochs->reported() < st.spec.epochs ||
-        (!st.spec.synchronous() &&
+        (!update_rule(st.spec).sums_workers() &&
          static_cast<std::int64_t>(st.applied.size()) < st.spec.partitions))) ||
       !st.checkpoints->final_written(
           st.topo.param_shards, st.sup->generation(),

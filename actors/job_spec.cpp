@@ -1,4 +1,5 @@
 #include "actors/job_spec.hpp"
+#include "actors/update_rule.hpp"
 
 #include "devices/backends.hpp"
 
@@ -446,7 +447,15 @@ devices::nn::step_context job_spec::step_context(std::int64_t step,
                                                  std::int32_t rank) const {
   const auto epoch = steps_per_epoch > 0 ? step / steps_per_epoch : 0;
   return {devices::nn::noise_key(seed, epoch, step, rank),
-          synchronous() ? 1.0f / static_cast<float>(workers) : 1.0f};
+          update_rule(*this).stat_share()};
+}
+
+std::int64_t job_spec::step_of_version(std::int64_t version) const {
+  return update_rule(*this).step_of_version(version);
+}
+
+std::int64_t job_spec::versions_per_epoch() const {
+  return update_rule(*this).versions_per_epoch();
 }
 
 std::int64_t job_spec::shard_begin(std::int64_t s, std::int64_t params) const {

@@ -133,20 +133,14 @@ struct job_spec {
   devices::shape_t model_input() const {
     return input_shape.empty() ? devices::shape_t{inputs} : input_shape;
   }
+  /// job.mode == "sync"; what differs by mode is update_rule's.
   bool synchronous() const { return mode == "sync"; }
   /// The learning rate of global step `step` (1-based) by the schedule.
   double lr_at(std::int64_t step) const;
-  /// The global step (1-based) an optimizer version belongs to: sync, the
-  /// version; async/ssp, where each worker's gradient is a version of its
-  /// own, versions 1..workers are step 1 and so on.
-  std::int64_t step_of_version(std::int64_t version) const {
-    return synchronous() ? version : (version + workers - 1) / workers;
-  }
-  /// Optimizer versions in an epoch: a step's in sync mode, one per
-  /// worker's gradient in async/ssp.
-  std::int64_t versions_per_epoch() const {
-    return synchronous() ? steps_per_epoch : steps_per_epoch * workers;
-  }
+  /// update_rule(*this).step_of_version(version).
+  std::int64_t step_of_version(std::int64_t version) const;
+  /// update_rule(*this).versions_per_epoch().
+  std::int64_t versions_per_epoch() const;
   bool classification() const {
     return loss.kind == devices::loss_kind::cross_entropy;
   }

@@ -19,6 +19,7 @@
 // steps after the snapshot, and the shard reaches the same bits again.
 #include "actors/messages.hpp"
 #include "actors/supervisor.hpp"
+#include "actors/update_rule.hpp"
 #include "actors/wiring.hpp"
 
 #include "devices/nn/layers.hpp"
@@ -59,6 +60,7 @@ struct pending_step {
 
 struct param_shard_state {
   job_spec spec;
+  update_rule rule; // job.mode
   std::int32_t index = 0;
   std::int64_t begin = 0;
   std::int64_t size = 0;
@@ -124,7 +126,7 @@ params_msg make_msg(const param_shard_state& st) {
 // Epoch ends and the end of training, in this mode's units of version.
 void publish_milestones(caf::stateful_actor<param_shard_state>* self) {
   auto& st = self->state;
-  const auto per_epoch = st.spec.versions_per_epoch();
+  const auto per_epoch = st.rule.versions_per_epoch();
   const auto total = per_epoch * st.spec.epochs;
   while (st.epochs_sent < st.spec.epochs &&
          st.version >= (st.epochs_sent + 1) * per_epoch) {
@@ -141,7 +143,7 @@ void publish_milestones(caf::stateful_actor<param_shard_state>* self) {
     auto m = make_msg(st);
     m.tag = -1;
     send_slices(self, st.coordinator, std::move(m));
-    if (!st.spec.synchronous()) {
+    if (!st.rule.sums_workers()) {
       // The ledger: gradients applied, by worker.
       std::int64_t applied = 0;
       for (auto s : st.last_seq)
@@ -207,7 +209,7 @@ void update(param_shard_state& st, std::int64_t first, std::int64_t n,
   const auto params = n == st.size ? st.params : st.params.slice(first, n);
   auto cfg = st.spec.optimizer;
   cfg.lr = static_cast<float>(
-      st.spec.lr_at(st.spec.step_of_version(st.version + 1)));
+      st.spec.lr_at(st.rule.step_of_version(st.version + 1)));
   dev.optimizer_step(cfg, st.version + 1, params, grad, state.data(), out);
   // What the workers sent for running statistics are batch statistics, not
   // gradients: those elements take the momentum rule instead.
@@ -475,7 +477,7 @@ void release_waiting(caf::stateful_actor<param_shard_state>* self) {
   const auto slowest = *std::min_element(st.clock.begin(), st.clock.end());
   auto& f = st.fetches;
   for (auto it = f.begin(); it != f.end();) {
-    if (it->step - slowest <= st.spec.staleness) {
+    if (st.rule.may_go_on(it->step, slowest)) {
       send_fetched(self, it->worker, it->step, it->to);
       it = f.erase(it);
     } else {
@@ -486,8 +488,7 @@ void release_waiting(caf::stateful_actor<param_shard_state>* self) {
   for (auto it = w.begin(); it != w.end();) {
     // Worker *it has done clock[*it] steps; its next step may start only
     // while the slowest worker is at most `staleness` steps behind it.
-    if (st.clock[static_cast<std::size_t>(*it)] - slowest <=
-        st.spec.staleness) {
+    if (st.rule.may_go_on(st.clock[static_cast<std::size_t>(*it)], slowest)) {
       answer(self, *it);
       it = w.erase(it);
     } else {
@@ -513,7 +514,7 @@ void apply_async(caf::stateful_actor<param_shard_state>* self, std::int32_t w,
     st.early.erase(next);
     ++seq;
   }
-  if (st.spec.mode == "ssp") {
+  if (st.rule.holds_workers()) {
     st.waiting.push_back(w);
     release_waiting(self);
   } else {
@@ -537,7 +538,7 @@ void on_async_grad(caf::stateful_actor<param_shard_state>* self, grad_msg& g) {
       if (g.seq == st.last_seq[w] &&
           std::find(st.waiting.begin(), st.waiting.end(), g.worker) ==
               st.waiting.end()) {
-        if (st.spec.mode == "ssp") {
+        if (st.rule.holds_workers()) {
           st.waiting.push_back(g.worker);
           release_waiting(self);
         } else {
@@ -574,6 +575,7 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
                           job_spec spec, std::int32_t index) {
   auto& st = self->state;
   st.spec = std::move(spec);
+  st.rule = update_rule(st.spec);
   st.index = index;
   if (refuse_index(self, role::param_shard, index, st.spec.partitions))
     return {};
@@ -609,7 +611,7 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
   for (int i = 0; i < devices::optimizer_state_count(st.spec.optimizer.kind);
        ++i)
     st.opt_state.push_back(devices::tensor::zeros({st.size}));
-  if (!st.spec.synchronous()) {
+  if (!st.rule.sums_workers()) {
     st.clock.assign(static_cast<std::size_t>(st.spec.workers), 0);
     st.last_seq.assign(static_cast<std::size_t>(st.spec.workers), -1);
   }
@@ -629,18 +631,18 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
         st.coordinator = std::move(coordinator);
         if (first)
           broadcast(self); // version 0, or the restored one
-        if (first && !st.spec.synchronous() && st.spec.incarnation > 0) {
+        if (first && !st.rule.sums_workers() && st.spec.incarnation > 0) {
           // Restored: gradients applied before this wiring went unanswered.
           // Answer every worker (an answer carries the step it is for; a
           // worker at another step ignores it).
           for (std::int32_t w = 0; w < st.spec.workers; ++w) {
-            if (st.spec.mode != "ssp")
+            if (!st.rule.holds_workers())
               answer(self, w);
             else if (std::find(st.waiting.begin(), st.waiting.end(), w) ==
                      st.waiting.end())
               st.waiting.push_back(w);
           }
-          if (st.spec.mode == "ssp")
+          if (st.rule.holds_workers())
             release_waiting(self);
         }
       },
@@ -653,8 +655,8 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
         if (g.offset < st.begin ||
             g.offset + g.values.numel() > st.begin + st.size || g.lo < 0 ||
             g.hi > st.spec.workers || g.lo >= g.hi || g.step < 0 ||
-            (st.spec.synchronous() && g.step > st.version + max_steps_ahead) ||
-            (!st.spec.synchronous() &&
+            (st.rule.sums_workers() && g.step > st.version + max_steps_ahead) ||
+            (!st.rule.sums_workers() &&
              (g.worker < 0 || g.worker >= st.spec.workers || g.seq < 0)))
           return; // not for this shard, or not from a worker of this job
         if (st.restoring) {
@@ -666,7 +668,7 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
           self->quit(caf::exit_reason::kill);
           return;
         }
-        if (st.spec.synchronous())
+        if (st.rule.sums_workers())
           on_sync_grad(self, g);
         else
           on_async_grad(self, g);
@@ -680,19 +682,20 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
           st.opt_state = std::move(m.optimizer_state);
           st.version = m.version;
           st.snapshotted = m.version;
-          if (!st.spec.synchronous() && m.ledger.size() == st.last_seq.size()) {
+          if (!st.rule.sums_workers() &&
+              m.ledger.size() == st.last_seq.size()) {
             st.last_seq = m.ledger;
             for (std::size_t w = 0; w < st.clock.size(); ++w)
               st.clock[w] = st.last_seq[w] + 1; // seq counts from 0
           }
           st.epochs_sent = std::min(st.spec.epochs,
-                                    st.version / st.spec.versions_per_epoch());
+                                    st.version / st.rule.versions_per_epoch());
         }
         st.restoring = false;
         auto held = std::move(st.held);
         st.held.clear();
         for (auto& g : held)
-          if (st.spec.synchronous())
+          if (st.rule.sums_workers())
             on_sync_grad(self, g);
           else
             on_async_grad(self, g);
@@ -731,10 +734,10 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
           return;
         auto m = make_msg(st);
         m.target = worker;
-        if (!st.spec.synchronous()) {
+        if (!st.rule.sums_workers()) {
           // The current parameters, for its step `from`; in ssp mode only
           // once the slowest worker is close enough.
-          if (st.spec.mode == "ssp") {
+          if (st.rule.holds_workers()) {
             st.fetches.push_back({worker, from, to});
             release_waiting(self);
           } else {
@@ -783,13 +786,12 @@ void recover_param_shard(supervisor& sup, std::int32_t index,
             auto* self = sup.self();
             const auto& t = sup.topo();
             const auto from = m.version;
-            // Where each worker's replay begins: the snapshot's step
-            // (sync), or the first gradient its ledger lacks (async).
-            std::vector<std::int64_t> replay_from(t.workers.size(), from);
-            if (!sup.spec().synchronous())
-              for (std::size_t r = 0; r < replay_from.size(); ++r)
-                replay_from[r] =
-                    m.ledger.size() == replay_from.size() ? m.ledger[r] + 1 : 0;
+            // Where each worker's replay begins.
+            const update_rule rule(sup.spec());
+            std::vector<std::int64_t> replay_from(t.workers.size());
+            for (std::size_t r = 0; r < replay_from.size(); ++r)
+              replay_from[r] =
+                  rule.replay_from(from, m.ledger, r, replay_from.size());
             std::string lacking;
             for (std::size_t r = 0; r < replay_from.size(); ++r)
               if (replay_from[r] < sup.first_step()[r])

@@ -3,6 +3,7 @@
 #include "actors/supervisor.hpp"
 
 #include "actors/placement.hpp"
+#include "actors/update_rule.hpp"
 #include "actors/wiring.hpp"
 #include "runtime/node_protocol.hpp"
 
@@ -281,18 +282,18 @@ void supervisor::restore_all(std::int64_t version,
   // sync: every worker at the checkpoint's step. async/ssp: each at the
   // first of its gradients some shard's ledger lacks, with the current
   // parameters (shards that have it drop it as a duplicate).
+  const update_rule rule(spec_);
   std::vector<std::int64_t> steps(t.workers.size(), version);
   for (std::size_t r = 0; r < t.workers.size(); ++r) {
-    if (!spec_.synchronous()) {
+    if (!rule.sums_workers()) {
       steps[r] = states.empty() ? 0 : std::numeric_limits<std::int64_t>::max();
       for (const auto& m : states)
-        steps[r] = std::min(steps[r], m.ledger.size() == t.workers.size()
-                                          ? m.ledger[r] + 1
-                                          : std::int64_t{0});
+        steps[r] = std::min(
+            steps[r], rule.replay_from(version, m.ledger, r, t.workers.size()));
     }
     first_step_[r] = steps[r];
     self_->send(t.workers[r], recover_atom::value, steps[r]);
-    if (!spec_.synchronous())
+    if (!rule.sums_workers())
       for (auto& p : t.param_shards)
         self_->send(p, fetch_atom::value, steps[r],
                     static_cast<std::int32_t>(r), t.workers[r]);

@@ -26,6 +26,7 @@
 // worker (incarnation > 0) waits to be told its step (recover_atom).
 #include "actors/messages.hpp"
 #include "actors/supervisor.hpp"
+#include "actors/update_rule.hpp"
 #include "actors/wiring.hpp"
 #include "runtime/exceptions.hpp"
 
@@ -49,6 +50,7 @@ using clock_type = std::chrono::steady_clock;
 
 struct worker_state {
   job_spec spec;
+  update_rule rule; // job.mode
   std::int32_t rank = 0;
   std::unique_ptr<devices::nn::model> net;
   std::int64_t total = 0;      // parameters
@@ -330,9 +332,8 @@ void feed_ahead(self_ptr self) {
   auto& st = self->state;
   std::vector<params_msg> due;
   auto& a = st.ahead;
-  // sync: the version is the step it is for; async/ssp: the tag.
   auto step_of = [&](const params_msg& p) {
-    return st.spec.synchronous() ? p.version : p.tag;
+    return st.rule.step_of(p.version, p.tag);
   };
   for (auto it = a.begin(); it != a.end();) {
     if (step_of(*it) < st.step) {
@@ -510,9 +511,9 @@ void on_params(self_ptr self, params_msg& p) {
   // Every byte from a socket is a claim: a slice outside the model, or for
   // a step far ahead of any a shard can publish, is dropped.
   if (!slice_fits(p.offset, p.values.numel(), st.total) ||
-      (st.spec.synchronous() ? p.version : p.tag) > st.step + max_steps_ahead)
+      st.rule.step_of(p.version, p.tag) > st.step + max_steps_ahead)
     return;
-  if (st.spec.synchronous()) {
+  if (st.rule.sums_workers()) {
     if (p.version < st.step)
       return; // a version we are past (a replay or a republication)
     if (p.version > st.step || st.recovering) {
@@ -549,7 +550,7 @@ void on_params(self_ptr self, params_msg& p) {
       st.wait_s +=
           std::chrono::duration<double>(clock_type::now() - st.sent_at).count();
     }
-    if (!st.spec.synchronous() && st.min_clock >= 0)
+    if (!st.rule.sums_workers() && st.min_clock >= 0)
       st.max_lead = std::max(st.max_lead, st.step - st.min_clock);
     st.min_clock = -1;
   }
@@ -560,6 +561,7 @@ caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
   auto& st = self->state;
   self->set_exception_handler(runtime::exception_to_error);
   st.spec = std::move(spec);
+  st.rule = update_rule(st.spec);
   st.rank = rank;
   if (refuse_index(self, role::worker, rank, st.spec.workers))
     return {};
@@ -590,13 +592,7 @@ caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
   for (std::int64_t s = 0; s <= st.spec.partitions; ++s)
     st.bounds.push_back(st.spec.shard_begin(s, st.total));
   st.report_every = std::max<std::int64_t>(1, st.spec.steps_per_epoch / 20);
-  // sync: the loss is the mean over the global batch, so each worker scales
-  // by 1 / global batch and the shards add the workers up. async/ssp: each
-  // gradient is applied on its own, as the mean over its local batch.
-  st.grad_scale =
-      1.0f / static_cast<float>(st.spec.synchronous()
-                                    ? st.spec.batch
-                                    : st.spec.batch / st.spec.workers);
+  st.grad_scale = st.rule.grad_scale();
   return {
       [=](wire_atom, caf::actor aggregator, caf::actor data,
           caf::actor coordinator, std::vector<caf::actor> shards) {
@@ -623,7 +619,7 @@ caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
         // last gradient (and the one before, in case it was mid-step). In
         // async/ssp mode it may have lost the answer it was relaying to us:
         // the shards answer the replay (a duplicate) again.
-        if (new_aggregator && (st.shards.empty() || !st.spec.synchronous()))
+        if (new_aggregator && (st.shards.empty() || !st.rule.sums_workers()))
           replay(self, -1, st.step - 1);
         advance(self);
       },
@@ -771,7 +767,7 @@ void recover_worker(supervisor& sup, std::int32_t index, const caf::actor& h) {
   };
   const auto timeout = std::chrono::seconds(30);
   for (auto& p : shards) {
-    if (sup.spec().synchronous())
+    if (update_rule(sup.spec()).sums_workers())
       self->request(p, timeout, version_atom::value).then(on_version, on_error);
     else
       self->request(p, timeout, version_atom::value, index)

@@ -123,6 +123,18 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
       .count();
 }
 
+// Waits until the job's stderr says `text`; seconds taken, or -1.
+double wait_for_text(background& run, const std::string& text,
+                     double limit_s = 30) {
+  const auto t0 = std::chrono::steady_clock::now();
+  while (seconds_since(t0) < limit_s) {
+    if (run.err().find(text) != std::string::npos)
+      return seconds_since(t0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return -1;
+}
+
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(multiprocess)
@@ -420,8 +432,24 @@ BOOST_AUTO_TEST_CASE(snapshot_dirs_of_killed_jobs_are_removed) {
   std::filesystem::create_directories(orphan);
   std::filesystem::create_directories(alive_dir);
   write_text((orphan / "param_shard-0-v000000000010.snap").string(), "x");
-  csv_job job;
-  run_json({job.pipeline, "--set", "cluster.local_nodes=2"});
+  // At least 10 ms a step: the job trains for over a second.
+  csv_job job("[testing]\nslow_worker = 0\nslow_ms = 10\n");
+  background run("troupe", {"run", job.pipeline, "--set",
+                            "cluster.local_nodes=2", "--json"});
+  const auto own = fmt::format("troupe-snapshots-{}-", run.pid());
+  auto own_dirs = [&] {
+    int n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(base))
+      n += e.path().filename().string().rfind(own, 0) == 0;
+    return n;
+  };
+  // The job's own directory exists while it trains...
+  BOOST_REQUIRE_MESSAGE(wait_for_text(run, "training:", 60) >= 0, run.err());
+  BOOST_TEST(own_dirs() == 1);
+  run.read_rest();
+  BOOST_TEST(run.wait(60000) == 0, run.err());
+  // ... and is removed when it ends, with the orphan it found.
+  BOOST_TEST(own_dirs() == 0);
   BOOST_TEST(!std::filesystem::exists(orphan));
   BOOST_TEST(std::filesystem::exists(alive_dir));
   std::filesystem::remove_all(alive_dir);
@@ -585,29 +613,32 @@ BOOST_AUTO_TEST_CASE(ssp_keeps_workers_within_the_staleness_bound) {
 
 BOOST_AUTO_TEST_CASE(status_of_a_running_job) {
   csv_job job("[testing]\nslow_worker = 0\nslow_ms = 20\n");
+  // Three epochs of at least 20 ms a step: about 4 s of training, far
+  // longer than one status request takes.
   background run("troupe",
                  {"run", job.pipeline, "--set", "cluster.local_nodes=2",
-                  "--set", "job.epochs=1", "--json"});
-  // The coordinator's address is on stderr once the job is placed.
+                  "--set", "job.epochs=3", "--json"});
+  // The coordinator's address is on stderr once the job is placed;
+  // "training:" once every worker is ready and training began.
+  BOOST_REQUIRE_MESSAGE(wait_for_text(run, "training:", 60) >= 0, run.err());
   std::string coordinator;
-  for (int i = 0; i < 300 && coordinator.empty(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    auto err = run.err();
-    auto pos = err.find("troupe status --coordinator ");
-    if (pos != std::string::npos) {
-      auto end = err.find(')', pos);
-      coordinator = err.substr(pos + 28, end - pos - 28);
-    }
+  {
+    const auto err = run.err();
+    const auto pos = err.find("troupe status --coordinator ");
+    BOOST_REQUIRE_MESSAGE(pos != std::string::npos, err);
+    const auto end = err.find(')', pos);
+    coordinator = err.substr(pos + 28, end - pos - 28);
   }
-  BOOST_REQUIRE_MESSAGE(!coordinator.empty(), run.err());
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
   auto o = run_troupe({"status", "--coordinator", coordinator, "--json"}, 30);
   BOOST_TEST_INFO(o.err);
   BOOST_REQUIRE(o.code == 0);
   auto s = json::parse(o.out);
   BOOST_TEST(s["nodes"].size() == 2u);
-  BOOST_TEST(s["steps"].get<int>() == 3000 / 3 / 16);
-  BOOST_TEST(s["state"] != "");
+  const int steps = 3 * (3000 / 3 / 16);
+  BOOST_TEST(s["steps"].get<int>() == steps);
+  BOOST_TEST(s["state"] == "training", s.dump());
+  BOOST_TEST(s["step"].get<int>() >= 0);
+  BOOST_TEST(s["step"].get<int>() < steps, s.dump());
   std::size_t actors = 0;
   for (auto& n : s["nodes"]) {
     actors += n["actors"].size();
@@ -745,32 +776,35 @@ at_step = 30
     BOOST_TEST(!alive(pid), "node process " << pid << " left behind");
 }
 
-// Waits until the job's stderr says `text`; seconds taken, or -1.
-double wait_for_text(background& run, const std::string& text,
-                     double limit_s = 30) {
-  const auto t0 = std::chrono::steady_clock::now();
-  while (seconds_since(t0) < limit_s) {
-    if (run.err().find(text) != std::string::npos)
-      return seconds_since(t0);
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return -1;
-}
-
 BOOST_AUTO_TEST_CASE(a_node_killed_mid_run_moves_its_actors_digest_holds) {
-  running_job r;
-  BOOST_REQUIRE_MESSAGE(r.nodes.size() == 2u, r.run.err());
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  kill(r.nodes[1], SIGKILL);
-  const int code = r.run.wait(60000);
-  BOOST_TEST(code == 0, r.run.err());
-  const auto err = r.run.err();
+  csv_job job{"[testing]\nslow_worker = 0\nslow_ms = 20\n"};
+  const auto reference = run_json({job.pipeline, "--set", "job.epochs=3"});
+  background run{"troupe",
+                 {"run", job.pipeline, "--set", "cluster.local_nodes=2",
+                  "--set", "job.epochs=3", "--json"}};
+  // Mid-run: once the first of three epochs is reported.
+  BOOST_REQUIRE_MESSAGE(wait_for_text(run, "epoch 1/3", 60) >= 0, run.err());
+  const auto nodes = children_of(run.pid());
+  BOOST_REQUIRE_EQUAL(nodes.size(), 2u);
+  kill(nodes[1], SIGKILL);
+  auto rest = run.read_rest();
+  const int code = run.wait(60000);
+  BOOST_TEST(code == 0, run.err());
+  const auto err = run.err();
   BOOST_TEST(err.find("node node1 lost") != std::string::npos, err);
   BOOST_TEST(err.find("rolling the job back to its newest checkpoint") !=
                  std::string::npos,
              err);
+  const auto j = json::parse(rest);
+  BOOST_TEST(j["params_digest"] == reference["params_digest"]);
+  BOOST_TEST(j["lost_nodes"] == json::parse(R"(["node1"])"));
+  BOOST_TEST(j["rollbacks"] == 1);
+  // Every actor ended on the surviving node.
+  BOOST_TEST(j["placement"].size() >= 5u, j["placement"].dump());
+  for (auto& [actor, node] : j["placement"].items())
+    BOOST_TEST(node == "node0", actor << " on " << node);
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  for (auto pid : r.nodes)
+  for (auto pid : nodes)
     BOOST_TEST(!alive(pid), "node process " << pid << " left behind");
 }
 
@@ -864,6 +898,16 @@ BOOST_AUTO_TEST_CASE(node_prints_its_address_and_stops_on_sigterm) {
   BOOST_TEST(bad.err.find("troupe node: --devices cuda:99: ") == 0u, bad.err);
 }
 
+// The snapshot files in a checkpoint directory, by name, sorted.
+std::vector<std::string> list_snapshot_names(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+    out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 BOOST_AUTO_TEST_CASE(a_killed_run_resumes_from_its_checkpoint) {
   csv_job job("[testing]\nslow_worker = 0\nslow_ms = 10\n"
               "[supervision]\nsnapshot_every = 10\n");
@@ -942,6 +986,44 @@ BOOST_AUTO_TEST_CASE(a_killed_run_resumes_from_its_checkpoint) {
   BOOST_TEST(std::filesystem::exists(damaged + ".bad"));
   // The final epoch is reported with the fault-free test figures.
   BOOST_TEST(j["test_accuracy"] == reference["test_accuracy"]);
+
+  // The directory now holds the job's end. Other settings that decide the
+  // bits are refused, naming a file, and nothing is written.
+  const auto files_before = list_snapshot_names(dir);
+  for (const char* other : {"optimizer.lr=0.5", "job.seed=4"}) {
+    auto args = all;
+    args.insert(args.end() - 1, {"--set", other});
+    auto r = run_troupe(args, 120);
+    BOOST_TEST(r.code == 2, other << ": " << r.err);
+    BOOST_TEST(r.err.find("was written by a different job") !=
+                   std::string::npos,
+               r.err);
+  }
+  BOOST_TEST(list_snapshot_names(dir) == files_before);
+  // A testing switch does not change the bits: resumed, nothing is left
+  // to train, the same parameters.
+  {
+    auto args = all;
+    args.insert(args.end() - 1, {"--set", "testing.detached_compute=true"});
+    auto r = run_troupe(args, 120);
+    BOOST_REQUIRE_MESSAGE(r.code == 0, r.err);
+    BOOST_TEST(json::parse(r.out)["params_digest"] ==
+               reference["params_digest"]);
+    BOOST_TEST(r.err.find("nothing left to train") != std::string::npos, r.err);
+  }
+  // More epochs go on from the end of the two trained.
+  {
+    auto args = all;
+    args.insert(args.end() - 1, {"--set", "job.epochs=3"});
+    auto r = run_troupe(args, 120);
+    BOOST_REQUIRE_MESSAGE(r.code == 0, r.err);
+    const auto more = json::parse(r.out);
+    BOOST_TEST(more["resumed_from"] == reference["steps"]);
+    BOOST_TEST(more["steps"].get<int>() ==
+               3 * reference["steps"].get<int>() / 2);
+    BOOST_TEST(more["params_digest"] != reference["params_digest"]);
+    BOOST_TEST(more["history"].size() == 1u, more["history"].dump());
+  }
 }
 
 // What /proc says of a process: a field of /proc/PID/status ("VmRSS",

@@ -79,6 +79,9 @@ public:
   /// Training mode unless `training` is false.
   void begin_forward(const tensor& x, bool training = true);
   bool forward_ready(const tensor& params, const range_set& have);
+  /// The output [B, outputs] of the last complete forward pass, valid
+  /// until the next pass begins.
+  const tensor& output() const { return layers_.back().y; }
 
   /// Loss and backward after a complete forward pass on (x, target); writes
   /// grad as train_step does, telling `hooks` as ranges become final.
