@@ -73,6 +73,19 @@ void tune(int fd, double send_timeout_s) {
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
+// Moves past the first n bytes of the `count` iovecs at `iov`.
+void skip_bytes(iovec*& iov, int& count, std::size_t n) {
+  while (count > 0 && n >= iov->iov_len) {
+    n -= iov->iov_len;
+    ++iov;
+    --count;
+  }
+  if (count > 0) {
+    iov->iov_base = static_cast<char*>(iov->iov_base) + n;
+    iov->iov_len -= n;
+  }
+}
+
 // How long a caller may write a frame itself before the connection's
 // thread takes over.
 constexpr auto caller_write_budget = std::chrono::microseconds(1000);
@@ -108,17 +121,8 @@ std::size_t write_briefly(int fd, const std::vector<std::uint8_t>& head,
         return done;
       continue;
     }
-    auto moved = static_cast<std::size_t>(put);
-    done += moved;
-    while (count > 0 && moved >= first->iov_len) {
-      moved -= first->iov_len;
-      ++first;
-      --count;
-    }
-    if (count > 0) {
-      first->iov_base = static_cast<char*>(first->iov_base) + moved;
-      first->iov_len -= moved;
-    }
+    done += static_cast<std::size_t>(put);
+    skip_bytes(first, count, static_cast<std::size_t>(put));
   }
   return done;
 }
@@ -215,15 +219,7 @@ bool bulk_plane::write_all(const link& l, iovec* iov, int count) {
       }
       moved = static_cast<std::size_t>(put);
     }
-    while (count > 0 && moved >= iov->iov_len) {
-      moved -= iov->iov_len;
-      ++iov;
-      --count;
-    }
-    if (count > 0) {
-      iov->iov_base = static_cast<char*>(iov->iov_base) + moved;
-      iov->iov_len -= moved;
-    }
+    skip_bytes(iov, count, moved);
   }
   // What TLS gathered goes out now.
   while (l.tls != nullptr) {
@@ -641,16 +637,7 @@ void bulk_plane::send_loop(outbound& o) {
           {const_cast<float*>(f.payload.data()), f.payload.bytes()}};
       int count = f.payload.bytes() > 0 ? 2 : 1;
       iovec* first = iov;
-      auto skip = f.done;
-      while (count > 0 && skip >= first->iov_len) {
-        skip -= first->iov_len;
-        ++first;
-        --count;
-      }
-      if (count > 0) {
-        first->iov_base = static_cast<char*>(first->iov_base) + skip;
-        first->iov_len -= skip;
-      }
+      skip_bytes(first, count, f.done);
       written = count == 0 || write_all(link{fd, o.tls.get()}, first, count);
     }
     lk.lock();
