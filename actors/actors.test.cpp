@@ -211,8 +211,8 @@ BOOST_FIXTURE_TEST_CASE(data_shard_sends_one_batch_per_credit, csv_job) {
   auto shard = sys.spawn<caf::actor>("data_shard",
                                      caf::make_message(s, std::int32_t{0}));
   BOOST_REQUIRE(shard);
-  self->send(*shard, ta::credit_atom::value, std::int32_t{0}, std::int64_t{2},
-             caf::actor_cast<caf::actor>(self));
+  self->send(*shard, ta::credit_atom::value, std::int32_t{0}, std::int64_t{-1},
+             std::int64_t{2}, caf::actor_cast<caf::actor>(self));
   std::vector<ta::batch_msg> got;
   // Each credit's batch, however long a loaded machine takes to make it;
   // then nothing more for a while (a batch without a credit would come
@@ -231,8 +231,8 @@ BOOST_FIXTURE_TEST_CASE(data_shard_sends_one_batch_per_credit, csv_job) {
     BOOST_TEST(got.size() == n);
   };
   receive_batches(2);
-  self->send(*shard, ta::credit_atom::value, std::int32_t{0}, std::int64_t{1},
-             caf::actor_cast<caf::actor>(self));
+  self->send(*shard, ta::credit_atom::value, std::int32_t{0}, std::int64_t{0},
+             std::int64_t{1}, caf::actor_cast<caf::actor>(self));
   receive_batches(3);
   BOOST_REQUIRE(got.size() == 3u);
   troupe::data::batch_plan plan(2000, 1, 1, 32, s.seed);
@@ -493,7 +493,8 @@ BOOST_AUTO_TEST_CASE(worker_trains_on_the_batch_of_its_step_in_any_order) {
           done = true;
         },
         [](ta::ready_atom, const std::string&, std::int32_t) {},
-        [](ta::credit_atom, std::int32_t, std::int64_t, const caf::actor&) {},
+        [](ta::credit_atom, std::int32_t, std::int64_t, std::int64_t,
+           const caf::actor&) {},
         [](ta::resubscribe_atom, std::int32_t, std::int64_t, std::int64_t,
            const caf::actor&) {},
         [](const ta::progress_msg&) {},

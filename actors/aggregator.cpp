@@ -6,6 +6,7 @@
 // and ssp modes it forwards each worker's gradient as is. Downward, it
 // relays parameter slices from the shards to its workers, so each slice
 // crosses the network once per node.
+#include "actors/faults.hpp"
 #include "actors/messages.hpp"
 #include "actors/supervisor.hpp"
 #include "actors/update_rule.hpp"
@@ -35,7 +36,6 @@ struct aggregator_state {
   std::map<std::int64_t, std::int32_t> arrived;
   std::vector<std::pair<std::int32_t, std::int32_t>> subtrees; // local ones
   bool wired = false;
-  std::int64_t kill_step = -1;       // [[chaos]]
   std::vector<params_msg> early;     // parameters that beat our wiring here
   std::vector<grad_msg> early_grads; // gradients that beat it (a replay)
 };
@@ -139,7 +139,6 @@ caf::behavior aggregator(caf::stateful_actor<aggregator_state>* self,
     st.bounds.push_back(st.spec.shard_begin(s, total));
   local_subtrees(0, static_cast<std::int32_t>(st.spec.workers), lo, hi,
                  st.subtrees);
-  st.kill_step = st.spec.chaos_kill_step(role::aggregator, index);
   return {
       [=](wire_atom, std::vector<caf::actor> workers,
           std::vector<caf::actor> shards) {
@@ -169,11 +168,6 @@ caf::behavior aggregator(caf::stateful_actor<aggregator_state>* self,
         if (g.worker < st.lo || g.worker >= st.hi || g.offset != 0 ||
             g.values.numel() != st.bounds.back() || g.step < 0)
           return;
-        if (st.kill_step >= 0 && g.step >= st.kill_step) {
-          // [[chaos]]: this incarnation dies here, as a crash would.
-          self->quit(caf::exit_reason::kill);
-          return;
-        }
         if (!st.wired) {
           // A worker's replay to a restarted aggregator can beat the
           // coordinator's wiring of it.
@@ -196,13 +190,6 @@ caf::behavior aggregator(caf::stateful_actor<aggregator_state>* self,
       },
       [=](params_msg& p) {
         auto& st = self->state;
-        const auto step = st.rule.step_of(p.version, p.tag);
-        if (st.kill_step >= 0 && step >= st.kill_step) {
-          // [[chaos]] on an aggregator that only relays (its workers send
-          // their gradients to the shards themselves).
-          self->quit(caf::exit_reason::kill);
-          return;
-        }
         if (!st.wired) {
           st.early.push_back(std::move(p));
           return;
@@ -215,7 +202,8 @@ caf::behavior aggregator(caf::stateful_actor<aggregator_state>* self,
 } // namespace
 
 void register_aggregator(caf::actor_system_config& cfg) {
-  cfg.add_actor_type("aggregator", aggregator);
+  cfg.add_actor_type(name_of(role::aggregator),
+                     spawn_with_faults<role::aggregator, aggregator>);
 }
 
 void recover_aggregator(supervisor& sup, std::int32_t index,

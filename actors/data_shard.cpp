@@ -3,6 +3,7 @@
 // shard keeps the credits; a detached helper thread gathers the rows, so
 // that work can run on whichever core is idle instead of taking turns with
 // the workers on the node's scheduler threads.
+#include "actors/faults.hpp"
 #include "actors/messages.hpp"
 #include "actors/supervisor.hpp"
 #include "actors/wiring.hpp"
@@ -26,8 +27,7 @@ struct client {
 struct data_shard_state {
   job_spec spec;
   std::int32_t index = 0;
-  std::int64_t kill_step = -1; // [[chaos]]
-  caf::actor maker;            // once the data is loaded
+  caf::actor maker; // once the data is loaded
   std::map<std::int32_t, client> clients;
 };
 
@@ -110,11 +110,6 @@ void pump(caf::stateful_actor<data_shard_state>* self) {
   const auto total = st.spec.total_steps();
   for (auto& [rank, c] : st.clients)
     while (c.credits > 0 && c.next < total) {
-      if (c.next == st.kill_step) {
-        // [[chaos]]: this incarnation dies here, as a crash would.
-        self->quit(caf::exit_reason::kill);
-        return;
-      }
       self->send(st.maker, rank, c.next, c.handle);
       --c.credits;
       ++c.next;
@@ -128,7 +123,6 @@ caf::behavior data_shard(caf::stateful_actor<data_shard_state>* self,
   st.index = index;
   if (refuse_index(self, role::data_shard, index, st.spec.shards))
     return {};
-  st.kill_step = st.spec.chaos_kill_step(role::data_shard, index);
   load_in_background(self, train_source(st.spec));
   return {
       [=](loaded_atom, dataset_ptr ds) {
@@ -137,7 +131,10 @@ caf::behavior data_shard(caf::stateful_actor<data_shard_state>* self,
             maker, st.spec, st.index, std::move(ds));
         pump(self);
       },
-      [=](credit_atom, std::int32_t worker, std::int64_t n, caf::actor who) {
+      [=](credit_atom, std::int32_t worker, std::int64_t, std::int64_t n,
+          caf::actor who) {
+        // A worker took the batch of a step (unused here: batches go out
+        // in order from `next`) and asks for n more.
         auto& c = self->state.clients[worker];
         if (!c.handle)
           c.handle = std::move(who);
@@ -161,7 +158,8 @@ caf::behavior data_shard(caf::stateful_actor<data_shard_state>* self,
 } // namespace
 
 void register_data_shard(caf::actor_system_config& cfg) {
-  cfg.add_actor_type("data_shard", data_shard);
+  cfg.add_actor_type(name_of(role::data_shard),
+                     spawn_with_faults<role::data_shard, data_shard>);
 }
 
 void recover_data_shard(supervisor& sup, std::int32_t index,

@@ -5,6 +5,7 @@
 // training leaves idle; on a busy machine an epoch's figures may come late,
 // never the training.
 #include "actors/evaluation.hpp"
+#include "actors/faults.hpp"
 #include "actors/messages.hpp"
 #include "actors/supervisor.hpp"
 #include "actors/wiring.hpp"
@@ -32,7 +33,6 @@ struct evaluator_state {
   std::vector<std::int64_t> ready; // complete versions waiting for data
   caf::actor coordinator;
   caf::actor runner; // does the evaluating, once the test data is there
-  std::int64_t kill_step = -1; // [[chaos]]
 };
 
 struct runner_state {
@@ -95,7 +95,6 @@ caf::behavior evaluator(caf::stateful_actor<evaluator_state>* self,
   st.spec = std::move(spec);
   st.param_count = devices::nn::param_count(
       devices::nn::param_layout(st.spec.model_input(), st.spec.layers));
-  st.kill_step = st.spec.chaos_kill_step(role::evaluator, 0);
   load_in_background(self, test_source(st.spec));
   return {
       [=](wire_atom, caf::actor coordinator) {
@@ -120,12 +119,6 @@ caf::behavior evaluator(caf::stateful_actor<evaluator_state>* self,
         if (!slice_fits(p.offset, p.values.numel(), st.param_count) ||
             p.tag < 1 || p.tag > st.spec.epochs)
           return; // not a piece of an epoch's parameters
-        if (st.kill_step >= 0 &&
-            p.tag * st.spec.steps_per_epoch >= st.kill_step) {
-          // [[chaos]]: dies when given the parameters of that step or later.
-          self->quit(caf::exit_reason::kill);
-          return;
-        }
         auto& v = st.versions[p.tag];
         if (!v.params.defined())
           v.params = devices::tensor::empty({st.param_count});
@@ -143,7 +136,8 @@ caf::behavior evaluator(caf::stateful_actor<evaluator_state>* self,
 } // namespace
 
 void register_evaluator(caf::actor_system_config& cfg) {
-  cfg.add_actor_type("evaluator", evaluator);
+  cfg.add_actor_type(name_of(role::evaluator),
+                     spawn_with_faults<role::evaluator, evaluator>);
 }
 
 void recover_evaluator(supervisor& sup, const caf::actor& h) {

@@ -61,6 +61,9 @@ typename Inspector::result_type inspect(Inspector& f, loss_spec& x) {
 
 namespace troupe::actors {
 
+/// (credit_atom, int32 worker, int64 taken, int64 n, actor worker) to a
+/// data shard: the worker took the batch of step `taken` (-1: none yet)
+/// and has room for n more.
 using credit_atom = caf::atom_constant<caf::atom("credit")>;
 using wire_atom = caf::atom_constant<caf::atom("wire")>;
 using ready_atom = caf::atom_constant<caf::atom("ready")>;
@@ -71,7 +74,6 @@ using epoch_atom = caf::atom_constant<caf::atom("epoch")>;
 using done_atom = caf::atom_constant<caf::atom("done")>;
 using failed_atom = caf::atom_constant<caf::atom("failed")>;
 using info_atom = caf::atom_constant<caf::atom("info")>;
-using resume_atom = caf::atom_constant<caf::atom("resume")>;
 using status_atom = caf::atom_constant<caf::atom("status")>;
 // Supervision and recovery (see supervisor.hpp).
 using resubscribe_atom = caf::atom_constant<caf::atom("resub")>;

@@ -17,6 +17,7 @@
 // (incarnation > 0), it waits for the state to restore (restore_atom) and
 // keeps the gradients that come before it; the workers then replay the
 // steps after the snapshot, and the shard reaches the same bits again.
+#include "actors/faults.hpp"
 #include "actors/messages.hpp"
 #include "actors/supervisor.hpp"
 #include "actors/update_rule.hpp"
@@ -66,8 +67,7 @@ struct param_shard_state {
   std::int64_t size = 0;
   devices::tensor params; // current version; never written once published
   devices::tensor prev;   // sync: the version before, for restarted workers
-  std::int64_t kill_step = -1;  // [[chaos]]
-  bool restoring = false;       // restarted, state not yet restored
+  bool restoring = false; // restarted, state not yet restored
   std::int64_t snapshotted = 0; // version of the last snapshot sent
   std::vector<grad_msg> held;   // gradients that came before the state
   std::vector<devices::tensor> opt_state;
@@ -616,7 +616,6 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
     st.last_seq.assign(static_cast<std::size_t>(st.spec.workers), -1);
   }
   st.restoring = st.spec.incarnation > 0;
-  st.kill_step = st.spec.chaos_kill_step(role::param_shard, index);
   return {
       [=](wire_atom, std::vector<caf::actor> aggregators,
           std::vector<std::int32_t> aggregator_of_worker, caf::actor evaluator,
@@ -661,11 +660,6 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
           return; // not for this shard, or not from a worker of this job
         if (st.restoring) {
           st.held.push_back(std::move(g));
-          return;
-        }
-        if (st.kill_step >= 0 && g.step >= st.kill_step) {
-          // [[chaos]]: this incarnation dies here, as a crash would.
-          self->quit(caf::exit_reason::kill);
           return;
         }
         if (st.rule.sums_workers())
@@ -766,7 +760,8 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
 } // namespace
 
 void register_param_shard(caf::actor_system_config& cfg) {
-  cfg.add_actor_type("param_shard", param_shard);
+  cfg.add_actor_type(name_of(role::param_shard),
+                     spawn_with_faults<role::param_shard, param_shard>);
 }
 
 void recover_param_shard(supervisor& sup, std::int32_t index,

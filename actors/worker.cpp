@@ -24,6 +24,7 @@
 // taken only for the worker's step (sync: the version; async/ssp: the
 // answer's tag); later ones wait, earlier ones are dropped. A restarted
 // worker (incarnation > 0) waits to be told its step (recover_atom).
+#include "actors/faults.hpp"
 #include "actors/messages.hpp"
 #include "actors/supervisor.hpp"
 #include "actors/update_rule.hpp"
@@ -70,18 +71,15 @@ struct worker_state {
   std::map<std::int64_t, batch_msg> batches;
   std::optional<batch_msg> current; // the batch whose forward pass runs
   std::int64_t step = 0;            // next global step to compute
-  std::int64_t delayed = -1;        // testing.slow_ms: step already delayed
   bool started = false;
   bool ready_sent = false;
-  bool recovering = false;     // restarted: waiting for recover_atom
-  std::int64_t kill_step = -1; // [[chaos]]
+  bool recovering = false; // restarted: waiting for recover_atom
   // Upstream backup: gradients sent, by step, until pruned.
   std::map<std::int64_t, devices::tensor> backup;
   std::vector<params_msg> ahead; // parameters for a later step than ours
   std::vector<devices::tensor> spare_grads; // pruned backups, for reuse
   std::size_t max_spare = 0;                // the replay window
   std::int64_t held_max = 0;                // most gradients held at once
-  bool delaying = false;
   // Per step since the last report: loss summed over the batch, samples.
   std::vector<double> losses;
   std::vector<std::int64_t> samples;
@@ -454,14 +452,8 @@ void advance(self_ptr self) {
     self->send(st.coordinator, ready_atom::value, std::string("worker"),
                st.rank);
   }
-  if (!st.started || st.delaying || st.recovering ||
-      st.step >= st.spec.total_steps())
+  if (!st.started || st.recovering || st.step >= st.spec.total_steps())
     return;
-  if (st.step == st.kill_step && !st.current) {
-    // [[chaos]]: this incarnation dies here, as a crash would.
-    self->quit(caf::exit_reason::kill);
-    return;
-  }
   if (st.spec.exchange_only) {
     if (st.complete())
       finish_step(self);
@@ -475,19 +467,11 @@ void advance(self_ptr self) {
   if (!st.current) {
     if (!have_batch || st.have.empty())
       return;
-    if (st.rank == st.spec.slow_worker && st.spec.slow_ms > 0 &&
-        st.delayed != st.step) {
-      st.delaying = true;
-      st.delayed = st.step;
-      self->delayed_send(self, std::chrono::milliseconds(st.spec.slow_ms),
-                         resume_atom::value);
-      return;
-    }
     auto next = st.batches.find(st.step);
     st.current = std::move(next->second);
     st.batches.erase(next);
     // Credit first: the data shard prepares the next batch while we compute.
-    self->send(st.data, credit_atom::value, st.rank, std::int64_t{1},
+    self->send(st.data, credit_atom::value, st.rank, st.step, std::int64_t{1},
                caf::actor_cast<caf::actor>(self));
     if (st.gpu) {
       st.gpu_busy = true;
@@ -588,7 +572,6 @@ caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
       st.spare_grads.push_back(devices::tensor::zeros({st.total}));
   }
   st.recovering = st.spec.incarnation > 0;
-  st.kill_step = st.spec.chaos_kill_step(role::worker, rank);
   for (std::int64_t s = 0; s <= st.spec.partitions; ++s)
     st.bounds.push_back(st.spec.shard_begin(s, st.total));
   st.report_every = std::max<std::int64_t>(1, st.spec.steps_per_epoch / 20);
@@ -653,10 +636,6 @@ caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
         self->state.started = true;
         advance(self);
       },
-      [=](resume_atom) {
-        self->state.delaying = false;
-        advance(self);
-      },
       [=](batch_msg& b) {
         auto& st = self->state;
         const auto step = b.epoch * st.spec.steps_per_epoch + b.step;
@@ -691,7 +670,8 @@ caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
 } // namespace
 
 void register_worker(caf::actor_system_config& cfg) {
-  cfg.add_actor_type("worker", worker);
+  cfg.add_actor_type(name_of(role::worker),
+                     spawn_with_faults<role::worker, worker>);
 }
 
 namespace {
