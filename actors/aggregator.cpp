@@ -7,7 +7,7 @@
 // relays parameter slices from the shards to its workers, so each slice
 // crosses the network once per node.
 #include "actors/faults.hpp"
-#include "actors/messages.hpp"
+#include "actors/protocol.hpp"
 #include "actors/supervisor.hpp"
 #include "actors/update_rule.hpp"
 #include "actors/wiring.hpp"
@@ -28,8 +28,8 @@ struct aggregator_state {
   job_spec spec;
   update_rule rule; // job.mode
   std::int32_t lo = 0, hi = 0;
-  std::vector<caf::actor> workers; // ranks lo..hi-1
-  std::vector<caf::actor> shards;
+  std::vector<worker_handle> workers; // ranks lo..hi-1
+  std::vector<param_shard_handle> shards;
   std::vector<std::int64_t> bounds; // shard ranges
   std::map<std::int64_t, std::vector<devices::tensor>>
       pending; // step -> by local rank
@@ -44,12 +44,12 @@ void relay(caf::stateful_actor<aggregator_state>* self, params_msg p) {
   auto& st = self->state;
   if (p.target >= 0) {
     if (p.target >= st.lo && p.target < st.hi)
-      self->send(st.workers[static_cast<std::size_t>(p.target - st.lo)],
-                 std::move(p));
+      tell(self, st.workers[static_cast<std::size_t>(p.target - st.lo)],
+           std::move(p));
     return;
   }
   for (auto& w : st.workers)
-    self->send(w, p);
+    tell(self, w, p);
 }
 
 // The maximal canonical subtrees of [0, n) whose ranks all lie in [a, b).
@@ -139,12 +139,12 @@ caf::behavior aggregator(caf::stateful_actor<aggregator_state>* self,
     st.bounds.push_back(st.spec.shard_begin(s, total));
   local_subtrees(0, static_cast<std::int32_t>(st.spec.workers), lo, hi,
                  st.subtrees);
-  return {
+  return behavior_of<aggregator_inbox>(
       [=](wire_atom, std::vector<caf::actor> workers,
           std::vector<caf::actor> shards) {
         auto& st = self->state;
-        st.workers = std::move(workers);
-        st.shards = std::move(shards);
+        st.workers = handles_to<worker_inbox>(std::move(workers));
+        st.shards = handles_to<param_shard_inbox>(std::move(shards));
         st.wired = true;
         // Shards on other nodes may have published version 0 before the
         // coordinator's wiring reached us: no ordering holds across senders.
@@ -195,8 +195,7 @@ caf::behavior aggregator(caf::stateful_actor<aggregator_state>* self,
           return;
         }
         relay(self, std::move(p));
-      },
-  };
+      });
 }
 
 } // namespace
@@ -217,8 +216,8 @@ void recover_aggregator(supervisor& sup, std::int32_t index,
   auto left = std::make_shared<std::size_t>(t.param_shards.size());
   for (std::size_t p = 0; p < t.param_shards.size(); ++p) {
     wire_shard(self, t, p);
-    self->send(t.param_shards[p], republish_atom::value, h);
-    self->request(t.param_shards[p], std::chrono::seconds(30), wire_atom::value)
+    tell(self, param_shard_at(t, p), republish_atom::value, h);
+    ask(self, param_shard_at(t, p), std::chrono::seconds(30), wire_atom::value)
         .then(
             [=, &sup](bool) {
               if (sup.stale(gen) || --*left > 0)

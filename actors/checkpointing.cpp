@@ -1,4 +1,5 @@
 #include "actors/checkpointing.hpp"
+#include "actors/protocol.hpp"
 #include "actors/update_rule.hpp"
 
 #include <cerrno>
@@ -70,7 +71,8 @@ std::string job_checkpoints::last() const {
 void job_checkpoints::taken(shard_state_msg m, std::int64_t offset,
                             std::int64_t total) {
   ledger_.add_ledger(m.shard, m.version, m.ledger);
-  self_->send(store_, snapshot_atom::value, std::move(m), offset, total);
+  tell(self_, snapshot_store_handle{store_}, snapshot_atom::value, std::move(m),
+       offset, total);
 }
 
 // Workers keep their gradients from the second newest snapshot of each
@@ -84,9 +86,9 @@ void job_checkpoints::durable(const topology& t, std::int32_t shard,
   const auto prune = ledger_.durable(shard, version);
   if (prune.all)
     for (auto& w : t.workers)
-      self_->send(w, prune_atom::value, *prune.all);
+      tell(self_, worker_handle{w}, prune_atom::value, *prune.all);
   for (const auto& [w, keep] : prune.by_worker)
-    self_->send(t.workers[w], prune_atom::value, keep);
+    tell(self_, worker_at(t, w), prune_atom::value, keep);
 }
 
 // Training goes on; recovery uses the newest checkpoint that was kept.
@@ -118,9 +120,8 @@ bool job_checkpoints::final_written(const std::vector<caf::actor>& shards,
     final_requested_ = true;
     final_versions_.assign(shards.size(), -1);
     for (std::size_t p = 0; p < shards.size(); ++p)
-      self_
-          ->request(shards[p], std::chrono::seconds(30), snapshot_atom::value,
-                    done_atom::value)
+      ask(self_, param_shard_handle{shards[p]}, std::chrono::seconds(30),
+          snapshot_atom::value, done_atom::value)
           .then(
               [=](std::int64_t version) {
                 if (stale(gen))

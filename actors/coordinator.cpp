@@ -10,7 +10,7 @@
 #include "actors/checkpointing.hpp"
 #include "actors/clip_norm.hpp"
 #include "actors/epochs.hpp"
-#include "actors/messages.hpp"
+#include "actors/protocol.hpp"
 #include "actors/supervisor.hpp"
 #include "actors/update_rule.hpp"
 #include "actors/wiring.hpp"
@@ -249,7 +249,7 @@ void send_milestone(self_ptr self, std::int64_t epoch) {
   params_msg m;
   m.tag = epoch;
   m.values = st.milestones[epoch].values;
-  send_slices(self, st.topo.evaluator, std::move(m));
+  send_slices(self, evaluator_of(st.topo), std::move(m));
 }
 
 bool coordinator_job::started() const {
@@ -363,7 +363,7 @@ void on_ready(self_ptr self, const std::string& role_text, std::int32_t index) {
     st.sup->resume();
   else
     for (auto& w : st.topo.workers)
-      self->send(w, start_atom::value);
+      tell(self, worker_handle{w}, start_atom::value);
 }
 
 // Start-up is bounded: names whoever is not ready 60 s after it.
@@ -445,7 +445,7 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
   st.sup->watch_all();
   wire_all(self, st.topo);
   self->delayed_send(self, std::chrono::seconds(60), start_atom::value);
-  return {
+  return behavior_of<coordinator_inbox>(
       [=](start_atom) { start_deadline(self); },
       [=](ready_atom, const std::string& role_text, std::int32_t index) {
         on_ready(self, role_text, index);
@@ -478,8 +478,8 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
           return;
         for (std::int32_t s = 0; s < st.spec.partitions; ++s)
           if (a->to_all || s == shard)
-            self->send(st.topo.param_shards[static_cast<std::size_t>(s)],
-                       clip_atom::value, step, a->scale);
+            tell(self, param_shard_at(st.topo, static_cast<std::size_t>(s)),
+                 clip_atom::value, step, a->scale);
       },
       [=](snapshot_atom, shard_state_msg& m) {
         auto& st = self->state;
@@ -511,8 +511,7 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
       [=](applied_atom, std::int32_t shard, std::int64_t gradients) {
         self->state.applied[shard] = gradients;
         maybe_finish(self);
-      },
-  };
+      });
 }
 
 } // namespace

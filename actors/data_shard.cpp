@@ -4,7 +4,7 @@
 // that work can run on whichever core is idle instead of taking turns with
 // the workers on the node's scheduler threads.
 #include "actors/faults.hpp"
-#include "actors/messages.hpp"
+#include "actors/protocol.hpp"
 #include "actors/supervisor.hpp"
 #include "actors/wiring.hpp"
 
@@ -19,7 +19,7 @@ namespace troupe::actors {
 namespace {
 
 struct client {
-  caf::actor handle;
+  caf::actor handle; // the worker (the helper sends its batches there)
   std::int64_t credits = 0;
   std::int64_t next = 0; // global step of the next batch to send
 };
@@ -98,7 +98,7 @@ caf::behavior maker(caf::stateful_actor<maker_state>* self, job_spec spec,
                                                st.spec.seed);
   return {
       [=](std::int32_t worker, std::int64_t step, const caf::actor& to) {
-        self->send(to, make_batch(self->state, worker, step));
+        tell(self, worker_handle{to}, make_batch(self->state, worker, step));
       },
   };
 }
@@ -124,7 +124,7 @@ caf::behavior data_shard(caf::stateful_actor<data_shard_state>* self,
   if (refuse_index(self, role::data_shard, index, st.spec.shards))
     return {};
   load_in_background(self, train_source(st.spec));
-  return {
+  return behavior_of<data_shard_inbox>(
       [=](loaded_atom, dataset_ptr ds) {
         auto& st = self->state;
         st.maker = self->spawn<caf::detached + caf::linked>(
@@ -151,8 +151,7 @@ caf::behavior data_shard(caf::stateful_actor<data_shard_state>* self,
         c.next = from;
         c.credits = n;
         pump(self);
-      },
-  };
+      });
 }
 
 } // namespace

@@ -6,7 +6,7 @@
 // never the training.
 #include "actors/evaluation.hpp"
 #include "actors/faults.hpp"
-#include "actors/messages.hpp"
+#include "actors/protocol.hpp"
 #include "actors/supervisor.hpp"
 #include "actors/wiring.hpp"
 
@@ -31,7 +31,7 @@ struct evaluator_state {
   std::int64_t param_count = 0;
   std::map<std::int64_t, pending_version> versions; // by epoch
   std::vector<std::int64_t> ready; // complete versions waiting for data
-  caf::actor coordinator;
+  coordinator_handle coordinator;
   caf::actor runner; // does the evaluating, once the test data is there
 };
 
@@ -72,7 +72,8 @@ caf::behavior runner(caf::stateful_actor<runner_state>* self, job_spec spec,
           sched_setscheduler(0, SCHED_IDLE, &none);
           st.lowered = true;
         }
-        self->send(coordinator, evaluate(st, epoch, params));
+        tell(self, coordinator_handle{coordinator},
+             evaluate(st, epoch, params));
       },
   };
 }
@@ -83,7 +84,8 @@ void drain(caf::stateful_actor<evaluator_state>* self) {
     return;
   for (auto v : st.ready) {
     auto it = st.versions.find(v);
-    self->send(st.runner, v, std::move(it->second.params), st.coordinator);
+    self->send(st.runner, v, std::move(it->second.params),
+               st.coordinator.raw());
     st.versions.erase(it);
   }
   st.ready.clear();
@@ -96,12 +98,12 @@ caf::behavior evaluator(caf::stateful_actor<evaluator_state>* self,
   st.param_count = devices::nn::param_count(
       devices::nn::param_layout(st.spec.model_input(), st.spec.layers));
   load_in_background(self, test_source(st.spec));
-  return {
+  return behavior_of<evaluator_inbox>(
       [=](wire_atom, caf::actor coordinator) {
-        self->state.coordinator = std::move(coordinator);
+        self->state.coordinator = coordinator_handle{std::move(coordinator)};
         if (self->state.test)
-          self->send(self->state.coordinator, ready_atom::value,
-                     std::string("evaluator"), std::int32_t{0});
+          tell(self, self->state.coordinator, ready_atom::value,
+               std::string("evaluator"), std::int32_t{0});
         drain(self);
       },
       [=](loaded_atom, dataset_ptr ds) {
@@ -110,8 +112,8 @@ caf::behavior evaluator(caf::stateful_actor<evaluator_state>* self,
         st.runner =
             self->spawn<caf::detached + caf::linked>(runner, st.spec, st.test);
         if (st.coordinator)
-          self->send(st.coordinator, ready_atom::value,
-                     std::string("evaluator"), std::int32_t{0});
+          tell(self, st.coordinator, ready_atom::value,
+               std::string("evaluator"), std::int32_t{0});
         drain(self);
       },
       [=](params_msg& p) {
@@ -129,8 +131,7 @@ caf::behavior evaluator(caf::stateful_actor<evaluator_state>* self,
           st.ready.push_back(p.tag);
           drain(self);
         }
-      },
-  };
+      });
 }
 
 } // namespace
@@ -143,8 +144,8 @@ void register_evaluator(caf::actor_system_config& cfg) {
 void recover_evaluator(supervisor& sup, const caf::actor& h) {
   // Shards send epoch parameters through the coordinator: they need no
   // rewiring.
-  sup.self()->send(h, wire_atom::value,
-                   caf::actor_cast<caf::actor>(sup.self()));
+  tell(sup.self(), evaluator_handle{h}, wire_atom::value,
+       caf::actor_cast<caf::actor>(sup.self()));
   sup.job().evaluator_restarted();
 }
 

@@ -1,30 +1,10 @@
 #pragma once
-/// \file The protocol between the training roles: atoms, message structs and
-/// their CAF inspection. Heavy (CAF): include it from .cpp files that speak
-/// the protocol (the roles, the driver, `troupe status` and `kill`), never
-/// from a header; what a node needs of the roles is in roles.hpp.
-///
-///   data_shard  --batch_msg-->                 worker (one per credit)
-///   worker      --credit, resubscribe-->       data_shard
-///   worker      --grad_msg-->                  aggregator of its node, which
-///                                              sums its workers' gradients
-///   aggregator  --grad_msg-->                  param_shard (its slice); a
-///                                              worker alone on its
-///                                              aggregator sends it itself
-///   param_shard --params_msg-->                aggregator --> its workers
-///   param_shard --params_msg (epoch ends)-->   coordinator --> evaluator
-///   param_shard --snapshot, applied, clip,
-///                 duplicate-->                 coordinator (snapshots on to
-///                                              its snapshot store)
-///   worker      --ready, progress_msg-->       coordinator
-///   evaluator   --ready, eval_msg-->           coordinator
-///   coordinator --wire, start-->               the roles (wiring.hpp)
-///   coordinator --recover, replay, fetch, prune, restore, republish,
-///                 version?-->                  the roles, to bring a
-///                                              restarted actor back
-///                                              (supervisor.hpp and each
-///                                              role's recover_* hook)
-/// Slices for another process take the data plane (send_slices).
+/// \file The protocol's vocabulary: atoms, message structs and their CAF
+/// inspection. Who takes which message, and who sends it to whom, is in
+/// protocol.hpp, which includes this. Heavy (CAF): include it from .cpp
+/// files that speak the protocol (the roles, the driver, `troupe status`
+/// and `kill`), never from a header; what a node needs of the roles is in
+/// roles.hpp.
 #include "actors/job_spec.hpp"
 #include "actors/reports.hpp"
 #include "actors/roles.hpp"

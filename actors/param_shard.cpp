@@ -18,7 +18,7 @@
 // keeps the gradients that come before it; the workers then replay the
 // steps after the snapshot, and the shard reaches the same bits again.
 #include "actors/faults.hpp"
-#include "actors/messages.hpp"
+#include "actors/protocol.hpp"
 #include "actors/supervisor.hpp"
 #include "actors/update_rule.hpp"
 #include "actors/wiring.hpp"
@@ -84,10 +84,10 @@ struct param_shard_state {
   devices::tensor next;                // sync: version + 1, chunk by chunk
   std::int64_t chunks = 1;             // of chunk_elements, the last shorter
   std::map<std::int64_t, pending_step> pending;
-  std::vector<caf::actor> aggregators;
+  std::vector<aggregator_handle> aggregators;
   std::vector<std::int32_t> aggregator_of_worker;
-  caf::actor evaluator;
-  caf::actor coordinator;
+  bool evaluator = false; // the job has one
+  coordinator_handle coordinator;
   // async / ssp
   std::vector<std::int64_t> clock;    // gradients applied, per worker
   std::vector<std::int32_t> waiting;  // ssp: workers owed an answer
@@ -97,7 +97,7 @@ struct param_shard_state {
   struct fetch {
     std::int32_t worker;
     std::int64_t step;
-    caf::actor to;
+    worker_handle to;
   };
   std::vector<fetch> fetches; // ssp: restarted workers held to the bound
   std::map<std::pair<std::int64_t, std::int64_t>, partial_sum>
@@ -148,7 +148,7 @@ void publish_milestones(caf::stateful_actor<param_shard_state>* self) {
       std::int64_t applied = 0;
       for (auto s : st.last_seq)
         applied += s + 1;
-      self->send(st.coordinator, applied_atom::value, st.index, applied);
+      tell(self, st.coordinator, applied_atom::value, st.index, applied);
     }
   }
 }
@@ -256,7 +256,7 @@ void maybe_snapshot(caf::stateful_actor<param_shard_state>* self,
     m.optimizer_state.push_back(std::move(copy));
   }
   m.ledger = st.last_seq;
-  self->send(st.coordinator, snapshot_atom::value, std::move(m));
+  tell(self, st.coordinator, snapshot_atom::value, std::move(m));
 }
 
 void apply(caf::stateful_actor<param_shard_state>* self,
@@ -375,8 +375,8 @@ void apply_ready_chunks(caf::stateful_actor<param_shard_state>* self) {
                           static_cast<std::size_t>(c));
       p.norm_sent = true;
       if (st.coordinator)
-        self->send(st.coordinator, clip_atom::value, st.version, st.index,
-                   segment_squares(st, p));
+        tell(self, st.coordinator, clip_atom::value, st.version, st.index,
+             segment_squares(st, p));
     }
     return;
   }
@@ -465,7 +465,7 @@ void on_sync_grad(caf::stateful_actor<param_shard_state>* self, grad_msg& g) {
 // async/ssp: the current parameters for a restarted worker at `step`.
 void send_fetched(caf::stateful_actor<param_shard_state>* self,
                   std::int32_t worker, std::int64_t step,
-                  const caf::actor& to) {
+                  const worker_handle& to) {
   auto m = make_msg(self->state);
   m.target = worker;
   m.tag = step;
@@ -533,8 +533,8 @@ void on_async_grad(caf::stateful_actor<param_shard_state>* self, grad_msg& g) {
     if (g.offset + g.values.numel() == st.begin + st.size) {
       ++st.duplicates;
       if (st.coordinator)
-        self->send(st.coordinator, duplicate_atom::value, st.index, g.worker,
-                   g.seq);
+        tell(self, st.coordinator, duplicate_atom::value, st.index, g.worker,
+             g.seq);
       if (g.seq == st.last_seq[w] &&
           std::find(st.waiting.begin(), st.waiting.end(), g.worker) ==
               st.waiting.end()) {
@@ -616,7 +616,7 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
     st.last_seq.assign(static_cast<std::size_t>(st.spec.workers), -1);
   }
   st.restoring = st.spec.incarnation > 0;
-  return {
+  return behavior_of<param_shard_inbox>(
       [=](wire_atom, std::vector<caf::actor> aggregators,
           std::vector<std::int32_t> aggregator_of_worker, caf::actor evaluator,
           caf::actor coordinator) {
@@ -624,10 +624,10 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
         // aggregator is sent the current version by republish_atom).
         auto& st = self->state;
         const bool first = !st.coordinator;
-        st.aggregators = std::move(aggregators);
+        st.aggregators = handles_to<aggregator_inbox>(std::move(aggregators));
         st.aggregator_of_worker = std::move(aggregator_of_worker);
-        st.evaluator = std::move(evaluator);
-        st.coordinator = std::move(coordinator);
+        st.evaluator = static_cast<bool>(evaluator);
+        st.coordinator = coordinator_handle{std::move(coordinator)};
         if (first)
           broadcast(self); // version 0, or the restored one
         if (first && !st.rule.sums_workers() && st.spec.incarnation > 0) {
@@ -732,10 +732,10 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
           // The current parameters, for its step `from`; in ssp mode only
           // once the slowest worker is close enough.
           if (st.rule.holds_workers()) {
-            st.fetches.push_back({worker, from, to});
+            st.fetches.push_back({worker, from, worker_handle{to}});
             release_waiting(self);
           } else {
-            send_fetched(self, worker, from, to);
+            send_fetched(self, worker, from, worker_handle{to});
           }
           return;
         }
@@ -743,18 +743,17 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
           auto old = m;
           old.version = st.version - 1;
           old.values = st.prev;
-          send_slices(self, to, std::move(old));
+          send_slices(self, worker_handle{to}, std::move(old));
         }
         if (st.version >= from)
-          send_slices(self, to, std::move(m));
+          send_slices(self, worker_handle{to}, std::move(m));
       },
       [=](republish_atom, const caf::actor& aggregator) {
         // A restarted aggregator: the current version for its workers.
         auto& st = self->state;
         if (!st.restoring)
-          send_slices(self, aggregator, make_msg(st));
-      },
-  };
+          send_slices(self, aggregator_handle{aggregator}, make_msg(st));
+      });
 }
 
 } // namespace
@@ -768,8 +767,8 @@ void recover_param_shard(supervisor& sup, std::int32_t index,
                          const caf::actor& h) {
   const auto gen = sup.generation();
   const auto name = to_string(actor_id{role::param_shard, index});
-  sup.self()
-      ->request(sup.store(), std::chrono::seconds(30), load_atom::value, index)
+  ask(sup.self(), snapshot_store_handle{sup.store()}, std::chrono::seconds(30),
+      load_atom::value, index)
       .then(
           [=, &sup](shard_state_msg& m, std::vector<std::string>& problems) {
             for (auto& why : problems)
@@ -802,14 +801,15 @@ void recover_param_shard(supervisor& sup, std::int32_t index,
                   name, from, lacking));
               return;
             }
-            self->send(h, restore_atom::value, std::move(m));
+            tell(self, param_shard_handle{h}, restore_atom::value,
+                 std::move(m));
             wire_shard(self, t, static_cast<std::size_t>(index));
             for (std::size_t a = 0; a < t.aggregators.size(); ++a)
               wire_aggregator(self, t, a);
             for (std::size_t r = 0; r < t.workers.size(); ++r) {
               wire_worker(self, t, r);
-              self->send(t.workers[r], replay_atom::value, index,
-                         replay_from[r]);
+              tell(self, worker_at(t, r), replay_atom::value, index,
+                   replay_from[r]);
             }
             sup.job().info(fmt::format("{} restored from version {}; the "
                                        "workers replay the steps since",

@@ -10,7 +10,7 @@
 // roll back (a lost node) or resume (--resume). In a checkpoint directory
 // (--checkpoint-dir) the files stay after the job; otherwise the directory
 // is removed when the store stops.
-#include "actors/messages.hpp"
+#include "actors/protocol.hpp"
 
 #include "runtime/snapshot.hpp"
 
@@ -30,7 +30,7 @@ constexpr std::size_t kept_checkpoints = 2;
 
 struct store_state {
   snapshot_options opts;
-  caf::actor coordinator;
+  coordinator_handle coordinator;
   std::map<std::int32_t, std::map<std::int64_t, std::string>>
       files; // by shard: version -> path
 };
@@ -123,7 +123,7 @@ caf::behavior snapshot_store(caf::stateful_actor<store_state>* self,
                              snapshot_options opts, caf::actor coordinator) {
   auto& st = self->state;
   st.opts = std::move(opts);
-  st.coordinator = std::move(coordinator);
+  st.coordinator = coordinator_handle{std::move(coordinator)};
   if (!st.opts.keep) {
     self->attach_functor([dir = st.opts.dir] {
       std::error_code ec;
@@ -134,14 +134,14 @@ caf::behavior snapshot_store(caf::stateful_actor<store_state>* self,
   for (const auto& [shard, version, path] : list_snapshots(st.opts.dir))
     if (shard >= 0 && shard < st.opts.shards)
       st.files[shard][version] = path;
-  return {
+  return behavior_of<snapshot_store_inbox>(
       [=](snapshot_atom, shard_state_msg& m, std::int64_t offset,
           std::int64_t total) {
         auto& st = self->state;
         auto& list = st.files[m.shard];
         if (list.count(m.version) > 0) {
           // Written before (the same bits: a rolled-back job redoes them).
-          self->send(st.coordinator, durable_atom::value, m.shard, m.version);
+          tell(self, st.coordinator, durable_atom::value, m.shard, m.version);
           return;
         }
         const auto path = file_name(st.opts.dir, m.shard, m.version);
@@ -158,13 +158,13 @@ caf::behavior snapshot_store(caf::stateful_actor<store_state>* self,
           runtime::write_snapshot_file(path, s);
         } catch (const runtime::snapshot_error& e) {
           // A full disk, a read-only directory: the coordinator decides.
-          self->send(st.coordinator, snapshot_atom::value, failed_atom::value,
-                     m.shard, m.version, std::string(e.what()));
+          tell(self, st.coordinator, snapshot_atom::value, failed_atom::value,
+               m.shard, m.version, std::string(e.what()));
           return;
         }
         list[m.version] = path;
         prune(st);
-        self->send(st.coordinator, durable_atom::value, m.shard, m.version);
+        tell(self, st.coordinator, durable_atom::value, m.shard, m.version);
       },
       [=](load_atom, std::int32_t shard) {
         // The newest snapshot of one shard that reads back whole; version 0
@@ -204,8 +204,7 @@ caf::behavior snapshot_store(caf::stateful_actor<store_state>* self,
         return caf::make_message(std::int64_t{0},
                                  std::vector<shard_state_msg>{},
                                  std::move(problems));
-      },
-  };
+      });
 }
 
 } // namespace

@@ -1,6 +1,7 @@
 // The supervisor's loop: detect, restart set, respawn, escalate, roll back.
 // What each restarted role needs to catch up is its own recovery hook.
 #include "actors/supervisor.hpp"
+#include "actors/protocol.hpp"
 
 #include "actors/placement.hpp"
 #include "actors/update_rule.hpp"
@@ -274,7 +275,7 @@ void supervisor::restore_all(std::int64_t version,
     m.shard = static_cast<std::int32_t>(p);
     if (p < states.size())
       m = states[p];
-    self_->send(t.param_shards[p], restore_atom::value, std::move(m));
+    tell(self_, param_shard_at(t, p), restore_atom::value, std::move(m));
   }
   wire_all(self_, t);
   if (evaluator_new)
@@ -292,11 +293,11 @@ void supervisor::restore_all(std::int64_t version,
             steps[r], rule.replay_from(version, m.ledger, r, t.workers.size()));
     }
     first_step_[r] = steps[r];
-    self_->send(t.workers[r], recover_atom::value, steps[r]);
+    tell(self_, worker_at(t, r), recover_atom::value, steps[r]);
     if (!rule.sums_workers())
       for (auto& p : t.param_shards)
-        self_->send(p, fetch_atom::value, steps[r],
-                    static_cast<std::int32_t>(r), t.workers[r]);
+        tell(self_, param_shard_handle{p}, fetch_atom::value, steps[r],
+             static_cast<std::int32_t>(r), t.workers[r]);
   }
   job_.workers_at(steps);
   recovering_.clear();
@@ -346,7 +347,8 @@ void supervisor::respawn_all(
 void supervisor::with_checkpoint(
     std::int64_t gen, const char* what,
     std::function<void(std::int64_t, std::vector<shard_state_msg>&)> then) {
-  self_->request(store_, std::chrono::seconds(60), checkpoint_atom::value)
+  ask(self_, snapshot_store_handle{store_}, std::chrono::seconds(60),
+      checkpoint_atom::value)
       .then(
           [=](std::int64_t version, std::vector<shard_state_msg>& states,
               std::vector<std::string>& problems) {
@@ -401,7 +403,7 @@ void supervisor::resume() {
         if (version == 0) {
           rolling_ = false;
           for (auto& w : topo_.workers)
-            self_->send(w, start_atom::value);
+            tell(self_, worker_handle{w}, start_atom::value);
           return;
         }
         stop_training_actors();

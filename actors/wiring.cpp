@@ -1,4 +1,5 @@
 #include "actors/wiring.hpp"
+#include "actors/protocol.hpp"
 
 #include <algorithm>
 
@@ -35,15 +36,14 @@ std::vector<caf::actor> workers_of(const topology& t, std::size_t a) {
 
 void wire_shard(caf::event_based_actor* self, const topology& t,
                 std::size_t p) {
-  self->send(t.param_shards[p], wire_atom::value, t.aggregators,
-             t.aggregator_of_worker, t.evaluator,
-             caf::actor_cast<caf::actor>(self));
+  tell(self, param_shard_at(t, p), wire_atom::value, t.aggregators,
+       t.aggregator_of_worker, t.evaluator, caf::actor_cast<caf::actor>(self));
 }
 
 void wire_aggregator(caf::event_based_actor* self, const topology& t,
                      std::size_t a) {
-  self->send(t.aggregators[a], wire_atom::value, workers_of(t, a),
-             t.param_shards);
+  tell(self, aggregator_at(t, a), wire_atom::value, workers_of(t, a),
+       t.param_shards);
 }
 
 void wire_worker(caf::event_based_actor* self, const topology& t,
@@ -52,11 +52,11 @@ void wire_worker(caf::event_based_actor* self, const topology& t,
   const auto a = t.aggregator_of_worker[r];
   const bool alone = std::count(t.aggregator_of_worker.begin(),
                                 t.aggregator_of_worker.end(), a) == 1;
-  self->send(t.workers[r], wire_atom::value,
-             t.aggregators[static_cast<std::size_t>(a)],
-             d >= 0 ? t.data_shards[static_cast<std::size_t>(d)] : caf::actor{},
-             caf::actor_cast<caf::actor>(self),
-             alone ? t.param_shards : std::vector<caf::actor>{});
+  tell(self, worker_at(t, r), wire_atom::value,
+       t.aggregators[static_cast<std::size_t>(a)],
+       d >= 0 ? t.data_shards[static_cast<std::size_t>(d)] : caf::actor{},
+       caf::actor_cast<caf::actor>(self),
+       alone ? t.param_shards : std::vector<caf::actor>{});
 }
 
 void wire_all(caf::event_based_actor* self, const topology& t) {
@@ -67,8 +67,8 @@ void wire_all(caf::event_based_actor* self, const topology& t) {
   for (std::size_t r = 0; r < t.workers.size(); ++r)
     wire_worker(self, t, r);
   if (t.evaluator)
-    self->send(t.evaluator, wire_atom::value,
-               caf::actor_cast<caf::actor>(self));
+    tell(self, evaluator_of(t), wire_atom::value,
+         caf::actor_cast<caf::actor>(self));
 }
 
 } // namespace troupe::actors

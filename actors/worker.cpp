@@ -25,7 +25,7 @@
 // answer's tag); later ones wait, earlier ones are dropped. A restarted
 // worker (incarnation > 0) waits to be told its step (recover_atom).
 #include "actors/faults.hpp"
-#include "actors/messages.hpp"
+#include "actors/protocol.hpp"
 #include "actors/supervisor.hpp"
 #include "actors/update_rule.hpp"
 #include "actors/wiring.hpp"
@@ -59,11 +59,11 @@ struct worker_state {
   devices::nn::range_set have; // parts of it present
   devices::tensor grad;
   std::int64_t min_clock = -1; // async/ssp: slowest worker's steps, as told
-  caf::actor aggregator;
-  caf::actor data;
-  caf::actor coordinator;
+  aggregator_handle aggregator;
+  data_shard_handle data;
+  coordinator_handle coordinator;
   // Direct sends (this worker alone on its node): shards and their ranges.
-  std::vector<caf::actor> shards;
+  std::vector<param_shard_handle> shards;
   std::vector<std::int64_t> bounds;
   std::vector<bool> remote; // per shard: on another node
   // By global step: batches from another node may overtake each other
@@ -103,6 +103,11 @@ using gpu_step_atom = caf::atom_constant<caf::atom("gpustep")>;
 using gpu_done_atom = caf::atom_constant<caf::atom("gpudone")>;
 using gpu_params_atom = caf::atom_constant<caf::atom("gpuparams")>;
 using gpu_batch_atom = caf::atom_constant<caf::atom("gpubatch")>;
+
+// What a worker takes: its inbox, and its GPU helper's answers.
+using worker_inbox_here =
+    extend<worker_inbox, takes<gpu_done_atom, std::int64_t, devices::tensor,
+                               double, std::int64_t>>::type;
 
 // Pinned gradient buffers a GPU helper keeps for reuse.
 // How many gradient buffers a worker keeps for replay and reuse: its
@@ -267,7 +272,7 @@ void report(self_ptr self) {
   p.wait_s = st.wait_s;
   st.compute_s = 0;
   st.wait_s = 0;
-  self->send(st.coordinator, std::move(p));
+  tell(self, st.coordinator, std::move(p));
   st.losses.clear();
   st.samples.clear();
 }
@@ -299,7 +304,7 @@ void send_gradient(self_ptr self, const devices::tensor& grad,
                    std::int64_t step, std::int32_t shard = -1) {
   auto& st = self->state;
   if (st.shards.empty()) {
-    self->send(st.aggregator, gradient(st, grad, step, 0, st.total));
+    tell(self, st.aggregator, gradient(st, grad, step, 0, st.total));
     return;
   }
   for (std::size_t s = 0; s < st.shards.size(); ++s)
@@ -319,8 +324,8 @@ void replay(self_ptr self, std::int32_t shard, std::int64_t from) {
 void subscribe(self_ptr self, std::int64_t from) {
   auto& st = self->state;
   if (st.data)
-    self->send(st.data, resubscribe_atom::value, st.rank, from,
-               st.spec.prefetch, caf::actor_cast<caf::actor>(self));
+    tell(self, st.data, resubscribe_atom::value, st.rank, from,
+         st.spec.prefetch, caf::actor_cast<caf::actor>(self));
 }
 
 void on_params(self_ptr self, params_msg& p);
@@ -428,7 +433,7 @@ void finish_step(self_ptr self) {
   if (direct)
     send_ready();
   else
-    self->send(st.aggregator, gradient(st, 0, st.total));
+    tell(self, st.aggregator, gradient(st, 0, st.total));
   step_done(self, sums.loss, samples, t0);
 }
 
@@ -449,8 +454,8 @@ void advance(self_ptr self) {
   // from another sender), and a ready sent to no one is lost.
   if (!st.ready_sent && st.coordinator && st.complete() && have_batch) {
     st.ready_sent = true;
-    self->send(st.coordinator, ready_atom::value, std::string("worker"),
-               st.rank);
+    tell(self, st.coordinator, ready_atom::value, std::string("worker"),
+         st.rank);
   }
   if (!st.started || st.recovering || st.step >= st.spec.total_steps())
     return;
@@ -471,8 +476,8 @@ void advance(self_ptr self) {
     st.current = std::move(next->second);
     st.batches.erase(next);
     // Credit first: the data shard prepares the next batch while we compute.
-    self->send(st.data, credit_atom::value, st.rank, st.step, std::int64_t{1},
-               caf::actor_cast<caf::actor>(self));
+    tell(self, st.data, credit_atom::value, st.rank, st.step, std::int64_t{1},
+         caf::actor_cast<caf::actor>(self));
     if (st.gpu) {
       st.gpu_busy = true;
       st.gpu_sent_at = clock_type::now();
@@ -576,21 +581,23 @@ caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
     st.bounds.push_back(st.spec.shard_begin(s, st.total));
   st.report_every = std::max<std::int64_t>(1, st.spec.steps_per_epoch / 20);
   st.grad_scale = st.rule.grad_scale();
-  return {
+  return behavior_of<worker_inbox_here>(
       [=](wire_atom, caf::actor aggregator, caf::actor data,
           caf::actor coordinator, std::vector<caf::actor> shards) {
         // First wiring, or rewiring after a peer was restarted.
         auto& st = self->state;
         const bool first = !st.coordinator;
-        const bool new_data = data != st.data;
-        const bool new_aggregator = !first && aggregator != st.aggregator;
-        st.aggregator = std::move(aggregator);
-        st.data = std::move(data);
-        st.coordinator = std::move(coordinator);
-        st.shards = std::move(shards);
+        const bool new_data = data != st.data.raw();
+        const bool new_aggregator = !first && aggregator != st.aggregator.raw();
+        st.aggregator = aggregator_handle{std::move(aggregator)};
+        st.data = data_shard_handle{std::move(data)};
+        st.coordinator = coordinator_handle{std::move(coordinator)};
+        st.shards.clear();
         st.remote.clear();
-        for (auto& s : st.shards)
+        for (auto& s : shards) {
           st.remote.push_back(s && s.node() != self->node());
+          st.shards.emplace_back(std::move(s));
+        }
         if (new_data && !st.recovering) {
           // Batches we hold stay; the shard serves the rest.
           auto from = st.current ? st.step + 1 : st.step;
@@ -663,8 +670,7 @@ caf::behavior worker(self_ptr self, job_spec spec, std::int32_t rank) {
         st.grad = std::move(grad);
         send_whole_gradient(self, loss, samples);
         advance(self);
-      },
-  };
+      });
 }
 
 } // namespace
@@ -688,7 +694,7 @@ void fetch_when_relayed(supervisor& sup, std::int32_t index, caf::actor h,
       t.aggregator_of_worker[static_cast<std::size_t>(index)]);
   wire_aggregator(self, t, a);
   const auto gen = sup.generation();
-  self->request(t.aggregators[a], std::chrono::seconds(1), wire_atom::value)
+  ask(self, aggregator_at(t, a), std::chrono::seconds(1), wire_atom::value)
       .then(
           [=, &sup](bool) {
             if (sup.stale(gen))
@@ -696,8 +702,9 @@ void fetch_when_relayed(supervisor& sup, std::int32_t index, caf::actor h,
             // The worker kept no gradients from before `step`: the
             // shards snapshot at once, so that a restore needs none.
             for (auto& p : sup.topo().param_shards) {
-              sup.self()->send(p, fetch_atom::value, step, index, h);
-              sup.self()->send(p, snapshot_atom::value);
+              tell(sup.self(), param_shard_handle{p}, fetch_atom::value, step,
+                   index, h);
+              tell(sup.self(), param_shard_handle{p}, snapshot_atom::value);
             }
           },
           [=, &sup](caf::error& err) {
@@ -734,7 +741,7 @@ void recover_worker(supervisor& sup, std::int32_t index, const caf::actor& h) {
     const auto step = *std::min_element(versions->begin(), versions->end());
     const auto i = static_cast<std::size_t>(index);
     sup.first_step()[i] = step;
-    sup.self()->send(h, recover_atom::value, step);
+    tell(sup.self(), worker_handle{h}, recover_atom::value, step);
     wire_worker(sup.self(), sup.topo(), i);
     fetch_when_relayed(sup, index, h, step, 30);
   };
@@ -748,9 +755,10 @@ void recover_worker(supervisor& sup, std::int32_t index, const caf::actor& h) {
   const auto timeout = std::chrono::seconds(30);
   for (auto& p : shards) {
     if (update_rule(sup.spec()).sums_workers())
-      self->request(p, timeout, version_atom::value).then(on_version, on_error);
+      ask(self, param_shard_handle{p}, timeout, version_atom::value)
+          .then(on_version, on_error);
     else
-      self->request(p, timeout, version_atom::value, index)
+      ask(self, param_shard_handle{p}, timeout, version_atom::value, index)
           .then(on_version, on_error);
   }
 }
