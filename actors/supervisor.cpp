@@ -58,9 +58,13 @@ std::int64_t supervisor::incarnation(const std::string& name) const {
 void supervisor::progressed(std::int64_t slowest) {
   for (auto it = recovering_.begin(); it != recovering_.end();) {
     if (slowest > it->slowest) {
-      result_.recovery_ms.push_back(std::chrono::duration<double, std::milli>(
-                                        clock_type::now() - it->detected)
-                                        .count());
+      const auto ms = std::chrono::duration<double, std::milli>(
+                          clock_type::now() - it->detected)
+                          .count();
+      result_.recovery_ms.push_back(ms);
+      job_.info(fmt::format("{} recovered: training went on {:.0f} ms after "
+                            "the failure",
+                            it->what, ms));
       it = recovering_.erase(it);
     } else {
       ++it;
@@ -302,7 +306,7 @@ void supervisor::restore_all(std::int64_t version,
   job_.workers_at(steps);
   recovering_.clear();
   if (detected) // a failure's recovery (not a resume): timed
-    recovering_.push_back({*detected, job_.slowest_steps()});
+    recovering_.push_back({*detected, job_.slowest_steps(), "the rollback"});
   ledger_.restart_from(version);
   rolling_ = false;
   job_.info(fmt::format("the job goes on from step {}", version));
@@ -513,7 +517,7 @@ void supervisor::on_down(const caf::down_msg& dm) {
   }
   job_.info(fmt::format("{}{} failed ({}); restarting ({})", name, where, why,
                         spec_.strategy));
-  recovering_.push_back({now, job_.slowest_steps()});
+  recovering_.push_back({now, job_.slowest_steps(), name});
   for (const auto& target : restart_set(name)) {
     if (target != name) {
       auto* a = slot_of(topo_, parse_actor_id(target));

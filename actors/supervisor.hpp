@@ -105,6 +105,7 @@ private:
   struct recovery {
     clock_type::time_point detected;
     std::int64_t slowest; // the slowest worker's steps then
+    std::string what;     // "worker:1", "the rollback"
   };
 
   void node_lost(std::size_t n, const std::string& why);

@@ -118,11 +118,22 @@ std::string read_line(int fd, std::chrono::steady_clock::time_point deadline) {
 } // namespace
 
 void kill_local_nodes_from_signal_handler() {
+  // Only async-signal-safe calls. SIGKILL: a node holds nothing to flush
+  // (the driver writes the snapshots). Then each is waited for, so that
+  // none outlives this process, whatever the parent-death signal does.
+  const int saved = errno;
   for (auto& c : children) {
     const pid_t pid = c.load();
     if (pid > 0)
       kill(pid, SIGKILL);
   }
+  for (auto& c : children) {
+    const pid_t pid = c.exchange(0);
+    if (pid > 0)
+      while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+      }
+  }
+  errno = saved;
 }
 
 local_nodes::local_nodes(const std::string& exe, int n,

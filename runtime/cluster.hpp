@@ -63,7 +63,7 @@ connect_nodes(caf::actor_system& sys, const std::vector<std::string>& addresses,
               std::chrono::milliseconds timeout);
 
 /// Kills (SIGKILL) every child process started by local_nodes that is still
-/// running: safe to call from a signal handler.
+/// running and waits for each: safe to call from a signal handler.
 void kill_local_nodes_from_signal_handler();
 
 } // namespace troupe::runtime

@@ -1,7 +1,9 @@
 // Jobs spread over node processes on loopback: placement transparency,
 // remote placement of every role, unreachable nodes, async/ssp bounds,
 // troupe status, and troupe node's own life cycle. Every process started
-// here is stopped here (and dies with the test through PDEATHSIG).
+// here is stopped here (and dies with the test through PDEATHSIG); the
+// tests of how a run stops its nodes adopt orphans, so that the kernel's
+// parent-death signal does not hide a broken stop path.
 #include "tests/program.hpp"
 
 #include "devices/random.hpp"
@@ -34,7 +36,11 @@ using json = nlohmann::json;
 
 namespace {
 
-// A 3-class CSV problem small enough for many runs.
+// A 3-class CSV problem small enough for many runs. Class 2 is half the
+// rows (f0 + f1 <= f2), classes 0 and 1 a quarter each (by the sign of
+// f3): a model that ignores f3 reaches at most 0.75, one that ignores f0,
+// f1 or f2 about 0.8; trained ones reach 0.9 to 0.97, which the accuracy
+// checks ask (0.85 of the small CNN, 0.88 of async runs through kills).
 struct csv_job {
   temp_dir dir;
   std::string pipeline = dir.file("job.toml");
@@ -153,7 +159,7 @@ BOOST_AUTO_TEST_CASE(same_digest_on_one_two_and_three_nodes) {
     if (digest.empty())
       digest = j["params_digest"];
     BOOST_TEST(j["params_digest"] == digest, nodes << " node(s)");
-    BOOST_TEST(j["test_accuracy"].get<double>() > 0.8);
+    BOOST_TEST(j["test_accuracy"].get<double>() > 0.9);
   }
 }
 
@@ -259,7 +265,7 @@ slow_ms = 4
   const auto reference =
       run({"--set", "chaos=[]", "--set", "cluster.local_nodes=1"});
   const std::string digest = reference["params_digest"];
-  BOOST_TEST(reference["test_accuracy"].get<double>() > 0.7);
+  BOOST_TEST(reference["test_accuracy"].get<double>() > 0.85);
   BOOST_TEST(run({"--set", "chaos=[]", "--set",
                   "cluster.local_nodes=1"})["params_digest"] ==
              digest); // rerun
@@ -328,7 +334,7 @@ slow_ms = 4
   args.insert(args.end(), {"--set", "job.mode=async"});
   const auto async = run_json(args);
   BOOST_TEST(async["gradients_applied"] == async["gradients_pushed"]);
-  BOOST_TEST(async["test_accuracy"].get<double>() > 0.8);
+  BOOST_TEST(async["test_accuracy"].get<double>() > 0.9);
 }
 
 BOOST_AUTO_TEST_CASE(overlapping_failures_and_a_lost_node_keep_the_digest) {
@@ -412,9 +418,64 @@ BOOST_AUTO_TEST_CASE(async_and_ssp_kills_apply_every_gradient_exactly_once) {
     BOOST_TEST(by_role.value("param_shard", 0) >= 1, mode);
     BOOST_TEST(j["restarts"].get<int>() + j["rollbacks"].get<int>() >= 4,
                mode << ": " << by_role.dump());
-    BOOST_TEST(j["test_accuracy"].get<double>() > 0.8, mode);
+    BOOST_TEST(j["test_accuracy"].get<double>() > 0.88, mode);
     if (mode == "ssp")
       BOOST_TEST(j["max_lead"].get<int>() <= 2);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(
+    one_worker_async_and_ssp_equal_sync_through_kills_and_node_loss) {
+  // An oracle on the parameters for async and ssp: with one worker the
+  // order gradients are applied in is forced, so the parameters must be
+  // sync's, bit for bit. A gradient lost, or applied twice by a restored
+  // shard, changes them; the counters alone would not show it.
+  csv_job job;
+  const std::vector<std::string> one_worker{
+      job.pipeline,
+      "--set",
+      "data.shards=1",
+      "--set",
+      "cluster.workers=1",
+      "--set",
+      "cluster.local_nodes=2",
+      "--set",
+      "supervision.snapshot_every=10",
+      "--set",
+      "supervision.heartbeat_timeout_s=2"};
+  const auto sync = run_json(one_worker);
+  BOOST_TEST(sync["test_accuracy"].get<double>() > 0.9);
+  const std::string every_role =
+      R"(chaos=[{kill="worker:0",at_step=20},{kill="param_shard:1",at_step=45},)"
+      R"({kill="data_shard:0",at_step=70},{kill="aggregator:0",at_step=90},)"
+      R"({kill="param_shard:0",at_step=100},{kill="worker:0",at_step=110}])";
+  for (const std::string mode : {"async", "ssp"}) {
+    auto args = one_worker;
+    args.insert(args.end(), {"--set", "job.mode=" + mode});
+    const auto clean = run_json(args);
+    BOOST_TEST(clean["params_digest"] == sync["params_digest"], mode);
+    BOOST_TEST(clean["gradients_applied"] == clean["gradients_pushed"], mode);
+    auto kills = args;
+    kills.insert(kills.end(), {"--set", every_role});
+    const auto k = run_json(kills);
+    BOOST_TEST(k["params_digest"] == sync["params_digest"], mode);
+    BOOST_TEST(k["gradients_applied"] == clean["gradients_pushed"], mode);
+    // Restored shards made the worker resend gradients that the other
+    // shards had applied: they were dropped, not applied again.
+    BOOST_TEST(k["duplicates_dropped"].get<int>() > 0, mode);
+    const auto& by_role = k["restarts_by_role"];
+    BOOST_TEST(by_role.value("worker", 0) >= 1, mode << by_role.dump());
+    BOOST_TEST(by_role.value("param_shard", 0) >= 1, mode << by_role.dump());
+    for (const std::string node : {"node0", "node1"}) {
+      auto lost = args;
+      lost.insert(lost.end(), {"--set", R"(chaos=[{kill="node:)" + node +
+                                            R"(",at_step=60}])"});
+      const auto n = run_json(lost);
+      BOOST_TEST(n["params_digest"] == sync["params_digest"], mode << node);
+      BOOST_TEST(n["lost_nodes"].size() == 1u, mode << node);
+      BOOST_TEST(n["gradients_applied"] == clean["gradients_pushed"],
+                 mode << node);
+    }
   }
 }
 
@@ -527,7 +588,7 @@ BOOST_AUTO_TEST_CASE(large_slices_cross_nodes_in_chunks) {
   args.insert(args.end(), {"--set", "job.mode=async"});
   auto async = run_json(args);
   BOOST_TEST(async["gradients_pushed"] == 3 * async["steps"].get<int>());
-  BOOST_TEST(async["test_accuracy"].get<double>() > 0.6);
+  BOOST_TEST(async["test_accuracy"].get<double>() > 0.88);
   auto bench = run_troupe({"bench", "allreduce", "--nodes", "2", "--bytes",
                            "4MiB", "--iterations", "5", "--json"});
   BOOST_TEST_INFO(bench.err);
@@ -607,8 +668,8 @@ BOOST_AUTO_TEST_CASE(ssp_keeps_workers_within_the_staleness_bound) {
   auto async = run_json({job.pipeline, "--set", "job.mode=async", "--set",
                          "cluster.local_nodes=2"});
   BOOST_TEST(async["max_lead"].get<int>() > 2);
-  BOOST_TEST(async["test_accuracy"].get<double>() > 0.75);
-  BOOST_TEST(ssp["test_accuracy"].get<double>() > 0.75);
+  BOOST_TEST(async["test_accuracy"].get<double>() > 0.9);
+  BOOST_TEST(ssp["test_accuracy"].get<double>() > 0.9);
 }
 
 BOOST_AUTO_TEST_CASE(status_of_a_running_job) {
@@ -675,11 +736,13 @@ BOOST_AUTO_TEST_CASE(troupe_kill_restarts_the_actor_and_the_digest_holds) {
     }
   }
   BOOST_REQUIRE_MESSAGE(!coordinator.empty(), run.err());
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
   auto k = run_troupe({"kill", "--coordinator", coordinator, "worker:1"}, 30);
   BOOST_TEST(k.code == 0, k.err);
   BOOST_TEST(k.out == "killed worker:1\n");
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // The second kill once the first recovery is over (one during it would
+  // roll the job back instead).
+  BOOST_REQUIRE_MESSAGE(wait_for_text(run, "worker:1 recovered", 60) >= 0,
+                        run.err());
   k = run_troupe({"kill", "--coordinator", coordinator, "param_shard:0"}, 30);
   BOOST_TEST(k.code == 0, k.err);
   k = run_troupe({"kill", "--coordinator", coordinator, "wizard:3"}, 30);
@@ -723,6 +786,31 @@ bool alive(pid_t pid) {
   return close_paren != std::string::npos && stat[close_paren + 2] != 'Z';
 }
 
+// While it lives, this process adopts the orphans among its descendants
+// (PR_SET_CHILD_SUBREAPER) instead of init. A node process its `troupe run`
+// did not stop and wait for, alive or killed by the kernel's parent-death
+// signal when the run exited, becomes our child: a stop path that works
+// can be told from one the kernel would hide.
+struct adopting_orphans {
+  adopting_orphans() { prctl(PR_SET_CHILD_SUBREAPER, 1); }
+  ~adopting_orphans() { prctl(PR_SET_CHILD_SUBREAPER, 0); }
+  adopting_orphans(const adopting_orphans&) = delete;
+  adopting_orphans& operator=(const adopting_orphans&) = delete;
+
+  // Whether `pid` (a node of a run that has exited) was left to us. Reaps
+  // it if so, killing it first when it is still alive.
+  static bool left_behind(pid_t pid) {
+    int status = 0;
+    const auto r = waitpid(pid, &status, WNOHANG);
+    if (r == 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return true;
+    }
+    return r == pid;
+  }
+};
+
 // A job slow enough to be caught mid-run, and the pids of its local nodes.
 struct running_job {
   csv_job job{"[testing]\nslow_worker = 0\nslow_ms = 20\n"};
@@ -753,6 +841,7 @@ at_step = 10
 kill = "worker:1"
 at_step = 30
 )");
+  adopting_orphans adopt;
   background run{"troupe",
                  {"run", job.pipeline, "--set", "cluster.local_nodes=2"}};
   const auto t0 = std::chrono::steady_clock::now();
@@ -771,14 +860,15 @@ at_step = 30
              err);
   BOOST_TEST(err.find("supervision.max_restarts = 1") != std::string::npos,
              err);
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
   for (auto pid : nodes)
-    BOOST_TEST(!alive(pid), "node process " << pid << " left behind");
+    BOOST_TEST(!adopting_orphans::left_behind(pid),
+               "node process " << pid << " was left behind");
 }
 
 BOOST_AUTO_TEST_CASE(a_node_killed_mid_run_moves_its_actors_digest_holds) {
   csv_job job{"[testing]\nslow_worker = 0\nslow_ms = 20\n"};
   const auto reference = run_json({job.pipeline, "--set", "job.epochs=3"});
+  adopting_orphans adopt;
   background run{"troupe",
                  {"run", job.pipeline, "--set", "cluster.local_nodes=2",
                   "--set", "job.epochs=3", "--json"}};
@@ -803,9 +893,10 @@ BOOST_AUTO_TEST_CASE(a_node_killed_mid_run_moves_its_actors_digest_holds) {
   BOOST_TEST(j["placement"].size() >= 5u, j["placement"].dump());
   for (auto& [actor, node] : j["placement"].items())
     BOOST_TEST(node == "node0", actor << " on " << node);
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // Both reaped by the run: the survivor stopped, the killed one waited for.
   for (auto pid : nodes)
-    BOOST_TEST(!alive(pid), "node process " << pid << " left behind");
+    BOOST_TEST(!adopting_orphans::left_behind(pid),
+               "node process " << pid << " was left behind");
 }
 
 BOOST_AUTO_TEST_CASE(killed_and_frozen_nodes_end_with_the_fault_free_digest) {
@@ -869,14 +960,20 @@ BOOST_AUTO_TEST_CASE(killed_and_frozen_nodes_end_with_the_fault_free_digest) {
     n->stop(SIGTERM, 5000);
 }
 
-BOOST_AUTO_TEST_CASE(interrupting_run_stops_its_nodes) {
-  running_job r;
-  BOOST_REQUIRE_MESSAGE(r.nodes.size() == 2u, r.run.err());
-  const int code = r.run.stop(SIGINT, 15000);
-  BOOST_TEST(code == 128 + SIGINT);
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  for (auto pid : r.nodes)
-    BOOST_TEST(!alive(pid), "node process " << pid << " left behind");
+BOOST_AUTO_TEST_CASE(a_run_stops_and_waits_for_its_nodes_however_it_ends) {
+  // Its nodes are gone before `troupe run` is: none is left to this test,
+  // which adopts orphans, after an interrupt, a SIGTERM or a normal end.
+  adopting_orphans adopt;
+  for (const int sig : {SIGINT, SIGTERM, 0}) {
+    running_job r;
+    BOOST_REQUIRE_MESSAGE(r.nodes.size() == 2u, r.run.err());
+    const int code = sig != 0 ? r.run.stop(sig, 15000) : r.run.wait(120000);
+    BOOST_TEST(code == (sig != 0 ? 128 + sig : 0), r.run.err());
+    for (auto pid : r.nodes)
+      BOOST_TEST(!adopting_orphans::left_behind(pid),
+                 "signal " << sig << ": node process " << pid
+                           << " was left behind");
+  }
 }
 
 BOOST_AUTO_TEST_CASE(node_prints_its_address_and_stops_on_sigterm) {
@@ -941,9 +1038,13 @@ BOOST_AUTO_TEST_CASE(a_killed_run_resumes_from_its_checkpoint) {
     BOOST_REQUIRE_MESSAGE(ready, run.err());
     auto nodes = children_of(run.pid());
     BOOST_TEST(run.stop(SIGKILL, 10000) == 128 + SIGKILL);
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    for (auto pid : nodes)
+    // A SIGKILLed run stops nothing itself: its nodes die of the
+    // parent-death signal, within moments.
+    for (auto pid : nodes) {
+      for (int i = 0; i < 500 && alive(pid); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
       BOOST_TEST(!alive(pid), "node process " << pid << " left behind");
+    }
   }
   // Without --resume the checkpoints are not overwritten.
   auto again = common;
