@@ -111,58 +111,38 @@ caf::behavior with_faults(caf::event_based_actor* self, fault_plan plan,
   auto inner = std::make_shared<inner_role>(inner_role{role});
   caf::message_handler rest{role.as_behavior_impl()};
   const auto k = plan.crash_at;
+  // Dies when the step read off the message is due, else hands it on.
+  auto die_or_pass = [self, inner](bool due) {
+    if (due)
+      crash(self);
+    else
+      inner->pass_on(self);
+  };
+  auto on_grad = [=](const grad_msg& g) { die_or_pass(k >= 0 && g.step >= k); };
   switch (plan.who.kind) {
     case role::worker:
       return worker_filter(self, plan, inner, rest);
     case role::data_shard:
       return caf::message_handler{
           [=](credit_atom, std::int32_t, std::int64_t taken, std::int64_t,
-              const caf::actor&) {
-            if (taken == k)
-              crash(self);
-            else
-              inner->pass_on(self);
-          },
-      }
+              const caf::actor&) { die_or_pass(taken == k); }}
           .or_else(rest);
     case role::param_shard:
-      return caf::message_handler{
-          [=](const grad_msg& g) {
-            if (k >= 0 && g.step >= k)
-              crash(self);
-            else
-              inner->pass_on(self);
-          },
-      }
-          .or_else(rest);
+      return caf::message_handler{on_grad}.or_else(rest);
     case role::aggregator: {
       const auto rule = plan.rule;
       return caf::message_handler{
-          [=](const grad_msg& g) {
-            if (k >= 0 && g.step >= k)
-              crash(self);
-            else
-              inner->pass_on(self);
-          },
+          on_grad,
           [=](const params_msg& p) {
-            if (k >= 0 && rule.step_of(p.version, p.tag) >= k)
-              crash(self);
-            else
-              inner->pass_on(self);
-          },
-      }
+            die_or_pass(k >= 0 && rule.step_of(p.version, p.tag) >= k);
+          }}
           .or_else(rest);
     }
     case role::evaluator: {
       const auto spe = plan.steps_per_epoch;
-      return caf::message_handler{
-          [=](const params_msg& p) {
-            if (k >= 0 && p.tag >= 1 && p.tag * spe >= k)
-              crash(self);
-            else
-              inner->pass_on(self);
-          },
-      }
+      return caf::message_handler{[=](const params_msg& p) {
+               die_or_pass(k >= 0 && p.tag >= 1 && p.tag * spe >= k);
+             }}
           .or_else(rest);
     }
   }

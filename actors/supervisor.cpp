@@ -236,8 +236,7 @@ supervisor::restart_set(const std::string& name) const {
   const auto id = parse_actor_id(name);
   if (spec_.strategy == "one_for_one" || id.kind == role::evaluator)
     return {name};
-  const auto count =
-      id.kind == role::worker ? topo_.workers.size() : topo_.data_shards.size();
+  const auto count = count_of(topo_, id.kind);
   std::vector<std::string> out{name};
   for (std::size_t i = 0; i < count; ++i) {
     const auto k = static_cast<std::int32_t>(i);

@@ -466,6 +466,39 @@ BOOST_AUTO_TEST_CASE(one_for_all_restarts_every_actor_of_the_role) {
   BOOST_TEST(told_to("param_shard:0/1").empty());
 }
 
+BOOST_AUTO_TEST_CASE(one_for_all_restarts_every_param_shard_however_many) {
+  // 2 param shards, 1 data shard: the role's own count decides.
+  spec.strategy = "one_for_all";
+  start();
+  snapshot(2);
+  told.clear();
+  kill(topo.param_shards[0]);
+  sched.run();
+  BOOST_TEST(first_told("param_shard:0/1 ") == "restore v2", all_told());
+  BOOST_TEST(first_told("param_shard:1/1 ") == "restore v2", all_told());
+  BOOST_TEST(told_to("worker:0/1").empty(), all_told()); // another role
+}
+
+BOOST_AUTO_TEST_CASE(rest_for_one_restarts_it_and_the_higher_indices) {
+  spec.strategy = "rest_for_one";
+  start();
+  told.clear();
+  kill(topo.workers[1]);
+  sched.run();
+  BOOST_TEST(first_told("worker:1/1 ") == "recover 0", all_told());
+  BOOST_TEST(told_to("worker:0/1").empty(), all_told());
+  // Once that recovery is over (a step done since), worker:0 fails: it
+  // and worker:1 restart (the shards are still at version 0).
+  progress(1, {0, 1});
+  BOOST_TEST(heard_said("info: worker:1 recovered: "), all_said());
+  told.clear();
+  kill(topo.workers[0]);
+  sched.run();
+  BOOST_TEST(first_told("worker:0/1 ") == "recover 0", all_told());
+  BOOST_TEST(first_told("worker:1/2 ") == "recover 0", all_told());
+  BOOST_TEST(!heard_said("rolling"), all_said());
+}
+
 BOOST_AUTO_TEST_CASE(a_failure_during_a_recovery_rolls_the_job_back) {
   start();
   snapshot(2);

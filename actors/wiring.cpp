@@ -26,6 +26,22 @@ caf::actor* slot_of(topology& t, const actor_id& a) {
   return nullptr;
 }
 
+std::size_t count_of(const topology& t, role r) {
+  switch (r) {
+    case role::worker:
+      return t.workers.size();
+    case role::data_shard:
+      return t.data_shards.size();
+    case role::param_shard:
+      return t.param_shards.size();
+    case role::aggregator:
+      return t.aggregators.size();
+    case role::evaluator:
+      return t.evaluator ? 1 : 0;
+  }
+  return 0;
+}
+
 std::vector<caf::actor> workers_of(const topology& t, std::size_t a) {
   std::vector<caf::actor> local;
   for (std::size_t r = 0; r < t.workers.size(); ++r)

@@ -12,6 +12,10 @@ namespace troupe::actors {
 /// The handle slot of actor `a` in `t`, or null when `t` has no such actor.
 caf::actor* slot_of(topology& t, const actor_id& a);
 
+/// How many actors of role `r` the job has (1 evaluator, or 0 without
+/// test data).
+std::size_t count_of(const topology& t, role r);
+
 /// The workers aggregator `a` sums, in rank order.
 std::vector<caf::actor> workers_of(const topology& t, std::size_t a);
 
