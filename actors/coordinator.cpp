@@ -294,7 +294,8 @@ bool coordinator_job::resumed_at(std::int64_t version,
   info(fmt::format("resuming from the checkpoint at step {} in {}", version,
                    dir));
   // Epochs before the checkpoint's were reported by the job that wrote it.
-  st.epochs->resumed(version / st.spec.versions_per_epoch());
+  st.epochs->resumed(version / st.spec.versions_per_epoch(),
+                     st.spec.step_of_version(version));
   if (st.epochs->reported() < st.spec.epochs)
     return false;
   // The checkpoint is the end of this job (a finished run keeps its final

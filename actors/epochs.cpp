@@ -85,9 +85,11 @@ std::optional<epoch_summary> epoch_accounting::next(bool evaluation) {
                          ? prev->second.end
                          : t_start_;
   const double secs = std::chrono::duration<double>(acc.end - begin).count();
+  // A resumed job may have trained only the epoch's last steps.
+  const auto trained =
+      s.steps - std::max(reported_ * spec_.steps_per_epoch, first_step_);
   s.samples_per_s =
-      secs > 0 ? static_cast<double>(spec_.steps_per_epoch * spec_.batch) / secs
-               : 0;
+      secs > 0 ? static_cast<double>(trained * spec_.batch) / secs : 0;
   s.wall_s = std::chrono::duration<double>(acc.end - t_start_).count();
   if (acc.eval) {
     s.evaluated = true;

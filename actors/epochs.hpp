@@ -42,8 +42,12 @@ public:
   /// Epochs reported so far.
   std::int64_t reported() const { return reported_; }
   /// --resume: the first `epochs` were reported by the run that wrote the
-  /// checkpoint.
-  void resumed(std::int64_t epochs) { reported_ = epochs; }
+  /// checkpoint, whose step is `from_step` (an epoch's first steps may be
+  /// among them: its figures count the steps trained here).
+  void resumed(std::int64_t epochs, std::int64_t from_step) {
+    reported_ = epochs;
+    first_step_ = from_step;
+  }
 
   /// Steps the slowest worker has done.
   std::int64_t slowest() const;
@@ -88,6 +92,7 @@ private:
   double recent_loss_ = 0;
   std::map<std::int64_t, epoch> epochs_; // 0-based
   std::int64_t reported_ = 0;
+  std::int64_t first_step_ = 0; // trained by this job from here on
 };
 
 /// job.patience: keeps the best epoch's parameters by the monitored figure

@@ -122,7 +122,7 @@ BOOST_AUTO_TEST_CASE(a_resumed_job_reports_from_the_checkpoints_epoch) {
   ta::epoch_accounting acc(two_workers());
   const auto t0 = clock_type::now();
   acc.start(t0);
-  acc.resumed(1);
+  acc.resumed(1, 3);
   acc.report(report(0, 3, {1, 1, 1}), true, t0 + std::chrono::seconds(1));
   BOOST_TEST(
       acc.report(report(1, 3, {1, 1, 1}), true, t0 + std::chrono::seconds(1)));
@@ -130,8 +130,25 @@ BOOST_AUTO_TEST_CASE(a_resumed_job_reports_from_the_checkpoints_epoch) {
   BOOST_REQUIRE(s);
   BOOST_TEST(s->epoch == 2);
   BOOST_TEST(s->wall_s == 1.0);
+  BOOST_TEST(s->samples_per_s == 30.0); // 3 steps x 10 samples in 1 s
   BOOST_TEST(!acc.next(false));
   BOOST_TEST(acc.reported() == 2);
+}
+
+BOOST_AUTO_TEST_CASE(a_resume_mid_epoch_counts_only_the_steps_trained_here) {
+  // The checkpoint is at step 4 of epochs of 3 steps: epoch 2 is trained
+  // here from step 4 only (2 of its 3 steps), in 1 s.
+  ta::epoch_accounting acc(two_workers());
+  const auto t0 = clock_type::now();
+  acc.start(t0);
+  acc.resumed(1, 4);
+  acc.report(report(0, 4, {1, 1}), true, t0 + std::chrono::seconds(1));
+  BOOST_TEST(
+      acc.report(report(1, 4, {1, 1}), true, t0 + std::chrono::seconds(1)));
+  const auto s = acc.next(false);
+  BOOST_REQUIRE(s);
+  BOOST_TEST(s->epoch == 2);
+  BOOST_TEST(s->samples_per_s == 20.0); // not 30: step 3 was not trained here
 }
 
 BOOST_AUTO_TEST_CASE(totals_for_the_result) {

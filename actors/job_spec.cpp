@@ -344,6 +344,17 @@ job_spec parse_job_spec(runtime::config& c) {
   // [testing]
   s.slow_worker = c.get_int("testing.slow_worker", -1, -1, 4095);
   s.slow_ms = c.get_int("testing.slow_ms", 0, 0, 60'000);
+  // One without the other would do nothing.
+  if (s.slow_ms > 0 && s.slow_worker < 0)
+    c.fail("testing.slow_ms",
+           "needs testing.slow_worker (the worker rank to slow down)");
+  if (s.slow_worker >= 0 && s.slow_ms == 0)
+    c.fail("testing.slow_worker",
+           "needs testing.slow_ms (how long each of its steps takes at least)");
+  if (s.slow_worker >= s.workers)
+    c.fail("testing.slow_worker",
+           fmt::format("{} is not a worker rank (cluster.workers = {})",
+                       s.slow_worker, s.workers));
   s.detached_compute = c.get_bool("testing.detached_compute", false);
   c.check_unknown();
   return s;

@@ -126,6 +126,15 @@ dataset read_csv_impl(const std::vector<std::string>& files,
       if (trim(line).empty())
         continue;
       auto cells = split(line);
+      if (cells.size() == 1)
+        for (const auto& [sep, name] :
+             {std::pair{';', "semicolons"}, std::pair{'\t', "tabs"},
+              std::pair{'|', "'|'"}})
+          if (line.find(sep) != std::string::npos)
+            throw data_error(fmt::format(
+                "{}:{}: one column: troupe reads comma-separated values, and "
+                "this line is separated by {}; convert the file to commas",
+                path, line_no, name));
       if (first) {
         first = false;
         // A header row has a non-numeric cell outside the target column

@@ -79,6 +79,16 @@ BOOST_AUTO_TEST_CASE(ragged_rows_and_bad_target) {
   BOOST_TEST(
       error_of({dir.file("c.csv")}, "", 3).find("not an integer in [0, 3)") !=
       std::string::npos);
+  // Another separator: named, not "too few columns".
+  write_text(dir.file("d.csv"), "a;b;c\n1;2;3\n");
+  BOOST_TEST(error_of({dir.file("d.csv")}, "", 0) ==
+             dir.file("d.csv") +
+                 ":1: one column: troupe reads comma-separated values, and "
+                 "this line is separated by semicolons; convert the file to "
+                 "commas");
+  write_text(dir.file("e.csv"), "1\t2\t3\n");
+  BOOST_TEST(error_of({dir.file("e.csv")}, "", 0).find("separated by tabs") !=
+             std::string::npos);
   BOOST_TEST(error_of({dir.file("missing.csv")}, "", 0)
                  .find("missing.csv: cannot open") != std::string::npos);
 }

@@ -9,10 +9,49 @@
 #include "runtime/config.hpp"
 
 #include <cstdio>
+#include <cstring>
+#include <string>
 
 #include <fmt/format.h>
 
+namespace {
+
+const char* usage =
+    "usage: fashion_mnist_graph [EPOCHS [LOCAL_NODES [MODEL.onnx]]]\n"
+    "Trains the job of examples/fashion_mnist.toml, built with the C++ graph\n"
+    "API, for EPOCHS epochs (default 3) on LOCAL_NODES local node processes\n"
+    "(default 1), and prints each epoch and the parameters' digest. With\n"
+    "MODEL.onnx, saves the trained model there.\n";
+
+// A whole number >= 1, or -1.
+long positive(const char* text) {
+  char* end = nullptr;
+  const long v = std::strtol(text, &end, 10);
+  return end != text && *end == '\0' && v >= 1 ? v : -1;
+}
+
+} // namespace
+
 int main(int argc, char** argv) {
+  if (argc > 1 && (std::strcmp(argv[1], "--help") == 0 ||
+                   std::strcmp(argv[1], "-h") == 0)) {
+    std::fputs(usage, stdout);
+    return 0;
+  }
+  if (argc > 4) {
+    std::fprintf(stderr, "fashion_mnist_graph: too many arguments\n%s", usage);
+    return 2;
+  }
+  const long epochs = argc > 1 ? positive(argv[1]) : 3;
+  const long nodes = argc > 2 ? positive(argv[2]) : 1;
+  if (epochs < 1 || nodes < 1) {
+    std::fprintf(stderr,
+                 "fashion_mnist_graph: %s: \"%s\" is not a whole number >= "
+                 "1\n%s",
+                 epochs < 1 ? "EPOCHS" : "LOCAL_NODES",
+                 epochs < 1 ? argv[1] : argv[2], usage);
+    return 2;
+  }
   const std::string d = "/usr/share/datasets/fashion-mnist/";
   auto g = troupe::graph("fashion-mnist-mlp")
                .idx_data(d + "train-images-idx3-ubyte.gz",
@@ -28,9 +67,9 @@ int main(int argc, char** argv) {
                .partitions(2)
                .optimizer("adam", 0.001)
                .workers(2)
-               .epochs(argc > 1 ? std::atoi(argv[1]) : 3)
+               .epochs(epochs)
                .seed(42)
-               .set("cluster.local_nodes", argc > 2 ? argv[2] : "1");
+               .set("cluster.local_nodes", std::to_string(nodes));
   troupe::actors::run_observer obs;
   obs.on_epoch = [](const troupe::actors::epoch_summary& e) {
     fmt::print(

@@ -332,6 +332,80 @@ std::size_t config::array_size(std::string_view key) {
   return arr->size();
 }
 
+namespace {
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j)
+    row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diag = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const auto up = row[j];
+      row[j] = std::min(
+          {row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// What other tools call a key troupe names otherwise.
+std::string_view alias_of(std::string_view leaf) {
+  static const std::pair<std::string_view, std::string_view> aliases[] = {
+      {"learning_rate", "lr"},    {"batch_size", "batch"},
+      {"num_epochs", "epochs"},   {"n_epochs", "epochs"},
+      {"num_workers", "workers"}, {"optim", "type"},
+  };
+  for (const auto& [from, to] : aliases)
+    if (leaf == from)
+      return to;
+  return {};
+}
+
+} // namespace
+
+std::string config::unknown_key(const std::string& path) const {
+  // The keys read beside it: the members of its table.
+  const auto dot = path.rfind('.');
+  const auto parent =
+      dot == std::string::npos ? std::string() : path.substr(0, dot);
+  const auto leaf = dot == std::string::npos ? path : path.substr(dot + 1);
+  const auto prefix = parent.empty() ? std::string() : parent + ".";
+  std::vector<std::string> siblings;
+  for (const auto& k : known_) {
+    if (k.size() <= prefix.size() || k.compare(0, prefix.size(), prefix) != 0)
+      continue;
+    auto rest = k.substr(prefix.size());
+    rest = rest.substr(0, rest.find_first_of(".["));
+    if (std::find(siblings.begin(), siblings.end(), rest) == siblings.end())
+      siblings.push_back(rest);
+  }
+  if (siblings.empty())
+    return "unknown key";
+  std::sort(siblings.begin(), siblings.end());
+  std::string best;
+  if (auto a = alias_of(leaf);
+      !a.empty() &&
+      std::find(siblings.begin(), siblings.end(), a) != siblings.end())
+    best = std::string(a);
+  auto best_d = std::max<std::size_t>(1, leaf.size() / 3) + 1;
+  if (best.empty())
+    for (const auto& s : siblings)
+      if (const auto d = edit_distance(leaf, s); d < best_d) {
+        best_d = d;
+        best = s;
+      }
+  auto out = std::string("unknown key");
+  if (!best.empty())
+    out += fmt::format(" (did you mean {}?)", best);
+  out += fmt::format("; {} takes: {}",
+                     parent.empty() ? "the file" : "[" + parent + "]",
+                     fmt::join(siblings, ", "));
+  return out;
+}
+
 void config::check_unknown() const {
   // Walk every table member; a key is fine if it or an ancestor was read as
   // a whole value, or if it is a table/array some of whose members were.
@@ -348,7 +422,7 @@ void config::check_unknown() const {
                         k.compare(0, path.size(), path) == 0 &&
                         (k[path.size()] == '.' || k[path.size()] == '['));
         if (!any)
-          fail(path, "unknown key");
+          fail(path, unknown_key(path));
       }
       for (const auto& [k, v] : *t)
         walk(v, path.empty() ? std::string(k.str())
@@ -362,7 +436,7 @@ void config::check_unknown() const {
       return;
     }
     if (known_.count(path) == 0)
-      fail(path, "unknown key");
+      fail(path, unknown_key(path));
   };
   walk(*root_, "");
 }

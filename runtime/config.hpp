@@ -70,6 +70,8 @@ public:
   std::string where(std::string_view key) const;
   /// Throws config_error "WHERE: KEY: message".
   [[noreturn]] void fail(std::string_view key, std::string_view message) const;
+  /// "unknown key", with the closest key its table takes and all of them.
+  std::string unknown_key(const std::string& path) const;
   /// Throws for the first key present that was never read.
   void check_unknown() const;
 

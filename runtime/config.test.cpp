@@ -73,7 +73,40 @@ BOOST_AUTO_TEST_CASE(unknown_keys_are_reported) {
   auto d = config::parse("[job]\nname = \"a\"\nlearning_rate = 3\n", "q.toml");
   d.get_string("job.name", "");
   BOOST_TEST(error_of([&] { d.check_unknown(); }) ==
-             "q.toml:3:17: job.learning_rate: unknown key");
+             "q.toml:3:17: job.learning_rate: unknown key; [job] takes: name");
+}
+
+BOOST_AUTO_TEST_CASE(unknown_keys_get_the_closest_known_one) {
+  auto read = [](config& c) {
+    c.get_float("optimizer.lr", 0, 0, 1);
+    c.get_float("optimizer.beta1", 0, 0, 1);
+    c.get_string("optimizer.type", "");
+    c.get_int("job.epochs", 1, 1, 10);
+  };
+  // What other tools call it.
+  auto a = config::parse("[optimizer]\nlearning_rate = 0.1\n", "a.toml");
+  read(a);
+  BOOST_TEST(error_of([&] { a.check_unknown(); }) ==
+             "a.toml:2:17: optimizer.learning_rate: unknown key (did you mean "
+             "lr?); [optimizer] takes: beta1, lr, type");
+  // A typo.
+  auto b = config::parse("[optimizer]\nbeta = 0.9\n", "b.toml");
+  read(b);
+  BOOST_TEST(error_of([&] { b.check_unknown(); }) ==
+             "b.toml:2:8: optimizer.beta: unknown key (did you mean beta1?); "
+             "[optimizer] takes: beta1, lr, type");
+  // A table of the file.
+  auto c = config::parse("[optimiser]\nlr = 0.1\n", "c.toml");
+  read(c);
+  BOOST_TEST(error_of([&] { c.check_unknown(); }) ==
+             "c.toml:1:1: optimiser: unknown key (did you mean optimizer?); "
+             "the file takes: job, optimizer");
+  // Nothing close: the keys it could be.
+  auto d = config::parse("[optimizer]\nrate = 0.1\n", "d.toml");
+  read(d);
+  BOOST_TEST(error_of([&] { d.check_unknown(); }) ==
+             "d.toml:2:8: optimizer.rate: unknown key; [optimizer] takes: "
+             "beta1, lr, type");
 }
 
 BOOST_AUTO_TEST_CASE(malformed_toml_names_line_and_column) {

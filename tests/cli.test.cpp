@@ -257,7 +257,8 @@ BOOST_AUTO_TEST_CASE(negative_learning_rate) {
 BOOST_AUTO_TEST_CASE(unknown_key_and_bad_override) {
   tiny_idx d;
   expect_bad_input(run_troupe({"run", d.pipeline("[optimizer]\nrate = 1\n")}),
-                   "optimizer.rate: unknown key");
+                   "optimizer.rate: unknown key; [optimizer] takes: beta1, "
+                   "beta2, clip_norm, eps, lr, momentum, type, weight_decay");
   expect_bad_input(run_troupe({"run", d.pipeline(), "--set", "job.epochs"}),
                    "expected KEY=VALUE");
   expect_bad_input(run_troupe({"run", d.pipeline(), "--set", "data.shards=2"}),

@@ -822,6 +822,14 @@ BOOST_AUTO_TEST_CASE(a_run_stops_and_waits_for_its_nodes_however_it_ends) {
     BOOST_REQUIRE_MESSAGE(r.nodes.size() == 2u, r.run.err());
     const int code = sig != 0 ? r.run.stop(sig, 15000) : r.run.wait(120000);
     BOOST_TEST(code == (sig != 0 ? 128 + sig : 0), r.run.err());
+    if (sig != 0) // not silently
+      BOOST_TEST(
+          r.run.err().find(
+              sig == SIGINT
+                  ? "troupe: interrupted (SIGINT): the job stops here"
+                  : "troupe: terminated (SIGTERM): the job stops here") !=
+              std::string::npos,
+          r.run.err());
     for (auto pid : r.nodes)
       BOOST_TEST(!adopting_orphans::left_behind(pid),
                  "signal " << sig << ": node process " << pid

@@ -276,6 +276,17 @@ BOOST_AUTO_TEST_CASE(digest_same_for_reruns_and_partitions) {
       first = d;
     BOOST_TEST(d == first, p);
   }
+  // Its arguments are checked before anything runs.
+  auto help = run_program("fashion_mnist_graph", {"--help"});
+  BOOST_TEST(help.code == 0);
+  BOOST_TEST(help.out.rfind("usage: fashion_mnist_graph [EPOCHS", 0) == 0u,
+             help.out);
+  auto bad = run_program("fashion_mnist_graph", {"three"});
+  BOOST_TEST(bad.code == 2);
+  BOOST_TEST(bad.err.rfind("fashion_mnist_graph: EPOCHS: \"three\" is not a "
+                           "whole number >= 1",
+                           0) == 0u,
+             bad.err);
   // The C++ graph API builds the same graph: same digest.
   auto g = run_program("fashion_mnist_graph", {"1"}, 300);
   BOOST_REQUIRE_EQUAL(g.code, 0);

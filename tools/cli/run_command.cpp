@@ -47,8 +47,17 @@ struct run_options {
   std::string save; ///< --save: the trained model, as ONNX
 };
 
-// Ctrl-C or SIGTERM: stop the local node processes, then exit.
+// Ctrl-C or SIGTERM: say so, stop the local node processes, then exit.
 extern "C" void on_stop_signal(int sig) {
+  // write(2) only: nothing else is safe here.
+  static const char interrupted[] =
+      "troupe: interrupted (SIGINT): the job stops here\n";
+  static const char terminated[] =
+      "troupe: terminated (SIGTERM): the job stops here\n";
+  const bool i = sig == SIGINT;
+  [[maybe_unused]] const auto n =
+      write(STDERR_FILENO, i ? interrupted : terminated,
+            (i ? sizeof(interrupted) : sizeof(terminated)) - 1);
   runtime::kill_local_nodes_from_signal_handler();
   signal(sig, SIG_DFL);
   raise(sig);
