@@ -65,6 +65,7 @@ public:
   bool finished() const override;
   void fail(std::string why) override;
   void info(std::string line) override;
+  void event(job_event e) override;
   std::int64_t slowest_steps() const override;
   void workers_at(const std::vector<std::int64_t>& steps) override;
   void evaluator_restarted() override;
@@ -219,12 +220,16 @@ bool watch_epoch(self_ptr self, const epoch_summary& s) {
     return false; // maybe_finish ends it as usual
   st.stopped_early = true;
   st.checkpoints->final_not_needed();
-  info(self, fmt::format("early stopping: {} epoch(s) without a better {} "
-                         "than epoch {}'s {:.6g}; stopping after epoch {} and "
-                         "keeping epoch {}'s parameters",
-                         st.spec.patience, st.spec.monitor,
-                         st.patience->best_epoch(), st.patience->best_value(),
-                         s.epoch, st.patience->best_epoch()));
+  job_event e;
+  e.kind = "early_stop";
+  e.step = st.epochs->slowest();
+  e.message = fmt::format("early stopping: {} epoch(s) without a better {} "
+                          "than epoch {}'s {:.6g}; stopping after epoch {} and "
+                          "keeping epoch {}'s parameters",
+                          st.spec.patience, st.spec.monitor,
+                          st.patience->best_epoch(), st.patience->best_value(),
+                          s.epoch, st.patience->best_epoch());
+  self->send(st.listener, event_atom::value, std::move(e));
   maybe_finish(self);
   return true;
 }
@@ -266,6 +271,10 @@ void coordinator_job::fail(std::string why) {
 
 void coordinator_job::info(std::string line) {
   actors::info(self_, std::move(line));
+}
+
+void coordinator_job::event(job_event e) {
+  self_->send(self_->state.listener, event_atom::value, std::move(e));
 }
 
 std::int64_t coordinator_job::slowest_steps() const {

@@ -54,6 +54,7 @@ using epoch_atom = caf::atom_constant<caf::atom("epoch")>;
 using done_atom = caf::atom_constant<caf::atom("done")>;
 using failed_atom = caf::atom_constant<caf::atom("failed")>;
 using info_atom = caf::atom_constant<caf::atom("info")>;
+using event_atom = caf::atom_constant<caf::atom("event")>;
 using status_atom = caf::atom_constant<caf::atom("status")>;
 // Supervision and recovery (see supervisor.hpp).
 using resubscribe_atom = caf::atom_constant<caf::atom("resub")>;
@@ -356,6 +357,7 @@ data::source_spec test_source(const job_spec& spec);
 // Local only: between the coordinator and the caller in one process.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::dataset_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::epoch_summary)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::job_event)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::run_result)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::topology)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::snapshot_options)

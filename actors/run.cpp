@@ -475,6 +475,12 @@ run_result run_job(job_spec spec, const run_observer& obs,
     while (running) {
       self->receive(
           [&](info_atom, const std::string& s) { info(s); },
+          [&](event_atom, const job_event& e) {
+            if (obs.on_event)
+              obs.on_event(e);
+            else
+              info(e.message);
+          },
           [&](progress_atom, std::int64_t done, std::int64_t total,
               double loss) {
             if (obs.on_progress)

@@ -167,6 +167,22 @@ public:
   using std::runtime_error::runtime_error;
 };
 
+/// Something supervision saw or did, as it happened.
+struct job_event {
+  /// fault (injected: [[chaos]] or troupe kill), failed (an actor stopped;
+  /// a restart follows), rollback (the job goes back to its newest
+  /// checkpoint), resumed (training goes on from `step` after a rollback),
+  /// node_lost, recovered (training went on past the failed step),
+  /// early_stop, controller (a controller stage's action; see stages).
+  std::string kind;
+  std::string actor;     ///< "worker:1" etc.; empty: none
+  std::string node;      ///< node name; empty: none or in-process
+  std::int64_t step = 0; ///< steps done by the slowest worker then
+  double ms = 0;         ///< recovered: since the failure; node_lost:
+                         ///< since the fault was injected (0: not injected)
+  std::string message;   ///< the line a person reads
+};
+
 /// Callbacks while a job runs; all are called on the caller's thread.
 struct run_observer {
   /// steps done (by the slowest worker) of total, recent train loss.
@@ -174,6 +190,8 @@ struct run_observer {
   std::function<void(const epoch_summary&)> on_epoch;
   /// One line of information (data loaded, actors placed).
   std::function<void(const std::string&)> on_info;
+  /// Supervision's events; unset: each goes to on_info as its message.
+  std::function<void(const job_event&)> on_event;
 };
 
 /// Loads and checks the data, resolves the spec, runs the job on an

@@ -62,9 +62,10 @@ void supervisor::progressed(std::int64_t slowest) {
                           clock_type::now() - it->detected)
                           .count();
       result_.recovery_ms.push_back(ms);
-      job_.info(fmt::format("{} recovered: training went on {:.0f} ms after "
-                            "the failure",
-                            it->what, ms));
+      announce("recovered", it->what == "the rollback" ? "" : it->what, "", ms,
+               fmt::format("{} recovered: training went on {:.0f} ms after the "
+                           "failure",
+                           it->what, ms));
       it = recovering_.erase(it);
     } else {
       ++it;
@@ -88,6 +89,10 @@ std::string supervisor::kill(const std::string& target) {
     if (n == name) {
       auto* a = slot_of(topo_, parse_actor_id(name));
       if (a != nullptr && *a) {
+        auto where = topo_.placement.find(name);
+        announce("fault", name,
+                 where != topo_.placement.end() ? where->second : std::string(),
+                 0, fmt::format("fault injected: kill {}", name));
         self_->send_exit(*a, caf::exit_reason::kill);
         return "";
       }
@@ -308,7 +313,8 @@ void supervisor::restore_all(std::int64_t version,
     recovering_.push_back({*detected, job_.slowest_steps(), "the rollback"});
   ledger_.restart_from(version);
   rolling_ = false;
-  job_.info(fmt::format("the job goes on from step {}", version));
+  announce("resumed", "", "", 0,
+           fmt::format("the job goes on from step {}", version));
 }
 
 // Spawns every training actor again (on the surviving nodes) and restores
@@ -377,7 +383,8 @@ void supervisor::rollback(const std::string& why) {
   rolling_ = true;
   ++result_.rollbacks;
   stop_training_actors();
-  job_.info(
+  announce(
+      "rollback", "", "", 0,
       fmt::format("{}: rolling the job back to its newest checkpoint", why));
   with_checkpoint(
       gen, "rolling back",
@@ -417,6 +424,18 @@ void supervisor::resume() {
       });
 }
 
+void supervisor::announce(std::string kind, std::string actor, std::string node,
+                          double ms, std::string message) {
+  job_event e;
+  e.kind = std::move(kind);
+  e.actor = std::move(actor);
+  e.node = std::move(node);
+  e.step = job_.slowest_steps();
+  e.ms = ms;
+  e.message = std::move(message);
+  job_.event(std::move(e));
+}
+
 void supervisor::node_lost(std::size_t n, const std::string& why) {
   if (job_.finished())
     return;
@@ -424,10 +443,15 @@ void supervisor::node_lost(std::size_t n, const std::string& why) {
   if (!lost_nodes_.insert(node).second)
     return; // known already
   result_.lost_nodes.push_back(node);
-  if (auto f = faulted_.find(node); f != faulted_.end())
-    result_.fault_detection_ms.push_back(
+  double detection_ms = 0;
+  if (auto f = faulted_.find(node); f != faulted_.end()) {
+    detection_ms =
         std::chrono::duration<double, std::milli>(clock_type::now() - f->second)
-            .count());
+            .count();
+    result_.fault_detection_ms.push_back(detection_ms);
+  }
+  announce("node_lost", "", node, detection_ms,
+           fmt::format("node {} lost: {}", node, why));
   if (!job_.started()) {
     job_.fail(fmt::format("node {} was lost during start-up: {}", node, why));
     return;
@@ -472,6 +496,16 @@ void supervisor::on_down(const caf::down_msg& dm) {
   auto node = topo_.placement.find(name);
   const auto where =
       node != topo_.placement.end() ? " on node " + node->second : "";
+  if (dm.reason == caf::exit_reason::kill)
+    for (const auto& e : spec_.chaos)
+      if (e.role != "node" && e.action == "kill" &&
+          e.incarnation == incarnation(name) &&
+          (e.target() == name ||
+           (e.role == "evaluator" && name == "evaluator")))
+        announce("fault", name,
+                 node != topo_.placement.end() ? node->second : "", 0,
+                 fmt::format("fault injected: [[chaos]] kill {} at step {}",
+                             name, e.at_step));
   if (!job_.started()) {
     job_.fail(
         fmt::format("{}{} stopped during start-up: {}", name, where, why));
@@ -510,12 +544,16 @@ void supervisor::on_down(const caf::down_msg& dm) {
     // that holds for all instead.
     times.push_back(now);
     count_restart(name);
+    announce(
+        "failed", name, node != topo_.placement.end() ? node->second : "", 0,
+        fmt::format("{}{} failed ({}) during a recovery", name, where, why));
     rollback(
         fmt::format("{}{} failed ({}) during a recovery", name, where, why));
     return;
   }
-  job_.info(fmt::format("{}{} failed ({}); restarting ({})", name, where, why,
-                        spec_.strategy));
+  announce("failed", name, node != topo_.placement.end() ? node->second : "", 0,
+           fmt::format("{}{} failed ({}); restarting ({})", name, where, why,
+                       spec_.strategy));
   recovering_.push_back({now, job_.slowest_steps(), name});
   for (const auto& target : restart_set(name)) {
     if (target != name) {
@@ -543,7 +581,8 @@ std::string supervisor::fault_node(const std::string& node,
                        fmt::join(names, ", "));
   if (lost_nodes_.count(node) > 0)
     return fmt::format("node {} was lost already", node);
-  job_.info(fmt::format("fault injected: {} node {}", action, node));
+  announce("fault", "", node, 0,
+           fmt::format("fault injected: {} node {}", action, node));
   faulted_[node] = clock_type::now();
   self_->send(topo_.managers[n], runtime::fault_atom::value, action);
   return "";

@@ -33,6 +33,8 @@ public:
   virtual void fail(std::string why) = 0;
   /// One line for the job's listener.
   virtual void info(std::string line) = 0;
+  /// An event for the job's listener (its message is the line to show).
+  virtual void event(job_event e) = 0;
   /// The steps the slowest worker has done.
   virtual std::int64_t slowest_steps() const = 0;
   /// Training goes on with worker r at steps[r] (a rollback or resume).
@@ -109,6 +111,9 @@ private:
   };
 
   void node_lost(std::size_t n, const std::string& why);
+  /// Tells the job an event of `kind` now (step: the slowest worker's).
+  void announce(std::string kind, std::string actor, std::string node,
+                double ms, std::string message);
   std::vector<std::string> restart_set(const std::string& name) const;
   std::optional<std::size_t> home_of(const std::string& name, std::string& why);
   void respawn(const std::string& name,

@@ -143,6 +143,9 @@ caf::behavior listener(caf::event_based_actor* self, int) {
       [](ta::info_atom, const std::string& line) {
         said.push_back("info: " + line);
       },
+      [](ta::event_atom, const ta::job_event& e) {
+        said.push_back(fmt::format("{} event: {}", e.kind, e.message));
+      },
       [](ta::failed_atom, const std::string& why) {
         said.push_back("failed: " + why);
       },
@@ -416,7 +419,7 @@ BOOST_AUTO_TEST_CASE(a_killed_param_shard_is_restored_and_the_workers_replay) {
   told.clear();
   kill(topo.param_shards[1]);
   sched.run();
-  BOOST_TEST(heard_said("info: param_shard:1 on node local failed ("),
+  BOOST_TEST(heard_said("failed event: param_shard:1 on node local failed ("),
              all_said());
   // Its first wiring comes after its state: the new incarnation is
   // restored from the snapshot before anything else reaches it.
@@ -490,7 +493,7 @@ BOOST_AUTO_TEST_CASE(rest_for_one_restarts_it_and_the_higher_indices) {
   // Once that recovery is over (a step done since), worker:0 fails: it
   // and worker:1 restart (the shards are still at version 0).
   progress(1, {0, 1});
-  BOOST_TEST(heard_said("info: worker:1 recovered: "), all_said());
+  BOOST_TEST(heard_said("recovered event: worker:1 recovered: "), all_said());
   told.clear();
   kill(topo.workers[0]);
   sched.run();
@@ -509,7 +512,7 @@ BOOST_AUTO_TEST_CASE(a_failure_during_a_recovery_rolls_the_job_back) {
   // The recovery is over only when the slowest worker gets past step 3.
   kill(topo.param_shards[0]);
   sched.run();
-  BOOST_TEST(heard_said("info: param_shard:0 on node local failed ("),
+  BOOST_TEST(heard_said("failed event: param_shard:0 on node local failed ("),
              all_said());
   BOOST_TEST(heard_said(") during a recovery: rolling the job back to its "
                         "newest checkpoint"),
@@ -521,7 +524,7 @@ BOOST_AUTO_TEST_CASE(a_failure_during_a_recovery_rolls_the_job_back) {
              all_told());
   BOOST_TEST(told_to("worker:1/1 ") == (lines{"wired", "recover 2"}),
              all_told());
-  BOOST_TEST(heard_said("info: the job goes on from step 2"));
+  BOOST_TEST(heard_said("resumed event: the job goes on from step 2"));
 }
 
 BOOST_AUTO_TEST_CASE(overlapping_failures_drop_the_first_recoverys_answers) {
@@ -598,7 +601,10 @@ BOOST_AUTO_TEST_CASE(a_node_that_stops_answering_is_lost_and_its_actors_move) {
   // unreachable. One report is enough to give the node up.
   kill(topo.workers[1], caf::exit_reason::remote_link_unreachable);
   sched.run();
-  BOOST_TEST(heard_said("info: node b lost (worker:1 stopped: "), all_said());
+  BOOST_TEST(heard_said("node_lost event: node b lost: worker:1 stopped: "),
+             all_said());
+  BOOST_TEST(heard_said("rollback event: node b lost (worker:1 stopped: "),
+             all_said());
   BOOST_TEST(told_to("node a forgets a peer").size() == 1u, all_told());
   // Every training actor is spawned again, on a alone, and goes on from
   // the checkpoint; the evaluator (on a) stays.
@@ -609,10 +615,12 @@ BOOST_AUTO_TEST_CASE(a_node_that_stops_answering_is_lost_and_its_actors_move) {
   BOOST_TEST(told_to("node b ").empty(), all_told());
   BOOST_TEST(told_to("worker:1/1 ") == (lines{"wired", "recover 2"}),
              all_told());
-  BOOST_TEST(heard_said("info: the job goes on from step 2"));
+  BOOST_TEST(heard_said("resumed event: the job goes on from step 2"));
   BOOST_TEST(kill("node:b") == "node b was lost already");
   BOOST_TEST(kill("node:a") == "");
   BOOST_TEST(was_told("node a fault kill"), all_told());
+  BOOST_TEST(heard_said("fault event: fault injected: kill node a"),
+             all_said());
 }
 
 BOOST_AUTO_TEST_CASE(a_node_whose_manager_stops_is_lost) {
@@ -621,7 +629,8 @@ BOOST_AUTO_TEST_CASE(a_node_whose_manager_stops_is_lost) {
   told.clear();
   kill(topo.managers[1]);
   sched.run();
-  BOOST_TEST(heard_said("info: node b lost (its node manager stopped: "),
+  BOOST_TEST(heard_said("rollback event: node b lost (its node manager "
+                        "stopped: "),
              all_said());
   BOOST_TEST(told_to("param_shard:1/1 ") == (lines{"restore v2", "wired"}),
              all_told());

@@ -65,7 +65,50 @@ std::vector<std::string> split_key(std::string_view key) {
 } // namespace
 
 config::config()
-  : root_(std::make_unique<toml::table>()) {}
+  : root_(std::make_unique<toml::table>())
+  , resolved_(std::make_unique<toml::table>()) {}
+
+// Puts `value` at `key` in resolved_, making the tables and arrays (of
+// tables) on the way.
+template <class Value>
+void config::record(std::string_view key, Value value) {
+  const auto parts = split_key(key);
+  if (parts.empty())
+    return;
+  toml::node* at = resolved_.get();
+  for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
+    const auto& part = parts[i];
+    const bool next_is_index = parts[i + 1].front() == '[';
+    toml::node* next = nullptr;
+    if (part.front() == '[') {
+      auto* arr = at->as_array();
+      if (arr == nullptr)
+        return;
+      const auto idx = std::stoul(part.substr(1, part.size() - 2));
+      while (arr->size() <= idx)
+        arr->push_back(toml::table{});
+      next = arr->get(idx);
+    } else {
+      auto* tbl = at->as_table();
+      if (tbl == nullptr)
+        return;
+      next = tbl->get(part);
+      if (next == nullptr) {
+        if (next_is_index)
+          tbl->insert(part, toml::array{});
+        else
+          tbl->insert(part, toml::table{});
+        next = tbl->get(part);
+      }
+    }
+    at = next;
+  }
+  const auto& leaf = parts.back();
+  if (leaf.front() == '[')
+    return; // array elements are recorded through their members
+  if (auto* tbl = at->as_table())
+    tbl->insert_or_assign(leaf, std::move(value));
+}
 config::config(config&&) noexcept = default;
 config& config::operator=(config&&) noexcept = default;
 config::~config() = default;
@@ -178,6 +221,12 @@ std::vector<std::string> config::get_paths(std::string_view key) {
   for (auto& p : paths)
     if (!p.empty() && std::filesystem::path(p).is_relative())
       p = (std::filesystem::path(base_dir_) / p).lexically_normal().string();
+  if (find(key) != nullptr) {
+    toml::array recorded;
+    for (const auto& v : paths)
+      recorded.push_back(v);
+    record(key, std::move(recorded));
+  }
   return paths;
 }
 
@@ -223,8 +272,10 @@ std::string config::get_string(std::string_view key, std::string fallback,
                                const std::vector<std::string>& allowed) {
   known_.emplace(key);
   auto* n = find(key);
-  if (n == nullptr)
+  if (n == nullptr) {
+    record(key, fallback);
     return fallback;
+  }
   auto* s = n->as_string();
   if (s == nullptr)
     fail(key, fmt::format("expected a string, got {}", type_name(*n)));
@@ -233,6 +284,7 @@ std::string config::get_string(std::string_view key, std::string fallback,
       std::find(allowed.begin(), allowed.end(), v) == allowed.end())
     fail(key,
          fmt::format("\"{}\" is not one of: {}", v, fmt::join(allowed, ", ")));
+  record(key, v);
   return v;
 }
 
@@ -240,14 +292,17 @@ std::int64_t config::get_int(std::string_view key, std::int64_t fallback,
                              std::int64_t min, std::int64_t max) {
   known_.emplace(key);
   auto* n = find(key);
-  if (n == nullptr)
+  if (n == nullptr) {
+    record(key, fallback);
     return fallback;
+  }
   auto* i = n->as_integer();
   if (i == nullptr)
     fail(key, fmt::format("expected an integer, got {}", type_name(*n)));
   const std::int64_t v = i->get();
   if (v < min || v > max)
     fail(key, fmt::format("{} is out of range [{}, {}]", v, min, max));
+  record(key, v);
   return v;
 }
 
@@ -255,8 +310,10 @@ double config::get_float(std::string_view key, double fallback, double min,
                          double max, bool min_exclusive) {
   known_.emplace(key);
   auto* n = find(key);
-  if (n == nullptr)
+  if (n == nullptr) {
+    record(key, fallback);
     return fallback;
+  }
   double v = 0;
   if (auto* f = n->as_floating_point())
     v = f->get();
@@ -267,17 +324,21 @@ double config::get_float(std::string_view key, double fallback, double min,
   if (!std::isfinite(v) || v > max || v < min || (min_exclusive && v == min))
     fail(key, fmt::format("{} is out of range {}{}, {}]", v,
                           min_exclusive ? "(" : "[", min, max));
+  record(key, v);
   return v;
 }
 
 bool config::get_bool(std::string_view key, bool fallback) {
   known_.emplace(key);
   auto* n = find(key);
-  if (n == nullptr)
+  if (n == nullptr) {
+    record(key, fallback);
     return fallback;
+  }
   auto* b = n->as_boolean();
   if (b == nullptr)
     fail(key, fmt::format("expected true or false, got {}", type_name(*n)));
+  record(key, b->get());
   return b->get();
 }
 
@@ -289,6 +350,7 @@ std::vector<std::string> config::get_strings(std::string_view key) {
     return out;
   if (auto* s = n->as_string()) {
     out.push_back(s->get());
+    record(key, s->get());
     return out;
   }
   auto* arr = n->as_array();
@@ -302,6 +364,10 @@ std::vector<std::string> config::get_strings(std::string_view key) {
                             type_name(*arr->get(i))));
     out.push_back(s->get());
   }
+  toml::array recorded;
+  for (const auto& v : out)
+    recorded.push_back(v);
+  record(key, std::move(recorded));
   return out;
 }
 
@@ -310,11 +376,14 @@ std::string config::get_name_or_index(std::string_view key) {
   auto* n = find(key);
   if (n == nullptr)
     return {};
-  if (auto* s = n->as_string())
+  if (auto* s = n->as_string()) {
+    record(key, s->get());
     return s->get();
+  }
   if (auto* i = n->as_integer()) {
     if (i->get() < 0)
       fail(key, fmt::format("column index {} is negative", i->get()));
+    record(key, i->get());
     return std::to_string(i->get());
   }
   fail(key,
@@ -439,6 +508,12 @@ void config::check_unknown() const {
       fail(path, unknown_key(path));
   };
   walk(*root_, "");
+}
+
+std::string config::resolved_json() const {
+  std::ostringstream out;
+  out << toml::json_formatter{*resolved_};
+  return out.str();
 }
 
 std::string config::to_toml() const {

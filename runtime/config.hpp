@@ -77,18 +77,25 @@ public:
 
   /// The whole document (with overrides) as TOML text.
   std::string to_toml() const;
+  /// Every key read so far with the value it had: as written (after the
+  /// overrides), or the default its reader fell back on; relative paths
+  /// resolved. After parse_job_spec, the pipeline as the job runs it. JSON
+  /// text, one object.
+  std::string resolved_json() const;
   const std::string& source() const { return source_; }
 
 private:
   config();
   const toml::node* find(std::string_view key) const;
   void apply_override(const std::string& assignment);
+  template <class Value> void record(std::string_view key, Value value);
 
   std::unique_ptr<toml::table> root_;
   std::string source_;
   std::string base_dir_; // the pipeline file's folder ("" : none)
   std::vector<std::pair<std::string, std::string>> overridden_;
   std::set<std::string, std::less<>> known_;
+  std::unique_ptr<toml::table> resolved_; // what record() saw
 };
 
 } // namespace troupe::runtime

@@ -47,6 +47,27 @@ BOOST_AUTO_TEST_CASE(typed_reads_and_defaults) {
   BOOST_TEST(c.where("optimizer.lr") == "p.toml:6:6");
 }
 
+BOOST_AUTO_TEST_CASE(resolved_holds_what_was_read_with_defaults_and_sets) {
+  auto c = config::parse(doc, "p.toml", {"optimizer.lr=0.25"});
+  c.get_string("job.name", "");
+  c.get_int("job.seed", 42, 0, 100); // absent: its default
+  c.get_float("optimizer.lr", 0.1, 0, 1);
+  c.get_bool("job.resume", false);
+  c.array_size("model.layers");
+  c.get_string("model.layers[1].type", "");
+  c.get_int("model.layers[1].units", 7, 1, 10); // absent in [1]
+  c.get_strings("data.train");                  // absent: nothing recorded
+  std::string compact;
+  for (char ch : c.resolved_json())
+    if (ch != ' ' && ch != '\n')
+      compact += ch;
+  BOOST_TEST(
+      compact ==
+      R"({"job":{"name":"x","resume":false,"seed":42},"model":{"layers":)"
+      R"([{},{"type":"relu","units":7}]},"optimizer":{"lr":0.25}})");
+  // Keys never read (optimizer.type, job.epochs) are not in it.
+}
+
 BOOST_AUTO_TEST_CASE(errors_name_position_and_key) {
   auto c = config::parse(doc, "p.toml");
   BOOST_TEST(error_of([&] { c.get_int("job.epochs", 1, 5, 10); }) ==

@@ -77,6 +77,67 @@ BOOST_AUTO_TEST_CASE(tiny_job_runs_and_prints_json) {
   BOOST_TEST(j["placement"]["param_shard:0"] == "local");
 }
 
+// The metrics file: one time base, the resolved pipeline at the start,
+// faults as they happen; and plain progress lines when stderr is a file.
+BOOST_AUTO_TEST_CASE(metrics_record_the_pipeline_and_faults_as_they_happen) {
+  tiny_idx d;
+  auto metrics = d.dir.file("m.jsonl");
+  auto o = run_troupe({"run", d.pipeline(), "--metrics", metrics, "--set",
+                       "job.epochs=3", "--set",
+                       R"(chaos=[{kill="worker:0",at_step=3}])",
+                       "--progress-every", "0.001"});
+  BOOST_TEST_INFO(o.err);
+  BOOST_REQUIRE(o.code == 0);
+  std::vector<nlohmann::json> lines;
+  std::istringstream in(slurp(metrics));
+  for (std::string line; std::getline(in, line);)
+    lines.push_back(nlohmann::json::parse(line));
+  BOOST_REQUIRE(lines.size() >= 4u);
+  const auto& start = lines.front();
+  BOOST_TEST(start["event"] == "start");
+  BOOST_TEST(start["t"] == 0.0);
+  BOOST_TEST(start["sets"].size() == 2u);
+  // After --set, with the defaults the job used.
+  BOOST_TEST(start["config"]["job"]["epochs"] == 3);
+  BOOST_TEST(start["config"]["data"]["batch"] == 4);
+  BOOST_TEST(start["config"]["optimizer"]["lr"] == 0.001);
+  BOOST_TEST(start["config"]["supervision"]["strategy"] == "one_for_one");
+  std::vector<std::string> kinds;
+  double t = 0;
+  for (const auto& j : lines) {
+    BOOST_TEST(j["t"].get<double>() >= t, j.dump()); // one clock, forward
+    t = j["t"].get<double>();
+    kinds.push_back(j["event"]);
+    if (j["event"] == "progress") {
+      BOOST_TEST(j["step"].get<int>() >= 1, j.dump());
+      BOOST_TEST(j["lr"] == 0.001); // as given, not as a float widened
+    }
+  }
+  auto at = [&](const std::string& kind) {
+    return std::find(kinds.begin(), kinds.end(), kind) - kinds.begin();
+  };
+  const auto n = static_cast<long>(kinds.size());
+  BOOST_TEST(at("fault") < n, fmt::format("{}", fmt::join(kinds, " ")));
+  BOOST_TEST(at("fault") < at("failed"));
+  BOOST_TEST(at("failed") < at("recovered"));
+  BOOST_TEST(at("recovered") < at("end"));
+  const auto& fault = lines[static_cast<std::size_t>(at("fault"))];
+  BOOST_TEST(fault["actor"] == "worker:0");
+  BOOST_TEST(fault["message"] ==
+             "fault injected: [[chaos]] kill worker:0 at step 3");
+  const auto& rec = lines[static_cast<std::size_t>(at("recovered"))];
+  BOOST_TEST(rec["ms"].get<double>() > 0);
+  BOOST_TEST(lines.back()["event"] == "end");
+  BOOST_TEST(lines.back()["restarts"] == 1);
+  // Plain progress lines: stderr is a file here.
+  BOOST_TEST(o.err.find("troupe: epoch 3/3  step 6/6  loss ") !=
+                 std::string::npos,
+             o.err);
+  BOOST_TEST(o.err.find("\r") == std::string::npos); // no bar
+  BOOST_TEST(o.err.find("troupe: worker:0 on node local failed") !=
+             std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(devices_lists_backends_and_a_gpu_job_needs_a_gpu) {
   auto o = run_troupe({"devices", "--json"});
   BOOST_TEST_INFO("stderr: " << o.err);

@@ -29,6 +29,8 @@ void add_model_commands(CLI::App& app, int* code);
 void add_secret_command(CLI::App& app, int* code);
 /// `troupe cert ca|issue`
 void add_cert_command(CLI::App& app, int* code);
+/// `troupe plot METRICS... -o FILE`
+void add_plot_command(CLI::App& app, int* code);
 /// `troupe devices [--json]`
 void add_devices_command(CLI::App& app, int* code);
 

@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   troupe::cli::add_secret_command(app, &code);
   troupe::cli::add_cert_command(app, &code);
   troupe::cli::add_model_commands(app, &code);
+  troupe::cli::add_plot_command(app, &code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

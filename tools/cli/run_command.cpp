@@ -9,11 +9,13 @@
 #include "data/dataset.hpp"
 #include "runtime/cluster.hpp"
 #include "runtime/config.hpp"
+#include "tools/watch/progress.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -44,7 +46,8 @@ struct run_options {
   double connect_timeout = 10;
   std::string checkpoint_dir;
   bool resume = false;
-  std::string save; ///< --save: the trained model, as ONNX
+  std::string save;           ///< --save: the trained model, as ONNX
+  double progress_every = 10; ///< plain progress lines: seconds apart
 };
 
 // Ctrl-C or SIGTERM: say so, stop the local node processes, then exit.
@@ -70,8 +73,38 @@ std::string self_executable() {
                : std::string("troupe");
 }
 
+// A float setting (the learning rate) widened to double shows digits nobody
+// wrote (0.0010000000474974513): as the float's own shortest figure.
+double float_figure(double v) {
+  return std::stod(fmt::format("{}", static_cast<float>(v)));
+}
+
 json nullable(const std::optional<double>& v) {
   return v ? json(*v) : json(nullptr);
+}
+
+json to_json(const actors::job_event& e) {
+  return json{{"event", e.kind},
+              {"step", e.step},
+              {"actor", e.actor.empty() ? json(nullptr) : json(e.actor)},
+              {"node", e.node.empty() ? json(nullptr) : json(e.node)},
+              {"ms", e.ms > 0 ? json(e.ms) : json(nullptr)},
+              {"message", e.message}};
+}
+
+// Now as UTC, ISO 8601 to the millisecond.
+std::string utc_now() {
+  const auto now = std::chrono::system_clock::now();
+  const auto t = std::chrono::system_clock::to_time_t(now);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      now.time_since_epoch())
+                      .count() %
+                  1000;
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+  return fmt::format("{}.{:03}Z", buf, ms);
 }
 
 json to_json(const actors::epoch_summary& e) {
@@ -81,7 +114,7 @@ json to_json(const actors::epoch_summary& e) {
               {"test_loss", e.evaluated ? json(e.test_loss) : json(nullptr)},
               {"test_accuracy", nullable(e.test_accuracy)},
               {"samples_per_s", e.samples_per_s},
-              {"lr", e.lr},
+              {"lr", float_figure(e.lr)},
               {"wall_s", e.wall_s}};
 }
 
@@ -150,9 +183,11 @@ std::string epoch_line(const actors::epoch_summary& e, std::int64_t epochs) {
 int run(const run_options& o) {
   actors::job_spec spec;
   std::unique_ptr<std::ofstream> metrics;
+  json resolved;
   try {
     auto cfg = runtime::config::load_file(o.pipeline, o.sets);
     spec = actors::parse_job_spec(cfg);
+    resolved = json::parse(cfg.resolved_json());
   } catch (const runtime::config_error& e) {
     std::fprintf(stderr, "troupe: %s\n", e.what());
     return exit_bad_input;
@@ -186,21 +221,36 @@ int run(const run_options& o) {
       return exit_bad_input;
     }
   }
-  const bool tty = isatty(STDERR_FILENO) != 0 && !o.quiet;
+  const bool tty = isatty(STDERR_FILENO) != 0;
+  // Progress: a bar on a terminal, else a plain line every few seconds.
+  const bool show_bar = tty && !o.quiet;
+  const bool show_plain = !tty && !o.quiet && o.progress_every > 0;
   std::FILE* results = o.json_out ? stderr : stdout;
   const auto t0 = std::chrono::steady_clock::now();
   auto since = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
         .count();
   };
+  // Every line has its event and t, seconds since the start line (one
+  // clock for the whole file).
   auto log_metric = [&](json j) {
-    if (metrics) {
-      *metrics << j.dump() << '\n';
-      metrics->flush();
-    }
+    if (!metrics)
+      return;
+    const bool first = j["event"] == "start";
+    json line{{"event", j["event"]},
+              {"t", first ? 0.0 : std::round(since() * 1e6) / 1e6}};
+    for (auto& [k, v] : j.items())
+      if (k != "event")
+        line[k] = std::move(v);
+    *metrics << line.dump() << '\n';
+    metrics->flush();
   };
-  log_metric(
-      {{"event", "start"}, {"job", spec.name}, {"pipeline", o.pipeline}});
+  log_metric({{"event", "start"},
+              {"time", utc_now()},
+              {"job", spec.name},
+              {"pipeline", o.pipeline},
+              {"sets", o.sets},
+              {"config", resolved}});
   bool bar_shown = false;
   auto clear_bar = [&] {
     if (bar_shown) {
@@ -209,7 +259,9 @@ int run(const run_options& o) {
     }
   };
   double last_metric = -1;
+  double last_plain = 0;
   auto timed = spec; // the spec with the job's steps, for lr_at
+  watch::progress_meter meter(spec.epochs, spec.batch);
   actors::run_observer obs;
   obs.on_info = [&](const std::string& s) {
     if (o.quiet)
@@ -217,29 +269,40 @@ int run(const run_options& o) {
     clear_bar();
     std::fprintf(stderr, "troupe: %s\n", s.c_str());
   };
+  obs.on_event = [&](const actors::job_event& e) {
+    obs.on_info(e.message);
+    log_metric(to_json(e));
+  };
   obs.on_progress = [&](std::int64_t done, std::int64_t total, double loss) {
     const double now = since();
+    if (done <= 0)
+      return; // no step trained yet: no loss to show
+    const auto f = meter.update(done, total, loss, now);
     if (now - last_metric >= 1.0 || done == total) {
       last_metric = now;
       // The learning rate of the step reported, by the schedule over the
       // job's steps (known from the first progress report on).
       timed.steps_per_epoch = spec.epochs > 0 ? total / spec.epochs : 0;
       log_metric({{"event", "progress"},
+                  {"epoch", f.epoch},
                   {"step", done},
                   {"steps", total},
                   {"loss", loss},
-                  {"lr", timed.lr_at(std::max<std::int64_t>(done, 1))},
-                  {"wall_s", now}});
+                  {"lr", float_figure(timed.lr_at(done))},
+                  {"samples_per_s", f.samples_per_s > 0 ? json(f.samples_per_s)
+                                                        : json(nullptr)}});
     }
-    if (!tty)
+    if (show_plain && (now - last_plain >= o.progress_every || done == total)) {
+      last_plain = now;
+      std::fprintf(stderr, "troupe: %s\n", watch::plain_line(f).c_str());
+      std::fflush(stderr);
+    }
+    if (!show_bar)
       return;
-    const int width = 30;
-    const int filled = total > 0 ? static_cast<int>(width * done / total) : 0;
     std::fprintf(
-        stderr, "\r[%s%s] %lld/%lld steps  loss %.4f",
-        std::string(static_cast<std::size_t>(filled), '#').c_str(),
-        std::string(static_cast<std::size_t>(width - filled), '.').c_str(),
-        static_cast<long long>(done), static_cast<long long>(total), loss);
+        stderr, "\r%s\033[K",
+        watch::bar_line(f, watch::terminal_columns(STDERR_FILENO)).c_str());
+    std::fflush(stderr);
     bar_shown = true;
   };
   obs.on_epoch = [&](const actors::epoch_summary& e) {
@@ -251,6 +314,8 @@ int run(const run_options& o) {
     }
     auto j = to_json(e);
     j["event"] = "epoch";
+    j["train_s"] = j["wall_s"]; // since training started; t is the time base
+    j.erase("wall_s");
     log_metric(j);
   };
   actors::cluster_options copt;
@@ -356,6 +421,11 @@ void add_run_command(CLI::App& app, int* code) {
          "Scheduler threads (default: cluster.threads, 0 = one per core)")
       ->check(CLI::Range(0, 1024));
   cmd->add_flag("-q,--quiet", opts->quiet, "No progress on stderr");
+  cmd->add_option("--progress-every", opts->progress_every,
+                  "When stderr is not a terminal: a plain progress line every "
+                  "S seconds (0: none)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 86400.0));
   cmd->add_option(
          "--nodes", opts->nodes,
          "Nodes to run on: HOST:PORT of `troupe node`s, comma-separated "
