@@ -138,6 +138,36 @@ BOOST_AUTO_TEST_CASE(metrics_record_the_pipeline_and_faults_as_they_happen) {
              std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(plot_draws_the_runs_of_metrics_files) {
+  tiny_idx d;
+  auto metrics = d.dir.file("m.jsonl");
+  for (int i = 0; i < 2; ++i)
+    BOOST_REQUIRE(run_troupe({"run", d.pipeline(), "--metrics", metrics, "-q",
+                              "--set", "job.epochs=2"})
+                      .code == 0);
+  auto svg = d.dir.file("p.svg");
+  auto o = run_troupe({"plot", metrics, "-o", svg});
+  BOOST_TEST_INFO(o.err);
+  BOOST_REQUIRE(o.code == 0);
+  BOOST_TEST(o.err.find("2 run(s) plotted to") != std::string::npos);
+  const auto text = slurp(svg);
+  BOOST_TEST(text.find("job (m.jsonl) #2") != std::string::npos);
+  BOOST_TEST(text.find("data-run=\"1\"") != std::string::npos);
+  auto png = d.dir.file("p.png");
+  BOOST_TEST(run_troupe({"plot", metrics, "-o", png, "--x", "time"}).code == 0);
+  BOOST_TEST(slurp(png).rfind("\x89PNG", 0) == 0u);
+  expect_bad_input(run_troupe({"plot", metrics, "-o", d.dir.file("p.pdf")}),
+                   "-o " + d.dir.file("p.pdf") +
+                       ": the plot is written as .svg or .png");
+  write_text(d.dir.file("bad.jsonl"), "{}\noops\n{}\n");
+  expect_bad_input(run_troupe({"plot", d.dir.file("bad.jsonl"), "-o", svg}),
+                   "bad.jsonl:2: not a JSON line");
+  expect_bad_input(run_troupe({"plot", d.dir.file("none.jsonl"), "-o", svg}),
+                   "none.jsonl: cannot open");
+  // The earlier figure is still whole.
+  BOOST_TEST(slurp(svg) == text);
+}
+
 BOOST_AUTO_TEST_CASE(devices_lists_backends_and_a_gpu_job_needs_a_gpu) {
   auto o = run_troupe({"devices", "--json"});
   BOOST_TEST_INFO("stderr: " << o.err);

@@ -20,6 +20,13 @@ struct plot_options {
 };
 
 int plot(const plot_options& o) {
+  if (!watch::plot_format_known(o.output)) {
+    std::fprintf(stderr,
+                 "troupe: -o %s: the plot is written as .svg or .png; name "
+                 "the file so\n",
+                 o.output.c_str());
+    return exit_bad_input;
+  }
   std::vector<watch::run_series> runs;
   try {
     for (const auto& f : o.files) {

@@ -373,6 +373,10 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 
 } // namespace
 
+bool plot_format_known(const std::string& path) {
+  return ends_with(path, ".svg") || ends_with(path, ".png");
+}
+
 std::string render_svg(const std::vector<run_series>& runs,
                        const plot_options& options) {
   return svg_writer(runs, options).render();
@@ -381,7 +385,7 @@ std::string render_svg(const std::vector<run_series>& runs,
 void write_plot(const std::vector<run_series>& runs,
                 const plot_options& options, const std::string& path) {
   const bool svg = ends_with(path, ".svg");
-  if (!svg && !ends_with(path, ".png"))
+  if (!plot_format_known(path))
     throw metrics_error(fmt::format(
         "{}: the plot is written as .svg or .png; name the file so", path));
   const auto text = render_svg(runs, options);

@@ -16,6 +16,9 @@ struct plot_options {
   int height = 800;
 };
 
+/// Whether `path` names a figure write_plot can write (.svg, .png).
+bool plot_format_known(const std::string& path);
+
 /// The figure as SVG text.
 std::string render_svg(const std::vector<run_series>& runs,
                        const plot_options& options);
