@@ -17,6 +17,7 @@
 #include <caf/io/all.hpp>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -324,6 +325,21 @@ run_result run_job(job_spec spec, const run_observer& obs,
     for (const auto& n : nodes) {
       slots.push_back({n.info.name, n.info.devices});
       names.push_back(n.info.name);
+      // Each process detects lost peers by its own settings: a node's
+      // that differ from the pipeline's make losses found at other times.
+      auto differs = [](double a, double b) { return std::abs(a - b) > 1e-9; };
+      if (n.info.heartbeat_s > 0 &&
+          (differs(n.info.heartbeat_s, spec.heartbeat_s) ||
+           differs(n.info.heartbeat_timeout_s, spec.heartbeat_timeout_s)))
+        info(fmt::format(
+            "warning: node {} runs heartbeat {} s, timeout {} s; the pipeline "
+            "says supervision.heartbeat_s = {}, heartbeat_timeout_s = {}: "
+            "this driver finds a node lost by the pipeline's, that node finds "
+            "its peers lost by its own (start it with --heartbeat {} "
+            "--heartbeat-timeout {} to match)",
+            n.info.name, n.info.heartbeat_s, n.info.heartbeat_timeout_s,
+            spec.heartbeat_s, spec.heartbeat_timeout_s, spec.heartbeat_s,
+            spec.heartbeat_timeout_s));
     }
   } else {
     // This process is the one node: it offers its GPUs when the job may

@@ -1,6 +1,7 @@
 // The handshake that proves the cluster secret (and runs TLS where it is
 // on): the client side and the gate that serves a listening port.
 #include "runtime/auth.hpp"
+#include "runtime/node_log.hpp"
 
 #include "runtime/tls.hpp"
 
@@ -388,12 +389,16 @@ void auth_gate::finish(pending& p, const char* outcome,
   }
   // A flood must not flood the log: the first ten, then one in a thousand.
   ++logged_;
-  if (logged_ <= 10 || logged_ % 1000 == 0)
+  if (logged_ <= 10 || logged_ % 1000 == 0) {
     std::fprintf(stderr,
                  "%s: refused a %s connection from %s: %s (%lld refused so "
                  "far)\n",
                  who_.c_str(), channel_name(channel_), p.peer.c_str(),
                  why.c_str(), static_cast<long long>(logged_));
+    node_log("connection_refused", {}, {},
+             fmt::format("{} connection from {}: {} ({} refused so far)",
+                         channel_name(channel_), p.peer, why, logged_));
+  }
   p.tls.reset();
   ::close(p.fd);
   p.fd = -1;

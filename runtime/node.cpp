@@ -1,3 +1,4 @@
+#include "runtime/node_log.hpp"
 #include "runtime/node_protocol.hpp"
 
 #include "runtime/bulk_caf.hpp"
@@ -7,8 +8,12 @@
 #include <caf/io/all.hpp>
 
 #include <algorithm>
+#include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <malloc.h>
 #include <map>
+#include <net/if.h>
+#include <netinet/in.h>
 
 #include <cerrno>
 #include <chrono>
@@ -43,8 +48,17 @@ struct manager_state {
   std::vector<std::string> roles;
   std::function<std::string(const std::string&, const caf::message&)> check;
   std::map<std::string, job_actors> jobs;
-  std::map<caf::actor_addr, std::string> job_of; ///< child or owner -> job
+  std::map<caf::actor_addr, std::string> job_of;  ///< child or owner -> job
+  std::map<caf::actor_addr, std::string> name_of; ///< child -> "worker:1"
 };
+
+// "worker:1" for a role spawned with (spec, index, ...); the role alone
+// otherwise (the evaluator).
+std::string actor_name(const std::string& role, const caf::message& args) {
+  if (args.size() >= 2 && args.match_element<std::int32_t>(1))
+    return fmt::format("{}:{}", role, args.get_as<std::int32_t>(1));
+  return role;
+}
 
 // Stops a job's actors (they exit asynchronously) and forgets the job; the
 // memory they held goes back to the system a moment later.
@@ -58,8 +72,12 @@ void stop_job(caf::stateful_actor<manager_state>* self, const std::string& job,
     std::fprintf(
         stderr, "troupe node %s: job %s: %s; stopping its %zu actor(s)\n",
         st.info.name.c_str(), job.c_str(), why, it->second.children.size());
+  node_log(
+      "job_stopped", job, {},
+      fmt::format("{}; {} actor(s) stopped", why, it->second.children.size()));
   for (auto& c : it->second.children) {
     st.job_of.erase(c.address());
+    st.name_of.erase(c.address());
     unbind_from_job(c.id());
     self->send_exit(c, caf::exit_reason::user_shutdown);
   }
@@ -89,6 +107,13 @@ caf::behavior node_manager(caf::stateful_actor<manager_state>* self,
       return;
     }
     st.job_of.erase(it);
+    auto name = st.name_of.find(dm.source);
+    if (name != st.name_of.end()) {
+      node_log("actor_exit", job, name->second,
+               dm.reason ? self->system().render(dm.reason)
+                         : std::string("normal"));
+      st.name_of.erase(name);
+    }
     unbind_from_job(dm.source.id());
     auto& c = entry.children;
     c.erase(std::remove_if(
@@ -115,6 +140,8 @@ caf::behavior node_manager(caf::stateful_actor<manager_state>* self,
           if (auto why = st.check(role, args); !why.empty()) {
             std::fprintf(stderr, "troupe node %s: refused to spawn %s: %s\n",
                          st.info.name.c_str(), role.c_str(), why.c_str());
+            node_log("spawn_refused", job.size() <= 128 ? job : "",
+                     actor_name(role, args), why);
             return caf::make_error(
                 caf::sec::runtime_error,
                 fmt::format("node {} refused {}: {}", st.info.name, role, why));
@@ -126,6 +153,8 @@ caf::behavior node_manager(caf::stateful_actor<manager_state>* self,
                                              "owner"));
         auto& entry = st.jobs[job];
         if (!entry.owner) {
+          node_log("job_started", job, {},
+                   fmt::format("driver on {}", to_string(owner.node())));
           entry.owner = owner.address();
           st.job_of[entry.owner] = job;
           self->monitor(owner);
@@ -134,12 +163,17 @@ caf::behavior node_manager(caf::stateful_actor<manager_state>* self,
               caf::sec::runtime_error,
               fmt::format("job {} belongs to another driver", job));
         }
+        const auto name = actor_name(role, args);
         auto h = self->system().spawn<caf::actor>(role, std::move(args));
-        if (!h)
+        if (!h) {
+          node_log("spawn_failed", job, name, self->system().render(h.error()));
           return std::move(h.error());
+        }
+        node_log("spawned", job, name, fmt::format("actor id {}", h->id()));
         self->monitor(*h);
         entry.children.push_back(*h);
         st.job_of[h->address()] = job;
+        st.name_of[h->address()] = name;
         bind_to_job(h->id(), job_tag(job));
         return *h;
       },
@@ -202,6 +236,7 @@ caf::behavior node_manager(caf::stateful_actor<manager_state>* self,
         std::fprintf(stderr, "troupe node %s: fault injected: %s\n",
                      self->state.info.name.c_str(), action.c_str());
         std::fflush(stderr);
+        node_log("fault", {}, {}, action);
         ::raise(action == "freeze" ? SIGSTOP : SIGKILL);
       },
       [=](reset_atom, const std::string& job) {
@@ -279,6 +314,34 @@ std::pair<std::string, std::uint16_t> parse_address(const std::string& text) {
   return {text.substr(0, colon), static_cast<std::uint16_t>(port)};
 }
 
+std::string advertised_host(const std::string& host,
+                            const std::string& advertise) {
+  if (!advertise.empty())
+    return advertise;
+  if (!host.empty() && host != "0.0.0.0" && host != "::")
+    return host;
+  std::string found;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) == 0) {
+    for (auto* a = list; a != nullptr && found.empty(); a = a->ifa_next) {
+      if (a->ifa_addr == nullptr || a->ifa_addr->sa_family != AF_INET ||
+          (a->ifa_flags & IFF_UP) == 0 || (a->ifa_flags & IFF_LOOPBACK) != 0)
+        continue;
+      char text[INET_ADDRSTRLEN] = {};
+      const auto* in = reinterpret_cast<const sockaddr_in*>(a->ifa_addr);
+      if (inet_ntop(AF_INET, &in->sin_addr, text, sizeof(text)) != nullptr)
+        found = text;
+    }
+    freeifaddrs(list);
+  }
+  if (found.empty()) {
+    char name[256] = {};
+    if (gethostname(name, sizeof(name) - 1) == 0 && name[0] != '\0')
+      found = name;
+  }
+  return found.empty() ? std::string("127.0.0.1") : found;
+}
+
 int run_node(
     const node_options& opts,
     const std::function<void(caf::actor_system_config&)>& register_types,
@@ -327,9 +390,17 @@ int run_node(
     std::fprintf(stderr, "troupe node: %s\n", e.what());
     return 3;
   }
+  // Peers dial this host: the one listened on, unless that is every
+  // interface (0.0.0.0), which no peer can dial.
+  const auto public_host = advertised_host(opts.host, opts.advertise);
   node_info info;
   info.bulk = plane->address();
-  info.host = opts.host;
+  if (public_host != opts.host)
+    info.bulk = fmt::format("{}:{}", public_host,
+                            info.bulk.substr(info.bulk.rfind(':') + 1));
+  info.host = public_host;
+  info.heartbeat_s = opts.network.heartbeat_s;
+  info.heartbeat_timeout_s = opts.network.heartbeat_timeout_s;
   info.cores = machine_cores();
   info.memory_bytes = machine_memory_bytes();
   info.devices = opts.devices;
@@ -346,7 +417,7 @@ int run_node(
   }
   info.port = *port;
   info.name =
-      opts.name.empty() ? fmt::format("{}:{}", opts.host, *port) : opts.name;
+      opts.name.empty() ? fmt::format("{}:{}", public_host, *port) : opts.name;
   caf::anon_send(mgr, node_info_atom::value, info);
   on_listening(info);
   std::fflush(stdout);
@@ -363,16 +434,27 @@ int run_node(
                  info.name.c_str(), opts.tls->name().c_str(),
                  opts.tls->dir().c_str(),
                  opts.secret.set ? " and the cluster secret" : "");
-  std::fprintf(stderr,
-               "troupe node %s: listening on %s:%u (%lld cores, devices %s)\n",
-               info.name.c_str(), opts.host.c_str(),
-               static_cast<unsigned>(*port), static_cast<long long>(info.cores),
-               fmt::format("{}", fmt::join(info.devices, ",")).c_str());
+  set_node_log_name(info.name);
+  node_log("listening", {}, {},
+           fmt::format("{}:{} ({} cores, devices {}, data plane {})", opts.host,
+                       *port, info.cores, fmt::join(info.devices, ","),
+                       info.bulk));
+  std::fprintf(
+      stderr, "troupe node %s: listening on %s:%u (%lld cores, devices %s)%s\n",
+      info.name.c_str(), opts.host.c_str(), static_cast<unsigned>(*port),
+      static_cast<long long>(info.cores),
+      fmt::format("{}", fmt::join(info.devices, ",")).c_str(),
+      public_host != opts.host
+          ? fmt::format("; peers dial {}:{} (--advertise to change)",
+                        public_host, *port)
+                .c_str()
+          : "");
   int sig = 0;
   while (read(stop_pipe[0], &sig, sizeof(sig)) < 0 && errno == EINTR) {
   }
   std::fprintf(stderr, "troupe node %s: %s, shutting down\n", info.name.c_str(),
                sig == SIGINT ? "SIGINT" : "SIGTERM");
+  node_log("shutdown", {}, {}, sig == SIGINT ? "SIGINT" : "SIGTERM");
   // Stop what runs here, then the system; bounded, since a peer that holds
   // our actors can keep the system from finishing.
   caf::anon_send(mgr, reset_atom::value);

@@ -27,6 +27,10 @@ struct node_info {
   std::vector<std::string> devices; ///< "cpu", "cuda:0", ...
   std::int64_t pid = 0;
   std::string bulk; ///< data-plane address (runtime/bulk.hpp), "" if none
+  /// The node's network_options: a driver whose pipeline asks otherwise
+  /// says so (0: not told).
+  double heartbeat_s = 0;
+  double heartbeat_timeout_s = 0;
 };
 
 /// Settings every process of a cluster must share.
@@ -45,7 +49,11 @@ void configure_network(caf::actor_system_config& cfg,
 /// Options of `troupe node`.
 struct node_options {
   std::string host = "127.0.0.1";
-  std::uint16_t port = 0;           ///< 0: the OS picks
+  std::uint16_t port = 0; ///< 0: the OS picks
+  /// The host peers dial (printed, and given to drivers for the data
+  /// plane); empty: `host`, or for a wildcard host (0.0.0.0, ::) this
+  /// machine's first non-loopback IPv4 address, else its host name.
+  std::string advertise;
   std::string name;                 ///< default: host:port
   std::vector<std::string> devices; ///< resolved device list
   network_options network;
@@ -70,6 +78,12 @@ int run_node(
     const node_options& opts,
     const std::function<void(caf::actor_system_config&)>& register_types,
     const std::function<void(const node_info&)>& on_listening);
+
+/// What peers dial for a node listening on `host`: `advertise` if given;
+/// for a wildcard (0.0.0.0, ::, empty) this machine's first up,
+/// non-loopback IPv4 address, else its host name; else `host`.
+std::string advertised_host(const std::string& host,
+                            const std::string& advertise);
 
 /// Cores and memory of this machine.
 std::int64_t machine_cores();

@@ -33,7 +33,8 @@ using trim_atom = caf::atom_constant<caf::atom("trim")>;
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_info& x) {
   return f(caf::meta::type_name("node_info"), x.name, x.host, x.port, x.cores,
-           x.memory_bytes, x.devices, x.pid, x.bulk);
+           x.memory_bytes, x.devices, x.pid, x.bulk, x.heartbeat_s,
+           x.heartbeat_timeout_s);
 }
 
 /// Registers node_info and the manager's name ("node_manager").

@@ -445,6 +445,82 @@ BOOST_AUTO_TEST_CASE(every_role_on_nodes_given_with_nodes) {
   BOOST_TEST(b.stop(SIGINT) == 0);
 }
 
+// A node's structured log follows a job on it (spawns, a killed actor, the
+// job's end); a node whose heartbeat settings differ from the pipeline's is
+// named by the driver.
+BOOST_AUTO_TEST_CASE(node_log_file_and_heartbeat_settings_that_differ) {
+  csv_job job;
+  temp_dir dir;
+  const auto log = dir.file("node.jsonl");
+  background a("troupe", {"node", "--listen", "127.0.0.1:0", "--name", "a",
+                          "--threads", "1", "--log-file", log, "--heartbeat",
+                          "0.25", "--heartbeat-timeout", "3"});
+  const auto addr = a.read_line();
+  BOOST_REQUIRE(!addr.empty());
+  auto o = run_troupe({"run", job.pipeline, "--nodes", addr, "--json", "--set",
+                       R"(chaos=[{kill="worker:1",at_step=30}])"},
+                      180);
+  BOOST_TEST_INFO("stderr: " << o.err);
+  BOOST_REQUIRE(o.code == 0);
+  BOOST_TEST(o.err.find("warning: node a runs heartbeat 0.25 s, timeout 3 s; "
+                        "the pipeline says supervision.heartbeat_s = 0.5, "
+                        "heartbeat_timeout_s = 5") != std::string::npos);
+  BOOST_TEST(a.stop(SIGTERM) == 0);
+  std::vector<json> lines;
+  std::istringstream in(slurp(log));
+  for (std::string line; std::getline(in, line);)
+    lines.push_back(json::parse(line));
+  BOOST_REQUIRE(lines.size() >= 4u);
+  std::string seen;
+  for (const auto& j : lines) {
+    BOOST_TEST(j["node"] == "a", j.dump());
+    const std::string time = j["time"];
+    BOOST_TEST((time.size() == 24u && time.back() == 'Z'), time);
+    seen += j["event"].get<std::string>() + " " +
+            (j["actor"].is_null() ? "-" : j["actor"].get<std::string>()) + "\n";
+  }
+  BOOST_TEST(lines.front()["event"] == "listening");
+  BOOST_TEST(lines.back()["event"] == "shutdown");
+  BOOST_TEST(lines.back()["detail"] == "SIGTERM");
+  for (const char* want :
+       {"job_started -\n", "spawned worker:1\n", "spawned param_shard:2\n",
+        "spawned evaluator\n", "actor_exit worker:1\n", "job_stopped -\n"})
+    BOOST_TEST(seen.find(want) != std::string::npos, want << " in\n" << seen);
+  // worker:1 was spawned twice: the first died by the [[chaos]] entry.
+  std::size_t spawns = 0;
+  for (auto p = seen.find("spawned worker:1\n"); p != std::string::npos;
+       p = seen.find("spawned worker:1\n", p + 1))
+    ++spawns;
+  BOOST_TEST(spawns == 2u);
+  const auto bad = run_troupe({"node", "--log-file", dir.file("no/x.jsonl")});
+  BOOST_TEST(bad.code == 2);
+  BOOST_TEST(bad.err.find("--log-file " + dir.file("no/x.jsonl") +
+                          ": cannot open for appending") != std::string::npos,
+             bad.err);
+}
+
+// A node listening on every interface prints an address peers can dial.
+BOOST_AUTO_TEST_CASE(a_node_on_every_interface_prints_a_dialable_address) {
+  background n("troupe", {"node", "--listen", "0.0.0.0:0", "--insecure",
+                          "--json", "--advertise", "127.0.0.1"});
+  auto line = n.read_line();
+  BOOST_REQUIRE(!line.empty());
+  auto j = json::parse(line);
+  BOOST_TEST(j["address"].get<std::string>().rfind("127.0.0.1:", 0) == 0u);
+  BOOST_TEST(j["data_plane"].get<std::string>().rfind("127.0.0.1:", 0) == 0u);
+  BOOST_TEST(n.stop(SIGTERM) == 0);
+  background m("troupe", {"node", "--listen", "0.0.0.0:0", "--insecure"});
+  line = m.read_line();
+  BOOST_REQUIRE(!line.empty());
+  BOOST_TEST(line.rfind("0.0.0.0:", 0) == std::string::npos, line);
+  // Said on stderr just after the address on stdout.
+  for (int i = 0; i < 500 && m.err().find("peers dial ") == std::string::npos;
+       ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  BOOST_TEST(m.err().find("peers dial ") != std::string::npos, m.err());
+  BOOST_TEST(m.stop(SIGTERM) == 0);
+}
+
 BOOST_AUTO_TEST_CASE(large_slices_cross_nodes_in_chunks) {
   // 320k parameters on one shard: slices travel between nodes as 1 MiB
   // chunks and are assembled by offset; the bits must not change.

@@ -6,6 +6,7 @@
 #include "actors/roles.hpp"
 #include "devices/backends.hpp"
 #include "runtime/node.hpp"
+#include "runtime/node_log.hpp"
 #include "runtime/secure_net.hpp"
 
 #include <caf/message.hpp>
@@ -35,6 +36,8 @@ struct node_cli {
   std::string tls_dir;
   bool insecure = false;
   std::string data_root;
+  std::string advertise;
+  std::string log_file;
 };
 
 // "auto" (the CPU and every GPU found), "cpu", "cuda:N", comma-separated.
@@ -116,6 +119,16 @@ int run(const node_cli& o) {
     return exit_bad_input;
   }
   opts.insecure = o.insecure;
+  opts.advertise = o.advertise;
+  if (!o.log_file.empty()) {
+    auto why = runtime::open_node_log(
+        o.log_file,
+        o.name.empty() ? runtime::advertised_host(o.listen, "") : o.name);
+    if (!why.empty()) {
+      std::fprintf(stderr, "troupe node: %s\n", why.c_str());
+      return exit_bad_input;
+    }
+  }
   // What a peer may have spawned here: the roles of a job's actors, never
   // a coordinator (that runs in the driver).
   for (auto r : actors::all_roles)
@@ -138,6 +151,9 @@ int run(const node_cli& o) {
   opts.network.threads = o.threads;
   if (o.quiet)
     std::freopen("/dev/null", "w", stderr);
+  struct close_log {
+    ~close_log() { runtime::close_node_log(); }
+  } closing;
   return runtime::run_node(
       opts, [](caf::actor_system_config& cfg) { actors::register_roles(cfg); },
       [&](const runtime::node_info& info) {
@@ -193,6 +209,13 @@ void add_node_command(CLI::App& app, int* code) {
                   "Read data files only under DIR (default: any path the "
                   "driver names)")
       ->check(CLI::ExistingDirectory);
+  cmd->add_option("--advertise", o->advertise,
+                  "The host peers dial to reach this node (default: the "
+                  "--listen host; for 0.0.0.0, this machine's first "
+                  "non-loopback IPv4 address)");
+  cmd->add_option("--log-file", o->log_file,
+                  "Append structured lines (JSON: time, node, job, actor, "
+                  "event, detail) to FILE");
   cmd->add_flag("--insecure", o->insecure,
                 "Listen beyond loopback without a cluster secret or TLS "
                 "(anyone who reaches the port may use the node)");
