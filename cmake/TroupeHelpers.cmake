@@ -16,13 +16,26 @@ function(troupe_target_defaults target)
   endif()
 endfunction()
 
-# troupe_add_library(NAME SOURCES... DEPS ...)
+# Headers are included by their path from the top ("actors/run.hpp"): the
+# source and build folders here, include/troupe once installed.
+function(troupe_public_includes target)
+  target_include_directories(${target} PUBLIC
+    $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}>
+    $<BUILD_INTERFACE:${PROJECT_BINARY_DIR}>
+    $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}/troupe>)
+endfunction()
+
+# troupe_add_library(NAME SOURCES... DEPS ...): a static library troupe_X,
+# also known as troupe::X (the name other projects use, either way).
 function(troupe_add_library name)
   cmake_parse_arguments(arg "" "" "SOURCES;DEPS" ${ARGN})
   add_library(${name} STATIC ${arg_SOURCES})
-  target_include_directories(${name} PUBLIC ${CMAKE_SOURCE_DIR} ${CMAKE_BINARY_DIR})
+  troupe_public_includes(${name})
   target_link_libraries(${name} PUBLIC ${arg_DEPS})
   troupe_target_defaults(${name})
+  string(REGEX REPLACE "^troupe_" "" short ${name})
+  set_target_properties(${name} PROPERTIES EXPORT_NAME ${short})
+  add_library(troupe::${short} ALIAS ${name})
 endfunction()
 
 # troupe_add_test(NAME LABEL label SOURCES... DEPS ... [ARGS ...]): one
@@ -36,11 +49,11 @@ function(troupe_add_test name)
   add_executable(${name} ${arg_SOURCES})
   target_link_libraries(${name} PRIVATE ${arg_DEPS} Boost::unit_test_framework)
   target_compile_definitions(${name} PRIVATE BOOST_TEST_DYN_LINK
-                             TROUPE_SOURCE_DIR="${CMAKE_SOURCE_DIR}"
-                             TROUPE_BINARY_DIR="${CMAKE_BINARY_DIR}")
+                             TROUPE_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
+                             TROUPE_BINARY_DIR="${PROJECT_BINARY_DIR}")
   troupe_target_defaults(${name})
   add_test(NAME ${name} COMMAND ${name} --report_level=short ${arg_ARGS}
-           WORKING_DIRECTORY ${CMAKE_BINARY_DIR})
+           WORKING_DIRECTORY ${PROJECT_BINARY_DIR})
   set_tests_properties(${name} PROPERTIES LABELS "${arg_LABEL}"
                        TIMEOUT ${arg_TIMEOUT})
 endfunction()

@@ -521,6 +521,57 @@ BOOST_AUTO_TEST_CASE(a_node_on_every_interface_prints_a_dialable_address) {
   BOOST_TEST(m.stop(SIGTERM) == 0);
 }
 
+// examples/deploy/slurm/troupe.sbatch with Slurm's variables for two hosts
+// and stand-ins for srun and scontrol (tests/deploy): the hosts' nodes on
+// loopback, the job on both, the nodes stopped at the end.
+BOOST_AUTO_TEST_CASE(the_slurm_recipe_runs_a_job_on_every_allocated_host) {
+  csv_job job;
+  temp_dir submit;
+  const std::string fakes = std::string(TROUPE_SOURCE_DIR) + "/tests/deploy";
+  auto o = run_program_at(
+      "/usr/bin/env",
+      {"PATH=" + fakes + ":" + std::getenv("PATH"), "SLURM_JOB_ID=4242",
+       "SLURM_JOB_NODELIST=host[1-2]", "FAKE_SLURM_HOSTS=host1 host2",
+       "SLURM_SUBMIT_DIR=" + submit.path.string(),
+       std::string("TROUPE=") + TROUPE_BINARY_DIR + "/bin/troupe",
+       "TROUPE_LISTEN_HOST=127.0.0.1", "TROUPE_ADVERTISE=127.0.0.1", "bash",
+       example("deploy/slurm/troupe.sbatch"), job.pipeline, "--json"},
+      180);
+  BOOST_TEST_INFO("stderr: " << o.err);
+  BOOST_REQUIRE(o.code == 0);
+  const auto j = json::parse(o.out);
+  BOOST_TEST(j["nodes"] == 2);
+  std::set<std::string> used;
+  for (const auto& [actor, node] : j["placement"].items())
+    used.insert(node.get<std::string>());
+  BOOST_TEST((used == std::set<std::string>{"host1", "host2"}));
+  BOOST_TEST(o.err.find("troupe.sbatch: 2 node(s): 127.0.0.1:") !=
+             std::string::npos);
+  // The same bits as on one process.
+  const auto local = run_json({job.pipeline});
+  BOOST_TEST(j["params_digest"].get<std::string>() ==
+             local["params_digest"].get<std::string>());
+  // Each host's node logged the job and was stopped with the batch job.
+  const auto dir = submit.file("troupe-4242");
+  for (const char* host : {"host1", "host2"}) {
+    const auto log = slurp(dir + "/" + host + ".log");
+    BOOST_TEST(log.find("\"event\":\"spawned\"") != std::string::npos, host);
+    BOOST_TEST(log.find("\"event\":\"shutdown\",\"detail\":\"SIGTERM\"") !=
+                   std::string::npos,
+               host);
+  }
+  BOOST_TEST(slurp(dir + "/metrics.jsonl").find("\"event\":\"end\"") !=
+             std::string::npos);
+  // Outside an allocation it says so.
+  auto outside = run_program_at(
+      "/usr/bin/env", {"-u", "SLURM_JOB_ID", "bash",
+                       example("deploy/slurm/troupe.sbatch"), job.pipeline});
+  BOOST_TEST(outside.code != 0);
+  BOOST_TEST(outside.err.find("not in a Slurm job (SLURM_JOB_ID is not set)") !=
+                 std::string::npos,
+             outside.err);
+}
+
 BOOST_AUTO_TEST_CASE(large_slices_cross_nodes_in_chunks) {
   // 320k parameters on one shard: slices travel between nodes as 1 MiB
   // chunks and are assembled by offset; the bits must not change.
