@@ -10,6 +10,7 @@
 #include "actors/checkpointing.hpp"
 #include "actors/clip_norm.hpp"
 #include "actors/epochs.hpp"
+#include "actors/history.hpp"
 #include "actors/protocol.hpp"
 #include "actors/supervisor.hpp"
 #include "actors/update_rule.hpp"
@@ -21,6 +22,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -95,6 +97,8 @@ struct coordinator_state {
   bool stopped_early = false;
   run_result result;
   std::optional<epoch_accounting> epochs;
+  clock_type::time_point t_created = clock_type::now(); // history's clock
+  history_recorder history;
   std::optional<early_stopping> patience;
   std::optional<clip_norm_scales> clip;
   std::optional<job_checkpoints> checkpoints;
@@ -130,6 +134,26 @@ void fail(self_ptr self, std::string why) {
 
 void info(self_ptr self, std::string line) {
   self->send(self->state.listener, info_atom::value, std::move(line));
+}
+
+double since_created(const coordinator_state& st) {
+  return std::chrono::duration<double>(clock_type::now() - st.t_created)
+      .count();
+}
+
+job_status status_of(const coordinator_state& st);
+
+// The nodes and actors, to the listener: at the start and after a fault.
+void push_status(self_ptr self) {
+  self->send(self->state.listener, status_atom::value, status_of(self->state));
+}
+
+// An event: recorded, then to the listener with the status after it.
+void announce(self_ptr self, job_event e) {
+  e.t = since_created(self->state);
+  self->state.history.event(e);
+  self->send(self->state.listener, event_atom::value, std::move(e));
+  push_status(self);
 }
 
 // The result of a job that ran to its end (or stopped early).
@@ -229,7 +253,7 @@ bool watch_epoch(self_ptr self, const epoch_summary& s) {
                           st.spec.patience, st.spec.monitor,
                           st.patience->best_epoch(), st.patience->best_value(),
                           s.epoch, st.patience->best_epoch());
-  self->send(st.listener, event_atom::value, std::move(e));
+  announce(self, std::move(e));
   maybe_finish(self);
   return true;
 }
@@ -239,6 +263,10 @@ void emit_epochs(self_ptr self) {
   auto& st = self->state;
   while (auto s = st.epochs->next(static_cast<bool>(st.topo.evaluator))) {
     st.result.history.push_back(*s);
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    st.history.epoch({s->epoch, s->steps, since_created(st), s->train_loss,
+                      s->evaluated ? s->test_loss : nan,
+                      s->test_accuracy.value_or(nan), s->samples_per_s});
     self->send(st.listener, epoch_atom::value, *s);
     if (st.patience && s->evaluated && watch_epoch(self, *s))
       return; // stopped early
@@ -274,7 +302,7 @@ void coordinator_job::info(std::string line) {
 }
 
 void coordinator_job::event(job_event e) {
-  self_->send(self_->state.listener, event_atom::value, std::move(e));
+  announce(self_, std::move(e));
 }
 
 std::int64_t coordinator_job::slowest_steps() const {
@@ -340,8 +368,11 @@ job_status status_of(const coordinator_state& st) {
   s.placement = st.topo.placement;
   s.worker_devices = st.spec.worker_devices;
   s.lost_nodes = st.result.lost_nodes;
+  s.restarts = st.result.restarts_by_actor;
   s.step = std::max<std::int64_t>(0, st.reported_steps);
   s.steps = st.spec.total_steps();
+  s.epochs = st.spec.epochs;
+  s.batch = st.spec.batch;
   s.loss = st.epochs->recent_loss();
   if (st.started) {
     s.wall_s =
@@ -369,6 +400,7 @@ void on_ready(self_ptr self, const std::string& role_text, std::int32_t index) {
                          st.topo.nodes, st.spec.mode, st.spec.total_steps()));
   st.t_start = clock_type::now();
   st.epochs->start(st.t_start);
+  push_status(self);
   if (st.checkpoints->options().resume)
     st.sup->resume();
   else
@@ -405,6 +437,9 @@ void on_progress(self_ptr self, const progress_msg& p) {
     st.reported_steps = slowest;
     self->send(st.listener, progress_atom::value, slowest,
                st.spec.total_steps(), st.epochs->recent_loss());
+    if (slowest > 0)
+      st.history.progress({slowest, since_created(st), st.epochs->recent_loss(),
+                           st.spec.lr_at(slowest)});
   }
   if (epoch_done)
     emit_epochs(self);
@@ -471,6 +506,9 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
         emit_epochs(self);
       },
       [=](status_atom) { return status_of(self->state); },
+      [=](history_atom) {
+        return self->state.history.snapshot(since_created(self->state));
+      },
       [=](kill_atom, const std::string& target) -> std::string {
         auto& st = self->state;
         if (!st.started || st.finished)

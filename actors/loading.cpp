@@ -94,6 +94,8 @@ void register_roles(caf::actor_system_config& cfg) {
   cfg.add_message_type<job_spec>("troupe.job_spec");
   cfg.add_message_type<devices::tensor>("troupe.tensor");
   cfg.add_message_type<job_status>("troupe.job_status");
+  cfg.add_message_type<job_event>("troupe.job_event");
+  cfg.add_message_type<job_history>("troupe.job_history");
   cfg.add_message_type<std::vector<std::int32_t>>("troupe.int32_list");
   cfg.add_message_type<std::vector<double>>("troupe.double_list");
   runtime::set_bulk_decoder(decode_frame);

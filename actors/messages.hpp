@@ -56,6 +56,7 @@ using failed_atom = caf::atom_constant<caf::atom("failed")>;
 using info_atom = caf::atom_constant<caf::atom("info")>;
 using event_atom = caf::atom_constant<caf::atom("event")>;
 using status_atom = caf::atom_constant<caf::atom("status")>;
+using history_atom = caf::atom_constant<caf::atom("history")>;
 // Supervision and recovery (see supervisor.hpp).
 using resubscribe_atom = caf::atom_constant<caf::atom("resub")>;
 using recover_atom = caf::atom_constant<caf::atom("recover")>;
@@ -208,8 +209,28 @@ typename Inspector::result_type inspect(Inspector& f, eval_msg& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_status& x) {
   return f(caf::meta::type_name("job_status"), x.job, x.mode, x.state, x.nodes,
-           x.node_devices, x.placement, x.worker_devices, x.lost_nodes, x.step,
-           x.steps, x.loss, x.samples_per_s, x.wall_s);
+           x.node_devices, x.placement, x.worker_devices, x.lost_nodes,
+           x.restarts, x.step, x.steps, x.epochs, x.batch, x.loss,
+           x.samples_per_s, x.wall_s);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, job_event& x) {
+  return f(caf::meta::type_name("job_event"), x.kind, x.actor, x.node, x.step,
+           x.ms, x.message, x.t);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, progress_point& x) {
+  return f(caf::meta::type_name("progress_point"), x.step, x.t, x.loss, x.lr);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, epoch_point& x) {
+  return f(caf::meta::type_name("epoch_point"), x.epoch, x.step, x.t,
+           x.train_loss, x.test_loss, x.test_accuracy, x.samples_per_s);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, job_history& x) {
+  return f(caf::meta::type_name("job_history"), x.progress, x.epochs, x.events,
+           x.t);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, chaos_event& x) {
@@ -357,7 +378,6 @@ data::source_spec test_source(const job_spec& spec);
 // Local only: between the coordinator and the caller in one process.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::dataset_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::epoch_summary)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::job_event)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::run_result)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::topology)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::snapshot_options)

@@ -113,6 +113,7 @@ using evaluator_inbox =
 using coordinator_inbox = inbox<
     takes<start_atom>, takes<ready_atom, std::string, std::int32_t>,
     takes<progress_msg>, takes<eval_msg>, answers<job_status, status_atom>,
+    answers<job_history, history_atom>,
     answers<std::string, kill_atom, std::string>, takes<params_msg>,
     takes<clip_atom, std::int64_t, std::int32_t, std::vector<double>>,
     takes<snapshot_atom, shard_state_msg>,

@@ -491,6 +491,10 @@ run_result run_job(job_spec spec, const run_observer& obs,
     while (running) {
       self->receive(
           [&](info_atom, const std::string& s) { info(s); },
+          [&](status_atom, const job_status& s) {
+            if (obs.on_status)
+              obs.on_status(s);
+          },
           [&](event_atom, const job_event& e) {
             if (obs.on_event)
               obs.on_event(e);

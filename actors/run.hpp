@@ -66,6 +66,7 @@ struct run_result {
   std::vector<std::string> labels; ///< CSV text class labels, by index
   std::int64_t restarts = 0;       ///< actor restarts by supervision, in all
   std::map<std::string, std::int64_t> restarts_by_role;
+  std::map<std::string, std::int64_t> restarts_by_actor;
   /// Each recovery: from the failure's detection until training went on
   /// (the slowest worker finished a step past where it was).
   std::vector<double> recovery_ms;
@@ -113,8 +114,13 @@ struct job_status {
   /// Per worker rank, the device it computes on ("cpu", "cuda:0", ...).
   std::vector<std::string> worker_devices;
   std::vector<std::string> lost_nodes; ///< nodes lost so far
-  std::int64_t step = 0;               ///< steps done by the slowest worker
+  /// Restarts so far by actor ("worker:1" -> 2); moved off a lost node
+  /// counts as one.
+  std::map<std::string, std::int64_t> restarts;
+  std::int64_t step = 0; ///< steps done by the slowest worker
   std::int64_t steps = 0;
+  std::int64_t epochs = 0; ///< of the job
+  std::int64_t batch = 0;  ///< samples per step
   double loss = 0;
   double samples_per_s = 0;
   double wall_s = 0;
@@ -181,6 +187,36 @@ struct job_event {
   double ms = 0;         ///< recovered: since the failure; node_lost:
                          ///< since the fault was injected (0: not injected)
   std::string message;   ///< the line a person reads
+  double t = 0; ///< seconds since the coordinator started (job_history)
+};
+
+/// A progress report as the coordinator saw it.
+struct progress_point {
+  std::int64_t step = 0; ///< steps done by the slowest worker
+  double t = 0;          ///< seconds since the coordinator started
+  double loss = 0;       ///< recent mean train loss
+  double lr = 0;         ///< the schedule's learning rate at `step`
+};
+
+/// An epoch's figures as the coordinator saw them; NaN: not measured.
+struct epoch_point {
+  std::int64_t epoch = 0;
+  std::int64_t step = 0; ///< steps done at its end
+  double t = 0;          ///< when it was reported (coordinator clock)
+  double train_loss = 0;
+  double test_loss = 0;
+  double test_accuracy = 0;
+  double samples_per_s = 0;
+};
+
+/// What a running job has done so far, for dashboards (`troupe status
+/// --dashboard`): progress (thinned to at most history_points points, the
+/// newest kept), every epoch and every supervision event.
+struct job_history {
+  std::vector<progress_point> progress;
+  std::vector<epoch_point> epochs;
+  std::vector<job_event> events;
+  double t = 0; ///< now, on the coordinator's clock
 };
 
 /// Callbacks while a job runs; all are called on the caller's thread.
@@ -192,6 +228,9 @@ struct run_observer {
   std::function<void(const std::string&)> on_info;
   /// Supervision's events; unset: each goes to on_info as its message.
   std::function<void(const job_event&)> on_event;
+  /// The job's nodes and actors: when training starts and after each
+  /// supervision event (restarts, lost nodes).
+  std::function<void(const job_status&)> on_status;
 };
 
 /// Loads and checks the data, resolves the spec, runs the job on an

@@ -107,6 +107,7 @@ std::string supervisor::kill(const std::string& target) {
 void supervisor::count_restart(const std::string& name) {
   ++result_.restarts;
   ++result_.restarts_by_role[role_of(name)];
+  ++result_.restarts_by_actor[name];
 }
 
 // The restarted actor is `h`: its slot, its name, watched.
@@ -551,9 +552,6 @@ void supervisor::on_down(const caf::down_msg& dm) {
         fmt::format("{}{} failed ({}) during a recovery", name, where, why));
     return;
   }
-  announce("failed", name, node != topo_.placement.end() ? node->second : "", 0,
-           fmt::format("{}{} failed ({}); restarting ({})", name, where, why,
-                       spec_.strategy));
   recovering_.push_back({now, job_.slowest_steps(), name});
   for (const auto& target : restart_set(name)) {
     if (target != name) {
@@ -567,6 +565,10 @@ void supervisor::on_down(const caf::down_msg& dm) {
     count_restart(target);
     respawn(target);
   }
+  // Told once counted, so that the status that follows has the restarts.
+  announce("failed", name, node != topo_.placement.end() ? node->second : "", 0,
+           fmt::format("{}{} failed ({}); restarting ({})", name, where, why,
+                       spec_.strategy));
 }
 
 std::string supervisor::fault_node(const std::string& node,

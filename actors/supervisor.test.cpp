@@ -32,6 +32,8 @@ namespace {
 // event) and what the job said to its listener ("info: ...").
 std::vector<std::string> told;
 std::vector<std::string> said;
+// The statuses the job pushed to its listener (at the start, after events).
+std::vector<ta::job_status> statuses;
 
 std::string who(const char* role, std::int32_t index, const ta::job_spec& s) {
   return fmt::format("{}:{}/{}", role, index, s.incarnation);
@@ -158,6 +160,7 @@ caf::behavior listener(caf::event_based_actor* self, int) {
         said.push_back(fmt::format("epoch {}", s.epoch));
       },
       [](ta::progress_atom, std::int64_t, std::int64_t, double) {},
+      [](ta::status_atom, const ta::job_status& s) { statuses.push_back(s); },
   };
 }
 
@@ -194,6 +197,7 @@ struct fixture {
     sys.await_actors_before_shutdown(false);
     told.clear();
     said.clear();
+    statuses.clear();
     spec.name = "supervised";
     spec.workers = 2;
     spec.partitions = 2;
@@ -432,6 +436,13 @@ BOOST_AUTO_TEST_CASE(a_killed_param_shard_is_restored_and_the_workers_replay) {
                all_told());
   BOOST_TEST(heard_said("info: param_shard:1 restored from version 2; the "
                         "workers replay the steps since"));
+  // The listener was told the status at the start and after the failure,
+  // with the restart counted against the actor.
+  BOOST_REQUIRE(statuses.size() >= 2u);
+  BOOST_TEST(statuses.front().state == "training");
+  BOOST_TEST(statuses.front().restarts.empty());
+  BOOST_TEST(statuses.back().restarts.at("param_shard:1") == 1);
+  BOOST_TEST(statuses.back().restarts.count("param_shard:0") == 0u);
   BOOST_TEST(!heard_said("rolling"));
 }
 

@@ -572,6 +572,110 @@ BOOST_AUTO_TEST_CASE(the_slurm_recipe_runs_a_job_on_every_allocated_host) {
              outside.err);
 }
 
+// Headless Chromium loads `url`: the DOM after its scripts ran (dump_dom),
+// or a screenshot written to `png`.
+std::string chromium_load(const std::string& url, const std::string& png = "") {
+  temp_dir profile;
+  std::vector<std::string> args{"--headless=new",
+                                "--no-sandbox",
+                                "--disable-gpu",
+                                "--hide-scrollbars",
+                                "--user-data-dir=" + profile.path.string(),
+                                "--window-size=1280,1250",
+                                "--virtual-time-budget=3000"};
+  args.push_back(png.empty() ? "--dump-dom" : "--screenshot=" + png);
+  args.push_back(url);
+  auto o = run_program_at("/usr/bin/chromium", args, 90);
+  BOOST_TEST_INFO("chromium: " << o.err);
+  BOOST_TEST(o.code == 0);
+  return o.out;
+}
+
+// The text after `marker` up to the next space or newline in `text`.
+std::string word_after(const std::string& text, const std::string& marker) {
+  const auto at = text.find(marker);
+  if (at == std::string::npos)
+    return {};
+  const auto from = at + marker.size();
+  return text.substr(from, text.find_first_of(" \n", from) - from);
+}
+
+// The live dashboard, loaded in headless Chromium during a run with a
+// killed worker and a lost node, and the same page from troupe status.
+BOOST_AUTO_TEST_CASE(the_dashboard_shows_a_run_and_its_faults_in_chromium) {
+  BOOST_REQUIRE_MESSAGE(::access("/usr/bin/chromium", X_OK) == 0,
+                        "chromium is not installed (tools/dev installs it)");
+  csv_job job(R"([[chaos]]
+kill = "worker:0"
+at_step = 20
+[[chaos]]
+kill = "node:node2"
+at_step = 50
+)");
+  background run("troupe",
+                 {"run", job.pipeline, "--set", "cluster.local_nodes=3",
+                  "--set", "supervision.snapshot_every=10", "--set",
+                  "testing.slow_ms=60", "--set", "testing.slow_worker=1",
+                  "--set", "job.epochs=4", "--dashboard", "127.0.0.1:0"});
+  BOOST_REQUIRE(wait_for_text(run, "troupe: dashboard at ", 60) >= 0);
+  const auto url = word_after(run.err(), "troupe: dashboard at ");
+  BOOST_REQUIRE(url.rfind("http://127.0.0.1:", 0) == 0u);
+  // After the node loss, once training went on.
+  BOOST_REQUIRE_MESSAGE(wait_for_text(run, "the rollback recovered", 120) >= 0,
+                        run.err());
+  const auto dom = chromium_load(url);
+  BOOST_TEST_INFO("DOM: " << dom);
+  BOOST_TEST(
+      dom.find("<span id=\"state\" class=\"training\">training</span>") !=
+      std::string::npos);
+  BOOST_TEST(dom.find("<div class=\"node lost\" data-node=\"node2\"><h3>node2"
+                      "<span class=\"badge\">LOST</span>") !=
+             std::string::npos);
+  BOOST_TEST(dom.find("data-actor=\"worker:0\">worker:0 ↻") !=
+             std::string::npos);
+  BOOST_TEST(dom.find("fault injected: [[chaos]] kill worker:0 at step 20") !=
+             std::string::npos);
+  BOOST_TEST(dom.find("<tr class=\"node_lost\">") != std::string::npos);
+  BOOST_TEST(dom.find("<tr class=\"recovered\">") != std::string::npos);
+  // The charts were drawn (Chart.js sized its canvases).
+  BOOST_TEST(dom.find("<canvas id=\"loss\" width=") != std::string::npos);
+  // A screenshot of it is a real PNG.
+  temp_dir shots;
+  const auto png = shots.file("dashboard.png");
+  chromium_load(url, png);
+  const auto bytes = slurp(png);
+  BOOST_TEST(bytes.rfind("\x89PNG", 0) == 0u);
+  BOOST_TEST(bytes.size() > 20000u);
+  if (const char* keep = std::getenv("TROUPE_KEEP_SCREENSHOTS"))
+    std::filesystem::copy_file(
+        png, std::string(keep) + "/dashboard-run.png",
+        std::filesystem::copy_options::overwrite_existing);
+  // Without the token the page loads but the job's state does not.
+  const auto refused = chromium_load(url.substr(0, url.find('?')));
+  BOOST_TEST(refused.find("class=\"unreachable\"") != std::string::npos);
+  BOOST_TEST(refused.find("open the URL troupe printed") != std::string::npos);
+  BOOST_TEST(refused.find("node2") == std::string::npos);
+
+  // The same page for the running job from troupe status.
+  const auto coordinator = word_after(run.err(), "coordinator at ");
+  BOOST_REQUIRE(!coordinator.empty());
+  background status("troupe", {"status", "--coordinator", coordinator,
+                               "--dashboard", "127.0.0.1:0"});
+  BOOST_REQUIRE(wait_for_text(status, "dashboard of ", 30) >= 0);
+  const auto status_url = word_after(status.err(), " at http://");
+  const auto seen = chromium_load("http://" + status_url);
+  BOOST_TEST_INFO("DOM: " << seen);
+  BOOST_TEST(seen.find("<div class=\"node lost\" data-node=\"node2\">") !=
+             std::string::npos);
+  BOOST_TEST(seen.find("fault injected: [[chaos]] kill worker:0 at step 20") !=
+             std::string::npos);
+  if (const char* keep = std::getenv("TROUPE_KEEP_SCREENSHOTS"))
+    chromium_load("http://" + status_url,
+                  std::string(keep) + "/dashboard-status.png");
+  BOOST_TEST(status.stop(SIGTERM) == 0);
+  BOOST_TEST(run.wait(120000) == 0);
+}
+
 BOOST_AUTO_TEST_CASE(large_slices_cross_nodes_in_chunks) {
   // 320k parameters on one shard: slices travel between nodes as 1 MiB
   // chunks and are assembled by offset; the bits must not change.

@@ -4,11 +4,15 @@
 #include "tools/cli/metrics_json.hpp"
 #include "tools/cli/secret.hpp"
 
+#include "actors/history.hpp"
 #include "actors/model_file.hpp"
 #include "actors/run.hpp"
 #include "data/dataset.hpp"
+#include "runtime/auth.hpp"
 #include "runtime/cluster.hpp"
 #include "runtime/config.hpp"
+#include "tools/cli/dashboard_feed.hpp"
+#include "tools/watch/dashboard.hpp"
 #include "tools/watch/progress.hpp"
 
 #include <nlohmann/json.hpp>
@@ -21,7 +25,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
+#include <mutex>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -48,6 +54,16 @@ struct run_options {
   bool resume = false;
   std::string save;           ///< --save: the trained model, as ONNX
   double progress_every = 10; ///< plain progress lines: seconds apart
+  std::string dashboard;      ///< --dashboard HOST:PORT
+};
+
+// What the dashboard of `troupe run` shows, fed by the run's callbacks
+// (this thread) and read by the dashboard's (its own).
+struct live_job {
+  std::mutex lock;
+  actors::job_status status;
+  actors::history_recorder history;
+  bool finished = false;
 };
 
 // Ctrl-C or SIGTERM: say so, stop the local node processes, then exit.
@@ -231,6 +247,13 @@ int run(const run_options& o) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
         .count();
   };
+  // What a dashboard shows, from the run's callbacks.
+  auto live = std::make_shared<live_job>();
+  live->status.job = spec.name;
+  live->status.mode = spec.mode;
+  live->status.state = "starting";
+  live->status.epochs = spec.epochs;
+  live->status.batch = spec.batch;
   // Every line has its event and t, seconds since the start line (one
   // clock for the whole file).
   auto log_metric = [&](json j) {
@@ -272,17 +295,33 @@ int run(const run_options& o) {
   obs.on_event = [&](const actors::job_event& e) {
     obs.on_info(e.message);
     log_metric(to_json(e));
+    auto seen = e;
+    seen.t = since(); // the dashboard's clock is this process's
+    std::lock_guard<std::mutex> guard(live->lock);
+    live->history.event(seen);
+  };
+  obs.on_status = [&](const actors::job_status& s) {
+    std::lock_guard<std::mutex> guard(live->lock);
+    live->status = s;
   };
   obs.on_progress = [&](std::int64_t done, std::int64_t total, double loss) {
     const double now = since();
     if (done <= 0)
       return; // no step trained yet: no loss to show
     const auto f = meter.update(done, total, loss, now);
+    timed.steps_per_epoch = spec.epochs > 0 ? total / spec.epochs : 0;
+    {
+      std::lock_guard<std::mutex> guard(live->lock);
+      live->status.step = done;
+      live->status.steps = total;
+      live->status.loss = loss;
+      live->history.progress(
+          {done, now, loss, float_figure(timed.lr_at(done))});
+    }
     if (now - last_metric >= 1.0 || done == total) {
       last_metric = now;
       // The learning rate of the step reported, by the schedule over the
       // job's steps (known from the first progress report on).
-      timed.steps_per_epoch = spec.epochs > 0 ? total / spec.epochs : 0;
       log_metric({{"event", "progress"},
                   {"epoch", f.epoch},
                   {"step", done},
@@ -311,6 +350,13 @@ int run(const run_options& o) {
     if (!(o.json_out && o.quiet)) {
       std::fprintf(results, "%s\n", epoch_line(e, spec.epochs).c_str());
       std::fflush(results);
+    }
+    {
+      const double nan = std::numeric_limits<double>::quiet_NaN();
+      std::lock_guard<std::mutex> guard(live->lock);
+      live->history.epoch({e.epoch, e.steps, since(), e.train_loss,
+                           e.evaluated ? e.test_loss : nan,
+                           e.test_accuracy.value_or(nan), e.samples_per_s});
     }
     auto j = to_json(e);
     j["event"] = "epoch";
@@ -342,11 +388,46 @@ int run(const run_options& o) {
     std::fprintf(stderr, "troupe: %s\n", e.what());
     return exit_bad_input;
   }
+  // The dashboard listens from now until the end of the run.
+  std::unique_ptr<watch::dashboard_server> dashboard;
+  if (!o.dashboard.empty()) {
+    try {
+      auto [host, port] = runtime::parse_address(o.dashboard);
+      const auto& key = copt.secret.key;
+      dashboard = std::make_unique<watch::dashboard_server>(
+          host, port,
+          watch::dashboard_token(
+              copt.secret.set ? std::string(key.begin(), key.end()) : ""),
+          [live, since] {
+            std::lock_guard<std::mutex> guard(live->lock);
+            auto s = live->status;
+            if (live->finished)
+              s.state = "finished";
+            return watch::to_json(
+                record_of(s, live->history.snapshot(since())));
+          });
+      std::fprintf(stderr, "troupe: dashboard at %s%s\n",
+                   dashboard->url().c_str(),
+                   runtime::is_loopback_host(host)
+                       ? ""
+                       : " (reachable from other machines, by its token)");
+    } catch (const std::invalid_argument& e) {
+      std::fprintf(stderr, "troupe: --dashboard: %s\n", e.what());
+      return exit_bad_input;
+    } catch (const watch::dashboard_error& e) {
+      std::fprintf(stderr, "troupe: %s\n", e.what());
+      return exit_bad_input;
+    }
+  }
   signal(SIGINT, on_stop_signal);
   signal(SIGTERM, on_stop_signal);
   bool save_failed = false;
   try {
     auto result = actors::run_job(spec, obs, copt);
+    {
+      std::lock_guard<std::mutex> guard(live->lock);
+      live->finished = true;
+    }
     clear_bar();
     if (!o.save.empty()) {
       try {
@@ -447,6 +528,10 @@ void add_run_command(CLI::App& app, int* code) {
   cmd->add_flag("--resume", opts->resume,
                 "Continue from the newest good checkpoint in "
                 "--checkpoint-dir (from step 0 when there is none)");
+  cmd->add_option("--dashboard", opts->dashboard,
+                  "Serve a live dashboard at HOST:PORT (e.g. 127.0.0.1:8080; "
+                  "port 0: the OS picks); its URL, with the token it needs, "
+                  "is printed on stderr");
   cmd->add_option("--save", opts->save,
                   "Write the trained model to FILE as ONNX (opset 17; see "
                   "docs/models.md)");

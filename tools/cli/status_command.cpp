@@ -2,9 +2,12 @@
 // troupe kill --coordinator HOST:PORT ROLE:INDEX | --node NAME: kill one
 // of its actors, or a whole node.
 #include "tools/cli/commands.hpp"
+#include "tools/cli/dashboard_feed.hpp"
 #include "tools/cli/secret.hpp"
+#include "tools/watch/dashboard.hpp"
 
 #include "actors/messages.hpp"
+#include "runtime/auth.hpp"
 #include "runtime/cluster.hpp"
 #include "runtime/secure_net.hpp"
 
@@ -12,9 +15,12 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <functional>
 #include <future>
+#include <mutex>
+#include <pthread.h>
 #include <thread>
 #include <unistd.h>
 
@@ -30,6 +36,7 @@ struct status_cli {
   std::string tls_dir;
   bool json = false;
   double timeout = 5;
+  std::string dashboard; ///< --dashboard HOST:PORT
 };
 
 struct kill_cli {
@@ -42,7 +49,8 @@ struct kill_cli {
 };
 
 using body_fn = std::function<int(caf::actor_system&, const caf::actor&,
-                                  std::chrono::milliseconds)>;
+                                  std::chrono::milliseconds,
+                                  const runtime::cluster_secret&)>;
 
 // Connects to a running job's coordinator and runs `body` with it. A bad
 // address is exit 2, an unreachable coordinator exit 3.
@@ -91,7 +99,7 @@ int with_coordinator(const char* command, const std::string& address,
     // A connection attempt may still be blocked inside CAF: do not wait.
     _exit(exit_unreachable);
   }
-  return body(sys, coord, timeout);
+  return body(sys, coord, timeout, sec.secret);
 }
 
 int show(const status_cli& o, caf::actor_system& sys, const caf::actor& coord,
@@ -109,7 +117,7 @@ int kill_actor(const kill_cli& o) {
   return with_coordinator(
       "kill", o.coordinator, o.secret_file, o.tls_dir, o.timeout,
       [&](caf::actor_system& sys, const caf::actor& coord,
-          std::chrono::milliseconds timeout) {
+          std::chrono::milliseconds timeout, const runtime::cluster_secret&) {
         caf::scoped_actor self{sys};
         std::string refused, failure;
         self->request(coord, timeout, actors::kill_atom::value, target)
@@ -130,13 +138,90 @@ int kill_actor(const kill_cli& o) {
       });
 }
 
+// --dashboard: the job's page, fed by its coordinator, until Ctrl-C.
+int serve_dashboard(const status_cli& o, caf::actor_system& sys,
+                    const caf::actor& coord, std::chrono::milliseconds timeout,
+                    const runtime::cluster_secret& secret) {
+  std::pair<std::string, std::uint16_t> at;
+  try {
+    at = runtime::parse_address(o.dashboard);
+  } catch (const std::invalid_argument& e) {
+    std::fprintf(stderr, "troupe status: --dashboard: %s\n", e.what());
+    return exit_bad_input;
+  }
+  // The last answer, shown (as unreachable) once the job is gone.
+  auto last = std::make_shared<std::pair<std::mutex, std::string>>();
+  auto state = [&sys, coord, timeout, last] {
+    caf::scoped_actor self{sys};
+    actors::job_status s;
+    actors::job_history h;
+    bool ok = true;
+    self->request(coord, timeout, actors::status_atom::value)
+        .receive([&](actors::job_status& x) { s = std::move(x); },
+                 [&](caf::error&) { ok = false; });
+    if (ok)
+      self->request(coord, timeout, actors::history_atom::value)
+          .receive([&](actors::job_history& x) { h = std::move(x); },
+                   [&](caf::error&) { ok = false; });
+    std::lock_guard<std::mutex> guard(last->first);
+    if (ok) {
+      last->second = watch::to_json(record_of(s, h));
+      return last->second;
+    }
+    auto j = last->second.empty() ? nlohmann::json::object()
+                                  : nlohmann::json::parse(last->second);
+    j["state"] = "unreachable";
+    return j.dump();
+  };
+  std::unique_ptr<watch::dashboard_server> server;
+  try {
+    server = std::make_unique<watch::dashboard_server>(
+        at.first, at.second,
+        watch::dashboard_token(
+            secret.set ? std::string(secret.key.begin(), secret.key.end())
+                       : ""),
+        state);
+  } catch (const watch::dashboard_error& e) {
+    std::fprintf(stderr, "troupe status: %s\n", e.what());
+    return exit_bad_input;
+  }
+  std::fprintf(stderr,
+               "troupe status: dashboard of %s (until Ctrl-C)%s at %s\n",
+               o.coordinator.c_str(),
+               runtime::is_loopback_host(at.first)
+                   ? ""
+                   : ", reachable from other machines by its token",
+               server->url().c_str());
+  std::fflush(stderr);
+  // SIGINT/SIGTERM were blocked before any thread started: wait for one.
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  int sig = 0;
+  sigwait(&stop, &sig);
+  return exit_ok;
+}
+
 int run(const status_cli& o) {
-  return with_coordinator("status", o.coordinator, o.secret_file, o.tls_dir,
-                          o.timeout,
-                          [&](caf::actor_system& sys, const caf::actor& coord,
-                              std::chrono::milliseconds timeout) {
-                            return show(o, sys, coord, timeout);
-                          });
+  if (!o.dashboard.empty()) {
+    // Blocked here, so that every thread started later has them blocked
+    // and serve_dashboard's sigwait takes them.
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  }
+  return with_coordinator(
+      "status", o.coordinator, o.secret_file, o.tls_dir, o.timeout,
+      [&](caf::actor_system& sys, const caf::actor& coord,
+          std::chrono::milliseconds timeout,
+          const runtime::cluster_secret& secret) {
+        if (!o.dashboard.empty())
+          return serve_dashboard(o, sys, coord, timeout, secret);
+        return show(o, sys, coord, timeout);
+      });
 }
 
 int show(const status_cli& o, caf::actor_system& sys, const caf::actor& coord,
@@ -215,6 +300,9 @@ void add_status_command(CLI::App& app, int* code) {
   cmd->add_flag("--json", o->json, "One JSON object on stdout");
   cmd->add_option("--timeout", o->timeout, "Seconds to wait for an answer")
       ->capture_default_str();
+  cmd->add_option("--dashboard", o->dashboard,
+                  "Serve the job's live dashboard at HOST:PORT until Ctrl-C "
+                  "(port 0: the OS picks); its URL is printed on stderr");
   add_secret_option(cmd, &o->secret_file);
   add_tls_option(cmd, &o->tls_dir);
   cmd->callback([o, code] { *code = run(*o); });
