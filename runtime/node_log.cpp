@@ -48,7 +48,9 @@ void put_json_string(std::string& out, std::string_view s) {
   out += '"';
 }
 
-std::string utc_now() {
+} // namespace
+
+std::string utc_timestamp() {
   const auto now = std::chrono::system_clock::now();
   const auto t = std::chrono::system_clock::to_time_t(now);
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -61,8 +63,6 @@ std::string utc_now() {
   std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
   return fmt::format("{}.{:03}Z", buf, ms);
 }
-
-} // namespace
 
 std::string open_node_log(const std::string& path, std::string node) {
   std::FILE* f = std::fopen(path.c_str(), "a");
@@ -87,7 +87,7 @@ void node_log(std::string_view event, std::string_view job,
   std::lock_guard<std::mutex> guard(log_lock);
   if (log_file == nullptr)
     return;
-  std::string line = "{\"time\":\"" + utc_now() + "\",\"node\":";
+  std::string line = "{\"time\":\"" + utc_timestamp() + "\",\"node\":";
   put_json_string(line, log_node);
   line += ",\"job\":";
   put_json_string(line, job);

@@ -21,6 +21,10 @@ void set_node_log_name(std::string node);
 void node_log(std::string_view event, std::string_view job = {},
               std::string_view actor = {}, std::string_view detail = {});
 
+/// Now as UTC, ISO 8601 to the millisecond ("2026-12-01T23:30:14.197Z"):
+/// the time of node logs and of metrics files.
+std::string utc_timestamp();
+
 /// Closes the log (the end of the process).
 void close_node_log();
 

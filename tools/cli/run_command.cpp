@@ -11,6 +11,7 @@
 #include "runtime/auth.hpp"
 #include "runtime/cluster.hpp"
 #include "runtime/config.hpp"
+#include "runtime/node_log.hpp"
 #include "tools/cli/dashboard_feed.hpp"
 #include "tools/watch/dashboard.hpp"
 #include "tools/watch/progress.hpp"
@@ -106,21 +107,6 @@ json to_json(const actors::job_event& e) {
               {"node", e.node.empty() ? json(nullptr) : json(e.node)},
               {"ms", e.ms > 0 ? json(e.ms) : json(nullptr)},
               {"message", e.message}};
-}
-
-// Now as UTC, ISO 8601 to the millisecond.
-std::string utc_now() {
-  const auto now = std::chrono::system_clock::now();
-  const auto t = std::chrono::system_clock::to_time_t(now);
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      now.time_since_epoch())
-                      .count() %
-                  1000;
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-  return fmt::format("{}.{:03}Z", buf, ms);
 }
 
 json to_json(const actors::epoch_summary& e) {
@@ -269,7 +255,7 @@ int run(const run_options& o) {
     metrics->flush();
   };
   log_metric({{"event", "start"},
-              {"time", utc_now()},
+              {"time", runtime::utc_timestamp()},
               {"job", spec.name},
               {"pipeline", o.pipeline},
               {"sets", o.sets},

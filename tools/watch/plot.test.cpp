@@ -1,4 +1,6 @@
 #include "tools/watch/plot.hpp"
+
+#include "data/test_files.hpp"
 #include "tools/watch/metrics.hpp"
 
 #include <boost/test/unit_test.hpp>
@@ -15,17 +17,13 @@ namespace tw = troupe::watch;
 
 namespace {
 
-struct scratch {
-  std::string dir;
-  scratch() {
-    char tmpl[] = "/tmp/troupe-plot-XXXXXX";
-    dir = ::mkdtemp(tmpl);
-  }
-  ~scratch() { std::filesystem::remove_all(dir); }
+// A fresh directory with files written into it.
+struct scratch : troupe::data::testing::temp_dir {
+  std::string dir = path.string();
   std::string file(const std::string& name, const std::string& text) const {
-    const auto path = dir + "/" + name;
-    std::ofstream(path, std::ios::binary) << text;
-    return path;
+    const auto at = temp_dir::file(name);
+    std::ofstream(at, std::ios::binary) << text;
+    return at;
   }
 };
 
