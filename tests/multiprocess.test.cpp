@@ -810,6 +810,7 @@ BOOST_AUTO_TEST_CASE(status_of_a_running_job) {
   BOOST_TEST(s["state"] == "training", s.dump());
   BOOST_TEST(s["step"].get<int>() >= 0);
   BOOST_TEST(s["step"].get<int>() < steps, s.dump());
+  BOOST_TEST(s["restarts"].empty(), s.dump()); // nothing failed
   std::size_t actors = 0;
   for (auto& n : s["nodes"]) {
     actors += n["actors"].size();
@@ -1024,6 +1025,10 @@ BOOST_AUTO_TEST_CASE(killed_and_frozen_nodes_end_with_the_fault_free_digest) {
     BOOST_REQUIRE_EQUAL(s["nodes"].size(), 3u);
     for (auto& n : s["nodes"])
       BOOST_TEST(n["lost"] == (n["name"] == "n1"), n.dump());
+    // The actors n1 had were restarted elsewhere, each counted once.
+    BOOST_TEST(!s["restarts"].empty(), s.dump());
+    for (auto& [actor, n] : s["restarts"].items())
+      BOOST_TEST(n == 1, actor);
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   kill(nodes[2]->pid(), SIGSTOP);
@@ -1037,6 +1042,10 @@ BOOST_AUTO_TEST_CASE(killed_and_frozen_nodes_end_with_the_fault_free_digest) {
   BOOST_TEST(j["params_digest"] == reference["params_digest"]);
   BOOST_TEST(j["lost_nodes"] == json::parse(R"(["n1","n2"])"));
   BOOST_TEST(j["rollbacks"] == 2);
+  int by_actor = 0;
+  for (auto& [actor, n] : j["restarts_by_actor"].items())
+    by_actor += n.get<int>();
+  BOOST_TEST(by_actor == j["restarts"].get<int>());
   for (auto& [actor, node] : j["placement"].items())
     BOOST_TEST(node == "n0", actor << " on " << node);
   kill(nodes[2]->pid(), SIGKILL);

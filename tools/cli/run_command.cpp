@@ -130,6 +130,9 @@ json to_json(const actors::run_result& r) {
   json restarts = json::object();
   for (const auto& [role, n] : r.restarts_by_role)
     restarts[role] = n;
+  json by_actor = json::object();
+  for (const auto& [actor, n] : r.restarts_by_actor)
+    by_actor[actor] = n;
   return json{
       {"job", r.job},
       {"mode", r.mode},
@@ -149,6 +152,7 @@ json to_json(const actors::run_result& r) {
       {"param_count", r.param_count},
       {"restarts", r.restarts},
       {"restarts_by_role", restarts},
+      {"restarts_by_actor", by_actor},
       {"recovery_ms", r.recovery_ms},
       {"rollbacks", r.rollbacks},
       {"lost_nodes", r.lost_nodes},

@@ -263,12 +263,19 @@ int show(const status_cli& o, caf::actor_system& sys, const caf::actor& coord,
            {"devices", devices_of(i)},
            {"actors", by_node[n]}});
     }
-    nlohmann::ordered_json j{
-        {"job", s.job},      {"mode", s.mode},
-        {"state", s.state},  {"nodes", nodes},
-        {"step", s.step},    {"steps", s.steps},
-        {"loss", s.loss},    {"samples_per_s", s.samples_per_s},
-        {"wall_s", s.wall_s}};
+    nlohmann::ordered_json restarts = nlohmann::ordered_json::object();
+    for (const auto& [actor, n] : s.restarts)
+      restarts[actor] = n;
+    nlohmann::ordered_json j{{"job", s.job},
+                             {"mode", s.mode},
+                             {"state", s.state},
+                             {"nodes", nodes},
+                             {"restarts", restarts},
+                             {"step", s.step},
+                             {"steps", s.steps},
+                             {"loss", s.loss},
+                             {"samples_per_s", s.samples_per_s},
+                             {"wall_s", s.wall_s}};
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("job %s (%s): %s, step %lld/%lld, loss %.4f, %.0f samples/s\n",
