@@ -22,7 +22,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -263,10 +262,7 @@ void emit_epochs(self_ptr self) {
   auto& st = self->state;
   while (auto s = st.epochs->next(static_cast<bool>(st.topo.evaluator))) {
     st.result.history.push_back(*s);
-    const double nan = std::numeric_limits<double>::quiet_NaN();
-    st.history.epoch({s->epoch, s->steps, since_created(st), s->train_loss,
-                      s->evaluated ? s->test_loss : nan,
-                      s->test_accuracy.value_or(nan), s->samples_per_s});
+    st.history.epoch(point_of(*s, since_created(st)));
     self->send(st.listener, epoch_atom::value, *s);
     if (st.patience && s->evaluated && watch_epoch(self, *s))
       return; // stopped early

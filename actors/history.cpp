@@ -1,8 +1,20 @@
 #include "actors/history.hpp"
 
 #include <algorithm>
+#include <limits>
 
 namespace troupe::actors {
+
+epoch_point point_of(const epoch_summary& s, double t) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  return {s.epoch,
+          s.steps,
+          t,
+          s.train_loss,
+          s.evaluated ? s.test_loss : nan,
+          s.test_accuracy.value_or(nan),
+          s.samples_per_s};
+}
 
 history_recorder::history_recorder(std::size_t max_points)
   : max_points_(std::max<std::size_t>(max_points, 2)) {}

@@ -7,6 +7,9 @@
 
 namespace troupe::actors {
 
+/// An epoch's figures as the history keeps them, reported at `t`.
+epoch_point point_of(const epoch_summary& s, double t);
+
 class history_recorder {
 public:
   /// At most `max_points` progress points are kept: when full, every

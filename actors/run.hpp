@@ -210,8 +210,8 @@ struct epoch_point {
 };
 
 /// What a running job has done so far, for dashboards (`troupe status
-/// --dashboard`): progress (thinned to at most history_points points, the
-/// newest kept), every epoch and every supervision event.
+/// --dashboard`): progress (thinned evenly to at most 2,000 points; see
+/// history_recorder), every epoch and every supervision event.
 struct job_history {
   std::vector<progress_point> progress;
   std::vector<epoch_point> epochs;

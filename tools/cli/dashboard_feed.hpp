@@ -8,6 +8,18 @@
 
 namespace troupe::cli {
 
+/// An actor as status shows it: a worker on a GPU with its device
+/// ("worker:0@cuda:0").
+inline std::string actor_label(const actors::job_status& s,
+                               const std::string& actor) {
+  if (actor.rfind("worker:", 0) == 0) {
+    const auto rank = std::stoul(actor.substr(7));
+    if (rank < s.worker_devices.size() && s.worker_devices[rank] != "cpu")
+      return actor + "@" + s.worker_devices[rank];
+  }
+  return actor;
+}
+
 inline watch::job_record record_of(const actors::job_status& s,
                                    const actors::job_history& h) {
   watch::job_record r;
@@ -28,15 +40,10 @@ inline watch::job_record record_of(const actors::job_status& s,
     for (const auto& [actor, node] : s.placement) {
       if (node != n.name)
         continue;
-      auto label = actor;
-      if (actor.rfind("worker:", 0) == 0) {
-        const auto rank = std::stoul(actor.substr(7));
-        if (rank < s.worker_devices.size() && s.worker_devices[rank] != "cpu")
-          label += "@" + s.worker_devices[rank];
-      }
       auto restarts = s.restarts.find(actor);
-      n.actors.emplace_back(
-          label, restarts != s.restarts.end() ? restarts->second : 0);
+      n.actors.emplace_back(actor_label(s, actor), restarts != s.restarts.end()
+                                                       ? restarts->second
+                                                       : 0);
     }
     r.nodes.push_back(std::move(n));
   }

@@ -26,7 +26,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <limits>
 #include <memory>
 #include <mutex>
 #include <unistd.h>
@@ -342,11 +341,8 @@ int run(const run_options& o) {
       std::fflush(results);
     }
     {
-      const double nan = std::numeric_limits<double>::quiet_NaN();
       std::lock_guard<std::mutex> guard(live->lock);
-      live->history.epoch({e.epoch, e.steps, since(), e.train_loss,
-                           e.evaluated ? e.test_loss : nan,
-                           e.test_accuracy.value_or(nan), e.samples_per_s});
+      live->history.epoch(actors::point_of(e, since()));
     }
     auto j = to_json(e);
     j["event"] = "epoch";

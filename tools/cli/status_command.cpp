@@ -239,15 +239,8 @@ int show(const status_cli& o, caf::actor_system& sys, const caf::actor& coord,
   }
   // Actors by node; a worker on a GPU is shown with it ("worker:0@cuda:0").
   std::map<std::string, std::vector<std::string>> by_node;
-  for (const auto& [actor, node] : s.placement) {
-    auto label = actor;
-    if (actor.rfind("worker:", 0) == 0) {
-      const auto rank = std::stoul(actor.substr(7));
-      if (rank < s.worker_devices.size() && s.worker_devices[rank] != "cpu")
-        label += "@" + s.worker_devices[rank];
-    }
-    by_node[node].push_back(label);
-  }
+  for (const auto& [actor, node] : s.placement)
+    by_node[node].push_back(actor_label(s, actor));
   auto devices_of = [&](std::size_t i) {
     return i < s.node_devices.size() ? s.node_devices[i]
                                      : std::vector<std::string>{};
