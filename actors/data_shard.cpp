@@ -164,6 +164,11 @@ void register_data_shard(caf::actor_system_config& cfg) {
 void recover_data_shard(supervisor& sup, std::int32_t index,
                         const caf::actor&) {
   const auto& t = sup.topo();
+  if (!t.stages.empty()) {
+    // Its first stage resubscribes for the workers it serves.
+    wire_stage(sup.self(), t, static_cast<std::size_t>(index));
+    return;
+  }
   for (std::size_t r = 0; r < t.workers.size(); ++r)
     if (t.data_shard_of_worker[r] == index)
       wire_worker(sup.self(), t, r);

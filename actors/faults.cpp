@@ -123,6 +123,7 @@ caf::behavior with_faults(caf::event_based_actor* self, fault_plan plan,
     case role::worker:
       return worker_filter(self, plan, inner, rest);
     case role::data_shard:
+    case role::stage:
       return caf::message_handler{
           [=](credit_atom, std::int32_t, std::int64_t taken, std::int64_t,
               const caf::actor&) { die_or_pass(taken == k); }}

@@ -35,6 +35,7 @@ struct graph::impl {
   std::string name;
   std::vector<std::string> layers;
   std::vector<std::pair<std::string, std::string>> keys; // key, TOML value
+  std::vector<actors::stage_spec> stages;                // [[stage]]
   std::optional<actors::run_result> last;                // of run()
 };
 
@@ -58,6 +59,20 @@ graph& graph::set(const std::string& key, const std::string& value) {
       return *this;
     }
   impl_->keys.emplace_back(key, value);
+  return *this;
+}
+
+graph& graph::stage(const std::string& type,
+                    const std::map<std::string, std::string>& settings) {
+  impl_->stages.push_back({type, settings});
+  return *this;
+}
+
+graph& graph::controller(const std::string& type,
+                         const std::map<std::string, std::string>& settings) {
+  set("controller.type", quote(type));
+  for (const auto& [k, v] : settings)
+    set("controller." + k, quote(v));
   return *this;
 }
 
@@ -202,6 +217,13 @@ std::string graph::to_toml() const {
         out += fmt::format("{} = {}\n", k.substr(k.find('.') + 1), v);
     if (t == "model" && !impl_->layers.empty())
       out += fmt::format("layers = [ {} ]\n", fmt::join(impl_->layers, ", "));
+    out += "\n";
+  }
+  // Settings go as strings: a stage reads each as the type it wants.
+  for (const auto& s : impl_->stages) {
+    out += fmt::format("[[stage]]\ntype = {}\n", quote(s.type));
+    for (const auto& [k, v] : s.params)
+      out += fmt::format("{} = {}\n", k, quote(v));
     out += "\n";
   }
   return out;

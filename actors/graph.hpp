@@ -13,6 +13,7 @@
 ///   auto result = g.run();
 #include "actors/run.hpp"
 
+#include <map>
 #include <optional>
 
 #include <memory>
@@ -68,6 +69,14 @@ public:
   graph& partitions(std::int64_t n);
   graph& optimizer(const std::string& type, double lr);
   graph& workers(std::int64_t n);
+  /// A registered data stage (actors/stages.hpp) after those added before:
+  /// [[stage]] with type = `type` and the settings, e.g.
+  /// stage("random_crop_flip", {{"pad", "2"}}).
+  graph& stage(const std::string& type,
+               const std::map<std::string, std::string>& settings = {});
+  /// The job's controller ([controller]), a registered type.
+  graph& controller(const std::string& type,
+                    const std::map<std::string, std::string>& settings = {});
   graph& threads(std::int64_t n);
   /// Any other pipeline key, e.g. set("optimizer.weight_decay", "1e-4");
   /// the value is TOML.

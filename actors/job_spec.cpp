@@ -1,4 +1,5 @@
 #include "actors/job_spec.hpp"
+#include "actors/stages.hpp"
 #include "actors/update_rule.hpp"
 
 #include "devices/backends.hpp"
@@ -32,6 +33,27 @@ std::vector<devices::shape_t> check_shapes(const job_spec& s) {
 }
 
 } // namespace
+
+stages::sample_info samples_of(const job_spec& s) {
+  stages::sample_info info;
+  info.shape = s.model_input();
+  info.features = s.inputs;
+  info.classes = s.classification() ? s.outputs : 0;
+  return info;
+}
+
+void check_stages(const job_spec& s) {
+  for (std::size_t i = 0; i < s.stages.size(); ++i) {
+    const auto& st = s.stages[i];
+    try {
+      stages::make_data_stage(
+          st.type, stages::params(fmt::format("stage[{}]", i), st.params),
+          samples_of(s));
+    } catch (const std::invalid_argument& e) {
+      throw config_error(e.what());
+    }
+  }
+}
 
 job_spec parse_job_spec(runtime::config& c) {
   job_spec s;
@@ -286,6 +308,40 @@ job_spec parse_job_spec(runtime::config& c) {
       c.fail(key, "needs at least one node name");
     s.placement[role] = std::move(nodes);
   }
+  // [[stage]] and [controller]: the user's registered types
+  auto custom = [&](const std::string& key, bool data_stage) {
+    stage_spec st;
+    st.type = c.get_string(key + ".type", "");
+    if (st.type.empty())
+      c.fail(key + ".type", data_stage
+                                ? "missing: the registered name of the stage"
+                                : "missing: the registered name of the "
+                                  "controller");
+    for (const auto& k : c.keys(key))
+      if (k != "type")
+        st.params[k] = c.get_scalar_text(key + "." + k);
+    const stages::params p(key, st.params);
+    try {
+      // Made here to check the type and settings; a data stage is made
+      // again with the data's shape in resolve_job_spec.
+      if (data_stage)
+        stages::make_data_stage(st.type, p, {});
+      if (!data_stage)
+        stages::make_controller(st.type, p);
+    } catch (const std::invalid_argument& e) {
+      throw config_error(
+          fmt::format("{}: {}", c.where(key + ".type"), e.what()));
+    }
+    return st;
+  };
+  const auto stage_count = c.array_size("stage");
+  if (stage_count > 8)
+    c.fail("stage",
+           fmt::format("{} stages; at most 8 are chained", stage_count));
+  for (std::size_t i = 0; i < stage_count; ++i)
+    s.stages.push_back(custom(fmt::format("stage[{}]", i), true));
+  if (c.has("controller"))
+    s.controller = custom("controller", false);
   // [[chaos]]
   std::vector<std::string> killable;
   for (auto r : all_roles)
@@ -414,6 +470,7 @@ void resolve_job_spec(job_spec& s, const data_facts& train,
   } catch (const std::invalid_argument& e) {
     throw config_error(e.what());
   }
+  check_stages(s);
   const auto params =
       nn::param_count(nn::param_layout(s.input_shape, s.layers));
   if (s.partitions > params)
@@ -451,6 +508,17 @@ double job_spec::lr_at(std::int64_t step) const {
         static_cast<double>(std::min(t, span)) / static_cast<double>(span);
     return s.min_lr + (lr - s.min_lr) * 0.5 * (1.0 + std::cos(M_PI * f));
   }
+  return lr;
+}
+
+double job_spec::lr_at(std::int64_t step,
+                       const std::vector<double>& decided) const {
+  auto lr = lr_at(step);
+  if (steps_per_epoch <= 0 || step <= 0)
+    return lr;
+  const auto epoch = (step - 1) / steps_per_epoch; // 0-based
+  for (std::int64_t e = 1; e < epoch && e <= std::int64_t(decided.size()); ++e)
+    lr *= decided[static_cast<std::size_t>(e - 1)];
   return lr;
 }
 

@@ -13,6 +13,9 @@
 namespace troupe::runtime {
 class config;
 }
+namespace troupe::stages {
+struct sample_info;
+}
 
 namespace troupe::actors {
 
@@ -29,6 +32,13 @@ struct chaos_event {
   std::int64_t incarnation = 0;
 
   std::string target() const;
+};
+
+/// A custom stage in the pipeline (`[[stage]]`, `[controller]`; see
+/// actors/stages.hpp): its registered type and its settings as text.
+struct stage_spec {
+  std::string type; ///< empty: none (a job without a controller)
+  std::map<std::string, std::string> params;
 };
 
 /// The learning rate over the job ([optimizer.schedule]): an optional
@@ -102,6 +112,10 @@ struct job_spec {
   std::int64_t snapshot_every = 100;
   double heartbeat_s = 0.5;
   double heartbeat_timeout_s = 5;
+  // [[stage]]: data stages, in the order a batch passes them
+  std::vector<stage_spec> stages;
+  // [controller]
+  stage_spec controller;
   // [[chaos]]
   std::vector<chaos_event> chaos;
   // [placement]: role -> node names (one, or one per index, cycling)
@@ -137,6 +151,9 @@ struct job_spec {
   bool synchronous() const { return mode == "sync"; }
   /// The learning rate of global step `step` (1-based) by the schedule.
   double lr_at(std::int64_t step) const;
+  /// The same with a [controller]'s decisions: `decided[e - 1]`, the lr
+  /// scale decided after epoch e, applies to the steps of epoch e + 2 on.
+  double lr_at(std::int64_t step, const std::vector<double>& decided) const;
   /// update_rule(*this).step_of_version(version).
   std::int64_t step_of_version(std::int64_t version) const;
   /// update_rule(*this).versions_per_epoch().
@@ -159,6 +176,13 @@ struct job_spec {
   /// killed by a [[chaos]] entry, or -1.
   std::int64_t chaos_kill_step(role r, std::int32_t index) const;
 };
+
+/// The samples a data stage of `s` is made for (s resolved).
+stages::sample_info samples_of(const job_spec& s);
+/// Makes each data stage of `s` (resolved) once: throws
+/// runtime::config_error naming the stage for an unknown type or bad
+/// settings. Called by resolve_job_spec.
+void check_stages(const job_spec& s);
 
 /// Reads and checks every key; throws runtime::config_error naming the key,
 /// its file:line:column and what is wrong. Unknown keys are errors.

@@ -78,6 +78,7 @@ caf::message decode_frame(runtime::bulk_header&& h, devices::tensor&& t) {
 
 void register_roles(caf::actor_system_config& cfg) {
   register_data_shard(cfg);
+  register_stage(cfg);
   register_param_shard(cfg);
   register_worker(cfg);
   register_aggregator(cfg);

@@ -57,6 +57,7 @@ using info_atom = caf::atom_constant<caf::atom("info")>;
 using event_atom = caf::atom_constant<caf::atom("event")>;
 using status_atom = caf::atom_constant<caf::atom("status")>;
 using history_atom = caf::atom_constant<caf::atom("history")>;
+using control_atom = caf::atom_constant<caf::atom("control")>;
 // Supervision and recovery (see supervisor.hpp).
 using resubscribe_atom = caf::atom_constant<caf::atom("resub")>;
 using recover_atom = caf::atom_constant<caf::atom("recover")>;
@@ -135,6 +136,8 @@ using dataset_ptr = std::shared_ptr<const data::dataset>;
 /// Every actor of a job, as the driver spawned them (local to the driver).
 struct topology {
   std::vector<caf::actor> data_shards;
+  /// Data stages: stage:(position * shards + shard) at that index.
+  std::vector<caf::actor> stages;
   std::vector<caf::actor> param_shards;
   std::vector<caf::actor> aggregators; ///< one per node with workers
   std::vector<caf::actor> workers;
@@ -243,6 +246,11 @@ typename Inspector::result_type inspect(Inspector& f, lr_schedule& x) {
            x.step_size, x.gamma, x.min_lr);
 }
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, stage_spec& x) {
+  return f(caf::meta::type_name("stage_spec"), x.type, x.params);
+}
+
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_spec& x) {
   return f(caf::meta::type_name("job_spec"), x.name, x.mode, x.staleness,
            x.seed, x.epochs, x.patience, x.monitor, x.format, x.train, x.test,
@@ -250,9 +258,9 @@ typename Inspector::result_type inspect(Inspector& f, job_spec& x) {
            x.input_shape, x.layers, x.loss, x.partitions, x.optimizer,
            x.schedule, x.clip_norm, x.local_nodes, x.workers, x.device,
            x.worker_devices, x.threads, x.strategy, x.max_restarts, x.within_s,
-           x.snapshot_every, x.heartbeat_s, x.heartbeat_timeout_s, x.chaos,
-           x.incarnation, x.placement, x.slow_worker, x.slow_ms,
-           x.detached_compute, x.exchange_only, x.inputs, x.outputs,
+           x.snapshot_every, x.heartbeat_s, x.heartbeat_timeout_s, x.stages,
+           x.controller, x.chaos, x.incarnation, x.placement, x.slow_worker,
+           x.slow_ms, x.detached_compute, x.exchange_only, x.inputs, x.outputs,
            x.train_samples, x.steps_per_epoch);
 }
 
@@ -340,11 +348,13 @@ void send_slices(Self* self, const caf::actor& dest, Msg msg) {
 
 /// Each role registers its spawn function under its name ("data_shard",
 /// "param_shard", "aggregator", "worker", "evaluator", "coordinator").
-/// Arguments: data_shard(job_spec, int32 index), param_shard(job_spec,
+/// Arguments: data_shard(job_spec, int32 index), stage(job_spec, int32
+/// index), param_shard(job_spec,
 /// int32 index), aggregator(job_spec, int32 index, int32 lo, int32 hi) for
 /// worker ranks [lo, hi), worker(job_spec, int32 rank), evaluator(job_spec),
 /// coordinator(job_spec, actor listener, topology) (local only).
 void register_data_shard(caf::actor_system_config& cfg);
+void register_stage(caf::actor_system_config& cfg);
 void register_param_shard(caf::actor_system_config& cfg);
 void register_worker(caf::actor_system_config& cfg);
 void register_aggregator(caf::actor_system_config& cfg);

@@ -4,6 +4,7 @@
 #include "actors/memory_plan.hpp"
 #include "actors/messages.hpp"
 #include "actors/roles.hpp"
+#include "actors/stages.hpp"
 
 #include "devices/nn/layers.hpp"
 
@@ -74,8 +75,8 @@ std::string check_spawn_request(const std::string& role_text,
     return fmt::format("'{}' is not a role of a job", role_text);
   const bool ok_types =
       (kind == role::evaluator && args.match_elements<job_spec>()) ||
-      ((kind == role::data_shard || kind == role::param_shard ||
-        kind == role::worker) &&
+      ((kind == role::data_shard || kind == role::stage ||
+        kind == role::param_shard || kind == role::worker) &&
        args.match_elements<job_spec, i32>()) ||
       (kind == role::aggregator &&
        args.match_elements<job_spec, i32, i32, i32>());
@@ -90,7 +91,7 @@ std::string check_spawn_request(const std::string& role_text,
       s.batch % s.workers != 0 || !in(s.epochs, 0, 1 << 20) ||
       !in(s.snapshot_every, 1, 1 << 30) ||
       s.worker_devices.size() > static_cast<std::size_t>(s.workers) ||
-      s.layers.size() > 1024)
+      s.layers.size() > 1024 || s.stages.size() > 8)
     return "the job spec's sizes are out of range";
   if (!s.exchange_only) {
     try {
@@ -101,7 +102,9 @@ std::string check_spawn_request(const std::string& role_text,
   }
   if (args.size() > 1) {
     const auto index = args.get_as<i32>(1);
-    const auto bound = kind == role::data_shard    ? s.shards
+    const auto bound = kind == role::data_shard ? s.shards
+                       : kind == role::stage
+                           ? s.shards * std::int64_t(s.stages.size())
                        : kind == role::param_shard ? s.partitions
                                                    : s.workers;
     if (index < 0 || index >= bound)
@@ -114,6 +117,15 @@ std::string check_spawn_request(const std::string& role_text,
                            "{} workers",
                            lo, hi, s.workers);
     }
+  }
+  if (kind == role::stage) {
+    const auto& type =
+        s.stages[static_cast<std::size_t>(args.get_as<i32>(1) / s.shards)].type;
+    if (!stages::has_data_stage(type))
+      return fmt::format("data stage \"{}\" is not registered on this node "
+                         "(start `troupe node` with --plugin LIB.so, the "
+                         "library that registers it)",
+                         type);
   }
   if (memory_bytes > 0) {
     const auto r = estimate_roles(s);

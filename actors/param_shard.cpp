@@ -63,6 +63,11 @@ struct param_shard_state {
   job_spec spec;
   update_rule rule; // job.mode
   std::int32_t index = 0;
+  // [controller]: the lr scale decided after each epoch (1-based epoch e at
+  // e - 1), from the coordinator. In sync mode the decision on epoch e
+  // applies from the first step of epoch e + 2, and that step waits for it.
+  bool controlled = false;
+  std::vector<double> decided;
   std::int64_t begin = 0;
   std::int64_t size = 0;
   devices::tensor params; // current version; never written once published
@@ -131,9 +136,10 @@ void publish_milestones(caf::stateful_actor<param_shard_state>* self) {
   while (st.epochs_sent < st.spec.epochs &&
          st.version >= (st.epochs_sent + 1) * per_epoch) {
     ++st.epochs_sent;
-    if (st.evaluator) {
+    if (st.evaluator || st.controlled) {
       // Through the coordinator, which keeps each until it is evaluated
-      // (a restarted evaluator gets them again).
+      // (a restarted evaluator gets them again) and its controller has
+      // judged it (a stop keeps that epoch's).
       auto m = make_msg(st);
       m.tag = st.epochs_sent;
       send_slices(self, st.coordinator, std::move(m));
@@ -194,6 +200,28 @@ devices::tensor fresh_buffer(param_shard_state& st) {
   return next;
 }
 
+// The lr of global step `step` (1-based): sync, with the decisions on
+// the epochs up to two before step's (job_spec::lr_at); async/ssp, with
+// every decision so far (they take effect when they arrive).
+double lr_of(const param_shard_state& st, std::int64_t step) {
+  if (st.rule.sums_workers())
+    return st.spec.lr_at(step, st.decided);
+  auto lr = st.spec.lr_at(step);
+  for (const auto scale : st.decided)
+    lr *= scale;
+  return lr;
+}
+
+// Sync with a controller: the next version's step may be applied once
+// every decision it depends on is known.
+bool may_apply(const param_shard_state& st) {
+  if (!st.controlled || !st.rule.sums_workers())
+    return true;
+  const auto step = st.rule.step_of_version(st.version + 1);
+  const auto epoch = (step - 1) / st.spec.steps_per_epoch;
+  return static_cast<std::int64_t>(st.decided.size()) >= epoch - 1;
+}
+
 // The optimizer on elements [first, first + n) of the shard: params of the
 // current version and grad in, `out` (the next version's range) out.
 void update(param_shard_state& st, std::int64_t first, std::int64_t n,
@@ -208,8 +236,8 @@ void update(param_shard_state& st, std::int64_t first, std::int64_t n,
     state.push_back(n == st.size ? t : t.slice(first, n));
   const auto params = n == st.size ? st.params : st.params.slice(first, n);
   auto cfg = st.spec.optimizer;
-  cfg.lr = static_cast<float>(
-      st.spec.lr_at(st.rule.step_of_version(st.version + 1)));
+  const auto step = st.rule.step_of_version(st.version + 1);
+  cfg.lr = static_cast<float>(lr_of(st, step));
   dev.optimizer_step(cfg, st.version + 1, params, grad, state.data(), out);
   // What the workers sent for running statistics are batch statistics, not
   // gradients: those elements take the momentum rule instead.
@@ -358,7 +386,7 @@ devices::tensor scaled(const param_shard_state& st, std::int64_t first,
 void apply_ready_chunks(caf::stateful_actor<param_shard_state>* self) {
   auto& st = self->state;
   auto it = st.pending.find(st.version);
-  if (it == st.pending.end())
+  if (it == st.pending.end() || !may_apply(st))
     return;
   auto& p = it->second;
   if (st.spec.clip_norm > 0 && p.scale < 0) {
@@ -616,6 +644,7 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
     st.last_seq.assign(static_cast<std::size_t>(st.spec.workers), -1);
   }
   st.restoring = st.spec.incarnation > 0;
+  st.controlled = !st.spec.controller.type.empty();
   return behavior_of<param_shard_inbox>(
       [=](wire_atom, std::vector<caf::actor> aggregators,
           std::vector<std::int32_t> aggregator_of_worker, caf::actor evaluator,
@@ -630,6 +659,8 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
         st.coordinator = coordinator_handle{std::move(coordinator)};
         if (first)
           broadcast(self); // version 0, or the restored one
+        if (first && st.controlled)
+          tell(self, st.coordinator, control_atom::value, st.index);
         if (first && !st.rule.sums_workers() && st.spec.incarnation > 0) {
           // Restored: gradients applied before this wiring went unanswered.
           // Answer every worker (an answer carries the step it is for; a
@@ -648,6 +679,15 @@ caf::behavior param_shard(caf::stateful_actor<param_shard_state>* self,
       [=](wire_atom) {
         // A barrier: the wiring sent before this is in place.
         return true;
+      },
+      [=](control_atom, std::vector<double>& scales) {
+        // Every decision so far (a restarted shard asks for them).
+        auto& st = self->state;
+        if (scales.size() <= st.decided.size())
+          return;
+        st.decided = std::move(scales);
+        if (st.rule.sums_workers())
+          apply_ready_chunks(self);
       },
       [=](grad_msg& g) {
         auto& st = self->state;

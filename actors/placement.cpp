@@ -117,6 +117,14 @@ placement_plan plan_placement(const job_spec& spec,
   for (std::int64_t r = 0; r < spec.workers; ++r)
     p.data_shard_of_worker.push_back(
         spec.shards > 0 ? static_cast<std::int32_t>(r % spec.shards) : -1);
+  // A data stage sits with its data shard (the batch crosses no network
+  // twice), unless [placement] says otherwise.
+  const auto stage_count =
+      static_cast<std::int64_t>(spec.stages.size()) * spec.shards;
+  if (!explicit_nodes(spec, nodes, "stage", stage_count, p.stages))
+    for (std::int64_t i = 0; i < stage_count; ++i)
+      p.stages.push_back(
+          p.data_shards[static_cast<std::size_t>(i % spec.shards)]);
   // Parameter shards round-robin, so parameters split across all nodes.
   if (!explicit_nodes(spec, nodes, "param_shard", spec.partitions,
                       p.param_shards))

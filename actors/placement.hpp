@@ -24,6 +24,8 @@ struct node_slot {
 /// each node with workers gets an aggregator for its ranks [lo, hi).
 struct placement_plan {
   std::vector<std::int32_t> data_shards;
+  /// stage:(position * shards + shard), by that index.
+  std::vector<std::int32_t> stages;
   std::vector<std::int32_t> param_shards;
   std::vector<std::int32_t> workers;
   /// Per worker rank: "cpu" or the GPU it computes on ("cuda:N" of its

@@ -18,6 +18,8 @@
 ///
 ///   data_shard  --batch_msg-->                 worker (one per credit)
 ///   worker      --credit, resubscribe-->       data_shard
+///   (with [[stage]]s, each data stage stands between: it is the data
+///   shard of what it feeds and the worker of what feeds it)
 ///   worker      --grad_msg-->                  aggregator of its node, which
 ///                                              sums its workers' gradients
 ///   aggregator  --grad_msg-->                  param_shard (its slice); a
@@ -77,6 +79,15 @@ using data_shard_inbox = inbox<
           caf::actor>,
     takes<loaded_atom, dataset_ptr>>;
 
+/// A data stage's: what feeds it (wiring); credits and resubscriptions
+/// from downstream, as a data shard takes them; batches from upstream, as
+/// a worker takes them.
+using stage_inbox = inbox<
+    takes<wire_atom, caf::actor>,
+    takes<credit_atom, std::int32_t, std::int64_t, std::int64_t, caf::actor>,
+    takes<resubscribe_atom, std::int32_t, std::int64_t, std::int64_t,
+          caf::actor>,
+    takes<batch_msg>>;
 /// A param shard's: wiring and gradients; what supervision asks of it.
 using param_shard_inbox =
     inbox<takes<wire_atom, actor_list, std::vector<std::int32_t>, caf::actor,
@@ -88,7 +99,8 @@ using param_shard_inbox =
           takes<snapshot_atom>, takes<clip_atom, std::int64_t, float>,
           answers<std::int64_t, snapshot_atom, done_atom>,
           takes<fetch_atom, std::int64_t, std::int32_t, caf::actor>,
-          takes<republish_atom, caf::actor>>;
+          takes<republish_atom, caf::actor>,
+          takes<control_atom, std::vector<double>>>;
 
 /// An aggregator's: wiring, its workers' gradients, the shards' parameters.
 using aggregator_inbox =
@@ -121,7 +133,8 @@ using coordinator_inbox = inbox<
     takes<durable_atom, std::int32_t, std::int64_t>,
     takes<snapshot_atom, done_atom, std::int64_t>,
     takes<duplicate_atom, std::int32_t, std::int32_t, std::int64_t>,
-    takes<applied_atom, std::int32_t, std::int64_t>>;
+    takes<applied_atom, std::int32_t, std::int64_t>,
+    takes<control_atom, std::int32_t>>;
 
 /// The snapshot store's (see spawn_snapshot_store).
 using snapshot_store_inbox =
@@ -154,6 +167,7 @@ std::vector<handle<Inbox>> handles_to(std::vector<caf::actor> xs) {
 }
 
 using data_shard_handle = handle<data_shard_inbox>;
+using stage_handle = handle<stage_inbox>;
 using param_shard_handle = handle<param_shard_inbox>;
 using aggregator_handle = handle<aggregator_inbox>;
 using worker_handle = handle<worker_inbox>;

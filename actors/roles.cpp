@@ -15,6 +15,8 @@ const char* name_of(role r) {
   switch (r) {
     case role::data_shard:
       return "data_shard";
+    case role::stage:
+      return "stage";
     case role::param_shard:
       return "param_shard";
     case role::aggregator:
@@ -45,10 +47,10 @@ actor_id parse_actor_id(std::string_view text) {
   const auto name = text.substr(0, colon);
   const auto r = role_named(name);
   if (!r)
-    throw std::invalid_argument(fmt::format(
-        "'{}': '{}' is not a role (data_shard, param_shard, aggregator, "
-        "worker, evaluator)",
-        text, name));
+    throw std::invalid_argument(
+        fmt::format("'{}': '{}' is not a role (data_shard, stage, param_shard, "
+                    "aggregator, worker, evaluator)",
+                    text, name));
   actor_id a{*r, 0};
   if (colon == std::string_view::npos) {
     if (*r != role::evaluator)

@@ -20,6 +20,7 @@ struct job_spec;
 /// in the driver and is never spawned for a peer or restarted.
 enum class role : std::uint8_t {
   data_shard,
+  stage, ///< a user's data stage ([[stage]]): stage:(position * shards + shard)
   param_shard,
   aggregator,
   worker,
@@ -27,11 +28,12 @@ enum class role : std::uint8_t {
 };
 
 /// Every role, in the order a job spawns them.
-constexpr std::array<role, 5> all_roles{role::data_shard, role::param_shard,
-                                        role::aggregator, role::evaluator,
-                                        role::worker};
+constexpr std::array<role, 6> all_roles{role::data_shard,  role::stage,
+                                        role::param_shard, role::aggregator,
+                                        role::evaluator,   role::worker};
 
-/// "data_shard", "param_shard", "aggregator", "worker", "evaluator": the
+/// "data_shard", "stage", "param_shard", "aggregator", "worker",
+/// "evaluator": the
 /// name CAF spawns the role by, and users write.
 const char* name_of(role r);
 
@@ -61,7 +63,7 @@ std::string to_string(const actor_id& a);
 actor_id parse_actor_id(std::string_view text);
 
 /// The arguments `a` is spawned with: (spec, index) for data shards,
-/// param shards and workers; (spec, index, lo, hi) for an aggregator
+/// stages, param shards and workers; (spec, index, lo, hi) for an aggregator
 /// serving worker ranks [lo, hi) (from aggregator_of_worker, the
 /// aggregator of each rank); (spec) for the evaluator.
 caf::message spawn_args(const actor_id& a, const job_spec& spec,

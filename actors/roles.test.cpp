@@ -3,6 +3,7 @@
 // checkpoint's fingerprint ignores how a job is run but not what it
 // computes.
 #include "actors/roles.hpp"
+#include "actors/stages.hpp"
 
 #include "actors/messages.hpp"
 #include "actors/run.hpp"
@@ -68,6 +69,14 @@ BOOST_AUTO_TEST_CASE(spawn_arguments_have_each_role_s_shape) {
   spec.input_shape = {4};
   spec.inputs = 4;
   spec.layers = {{troupe::devices::nn::layer_kind::dense, 3}};
+  // One data stage: stage:0 and stage:1, one per data shard.
+  spec.stages = {{"roles_test_stage", {}}};
+  if (!troupe::stages::has_data_stage("roles_test_stage"))
+    troupe::stages::register_data_stage(
+        "roles_test_stage",
+        [](const troupe::stages::params&, const troupe::stages::sample_info&) {
+          return std::unique_ptr<troupe::stages::data_stage>();
+        });
   const std::vector<std::int32_t> aggregator_of_worker{0, 0, 1, 1};
   using i32 = std::int32_t;
   auto agg =
@@ -94,6 +103,17 @@ BOOST_AUTO_TEST_CASE(spawn_arguments_have_each_role_s_shape) {
   BOOST_TEST(
       ta::check_spawn_request("coordinator", caf::make_message(spec), "", 0) ==
       "'coordinator' is not a role of a job");
+  // A stage past the job's, and one of a type this process lacks.
+  BOOST_TEST(ta::check_spawn_request("stage", caf::make_message(spec, i32{2}),
+                                     "", 0) ==
+             "stage index 2 is outside the job's 0..1");
+  auto other = spec;
+  other.stages = {{"not_here", {}}};
+  BOOST_TEST(ta::check_spawn_request("stage", caf::make_message(other, i32{0}),
+                                     "", 0) ==
+             "data stage \"not_here\" is not registered on this node (start "
+             "`troupe node` with --plugin LIB.so, the library that registers "
+             "it)");
 }
 
 BOOST_AUTO_TEST_CASE(a_fingerprint_ignores_how_a_job_runs) {

@@ -1,5 +1,6 @@
 #include "actors/run.hpp"
 #include "actors/roles.hpp"
+#include "actors/stages.hpp"
 
 #include "devices/backends.hpp"
 
@@ -128,6 +129,11 @@ topology spawn_job(caf::actor_system& sys, const job_spec& spec,
     t.data_shards.push_back(spawn(role::data_shard, i,
                                   plan.data_shards[static_cast<std::size_t>(i)],
                                   args(role::data_shard, i)));
+  for (std::size_t i = 0; i < plan.stages.size(); ++i) {
+    const auto k = static_cast<std::int32_t>(i);
+    t.stages.push_back(
+        spawn(role::stage, k, plan.stages[i], args(role::stage, k)));
+  }
   for (std::int32_t i = 0; i < spec.partitions; ++i)
     t.param_shards.push_back(spawn(
         role::param_shard, i, plan.param_shards[static_cast<std::size_t>(i)],
@@ -150,10 +156,15 @@ topology spawn_job(caf::actor_system& sys, const job_spec& spec,
 // --checkpoint-dir: made if missing; files of an earlier run are resumed
 // from (--resume) or left alone (an error: nothing written is lost). A
 // checkpoint of another job is refused by name.
-void check_checkpoint_dir(const cluster_options& copt,
+void check_checkpoint_dir(const cluster_options& copt, const job_spec& spec,
                           const std::string& fingerprint) {
   namespace fs = std::filesystem;
   const auto& dir = copt.checkpoint_dir;
+  if (copt.resume && !spec.controller.type.empty())
+    throw runtime::config_error(fmt::format(
+        "--resume: a job with a [controller] ({}) cannot be resumed: its "
+        "decisions on the epochs before the checkpoint are not in it",
+        spec.controller.type));
   if (dir.empty()) {
     if (copt.resume)
       throw runtime::config_error(
@@ -262,6 +273,7 @@ run_result run_job(job_spec spec, const run_observer& obs,
                 : copt.nodes.empty()
                     ? std::max<std::int64_t>(1, cores / spec.local_nodes)
                     : 0;
+  net.plugins = stages::loaded_plugins();
   runtime::network_options driver_net = net;
   driver_net.threads = spec.threads > 0 ? spec.threads : 1;
   caf::actor_system_config cfg;
@@ -369,7 +381,7 @@ run_result run_job(job_spec spec, const run_observer& obs,
   }
   snapshot_options snap;
   snap.job = job_fingerprint(sys, spec);
-  check_checkpoint_dir(copt, snap.job);
+  check_checkpoint_dir(copt, spec, snap.job);
   snap.dir = copt.checkpoint_dir;
   snap.keep = !copt.checkpoint_dir.empty();
   snap.resume = copt.resume;
@@ -501,10 +513,10 @@ run_result run_job(job_spec spec, const run_observer& obs,
             else
               info(e.message);
           },
-          [&](progress_atom, std::int64_t done, std::int64_t total,
-              double loss) {
+          [&](progress_atom, std::int64_t done, std::int64_t total, double loss,
+              double lr) {
             if (obs.on_progress)
-              obs.on_progress(done, total, loss);
+              obs.on_progress(done, total, loss, lr);
           },
           [&](epoch_atom, const epoch_summary& s) {
             if (obs.on_epoch)

@@ -221,8 +221,9 @@ struct job_history {
 
 /// Callbacks while a job runs; all are called on the caller's thread.
 struct run_observer {
-  /// steps done (by the slowest worker) of total, recent train loss.
-  std::function<void(std::int64_t, std::int64_t, double)> on_progress;
+  /// steps done (by the slowest worker) of total, recent train loss, the
+  /// lr of the step (schedule and controller).
+  std::function<void(std::int64_t, std::int64_t, double, double)> on_progress;
   std::function<void(const epoch_summary&)> on_epoch;
   /// One line of information (data loaded, actors placed).
   std::function<void(const std::string&)> on_info;

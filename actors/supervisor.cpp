@@ -39,7 +39,8 @@ supervisor::supervisor(caf::event_based_actor* self, supervised_job& job,
 
 void supervisor::watch_all() {
   auto& t = topo_;
-  for (auto* v : {&t.data_shards, &t.param_shards, &t.aggregators, &t.workers})
+  for (auto* v :
+       {&t.data_shards, &t.stages, &t.param_shards, &t.aggregators, &t.workers})
     for (auto& a : *v)
       self_->monitor(a);
   if (t.evaluator)
@@ -126,6 +127,9 @@ void supervisor::recover(const std::string& name, caf::actor h) {
       break;
     case role::data_shard:
       recover_data_shard(*this, id.index, h);
+      break;
+    case role::stage:
+      recover_stage(*this, id.index, h);
       break;
     case role::aggregator:
       recover_aggregator(*this, id.index, h);
@@ -264,7 +268,8 @@ void supervisor::stop_training_actors() {
     self_->send_exit(a, caf::exit_reason::user_shutdown);
     a = nullptr;
   };
-  for (auto* v : {&t.workers, &t.aggregators, &t.data_shards, &t.param_shards})
+  for (auto* v :
+       {&t.workers, &t.aggregators, &t.stages, &t.data_shards, &t.param_shards})
     for (auto& a : *v)
       stop(a);
   if (lost_nodes_.count(t.placement["evaluator"]) > 0)
@@ -332,6 +337,7 @@ void supervisor::respawn_all(
       names.push_back(to_string(actor_id{r, static_cast<std::int32_t>(i)}));
   };
   add(role::data_shard, t.data_shards.size());
+  add(role::stage, t.stages.size());
   add(role::param_shard, t.param_shards.size());
   add(role::aggregator, t.aggregators.size());
   add(role::worker, t.workers.size());

@@ -162,9 +162,12 @@ private:
 /// for; async/ssp: its oldest gradient some shard has not applied) and
 /// fetches those versions once its aggregator relays to it.
 void recover_worker(supervisor& sup, std::int32_t index, const caf::actor& h);
-/// Its workers resubscribe.
+/// Its workers resubscribe (or its first data stage, for them).
 void recover_data_shard(supervisor& sup, std::int32_t index,
                         const caf::actor& h);
+/// Wired to what feeds it; what it feeds (the next stage, or the workers)
+/// resubscribes to it, from where each worker is.
+void recover_stage(supervisor& sup, std::int32_t index, const caf::actor& h);
 /// The shards learn the new handle and publish their versions again; then
 /// its workers are wired to it and replay their last gradients.
 void recover_aggregator(supervisor& sup, std::int32_t index,

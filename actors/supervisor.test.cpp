@@ -159,7 +159,7 @@ caf::behavior listener(caf::event_based_actor* self, int) {
       [](ta::epoch_atom, const ta::epoch_summary& s) {
         said.push_back(fmt::format("epoch {}", s.epoch));
       },
-      [](ta::progress_atom, std::int64_t, std::int64_t, double) {},
+      [](ta::progress_atom, std::int64_t, std::int64_t, double, double) {},
       [](ta::status_atom, const ta::job_status& s) { statuses.push_back(s); },
   };
 }

@@ -19,6 +19,14 @@ std::size_t count_of(const topology& t, role r);
 /// The workers aggregator `a` sums, in rank order.
 std::vector<caf::actor> workers_of(const topology& t, std::size_t a);
 
+/// What data shard `d`'s workers take batches from: its last data stage,
+/// or the shard itself (null for d < 0).
+caf::actor feed_of(const topology& t, std::int32_t d);
+
+/// Data stage `k` (stage:k): what it takes batches from, the data shard
+/// or the stage before it.
+void wire_stage(caf::event_based_actor* self, const topology& t, std::size_t k);
+
 /// Param shard `p`: the aggregators (and which worker each serves), the
 /// evaluator, and `self` (the coordinator).
 void wire_shard(caf::event_based_actor* self, const topology& t, std::size_t p);

@@ -49,6 +49,33 @@ pid_t start_node(const std::string& exe, int index, const network_options& net,
   if (pipe2(fds, O_CLOEXEC) != 0)
     throw cluster_error(
         fmt::format("cannot create a pipe: {}", std::strerror(errno)));
+  // The command line, made before fork: the child only execs.
+  std::vector<std::string> args{exe,
+                                "node",
+                                "--listen",
+                                "127.0.0.1:0",
+                                "--name",
+                                fmt::format("node{}", index),
+                                "--heartbeat",
+                                fmt::format("{}", net.heartbeat_s),
+                                "--heartbeat-timeout",
+                                fmt::format("{}", net.heartbeat_timeout_s),
+                                "--threads",
+                                fmt::format("{}", net.threads),
+                                "--quiet"};
+  if (!tls_dir.empty()) {
+    args.emplace_back("--tls-dir");
+    args.push_back(tls_dir);
+  }
+  for (const auto& p : net.plugins) {
+    args.emplace_back("--plugin");
+    args.push_back(p);
+  }
+  std::vector<char*> argv;
+  for (auto& a : args)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const auto secret_hex = secret.set ? secret_to_hex(secret) : std::string();
   const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0)
@@ -62,29 +89,15 @@ pid_t start_node(const std::string& exe, int index, const network_options& net,
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
-    const auto name = fmt::format("node{}", index);
-    const auto hb = fmt::format("{}", net.heartbeat_s);
-    const auto hbt = fmt::format("{}", net.heartbeat_timeout_s);
-    const auto threads = fmt::format("{}", net.threads);
     // The job's secret reaches the child in its environment, which only
     // this user can read (/proc/PID/environ is 0400), never in argv.
     unsetenv("TROUPE_SECRET_FILE");
     if (secret.set)
-      setenv("TROUPE_SECRET", secret_to_hex(secret).c_str(), 1);
+      setenv("TROUPE_SECRET", secret_hex.c_str(), 1);
     else
       unsetenv("TROUPE_SECRET");
     unsetenv("TROUPE_TLS_DIR");
-    if (tls_dir.empty())
-      execl(exe.c_str(), exe.c_str(), "node", "--listen", "127.0.0.1:0",
-            "--name", name.c_str(), "--heartbeat", hb.c_str(),
-            "--heartbeat-timeout", hbt.c_str(), "--threads", threads.c_str(),
-            "--quiet", static_cast<char*>(nullptr));
-    else
-      execl(exe.c_str(), exe.c_str(), "node", "--listen", "127.0.0.1:0",
-            "--name", name.c_str(), "--heartbeat", hb.c_str(),
-            "--heartbeat-timeout", hbt.c_str(), "--threads", threads.c_str(),
-            "--tls-dir", tls_dir.c_str(), "--quiet",
-            static_cast<char*>(nullptr));
+    execv(exe.c_str(), argv.data());
     _exit(127);
   }
   close(fds[1]);

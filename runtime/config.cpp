@@ -306,6 +306,32 @@ std::int64_t config::get_int(std::string_view key, std::int64_t fallback,
   return v;
 }
 
+std::string config::get_scalar_text(std::string_view key) {
+  known_.emplace(key);
+  auto* n = find(key);
+  if (n == nullptr)
+    fail(key, "missing");
+  // Recorded as written (a number stays a number in resolved_json).
+  if (auto* t = n->as_string()) {
+    record(key, t->get());
+    return t->get();
+  }
+  if (auto* i = n->as_integer()) {
+    record(key, i->get());
+    return std::to_string(i->get());
+  }
+  if (auto* f = n->as_floating_point()) {
+    record(key, f->get());
+    return fmt::format("{}", f->get());
+  }
+  if (auto* b = n->as_boolean()) {
+    record(key, b->get());
+    return b->get() ? "true" : "false";
+  }
+  fail(key, fmt::format("expected a string, number or boolean, got {}",
+                        type_name(*n)));
+}
+
 double config::get_float(std::string_view key, double fallback, double min,
                          double max, bool min_exclusive) {
   known_.emplace(key);
@@ -401,8 +427,6 @@ std::size_t config::array_size(std::string_view key) {
   return arr->size();
 }
 
-namespace {
-
 std::size_t edit_distance(std::string_view a, std::string_view b) {
   std::vector<std::size_t> row(b.size() + 1);
   for (std::size_t j = 0; j <= b.size(); ++j)
@@ -419,6 +443,8 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
   }
   return row[b.size()];
 }
+
+namespace {
 
 // What other tools call a key troupe names otherwise.
 std::string_view alias_of(std::string_view leaf) {

@@ -19,6 +19,9 @@ class node;
 
 namespace troupe::runtime {
 
+/// Levenshtein distance: how "did you mean" hints pick the closest name.
+std::size_t edit_distance(std::string_view a, std::string_view b);
+
 /// Bad pipeline input; what() is the complete message for the user.
 class config_error : public std::runtime_error {
 public:
@@ -57,6 +60,10 @@ public:
   /// file is taken relative to that file's folder (not the shell's); one
   /// given with --set, or in text parsed without a file, as it is.
   std::vector<std::string> get_paths(std::string_view key);
+  /// A string, number or boolean as text ("4", "0.5", "true", "abc"): the
+  /// settings of a custom stage, which the stage itself checks. Missing:
+  /// an error.
+  std::string get_scalar_text(std::string_view key);
   /// A string, or an integer given as its decimal text (e.g. a column).
   std::string get_name_or_index(std::string_view key);
   /// Elements in an array (of tables, usually); 0 when absent.
@@ -88,7 +95,8 @@ private:
   config();
   const toml::node* find(std::string_view key) const;
   void apply_override(const std::string& assignment);
-  template <class Value> void record(std::string_view key, Value value);
+  template <class Value>
+  void record(std::string_view key, Value value);
 
   std::unique_ptr<toml::table> root_;
   std::string source_;

@@ -38,6 +38,8 @@ struct network_options {
   double heartbeat_s = 0.5;       ///< middleman heartbeat interval
   double heartbeat_timeout_s = 5; ///< a silent peer is lost after this
   std::int64_t threads = 0;       ///< scheduler threads; 0 = one per core
+  /// Local nodes (runtime::local_nodes) load these plugins (--plugin).
+  std::vector<std::string> plugins;
 };
 
 /// Applies network_options and loads the middleman into a config: heartbeats

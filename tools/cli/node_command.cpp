@@ -4,6 +4,7 @@
 
 #include "actors/memory_plan.hpp"
 #include "actors/roles.hpp"
+#include "actors/stages.hpp"
 #include "devices/backends.hpp"
 #include "runtime/node.hpp"
 #include "runtime/node_log.hpp"
@@ -38,6 +39,7 @@ struct node_cli {
   std::string data_root;
   std::string advertise;
   std::string log_file;
+  std::vector<std::string> plugins;
 };
 
 // "auto" (the CPU and every GPU found), "cpu", "cuda:N", comma-separated.
@@ -106,6 +108,13 @@ int run(const node_cli& o) {
   if (o.heartbeat_timeout <= o.heartbeat) {
     std::fprintf(stderr,
                  "troupe node: --heartbeat-timeout must exceed --heartbeat\n");
+    return exit_bad_input;
+  }
+  try {
+    for (const auto& p : o.plugins)
+      stages::load_plugin(p);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "troupe node: %s\n", e.what());
     return exit_bad_input;
   }
   try {
@@ -213,6 +222,10 @@ void add_node_command(CLI::App& app, int* code) {
                   "The host peers dial to reach this node (default: the "
                   "--listen host; for 0.0.0.0, this machine's first "
                   "non-loopback IPv4 address)");
+  cmd->add_option("--plugin", o->plugins,
+                  "A shared library of custom stages to load (repeatable); "
+                  "jobs that place its stages here need it")
+      ->allow_extra_args(false);
   cmd->add_option("--log-file", o->log_file,
                   "Append structured lines (JSON: time, node, job, actor, "
                   "event, detail) to FILE");

@@ -7,6 +7,7 @@
 #include "actors/history.hpp"
 #include "actors/model_file.hpp"
 #include "actors/run.hpp"
+#include "actors/stages.hpp"
 #include "data/dataset.hpp"
 #include "runtime/auth.hpp"
 #include "runtime/cluster.hpp"
@@ -52,9 +53,10 @@ struct run_options {
   double connect_timeout = 10;
   std::string checkpoint_dir;
   bool resume = false;
-  std::string save;           ///< --save: the trained model, as ONNX
-  double progress_every = 10; ///< plain progress lines: seconds apart
-  std::string dashboard;      ///< --dashboard HOST:PORT
+  std::string save;                 ///< --save: the trained model, as ONNX
+  double progress_every = 10;       ///< plain progress lines: seconds apart
+  std::string dashboard;            ///< --dashboard HOST:PORT
+  std::vector<std::string> plugins; ///< --plugin: libraries of custom stages
 };
 
 // What the dashboard of `troupe run` shows, fed by the run's callbacks
@@ -190,6 +192,15 @@ int run(const run_options& o) {
   std::unique_ptr<std::ofstream> metrics;
   json resolved;
   try {
+    // Before the pipeline, which may name the types they register; local
+    // nodes are started with them too.
+    for (const auto& p : o.plugins)
+      stages::load_plugin(p);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "troupe: %s\n", e.what());
+    return exit_bad_input;
+  }
+  try {
     auto cfg = runtime::config::load_file(o.pipeline, o.sets);
     spec = actors::parse_job_spec(cfg);
     resolved = json::parse(cfg.resolved_json());
@@ -272,7 +283,6 @@ int run(const run_options& o) {
   };
   double last_metric = -1;
   double last_plain = 0;
-  auto timed = spec; // the spec with the job's steps, for lr_at
   watch::progress_meter meter(spec.epochs, spec.batch);
   actors::run_observer obs;
   obs.on_info = [&](const std::string& s) {
@@ -293,30 +303,28 @@ int run(const run_options& o) {
     std::lock_guard<std::mutex> guard(live->lock);
     live->status = s;
   };
-  obs.on_progress = [&](std::int64_t done, std::int64_t total, double loss) {
+  obs.on_progress = [&](std::int64_t done, std::int64_t total, double loss,
+                        double lr) {
     const double now = since();
     if (done <= 0)
       return; // no step trained yet: no loss to show
     const auto f = meter.update(done, total, loss, now);
-    timed.steps_per_epoch = spec.epochs > 0 ? total / spec.epochs : 0;
     {
       std::lock_guard<std::mutex> guard(live->lock);
       live->status.step = done;
       live->status.steps = total;
       live->status.loss = loss;
-      live->history.progress(
-          {done, now, loss, float_figure(timed.lr_at(done))});
+      live->history.progress({done, now, loss, float_figure(lr)});
     }
     if (now - last_metric >= 1.0 || done == total) {
       last_metric = now;
-      // The learning rate of the step reported, by the schedule over the
-      // job's steps (known from the first progress report on).
+      // The learning rate of the step reported (schedule and controller).
       log_metric({{"event", "progress"},
                   {"epoch", f.epoch},
                   {"step", done},
                   {"steps", total},
                   {"loss", loss},
-                  {"lr", float_figure(timed.lr_at(done))},
+                  {"lr", float_figure(lr)},
                   {"samples_per_s", f.samples_per_s > 0 ? json(f.samples_per_s)
                                                         : json(nullptr)}});
     }
@@ -518,6 +526,12 @@ void add_run_command(CLI::App& app, int* code) {
                   "Serve a live dashboard at HOST:PORT (e.g. 127.0.0.1:8080; "
                   "port 0: the OS picks); its URL, with the token it needs, "
                   "is printed on stderr");
+  cmd->add_option("--plugin", opts->plugins,
+                  "A shared library of custom stages ([[stage]], "
+                  "[controller]) to load here and in local nodes "
+                  "(repeatable); nodes given with --nodes load it themselves "
+                  "(troupe node --plugin)")
+      ->allow_extra_args(false);
   cmd->add_option("--save", opts->save,
                   "Write the trained model to FILE as ONNX (opset 17; see "
                   "docs/models.md)");

@@ -1,0 +1,182 @@
+#pragma once
+/// \file Custom stages: a user's own actor types, registered by name from
+/// C++ and placed by pipeline files (`[[stage]]`, `[controller]`) and the
+/// graph API like the built-in roles.
+///
+/// - A **data stage** sits between a data shard and its workers: every
+///   batch passes through it on its way to a worker (augmentation,
+///   normalization, filtering of values). Each data shard gets its own
+///   instance, an actor named "stage:N" that runs on any node and is
+///   supervised, restarted and killed like the built-ins.
+/// - A **controller** is fed each epoch's figures and may stop the job
+///   (keeping that epoch's parameters) or scale the learning rate. It runs
+///   in the coordinator, in the driver's process. In sync mode its decision
+///   on epoch e takes effect at the first step of epoch e + 2 on every
+///   param shard, which waits for it there, so a sync run stays
+///   bit-identical whatever the placement, timing or failures; in
+///   async/ssp mode a decision takes effect when it reaches each shard.
+///
+/// Replay: a data stage's output must be a function of the batch and its
+/// batch_context (use stages::random for randomness), so a restarted stage,
+/// or one on another node, gives exactly the batches the lost one would
+/// have. A controller is fed each epoch once: epochs redone after a
+/// rollback are not reported again, and its decisions stay.
+///
+/// Registration happens in the processes that run the stages: in a program
+/// of its own before it runs a job, or in a plugin (a shared library with a
+/// `troupe_register_stages` function, loaded by `troupe run --plugin` and
+/// `troupe node --plugin`). Light: no CAF.
+#include "devices/random.hpp"
+#include "devices/tensor.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace troupe::stages {
+
+/// A stage's settings: the keys of its pipeline table other than `type`
+/// (or what the graph API was given), each value as text. Every accessor
+/// names the key (e.g. "stage[0].pad") in what it throws
+/// (std::invalid_argument); a key no accessor read is an error after the
+/// stage is made.
+class params {
+public:
+  params() = default;
+  params(std::string where, std::map<std::string, std::string> values);
+
+  double number(const std::string& key, double fallback, double min,
+                double max) const;
+  std::int64_t integer(const std::string& key, std::int64_t fallback,
+                       std::int64_t min, std::int64_t max) const;
+  bool flag(const std::string& key, bool fallback) const;
+  std::string text(const std::string& key, const std::string& fallback) const;
+
+  /// "stage[0]", "controller": what error messages name.
+  const std::string& where() const { return where_; }
+  const std::map<std::string, std::string>& values() const { return values_; }
+  /// Keys present that no accessor read.
+  std::vector<std::string> unread() const;
+
+private:
+  const std::string* find(const std::string& key) const;
+  [[noreturn]] void fail(const std::string& key, const std::string& why) const;
+
+  std::string where_;
+  std::map<std::string, std::string> values_;
+  mutable std::set<std::string> read_;
+};
+
+/// What a data stage is made for.
+struct sample_info {
+  /// Per-sample shape of the features (data.shape, e.g. {1, 28, 28}; {f}
+  /// for flat rows).
+  std::vector<std::int64_t> shape;
+  std::int64_t features = 0; ///< values per sample
+  std::int64_t classes = 0;  ///< 0: regression targets
+};
+
+/// Which batch a stage is given: everything its randomness may depend on.
+struct batch_context {
+  std::uint64_t seed = 0; ///< job.seed
+  std::int64_t epoch = 0; ///< 0-based
+  std::int64_t step = 0;  ///< within the epoch, 0-based
+  std::int32_t worker = 0;
+  std::int32_t shard = 0;    ///< the data shard the batch comes from
+  std::int32_t position = 0; ///< the stage's place in the chain, from 0
+
+  /// A counter-based stream for this batch: bits(i) is the same number for
+  /// the same (seed, epoch, step, worker, position, i), wherever and
+  /// however often it is drawn.
+  std::uint64_t bits(std::uint64_t i) const;
+  /// Uniform in [0, 1), 24 bits.
+  float uniform(std::uint64_t i) const;
+  /// Uniform integer in [0, n), n > 0.
+  std::uint64_t below(std::uint64_t i, std::uint64_t n) const;
+};
+
+/// A user's data stage.
+class data_stage {
+public:
+  virtual ~data_stage() = default;
+  /// Transforms one batch in place: x is [n, features], y is [n] (class
+  /// indices) or [n, outputs]. Shapes must stay; throwing fails the stage
+  /// (it is restarted like any failed actor, then escalates).
+  virtual void transform(devices::tensor& x, devices::tensor& y,
+                         const batch_context& c) = 0;
+};
+
+/// Makes a data stage. It is called once with an empty sample_info
+/// (features 0) when a pipeline is read, to check the settings (so errors
+/// name the file, line and key), then with the data's.
+using data_stage_factory = std::function<std::unique_ptr<data_stage>(
+    const params&, const sample_info&)>;
+
+/// What a controller is told after each epoch (trained, and evaluated when
+/// the job has test data).
+struct epoch_figures {
+  std::int64_t epoch = 0; ///< 1-based
+  std::int64_t epochs = 0;
+  double train_loss = 0;
+  bool evaluated = false;
+  double test_loss = 0;
+  double test_accuracy = -1; ///< -1: regression or not evaluated
+  /// The lr of the epoch's last step (schedule and every scale so far).
+  double lr = 0;
+  /// The product of the scales decided so far.
+  double lr_scale = 1;
+};
+
+/// What a controller decides after an epoch.
+struct decision {
+  bool stop = false;   ///< end the job; the result is this epoch's
+  double lr_scale = 1; ///< multiply the lr by this from epoch + 2 on
+  std::string reason;  ///< logged with the decision
+};
+
+/// A user's controller.
+class controller {
+public:
+  virtual ~controller() = default;
+  virtual decision on_epoch(const epoch_figures& f) = 0;
+};
+
+using controller_factory =
+    std::function<std::unique_ptr<controller>(const params&)>;
+
+/// Registers a type by name (letters, digits, '_', '-'; at most 64).
+/// Throws std::invalid_argument for a bad or taken name.
+void register_data_stage(const std::string& type, data_stage_factory make);
+void register_controller(const std::string& type, controller_factory make);
+
+/// The types registered in this process, sorted.
+std::vector<std::string> data_stage_types();
+std::vector<std::string> controller_types();
+bool has_data_stage(const std::string& type);
+bool has_controller(const std::string& type);
+
+/// Makes a registered stage. Throws std::invalid_argument naming
+/// p.where() for an unknown type (with the registered ones and a hint
+/// about --plugin), bad settings, or settings the stage did not read.
+std::unique_ptr<data_stage>
+make_data_stage(const std::string& type, const params& p, const sample_info& s);
+std::unique_ptr<controller> make_controller(const std::string& type,
+                                            const params& p);
+
+/// Loads a plugin: a shared library whose
+/// `extern "C" void troupe_register_stages()` registers its types. Each
+/// path is loaded once per process. Throws std::runtime_error naming the
+/// path and what is wrong (no such file, not a library, no entry point,
+/// the entry point threw).
+void load_plugin(const std::string& path);
+/// The plugins loaded so far, in order (what local nodes are started with).
+std::vector<std::string> loaded_plugins();
+
+} // namespace troupe::stages
+
+/// The entry point a plugin defines.
+extern "C" void troupe_register_stages();

@@ -1,0 +1,152 @@
+// A plugin of custom stages (actors/stages.hpp), loaded with
+//   troupe run --plugin build/lib/libtroupe_example_stages.so PIPELINE
+// (local nodes load it too; a `troupe node` elsewhere takes the same
+// --plugin). It registers:
+//
+// - random_crop_flip, a data stage: each image is shifted by up to `pad`
+//   pixels in each direction (what falls outside is zero, as a crop of a
+//   zero-padded image) and, with `flip`, mirrored left to right with
+//   probability 1/2. The draws are a function of (seed, epoch, step, worker,
+//   sample), so a restarted stage, or one on another node, makes the same
+//   batch.
+// - plateau, a controller: lr-on-plateau and early stopping on a monitored
+//   figure (test_loss, train_loss or test_accuracy). After `patience`
+//   epochs without an improvement of more than `min_delta` it scales the lr
+//   by `factor`; after `stop_patience` (0: never) it stops the job, keeping
+//   the parameters of that epoch.
+#include "actors/stages.hpp"
+
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace {
+
+using troupe::stages::batch_context;
+using troupe::stages::params;
+using troupe::stages::sample_info;
+
+class random_crop_flip final : public troupe::stages::data_stage {
+public:
+  random_crop_flip(const params& p, const sample_info& s)
+    : pad_(p.integer("pad", 2, 0, 64))
+    , flip_(p.flag("flip", true)) {
+    // Made once without the data (to check the settings), then with it.
+    if (s.features == 0)
+      return;
+    if (s.shape.size() != 3)
+      throw std::invalid_argument(
+          p.where() +
+          ": random_crop_flip needs images: data.shape [C, H, W] "
+          "(this data is " +
+          std::to_string(s.shape.size()) + "-dimensional)");
+    channels_ = s.shape[0];
+    height_ = s.shape[1];
+    width_ = s.shape[2];
+  }
+
+  void transform(troupe::devices::tensor& x, troupe::devices::tensor&,
+                 const batch_context& c) override {
+    const auto n = x.dim(0);
+    const auto plane = height_ * width_;
+    const auto per = channels_ * plane;
+    const auto span = static_cast<std::uint64_t>(2 * pad_ + 1);
+    std::vector<float> in(static_cast<std::size_t>(per));
+    for (std::int64_t i = 0; i < n; ++i) {
+      const auto k = static_cast<std::uint64_t>(i) * 3;
+      const auto dy = static_cast<std::int64_t>(c.below(k, span)) - pad_;
+      const auto dx = static_cast<std::int64_t>(c.below(k + 1, span)) - pad_;
+      const bool mirror = flip_ && c.uniform(k + 2) < 0.5f;
+      float* sample = x.data() + i * per;
+      std::copy(sample, sample + per, in.begin());
+      for (std::int64_t ch = 0; ch < channels_; ++ch)
+        for (std::int64_t y = 0; y < height_; ++y)
+          for (std::int64_t xo = 0; xo < width_; ++xo) {
+            const auto sy = y + dy;
+            const auto sx = (mirror ? width_ - 1 - xo : xo) + dx;
+            const bool inside =
+                sy >= 0 && sy < height_ && sx >= 0 && sx < width_;
+            sample[ch * plane + y * width_ + xo] =
+                inside ? in[static_cast<std::size_t>(ch * plane + sy * width_ +
+                                                     sx)]
+                       : 0.0f;
+          }
+    }
+  }
+
+private:
+  std::int64_t pad_;
+  bool flip_;
+  std::int64_t channels_ = 0, height_ = 0, width_ = 0;
+};
+
+class plateau final : public troupe::stages::controller {
+public:
+  explicit plateau(const params& p)
+    : monitor_(p.text("monitor", "test_loss"))
+    , patience_(p.integer("patience", 2, 1, 1000))
+    , stop_patience_(p.integer("stop_patience", 0, 0, 1000))
+    , factor_(p.number("factor", 0.5, 1e-6, 1.0))
+    , min_delta_(p.number("min_delta", 0.0, 0.0, 1e12)) {
+    if (monitor_ != "test_loss" && monitor_ != "train_loss" &&
+        monitor_ != "test_accuracy")
+      throw std::invalid_argument(
+          p.where() + ".monitor: \"" + monitor_ +
+          "\" is not one of: test_loss, train_loss, test_accuracy");
+  }
+
+  troupe::stages::decision
+  on_epoch(const troupe::stages::epoch_figures& f) override {
+    troupe::stages::decision d;
+    if (monitor_ != "train_loss" && !f.evaluated)
+      return d; // nothing to judge by (no test data)
+    const bool maximize = monitor_ == "test_accuracy";
+    const double v = monitor_ == "train_loss"  ? f.train_loss
+                     : monitor_ == "test_loss" ? f.test_loss
+                                               : f.test_accuracy;
+    const bool better = best_epoch_ == 0 || (maximize ? v > best_ + min_delta_
+                                                      : v < best_ - min_delta_);
+    if (better) {
+      best_ = v;
+      best_epoch_ = f.epoch;
+      since_best_ = 0;
+      since_cut_ = 0;
+      return d;
+    }
+    ++since_best_;
+    ++since_cut_;
+    const auto why = std::to_string(since_best_) + " epoch(s) without a " +
+                     (maximize ? "higher " : "lower ") + monitor_ +
+                     " than epoch " + std::to_string(best_epoch_) + "'s";
+    if (stop_patience_ > 0 && since_best_ >= stop_patience_) {
+      d.stop = true;
+      d.reason = why;
+    } else if (since_cut_ >= patience_) {
+      d.lr_scale = factor_;
+      d.reason = why;
+      since_cut_ = 0;
+    }
+    return d;
+  }
+
+private:
+  std::string monitor_;
+  std::int64_t patience_, stop_patience_;
+  double factor_, min_delta_;
+  double best_ = 0;
+  std::int64_t best_epoch_ = 0;
+  std::int64_t since_best_ = 0, since_cut_ = 0;
+};
+
+} // namespace
+
+extern "C" void troupe_register_stages() {
+  troupe::stages::register_data_stage(
+      "random_crop_flip", [](const params& p, const sample_info& s) {
+        return std::make_unique<random_crop_flip>(p, s);
+      });
+  troupe::stages::register_controller(
+      "plateau", [](const params& p) { return std::make_unique<plateau>(p); });
+}

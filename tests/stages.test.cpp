@@ -1,0 +1,191 @@
+// Custom stages on node processes: the example plugin's data stage
+// (random_crop_flip) and controller (plateau), examples/stages/, loaded with
+// --plugin by the driver and the local nodes it starts.
+#include "tests/jobs.hpp"
+
+#include <set>
+
+using namespace troupe::testing;
+
+namespace {
+
+const std::string plugin = TROUPE_BINARY_DIR "/lib/libtroupe_example_stages.so";
+
+// The CSV job's 4 features seen as a 1x2x2 image, shifted by up to a pixel
+// and mirrored.
+const std::string crop = R"([[stage]]
+type = "random_crop_flip"
+pad = 1
+flip = true
+)";
+
+std::vector<std::string> with_plugin(const csv_job& job,
+                                     std::vector<std::string> more = {}) {
+  std::vector<std::string> a{"--plugin", plugin, job.pipeline, "--set",
+                             "data.shape=[1, 2, 2]"};
+  a.insert(a.end(), more.begin(), more.end());
+  return a;
+}
+
+std::vector<json> lines_of(const std::string& path) {
+  std::vector<json> out;
+  std::istringstream in(slurp(path));
+  for (std::string line; std::getline(in, line);)
+    out.push_back(json::parse(line));
+  return out;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(stages)
+
+BOOST_AUTO_TEST_CASE(a_data_stage_keeps_the_digest_on_any_nodes_and_its_kill) {
+  csv_job job(crop);
+  std::string digest;
+  for (int nodes : {1, 2, 3}) {
+    auto j = run_json(with_plugin(
+        job, {"--set", fmt::format("cluster.local_nodes={}", nodes)}));
+    // One stage actor per data shard, each with its shard.
+    for (int s = 0; s < 3; ++s)
+      BOOST_TEST(j["placement"][fmt::format("stage:{}", s)] ==
+                     j["placement"][fmt::format("data_shard:{}", s)],
+                 nodes << " node(s), stage " << s);
+    if (digest.empty())
+      digest = j["params_digest"];
+    BOOST_TEST(j["params_digest"].get<std::string>() == digest,
+               nodes << " node(s)");
+  }
+  // The stage does change what the workers train on.
+  auto plain = run_json(with_plugin(job, {"--set", "stage=[]"}));
+  BOOST_TEST(plain["params_digest"].get<std::string>() != digest);
+  // Kills of two stages, of a data shard behind one, and of a node (a
+  // rollback: every actor spawned again) on 3 nodes: the workers get every
+  // batch once, transformed as before.
+  csv_job killed(crop + R"([[chaos]]
+kill = "stage:1"
+at_step = 30
+[[chaos]]
+kill = "data_shard:2"
+at_step = 55
+[[chaos]]
+kill = "stage:2"
+at_step = 80
+[[chaos]]
+kill = "node:node1"
+at_step = 120
+[testing]
+slow_worker = 1
+slow_ms = 3
+)");
+  const auto args = with_plugin(killed, {"--set", "cluster.local_nodes=3",
+                                         "--set", "job.epochs=3", "--set",
+                                         "supervision.snapshot_every=10"});
+  const auto reference = fault_free(args);
+  auto j = run_json(args);
+  BOOST_TEST(j["restarts_by_role"]["stage"].get<int>() >= 2,
+             j["restarts_by_role"].dump());
+  BOOST_TEST(j["restarts_by_role"]["data_shard"].get<int>() >= 1);
+  BOOST_TEST(j["lost_nodes"].size() == 1u);
+  BOOST_TEST(j["params_digest"].get<std::string>() ==
+             reference["params_digest"].get<std::string>());
+  // Where node1's stage went: a surviving node.
+  BOOST_TEST(j["placement"]["stage:1"] != "node1");
+}
+
+BOOST_AUTO_TEST_CASE(a_controller_lowers_the_lr_and_stops_the_job) {
+  // Never better than epoch 1 by 10: the lr is halved after epochs 2 and 3
+  // (from epochs 4 and 5) and the job stops after epoch 4.
+  csv_job job(R"([controller]
+type = "plateau"
+monitor = "train_loss"
+min_delta = 10
+patience = 1
+stop_patience = 3
+)");
+  const std::string metrics = job.dir.file("metrics.jsonl");
+  auto j = run_json(
+      with_plugin(job, {"--set", "job.epochs=6", "--set",
+                        "cluster.local_nodes=3", "--metrics", metrics}));
+  BOOST_TEST(j["stopped_early"] == true);
+  BOOST_REQUIRE_EQUAL(j["history"].size(), 4u);
+  std::vector<std::string> said;
+  std::map<std::int64_t, double> lr_of_epoch;
+  std::vector<std::pair<std::int64_t, double>> progress_lr;
+  for (const auto& l : lines_of(metrics)) {
+    if (l["event"] == "controller")
+      said.push_back(l["message"]);
+    if (l["event"] == "epoch")
+      lr_of_epoch[l["epoch"]] = l["lr"];
+    if (l["event"] == "progress")
+      progress_lr.emplace_back(l["step"], l["lr"]);
+  }
+  BOOST_REQUIRE_EQUAL(said.size(), 3u);
+  BOOST_TEST(said[0] == "controller plateau: lr x 0.5 after epoch 2 (lr 0.005 "
+                        "from step 187, epoch 4): 1 epoch(s) without a lower "
+                        "train_loss than epoch 1's");
+  BOOST_TEST(said[1] == "controller plateau: lr x 0.5 after epoch 3 (lr 0.0025 "
+                        "from step 249, epoch 5): 2 epoch(s) without a lower "
+                        "train_loss than epoch 1's");
+  BOOST_TEST(said[2] == "controller plateau: stop after epoch 4, keeping its "
+                        "parameters: 3 epoch(s) without a lower train_loss "
+                        "than epoch 1's");
+  BOOST_TEST(lr_of_epoch[3] == 0.01);
+  BOOST_TEST(lr_of_epoch[4] == 0.005);
+  for (const auto& [step, lr] : progress_lr)
+    BOOST_TEST(lr == (step <= 186   ? 0.01
+                      : step <= 248 ? 0.005
+                                    : 0.0025),
+               "step " << step);
+  // The result is epoch 4's parameters, bit for bit: a 4-epoch run with the
+  // same decisions and no stop, in one process, ends with them.
+  auto four = run_json(with_plugin(
+      job, {"--set", "job.epochs=4", "--set", "controller.stop_patience=0"}));
+  BOOST_TEST(four["stopped_early"] == false);
+  BOOST_TEST(four["params_digest"].get<std::string>() ==
+             j["params_digest"].get<std::string>());
+  BOOST_TEST(four["history"][3]["lr"] == 0.005);
+}
+
+BOOST_AUTO_TEST_CASE(stages_that_are_missing_or_wrong_are_named) {
+  csv_job job(crop);
+  // No plugin: the type is unknown, and where types come from is said.
+  auto o = run_troupe({"run", job.pipeline, "--set", "data.shape=[1,2,2]"});
+  BOOST_TEST(o.code == 2);
+  BOOST_TEST(o.err.find("stage[0].type: no data stage \"random_crop_flip\" is "
+                        "registered in this process") != std::string::npos,
+             o.err);
+  BOOST_TEST(o.err.find("--plugin LIB.so") != std::string::npos, o.err);
+  o = run_troupe({"run", "--plugin", "/nonexistent.so", job.pipeline});
+  BOOST_TEST(o.code == 2);
+  BOOST_TEST(o.err == "troupe: --plugin /nonexistent.so: no such file\n");
+  // A bad setting, and data that are no images.
+  csv_job bad("[[stage]]\ntype = \"random_crop_flip\"\npad = -1\n");
+  o = run_troupe({"run", "--plugin", plugin, bad.pipeline});
+  BOOST_TEST(o.code == 2);
+  BOOST_TEST(o.err.find("stage[0].pad: -1 is out of range [0, 64]") !=
+                 std::string::npos,
+             o.err);
+  o = run_troupe({"run", "--plugin", plugin, job.pipeline});
+  BOOST_TEST(o.code == 2);
+  BOOST_TEST(o.err.find("stage[0]: random_crop_flip needs images: data.shape "
+                        "[C, H, W] (this data is 1-dimensional)") !=
+                 std::string::npos,
+             o.err);
+  // A node started without the plugin refuses the stage, by name.
+  background node("troupe",
+                  {"node", "--listen", "127.0.0.1:0", "--threads", "1"});
+  const auto addr = node.read_line();
+  BOOST_REQUIRE(!addr.empty());
+  o = run_troupe({"run", "--plugin", plugin, job.pipeline, "--set",
+                  "data.shape=[1,2,2]", "--nodes", addr});
+  BOOST_TEST(o.code == 3);
+  BOOST_TEST(o.err.find("cannot spawn stage:0: ") != std::string::npos, o.err);
+  // (CAF quotes the node's reason: its quotes come escaped.)
+  BOOST_TEST(o.err.find("refused stage: data stage \\\"random_crop_flip\\\" "
+                        "is not registered on this node (start `troupe node` "
+                        "with --plugin LIB.so") != std::string::npos,
+             o.err);
+  BOOST_TEST(node.stop(SIGTERM) == 0);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
