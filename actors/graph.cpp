@@ -176,6 +176,14 @@ graph& graph::layer_norm(double eps) {
       fmt::format("{{ type = \"layer_norm\", eps = {} }}", eps));
   return *this;
 }
+graph& graph::layer(const std::string& type,
+                    const std::map<std::string, std::string>& settings) {
+  std::string text = fmt::format("{{ type = {}", quote(type));
+  for (const auto& [k, v] : settings)
+    text += fmt::format(", {} = {}", k, quote(v));
+  impl_->layers.push_back(text + " }");
+  return *this;
+}
 graph& graph::input_shape(const std::vector<std::int64_t>& shape) {
   return set("data.shape", fmt::format("[{}]", fmt::join(shape, ", ")));
 }

@@ -62,6 +62,10 @@ public:
   graph& dropout(double rate);
   graph& batch_norm(double eps = 1e-5, double momentum = 0.1);
   graph& layer_norm(double eps = 1e-5);
+  /// A registered custom layer (devices/nn/custom.hpp), e.g.
+  /// layer("prelu", {{"init", "0.1"}}).
+  graph& layer(const std::string& type,
+               const std::map<std::string, std::string>& settings = {});
   /// The per-sample shape the first layer sees (data.shape), e.g. {1, 28,
   /// 28}.
   graph& input_shape(const std::vector<std::int64_t>& shape);

@@ -3,6 +3,7 @@
 #include "actors/update_rule.hpp"
 
 #include "devices/backends.hpp"
+#include "devices/nn/custom.hpp"
 
 #include "data/sampler.hpp"
 #include "runtime/config.hpp"
@@ -124,11 +125,22 @@ job_spec parse_job_spec(runtime::config& c) {
     const auto key = fmt::format("model.layers[{}]", i);
     const auto type = c.get_string(key + ".type", "");
     auto kind = nn::parse_layer_kind(type);
-    if (!kind)
+    if (!kind && nn::has_layer(type))
+      kind = nn::layer_kind::custom;
+    if (!kind) {
+      const auto custom = nn::layer_types();
       c.fail(key + ".type",
-             type.empty() ? std::string("required: the layer type")
-                          : fmt::format("unknown layer type \"{}\" (known: {})",
-                                        type, nn::layer_kind_names()));
+             type.empty()
+                 ? std::string("required: the layer type")
+                 : fmt::format(
+                       "unknown layer type \"{}\" (known: {}; {})", type,
+                       nn::layer_kind_names(),
+                       custom.empty()
+                           ? std::string("custom layers come from a plugin: "
+                                         "--plugin LIB.so")
+                           : fmt::format("registered: {}",
+                                         fmt::join(custom, ", "))));
+    }
     nn::layer_spec l{*kind, 0};
     auto required = [&](const char* name) {
       if (!c.has(key + "." + name))
@@ -173,6 +185,19 @@ job_spec parse_job_spec(runtime::config& c) {
         break;
       case nn::layer_kind::layer_norm:
         l.eps = static_cast<float>(c.get_float(key + ".eps", 1e-5, 0, 1, true));
+        break;
+      case nn::layer_kind::custom:
+        l.custom = type;
+        for (const auto& k : c.keys(key))
+          if (k != "type")
+            l.settings[k] = c.get_scalar_text(key + "." + k);
+        try {
+          // Its settings, checked where they are written.
+          nn::make_layer(l, key);
+        } catch (const std::invalid_argument& e) {
+          throw config_error(
+              fmt::format("{}: {}", c.where(key + ".type"), e.what()));
+        }
         break;
       default:
         break;
@@ -412,6 +437,13 @@ job_spec parse_job_spec(runtime::config& c) {
            fmt::format("{} is not a worker rank (cluster.workers = {})",
                        s.slow_worker, s.workers));
   s.detached_compute = c.get_bool("testing.detached_compute", false);
+  for (std::size_t i = 0; i < s.layers.size(); ++i)
+    if (s.layers[i].kind == nn::layer_kind::custom && s.device != "cpu")
+      c.fail("cluster.device",
+             fmt::format("\"{}\" may put workers on a GPU, but "
+                         "model.layers[{}] ({}) is a custom layer, which "
+                         "computes on the CPU; use cluster.device = \"cpu\"",
+                         s.device, i, s.layers[i].custom));
   c.check_unknown();
   return s;
 }

@@ -31,7 +31,8 @@ namespace troupe::devices::nn {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, layer_spec& x) {
   return f(caf::meta::type_name("layer_spec"), x.kind, x.units, x.kernel,
-           x.stride, x.padding, x.in_channels, x.rate, x.eps, x.momentum);
+           x.stride, x.padding, x.in_channels, x.rate, x.eps, x.momentum,
+           x.custom, x.settings);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, loss_spec& x) {

@@ -1,7 +1,5 @@
 #include "actors/stages.hpp"
 
-#include "runtime/config.hpp"
-
 #include <fmt/format.h>
 
 #include <dlfcn.h>
@@ -29,19 +27,6 @@ registry& the_registry() {
   return r;
 }
 
-void check_name(const std::string& type) {
-  const bool ok =
-      !type.empty() && type.size() <= 64 &&
-      type.find_first_not_of("abcdefghijklmnopqrstuvwxyz"
-                             "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") ==
-          std::string::npos;
-  if (!ok)
-    throw std::invalid_argument(
-        fmt::format("stage type \"{}\": a name is 1 to 64 letters, digits, "
-                    "'_' or '-'",
-                    type));
-}
-
 template <class Map>
 std::vector<std::string> names_of(const Map& m) {
   std::vector<std::string> v;
@@ -50,117 +35,7 @@ std::vector<std::string> names_of(const Map& m) {
   return v;
 }
 
-// "unknown data stage type", the closest registered name, and where the
-// others come from.
-[[noreturn]] void unknown(const std::string& what, const std::string& where,
-                          const std::string& type,
-                          const std::vector<std::string>& known) {
-  std::string hint;
-  std::size_t best = std::max<std::size_t>(1, type.size() / 3) + 1;
-  for (const auto& k : known)
-    if (const auto d = runtime::edit_distance(type, k); d < best) {
-      best = d;
-      hint = fmt::format(" (did you mean \"{}\"?)", k);
-    }
-  throw std::invalid_argument(fmt::format(
-      "{}.type: no {} \"{}\" is registered in this process{}; registered: "
-      "{}. Types come from the program itself or a plugin loaded with "
-      "--plugin LIB.so (on `troupe run` and on every `troupe node`)",
-      where, what, type, hint,
-      known.empty() ? std::string("none")
-                    : fmt::format("{}", fmt::join(known, ", "))));
-}
-
-void check_all_read(const params& p, const std::string& type) {
-  const auto left = p.unread();
-  if (left.empty())
-    return;
-  std::vector<std::string> known;
-  throw std::invalid_argument(fmt::format(
-      "{}.{}: unknown setting for \"{}\" (it reads: {})", p.where(),
-      left.front(), type,
-      p.values().size() == left.size()
-          ? std::string("none of the given ones")
-          : [&] {
-              std::vector<std::string> used;
-              for (const auto& [k, v] : p.values())
-                if (std::find(left.begin(), left.end(), k) == left.end())
-                  used.push_back(k);
-              return fmt::format("{}", fmt::join(used, ", "));
-            }()));
-}
-
 } // namespace
-
-params::params(std::string where, std::map<std::string, std::string> values)
-  : where_(std::move(where))
-  , values_(std::move(values)) {}
-
-const std::string* params::find(const std::string& key) const {
-  read_.insert(key);
-  auto it = values_.find(key);
-  return it == values_.end() ? nullptr : &it->second;
-}
-
-void params::fail(const std::string& key, const std::string& why) const {
-  throw std::invalid_argument(fmt::format("{}.{}: {}", where_, key, why));
-}
-
-double params::number(const std::string& key, double fallback, double min,
-                      double max) const {
-  const auto* v = find(key);
-  if (v == nullptr)
-    return fallback;
-  errno = 0;
-  char* end = nullptr;
-  const double x = std::strtod(v->c_str(), &end);
-  if (v->empty() || end != v->c_str() + v->size() || errno == ERANGE ||
-      !std::isfinite(x))
-    fail(key, fmt::format("expected a number, got \"{}\"", *v));
-  if (x < min || x > max)
-    fail(key, fmt::format("{} is out of range [{}, {}]", *v, min, max));
-  return x;
-}
-
-std::int64_t params::integer(const std::string& key, std::int64_t fallback,
-                             std::int64_t min, std::int64_t max) const {
-  const auto* v = find(key);
-  if (v == nullptr)
-    return fallback;
-  errno = 0;
-  char* end = nullptr;
-  const long long x = std::strtoll(v->c_str(), &end, 10);
-  if (v->empty() || end != v->c_str() + v->size() || errno == ERANGE)
-    fail(key, fmt::format("expected an integer, got \"{}\"", *v));
-  if (x < min || x > max)
-    fail(key, fmt::format("{} is out of range [{}, {}]", x, min, max));
-  return x;
-}
-
-bool params::flag(const std::string& key, bool fallback) const {
-  const auto* v = find(key);
-  if (v == nullptr)
-    return fallback;
-  if (*v == "true")
-    return true;
-  if (*v == "false")
-    return false;
-  fail(key, fmt::format("expected true or false, got \"{}\"", *v));
-}
-
-std::string params::text(const std::string& key,
-                         const std::string& fallback) const {
-  const auto* v = find(key);
-  return v == nullptr ? fallback : *v;
-}
-
-std::vector<std::string> params::unread() const {
-  std::vector<std::string> v;
-  for (const auto& [k, x] : values_)
-    if (read_.count(k) == 0)
-      v.push_back(k);
-  return v;
-}
 
 std::uint64_t batch_context::bits(std::uint64_t i) const {
   // One stream per (epoch, step, worker, position); the counter is i.
@@ -181,7 +56,7 @@ std::uint64_t batch_context::below(std::uint64_t i, std::uint64_t n) const {
 }
 
 void register_data_stage(const std::string& type, data_stage_factory make) {
-  check_name(type);
+  devices::nn::check_type_name(type);
   auto& r = the_registry();
   std::lock_guard<std::mutex> lock(r.mutex);
   if (!r.data_stages.emplace(type, std::move(make)).second)
@@ -190,7 +65,7 @@ void register_data_stage(const std::string& type, data_stage_factory make) {
 }
 
 void register_controller(const std::string& type, controller_factory make) {
-  check_name(type);
+  devices::nn::check_type_name(type);
   auto& r = the_registry();
   std::lock_guard<std::mutex> lock(r.mutex);
   if (!r.controllers.emplace(type, std::move(make)).second)
@@ -234,12 +109,13 @@ std::unique_ptr<data_stage> make_data_stage(const std::string& type,
       make = it->second;
   }
   if (!make)
-    unknown("data stage", p.where(), type, data_stage_types());
+    devices::nn::unknown_type("data stage", p.where(), type,
+                              data_stage_types());
   auto stage = make(p, s);
   if (!stage)
     throw std::invalid_argument(fmt::format(
         "{}: the factory of \"{}\" made no stage", p.where(), type));
-  check_all_read(p, type);
+  p.check_all_read(type);
   return stage;
 }
 
@@ -254,12 +130,13 @@ std::unique_ptr<controller> make_controller(const std::string& type,
       make = it->second;
   }
   if (!make)
-    unknown("controller", p.where(), type, controller_types());
+    devices::nn::unknown_type("controller", p.where(), type,
+                              controller_types());
   auto c = make(p);
   if (!c)
     throw std::invalid_argument(fmt::format(
         "{}: the factory of \"{}\" made no controller", p.where(), type));
-  check_all_read(p, type);
+  p.check_all_read(type);
   return c;
 }
 

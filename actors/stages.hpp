@@ -25,7 +25,9 @@
 /// Registration happens in the processes that run the stages: in a program
 /// of its own before it runs a job, or in a plugin (a shared library with a
 /// `troupe_register_stages` function, loaded by `troupe run --plugin` and
-/// `troupe node --plugin`). Light: no CAF.
+/// `troupe node --plugin`), which may register custom layers too
+/// (devices::nn::register_layer). Light: no CAF.
+#include "devices/nn/custom.hpp"
 #include "devices/random.hpp"
 #include "devices/tensor.hpp"
 
@@ -39,37 +41,9 @@
 
 namespace troupe::stages {
 
-/// A stage's settings: the keys of its pipeline table other than `type`
-/// (or what the graph API was given), each value as text. Every accessor
-/// names the key (e.g. "stage[0].pad") in what it throws
-/// (std::invalid_argument); a key no accessor read is an error after the
-/// stage is made.
-class params {
-public:
-  params() = default;
-  params(std::string where, std::map<std::string, std::string> values);
-
-  double number(const std::string& key, double fallback, double min,
-                double max) const;
-  std::int64_t integer(const std::string& key, std::int64_t fallback,
-                       std::int64_t min, std::int64_t max) const;
-  bool flag(const std::string& key, bool fallback) const;
-  std::string text(const std::string& key, const std::string& fallback) const;
-
-  /// "stage[0]", "controller": what error messages name.
-  const std::string& where() const { return where_; }
-  const std::map<std::string, std::string>& values() const { return values_; }
-  /// Keys present that no accessor read.
-  std::vector<std::string> unread() const;
-
-private:
-  const std::string* find(const std::string& key) const;
-  [[noreturn]] void fail(const std::string& key, const std::string& why) const;
-
-  std::string where_;
-  std::map<std::string, std::string> values_;
-  mutable std::set<std::string> read_;
-};
+/// A stage's settings (devices/nn/custom.hpp): the keys of its pipeline
+/// table other than `type`, read with integer, number, flag and text.
+using params = devices::nn::settings;
 
 /// What a data stage is made for.
 struct sample_info {

@@ -258,9 +258,31 @@ BOOST_AUTO_TEST_CASE(a_decision_scales_the_lr_from_two_epochs_on) {
 
 BOOST_AUTO_TEST_CASE(the_graph_api_places_stages_like_a_pipeline_file) {
   register_test_types();
+  // A layer that keeps its input, with one setting.
+  class same final : public troupe::devices::nn::custom_layer {
+  public:
+    troupe::devices::shape_t
+    output_shape(const troupe::devices::shape_t& in) const override {
+      return in;
+    }
+    void forward(const float*, float*, std::int64_t,
+                 const troupe::devices::shape_t&,
+                 const std::vector<const float*>&, bool) const override {}
+    void backward(const float*, const float*, const float*, float*,
+                  std::int64_t, const troupe::devices::shape_t&,
+                  const std::vector<const float*>&,
+                  const std::vector<float*>&) const override {}
+  };
+  if (!troupe::devices::nn::has_layer("stages_test_layer"))
+    troupe::devices::nn::register_layer(
+        "stages_test_layer", [](const troupe::devices::nn::settings& s) {
+          s.integer("k", 1, 1, 3);
+          return std::make_unique<same>();
+        });
   auto g = troupe::graph("g")
                .csv_data({"t.csv"}, {}, "", 3)
                .dense(3)
+               .layer("stages_test_layer", {{"k", "2"}})
                .stage("test_shift", {{"by", "0.5"}})
                .stage("test_shift")
                .controller("test_never", {{"patience", "2"}});
@@ -273,6 +295,9 @@ BOOST_AUTO_TEST_CASE(the_graph_api_places_stages_like_a_pipeline_file) {
   const auto s = ta::parse_job_spec(c);
   BOOST_TEST(s.stages.size() == 2u);
   BOOST_TEST(s.controller.params.at("patience") == "2");
+  BOOST_REQUIRE_EQUAL(s.layers.size(), 2u);
+  BOOST_TEST(s.layers[1].custom == "stages_test_layer");
+  BOOST_TEST(s.layers[1].settings.at("k") == "2");
 }
 
 BOOST_AUTO_TEST_CASE(plugins_that_cannot_be_loaded_are_named) {

@@ -1,5 +1,7 @@
 #include "modelio/onnx_model.hpp"
 
+#include "devices/nn/custom.hpp"
+
 #include <onnx/checker.h>
 #include <onnx/onnx_pb.h>
 
@@ -108,7 +110,38 @@ void add_meta(onnx::ModelProto& mp, const std::string& key,
 }
 
 std::string layer_name(std::size_t i, const layer_spec& l) {
-  return fmt::format("layers[{}] ({})", i, devices::nn::to_string(l.kind));
+  return fmt::format("layers[{}] ({})", i,
+                     l.kind == layer_kind::custom
+                         ? l.custom.c_str()
+                         : devices::nn::to_string(l.kind));
+}
+
+// A custom layer's ONNX node, or none; throws model_error naming the layer
+// when it has no mapping, or one that does not fit its parameters.
+devices::nn::custom_onnx custom_node(std::size_t i, const layer_spec& l,
+                                     const shape_t& in) {
+  const auto layer = devices::nn::make_layer(l, fmt::format("layers[{}]", i));
+  auto node = layer->onnx(in);
+  if (!node || node->op_type.empty())
+    throw model_error(fmt::format(
+        "model.{}: this custom layer has no ONNX mapping (its onnx() "
+        "returns none), so the model cannot be saved as ONNX",
+        layer_name(i, l)));
+  const auto params = layer->params(in);
+  if (!node->param_shapes.empty() && node->param_shapes.size() != params.size())
+    throw model_error(fmt::format(
+        "model.{}: its ONNX mapping shapes {} parameter(s) but it has {}",
+        layer_name(i, l), node->param_shapes.size(), params.size()));
+  for (std::size_t k = 0; k < node->param_shapes.size(); ++k)
+    if (devices::numel_of(node->param_shapes[k]) !=
+        params[k].rows * params[k].cols)
+      throw model_error(fmt::format(
+          "model.{}: its ONNX mapping shapes parameter {} as {}, which does "
+          "not hold its {} values",
+          layer_name(i, l), params[k].name,
+          devices::to_string(node->param_shapes[k]),
+          params[k].rows * params[k].cols));
+  return *node;
 }
 
 onnx::ModelProto to_proto(const trained_model& m) {
@@ -227,6 +260,40 @@ onnx::ModelProto to_proto(const trained_model& m) {
         set_int(n, "axis", 1);
         set_float(n, "epsilon", l.eps);
         block += 2;
+        break;
+      }
+      case layer_kind::custom: {
+        const auto node = custom_node(i, l, in);
+        const auto count =
+            devices::nn::make_layer(l, fmt::format("layers[{}]", i))
+                ->params(in)
+                .size();
+        std::vector<std::string> names;
+        for (std::size_t k = 0; k < count; ++k) {
+          const auto& b = layout[block + k];
+          w.init(b.name,
+                 node.param_shapes.empty() ? shape_t{b.rows, b.cols}
+                                           : shape_t(node.param_shapes[k]),
+                 params_of(block + k));
+          names.push_back(b.name);
+        }
+        auto* n = w.node(node.op_type, names);
+        if (!node.domain.empty()) {
+          n->set_domain(node.domain);
+          bool known = false;
+          for (const auto& o : mp.opset_import())
+            known = known || o.domain() == node.domain;
+          if (!known) {
+            auto* o = mp.add_opset_import();
+            o->set_domain(node.domain);
+            o->set_version(1);
+          }
+        }
+        for (const auto& [k, v] : node.int_attributes)
+          set_int(n, k.c_str(), v);
+        for (const auto& [k, v] : node.float_attributes)
+          set_float(n, k.c_str(), v);
+        block += count;
         break;
       }
     }
@@ -456,6 +523,8 @@ void check_exportable(const shape_t& input,
           "model.{}: a softmax over an image input {} has no ONNX op of "
           "its own; put a flatten before it to save the model",
           layer_name(i, layers[i]), devices::to_string(in)));
+    if (layers[i].kind == layer_kind::custom)
+      custom_node(i, layers[i], in);
   }
 }
 

@@ -146,6 +146,46 @@ stop_patience = 3
   BOOST_TEST(four["history"][3]["lr"] == 0.005);
 }
 
+BOOST_AUTO_TEST_CASE(a_custom_layer_trains_on_any_nodes_and_saves_as_onnx) {
+  // The plugin's prelu (one learned slope per feature, starting at 0.25)
+  // in place of the relu.
+  csv_job job;
+  const std::string layers =
+      R"(model.layers=[{type="dense",units=32},{type="prelu"},)"
+      R"({type="dense",units=3}])";
+  const auto model = job.dir.file("prelu.onnx");
+  auto one = run_json(
+      {"--plugin", plugin, job.pipeline, "--set", layers, "--save", model});
+  BOOST_TEST(one["param_count"] == 4 * 32 + 32 + 32 + 32 * 3 + 3);
+  BOOST_TEST(one["test_accuracy"].get<double>() > 0.9);
+  auto three = run_json({"--plugin", plugin, job.pipeline, "--set", layers,
+                         "--set", "cluster.local_nodes=3"});
+  BOOST_TEST(three["params_digest"].get<std::string>() ==
+             one["params_digest"].get<std::string>());
+  // The ONNX file (PRelu), run by the NumPy reference outside troupe on
+  // the test set (with a header row, which the reference reads).
+  const auto test_csv = job.dir.file("test-with-header.csv");
+  write_text(test_csv, "a,b,c,d,label\n" + slurp(job.dir.file("test.csv")));
+  auto ref = run_program_at(
+      "/usr/bin/python3",
+      {std::string(TROUPE_SOURCE_DIR) + "/tools/onnx_reference.py", model,
+       "--csv", test_csv, "--target", "label"});
+  BOOST_TEST_INFO("reference: " << ref.out << ref.err);
+  BOOST_REQUIRE_EQUAL(ref.code, 0);
+  const auto r = json::parse(ref.out);
+  BOOST_TEST(r["samples"] == 500);
+  BOOST_TEST(r["accuracy"].get<double>() == one["test_accuracy"].get<double>());
+  // Without the plugin the type is unknown, and where it would come from
+  // is said.
+  auto o = run_troupe({"run", job.pipeline, "--set", layers});
+  BOOST_TEST(o.code == 2);
+  BOOST_TEST(o.err.find("unknown layer type \"prelu\"") != std::string::npos,
+             o.err);
+  BOOST_TEST(o.err.find("custom layers come from a plugin: --plugin LIB.so") !=
+                 std::string::npos,
+             o.err);
+}
+
 BOOST_AUTO_TEST_CASE(stages_that_are_missing_or_wrong_are_named) {
   csv_job job(crop);
   // No plugin: the type is unknown, and where types come from is said.

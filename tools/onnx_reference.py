@@ -122,6 +122,8 @@ def run(model, x):
             y = (X - mu) / np.sqrt(var + a.get("epsilon", 1e-5)) * scale
             if len(ins) > 2 and ins[2] is not None:
                 y = y + ins[2]
+        elif op == "PRelu":
+            y = np.where(ins[0] < 0, ins[0] * ins[1], ins[0])
         elif op in ("Dropout", "Identity"):
             y = ins[0]
         else:

@@ -1,4 +1,5 @@
 #include "devices/nn/layers.hpp"
+#include "devices/nn/custom.hpp"
 
 #include "devices/check.hpp"
 #include "devices/random.hpp"
@@ -45,7 +46,7 @@ const char* to_string(layer_kind k) {
   for (const auto& l : layer_names)
     if (k == l.kind)
       return l.name;
-  return "?";
+  return k == layer_kind::custom ? "custom" : "?";
 }
 
 std::string layer_kind_names() {
@@ -114,7 +115,19 @@ namespace {
 
 // "layers[3] (max_pool2d)": how messages name a layer.
 std::string layer_name_at(std::size_t i, const layer_spec& l) {
-  return fmt::format("layers[{}] ({})", i, to_string(l.kind));
+  return fmt::format("layers[{}] ({})", i,
+                     l.kind == layer_kind::custom ? l.custom.c_str()
+                                                  : to_string(l.kind));
+}
+
+// A custom layer of `layers`, made for a message-naming place.
+std::shared_ptr<const custom_layer> custom_at(std::size_t i,
+                                              const layer_spec& l) {
+  try {
+    return make_layer(l, fmt::format("layers[{}]", i));
+  } catch (const std::invalid_argument& e) {
+    throw shape_error(e.what());
+  }
 }
 
 // Output size of a window of `k` moved by `s` over `n` padded by `p` on
@@ -204,6 +217,23 @@ std::vector<shape_t> infer_shapes(const shape_t& input,
         x = {conv ? l.units : x[0], h, w};
         break;
       }
+      case layer_kind::custom: {
+        const auto layer = custom_at(i, l);
+        try {
+          auto y = layer->output_shape(x);
+          if (y.empty() || numel_of(y) <= 0)
+            fail(i, l,
+                 fmt::format("its output shape {} for input {} holds no "
+                             "values",
+                             devices::to_string(y), devices::to_string(x)));
+          x = std::move(y);
+        } catch (const std::invalid_argument& e) {
+          if (dynamic_cast<const shape_error*>(&e) != nullptr)
+            throw;
+          fail(i, l, e.what());
+        }
+        break;
+      }
     }
     out.push_back(x);
   }
@@ -260,6 +290,19 @@ std::vector<param_block> param_layout(const shape_t& input,
         add(fmt::format("ln{}.weight", ln), 1, d, 0, param_role::scale, false);
         add(fmt::format("ln{}.bias", ln), 1, d, 0, param_role::shift, false);
         ++ln;
+        break;
+      }
+      case layer_kind::custom: {
+        const auto layer = custom_at(i, l);
+        for (const auto& p : layer->params(in)) {
+          if (p.rows <= 0 || p.cols <= 0)
+            throw shape_error(
+                fmt::format("{}: parameter {} is [{}, {}]; both must be > 0",
+                            layer_name_at(i, l), p.name, p.rows, p.cols));
+          add(fmt::format("{}{}.{}", l.custom, i, p.name), p.rows, p.cols,
+              p.fan_in, p.role, false);
+          out.back().value = p.value;
+        }
         break;
       }
       default:
@@ -336,6 +379,9 @@ void init_params(const std::vector<param_block>& layout, std::uint64_t seed,
         break;
       case param_role::shift:
         std::fill(out + (lo - first), out + (hi - first), 0.0f);
+        break;
+      case param_role::fill:
+        std::fill(out + (lo - first), out + (hi - first), blk.value);
         break;
       case param_role::running:
         // Row 0 the running mean (0), row 1 the running variance (1).

@@ -3,6 +3,7 @@
 #include "devices/device.hpp"
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -24,6 +25,7 @@ enum class layer_kind : std::uint8_t {
   dropout,
   batch_norm,
   layer_norm,
+  custom, ///< a registered layer (devices/nn/custom.hpp), by `custom`
 };
 
 /// One layer of a sequential model. Which fields a kind reads:
@@ -33,7 +35,8 @@ enum class layer_kind : std::uint8_t {
 /// - max_pool2d, avg_pool2d: kernel, stride, padding;
 /// - dropout: rate;
 /// - batch_norm: eps, momentum (PyTorch's meaning: weight of the batch);
-/// - layer_norm: eps.
+/// - layer_norm: eps;
+/// - custom: custom, settings.
 struct layer_spec {
   layer_kind kind = layer_kind::dense;
   std::int64_t units = 0;
@@ -44,6 +47,8 @@ struct layer_spec {
   float rate = 0.5f;
   float eps = 1e-5f;
   float momentum = 0.1f;
+  std::string custom{}; ///< custom: the registered type
+  std::map<std::string, std::string> settings{}; ///< custom: its settings
 };
 
 /// Loss and its parameter.
@@ -82,6 +87,7 @@ enum class param_role : std::uint8_t {
   scale,   ///< normalization gamma: 1
   shift,   ///< normalization beta: 0
   running, ///< batch-norm running statistics [2, C]: mean 0, variance 1
+  fill,    ///< a custom layer's: every element `value`
 };
 
 /// Where one parameter tensor lives in the flattened parameter vector.
@@ -96,6 +102,7 @@ struct param_block {
   /// is used whole.
   bool row_blocked = false;
   float momentum = 0; ///< running: the batch_norm layer's momentum
+  float value = 0;    ///< fill: the initial value
   std::int64_t size() const { return rows * cols; }
 };
 

@@ -3,6 +3,8 @@
 #include "devices/check.hpp"
 #include "devices/random.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 
 namespace troupe::devices::nn {
@@ -50,6 +52,15 @@ model::model(device& dev, shape_t input, std::vector<layer_spec> layers,
     st.in = numel_of(st.in_shape);
     st.out = numel_of(st.out_shape);
     st.blocks = blocks_of(st.spec.kind);
+    if (st.spec.kind == layer_kind::custom) {
+      st.custom = make_layer(st.spec, fmt::format("layers[{}]", i));
+      st.blocks = static_cast<int>(st.custom->params(st.in_shape).size());
+      if (dev_.kind() != device_kind::cpu)
+        throw shape_error(fmt::format(
+            "layers[{}] ({}): custom layers compute on the CPU; this worker "
+            "is on {} (use cluster.device = \"cpu\")",
+            i, st.spec.custom, dev_.name()));
+    }
     if (st.blocks > 0)
       st.first_block = block_index;
     block_index += st.blocks;
@@ -229,6 +240,13 @@ void model::forward_layer(std::size_t i, const tensor& in,
                               block(params, l.first_block + 1), l.mean, l.var,
                               l.y);
       break;
+    case layer_kind::custom: {
+      std::vector<const float*> p;
+      for (int k = 0; k < l.blocks; ++k)
+        p.push_back(block(params, l.first_block + k).data());
+      l.custom->forward(in.data(), l.y.data(), batch, l.in_shape, p, training_);
+      break;
+    }
   }
 }
 
@@ -399,6 +417,20 @@ void model::backward_layer(std::size_t i, const tensor& in, tensor* din,
       dev_.layer_norm_backward(l.spec.eps, in, block(params, l.first_block),
                                l.mean, l.var, l.dy, din, dscale, dshift);
       ready_blocks(l.first_block, 2);
+      break;
+    }
+    case layer_kind::custom: {
+      std::vector<const float*> p;
+      std::vector<float*> dp;
+      for (int k = 0; k < l.blocks; ++k) {
+        p.push_back(block(params, l.first_block + k).data());
+        dp.push_back(block(grad, l.first_block + k).data());
+      }
+      l.custom->backward(in.data(), l.y.data(), l.dy.data(),
+                         din != nullptr ? din->data() : nullptr, batch,
+                         l.in_shape, p, dp);
+      if (l.blocks > 0)
+        ready_blocks(l.first_block, l.blocks);
       break;
     }
   }

@@ -1,11 +1,13 @@
 #pragma once
 /// \file A sequential model written once against the device interface.
 #include "devices/device.hpp"
+#include "devices/nn/custom.hpp"
 #include "devices/nn/layers.hpp"
 #include "devices/nn/ranges.hpp"
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 namespace troupe::devices::nn {
@@ -111,6 +113,7 @@ private:
     tensor mask;                         // dropout
     tensor y;                            // output activations [B, out]
     tensor dy;                           // gradient w.r.t. the output
+    std::shared_ptr<const custom_layer> custom; // custom: the user's layer
   };
 
   void ensure_batch(std::int64_t batch);

@@ -14,10 +14,15 @@
 //   epochs without an improvement of more than `min_delta` it scales the lr
 //   by `factor`; after `stop_patience` (0: never) it stops the job, keeping
 //   the parameters of that epoch.
+// - prelu, a layer: y = x where x > 0, else slope * x, with one learned
+//   slope per channel (per feature for flat input), starting at `init`
+//   (PyTorch's PReLU); written to ONNX as PRelu.
 #include "actors/stages.hpp"
+#include "devices/nn/custom.hpp"
 
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -140,9 +145,87 @@ private:
   std::int64_t since_best_ = 0, since_cut_ = 0;
 };
 
+class prelu final : public troupe::devices::nn::custom_layer {
+public:
+  explicit prelu(const troupe::stages::params& p)
+    : init_(static_cast<float>(p.number("init", 0.25, -10, 10))) {}
+
+  troupe::devices::shape_t
+  output_shape(const troupe::devices::shape_t& in) const override {
+    if (in.size() != 1 && in.size() != 3)
+      throw std::invalid_argument(
+          "needs a [features] or [channels, height, width] input");
+    return in;
+  }
+
+  std::vector<troupe::devices::nn::custom_param>
+  params(const troupe::devices::shape_t& in) const override {
+    troupe::devices::nn::custom_param slope;
+    slope.name = "slope";
+    slope.cols = in[0];
+    slope.role = troupe::devices::nn::param_role::fill;
+    slope.value = init_;
+    return {slope};
+  }
+
+  void forward(const float* x, float* y, std::int64_t batch,
+               const troupe::devices::shape_t& in,
+               const std::vector<const float*>& p, bool) const override {
+    const auto c = in[0];
+    const auto spatial = numel(in) / c;
+    for (std::int64_t b = 0; b < batch; ++b)
+      for (std::int64_t k = 0; k < c; ++k)
+        for (std::int64_t s = 0; s < spatial; ++s) {
+          const auto i = (b * c + k) * spatial + s;
+          y[i] = x[i] > 0 ? x[i] : p[0][k] * x[i];
+        }
+  }
+
+  void backward(const float* x, const float*, const float* dy, float* dx,
+                std::int64_t batch, const troupe::devices::shape_t& in,
+                const std::vector<const float*>& p,
+                const std::vector<float*>& dp) const override {
+    const auto c = in[0];
+    const auto spatial = numel(in) / c;
+    for (std::int64_t k = 0; k < c; ++k) {
+      float sum = 0; // over the batch in order: the same on every node
+      for (std::int64_t b = 0; b < batch; ++b)
+        for (std::int64_t s = 0; s < spatial; ++s) {
+          const auto i = (b * c + k) * spatial + s;
+          if (x[i] <= 0)
+            sum += dy[i] * x[i];
+          if (dx != nullptr)
+            dx[i] = x[i] > 0 ? dy[i] : p[0][k] * dy[i];
+        }
+      dp[0][k] = sum;
+    }
+  }
+
+  std::optional<troupe::devices::nn::custom_onnx>
+  onnx(const troupe::devices::shape_t& in) const override {
+    // PRelu broadcasts the slope from the right: [C, 1, 1] for images.
+    troupe::devices::nn::custom_onnx n;
+    n.op_type = "PRelu";
+    n.param_shapes = {in.size() == 3 ? std::vector<std::int64_t>{in[0], 1, 1}
+                                     : std::vector<std::int64_t>{in[0]}};
+    return n;
+  }
+
+private:
+  static std::int64_t numel(const troupe::devices::shape_t& s) {
+    std::int64_t n = 1;
+    for (auto d : s)
+      n *= d;
+    return n;
+  }
+  float init_;
+};
+
 } // namespace
 
 extern "C" void troupe_register_stages() {
+  troupe::devices::nn::register_layer(
+      "prelu", [](const params& p) { return std::make_unique<prelu>(p); });
   troupe::stages::register_data_stage(
       "random_crop_flip", [](const params& p, const sample_info& s) {
         return std::make_unique<random_crop_flip>(p, s);
