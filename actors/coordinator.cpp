@@ -292,6 +292,7 @@ bool control_epoch(self_ptr self, const epoch_summary& s) {
   f.test_loss = s.test_loss;
   f.test_accuracy = s.test_accuracy.value_or(-1);
   f.lr = s.lr;
+  f.metrics = s.metrics.custom;
   for (const auto scale : st.decided)
     f.lr_scale *= scale;
   stages::decision d;

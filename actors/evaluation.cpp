@@ -1,12 +1,36 @@
 #include "actors/evaluation.hpp"
+#include "actors/stages.hpp"
+
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
+#include <stdexcept>
 
 namespace troupe::actors {
 
 evaluation evaluate(devices::nn::model& net, const devices::tensor& params,
-                    const data::dataset& ds) {
+                    const data::dataset& ds, const job_spec* spec) {
+  // The user's metrics, fresh for this evaluation.
+  std::vector<std::unique_ptr<stages::metric>> custom;
+  auto named = [&](std::size_t i, const std::exception& e) {
+    return std::runtime_error(fmt::format("metric[{}] ({} \"{}\"): {}", i,
+                                          spec->metrics[i].type,
+                                          spec->metrics[i].name, e.what()));
+  };
+  if (spec != nullptr)
+    for (std::size_t i = 0; i < spec->metrics.size(); ++i) {
+      try {
+        custom.push_back(
+            stages::make_metric(spec->metrics[i].type,
+                                stages::params(fmt::format("metric[{}]", i),
+                                               spec->metrics[i].params),
+                                samples_of(*spec)));
+      } catch (const std::exception& e) {
+        throw named(i, e);
+      }
+    }
   const std::int64_t chunk = 1000;
   const bool classify = net.loss().kind == devices::loss_kind::cross_entropy;
   const auto ty = ds.samples > 0 ? ds.y.numel() / ds.samples : 0;
@@ -30,6 +54,13 @@ evaluation evaluate(devices::nn::model& net, const devices::tensor& params,
     auto y = classify ? ds.y.slice(first, n)
                       : ds.y.slice(first * ty, n * ty).reshaped({n, ty});
     const auto& pred = net.forward(params, x);
+    for (std::size_t i = 0; i < custom.size(); ++i) {
+      try {
+        custom[i]->add(pred.data(), y.data(), n, net.outputs());
+      } catch (const std::exception& e) {
+        throw named(i, e);
+      }
+    }
     const auto sums = devices::cpu().loss(
         net.loss().kind, net.loss().huber_delta, pred, y, 0.0f, nullptr);
     loss += sums.loss;
@@ -69,6 +100,13 @@ evaluation evaluate(devices::nn::model& net, const devices::tensor& params,
     m.mae = a / (count * static_cast<double>(ty));
     m.rmse = std::sqrt(s / (count * static_cast<double>(ty)));
     m.r2 = r2 / static_cast<double>(ty);
+  }
+  for (std::size_t i = 0; i < custom.size(); ++i) {
+    try {
+      m.custom[spec->metrics[i].name] = custom[i]->value();
+    } catch (const std::exception& e) {
+      throw named(i, e);
+    }
   }
   out.loss = ds.samples > 0 ? loss / static_cast<double>(ds.samples) : 0;
   if (classify)

@@ -1,6 +1,7 @@
 #pragma once
 /// \file Evaluating parameters on a data set: the evaluator actor's work and
 /// `troupe eval`'s, one function so both give the same figures. CAF-free.
+#include "actors/job_spec.hpp"
 #include "actors/run.hpp"
 #include "data/dataset.hpp"
 #include "devices/nn/model.hpp"
@@ -22,8 +23,10 @@ struct evaluation {
 
 /// Runs net (inference mode) over ds in chunks of 1000 samples. The model's
 /// loss decides: cross_entropy is classification with net.outputs()
-/// classes. ds's labels must be below that (checked by the caller).
+/// classes. ds's labels must be below that (checked by the caller). With a
+/// spec, its [[metric]]s are computed too (metrics.custom); a metric that
+/// throws throws std::runtime_error naming it.
 evaluation evaluate(devices::nn::model& net, const devices::tensor& params,
-                    const data::dataset& ds);
+                    const data::dataset& ds, const job_spec* spec = nullptr);
 
 } // namespace troupe::actors

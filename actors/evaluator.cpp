@@ -44,7 +44,7 @@ struct runner_state {
 
 eval_msg evaluate(runner_state& st, std::int64_t epoch,
                   const devices::tensor& params) {
-  const auto e = actors::evaluate(*st.net, params, *st.test);
+  const auto e = actors::evaluate(*st.net, params, *st.test, &st.spec);
   eval_msg out;
   out.epoch = epoch;
   out.loss = e.loss;
@@ -72,8 +72,15 @@ caf::behavior runner(caf::stateful_actor<runner_state>* self, job_spec spec,
           sched_setscheduler(0, SCHED_IDLE, &none);
           st.lowered = true;
         }
-        tell(self, coordinator_handle{coordinator},
-             evaluate(st, epoch, params));
+        eval_msg m;
+        try {
+          m = evaluate(st, epoch, params);
+        } catch (const std::runtime_error& e) {
+          // A user's [[metric]] failed: the evaluator fails with its words.
+          self->quit(caf::make_error(caf::sec::runtime_error, e.what()));
+          return;
+        }
+        tell(self, coordinator_handle{coordinator}, std::move(m));
       },
   };
 }

@@ -44,15 +44,19 @@ stages::sample_info samples_of(const job_spec& s) {
 }
 
 void check_stages(const job_spec& s) {
-  for (std::size_t i = 0; i < s.stages.size(); ++i) {
-    const auto& st = s.stages[i];
-    try {
+  try {
+    for (std::size_t i = 0; i < s.stages.size(); ++i)
       stages::make_data_stage(
-          st.type, stages::params(fmt::format("stage[{}]", i), st.params),
+          s.stages[i].type,
+          stages::params(fmt::format("stage[{}]", i), s.stages[i].params),
           samples_of(s));
-    } catch (const std::invalid_argument& e) {
-      throw config_error(e.what());
-    }
+    for (std::size_t i = 0; i < s.metrics.size(); ++i)
+      stages::make_metric(
+          s.metrics[i].type,
+          stages::params(fmt::format("metric[{}]", i), s.metrics[i].params),
+          samples_of(s));
+  } catch (const std::invalid_argument& e) {
+    throw config_error(e.what());
   }
 }
 
@@ -333,26 +337,32 @@ job_spec parse_job_spec(runtime::config& c) {
       c.fail(key, "needs at least one node name");
     s.placement[role] = std::move(nodes);
   }
-  // [[stage]] and [controller]: the user's registered types
-  auto custom = [&](const std::string& key, bool data_stage) {
+  // [[stage]], [controller] and [[metric]]: the user's registered types
+  enum class custom_kind { stage, controller, metric };
+  auto custom = [&](const std::string& key, custom_kind kind) {
     stage_spec st;
     st.type = c.get_string(key + ".type", "");
     if (st.type.empty())
-      c.fail(key + ".type", data_stage
-                                ? "missing: the registered name of the stage"
-                                : "missing: the registered name of the "
-                                  "controller");
+      c.fail(key + ".type",
+             fmt::format("missing: the registered name of the {}",
+                         kind == custom_kind::stage        ? "stage"
+                         : kind == custom_kind::controller ? "controller"
+                                                           : "metric"));
+    if (kind == custom_kind::metric)
+      st.name = c.get_string(key + ".name", st.type);
     for (const auto& k : c.keys(key))
-      if (k != "type")
+      if (k != "type" && (kind != custom_kind::metric || k != "name"))
         st.params[k] = c.get_scalar_text(key + "." + k);
     const stages::params p(key, st.params);
     try {
-      // Made here to check the type and settings; a data stage is made
-      // again with the data's shape in resolve_job_spec.
-      if (data_stage)
+      // Made here to check the type and settings; data stages and metrics
+      // are made again with the data's shape in resolve_job_spec.
+      if (kind == custom_kind::stage)
         stages::make_data_stage(st.type, p, {});
-      if (!data_stage)
+      else if (kind == custom_kind::controller)
         stages::make_controller(st.type, p);
+      else
+        stages::make_metric(st.type, p, {});
     } catch (const std::invalid_argument& e) {
       throw config_error(
           fmt::format("{}: {}", c.where(key + ".type"), e.what()));
@@ -364,9 +374,31 @@ job_spec parse_job_spec(runtime::config& c) {
     c.fail("stage",
            fmt::format("{} stages; at most 8 are chained", stage_count));
   for (std::size_t i = 0; i < stage_count; ++i)
-    s.stages.push_back(custom(fmt::format("stage[{}]", i), true));
+    s.stages.push_back(custom(fmt::format("stage[{}]", i), custom_kind::stage));
   if (c.has("controller"))
-    s.controller = custom("controller", false);
+    s.controller = custom("controller", custom_kind::controller);
+  const auto metric_count = c.array_size("metric");
+  if (metric_count > 0 && s.test.empty())
+    c.fail("metric", "needs data.test: metrics are figures of the test set");
+  if (metric_count > 32)
+    c.fail("metric", fmt::format("{} metrics; at most 32", metric_count));
+  for (std::size_t i = 0; i < metric_count; ++i) {
+    const auto key = fmt::format("metric[{}]", i);
+    auto m = custom(key, custom_kind::metric);
+    static const char* const taken[] = {
+        "test_loss", "test_accuracy", "train_loss", "accuracy", "mae", "rmse",
+        "r2",        "macro_f1",      "per_class",  "confusion"};
+    for (const auto* t : taken)
+      if (m.name == t)
+        c.fail(key + ".name",
+               fmt::format("\"{}\" is a built-in figure; choose another name",
+                           m.name));
+    for (const auto& other : s.metrics)
+      if (other.name == m.name)
+        c.fail(key + ".name",
+               fmt::format("\"{}\" names an earlier metric too", m.name));
+    s.metrics.push_back(std::move(m));
+  }
   // [[chaos]]
   std::vector<std::string> killable;
   for (auto r : all_roles)

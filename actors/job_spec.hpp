@@ -37,8 +37,9 @@ struct chaos_event {
 /// A custom stage in the pipeline (`[[stage]]`, `[controller]`; see
 /// actors/stages.hpp): its registered type and its settings as text.
 struct stage_spec {
-  std::string type; ///< empty: none (a job without a controller)
-  std::map<std::string, std::string> params;
+  std::string type{}; ///< empty: none (a job without a controller)
+  std::map<std::string, std::string> params{};
+  std::string name{}; ///< [[metric]]: what its figure is called
 };
 
 /// The learning rate over the job ([optimizer.schedule]): an optional
@@ -116,6 +117,8 @@ struct job_spec {
   std::vector<stage_spec> stages;
   // [controller]
   stage_spec controller;
+  // [[metric]]: figures of the test set besides loss and accuracy
+  std::vector<stage_spec> metrics;
   // [[chaos]]
   std::vector<chaos_event> chaos;
   // [placement]: role -> node names (one, or one per index, cycling)

@@ -203,7 +203,7 @@ typename Inspector::result_type inspect(Inspector& f, progress_msg& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, eval_metrics& x) {
   return f(caf::meta::type_name("eval_metrics"), x.classes, x.confusion, x.mae,
-           x.rmse, x.r2);
+           x.rmse, x.r2, x.custom);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, eval_msg& x) {
@@ -248,7 +248,7 @@ typename Inspector::result_type inspect(Inspector& f, lr_schedule& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, stage_spec& x) {
-  return f(caf::meta::type_name("stage_spec"), x.type, x.params);
+  return f(caf::meta::type_name("stage_spec"), x.type, x.params, x.name);
 }
 
 template <class Inspector>
@@ -260,9 +260,9 @@ typename Inspector::result_type inspect(Inspector& f, job_spec& x) {
            x.schedule, x.clip_norm, x.local_nodes, x.workers, x.device,
            x.worker_devices, x.threads, x.strategy, x.max_restarts, x.within_s,
            x.snapshot_every, x.heartbeat_s, x.heartbeat_timeout_s, x.stages,
-           x.controller, x.chaos, x.incarnation, x.placement, x.slow_worker,
-           x.slow_ms, x.detached_compute, x.exchange_only, x.inputs, x.outputs,
-           x.train_samples, x.steps_per_epoch);
+           x.controller, x.metrics, x.chaos, x.incarnation, x.placement,
+           x.slow_worker, x.slow_ms, x.detached_compute, x.exchange_only,
+           x.inputs, x.outputs, x.train_samples, x.steps_per_epoch);
 }
 
 /// Whether [offset, offset + n) is a non-empty slice of `total` elements:

@@ -25,6 +25,7 @@ struct eval_metrics {
   double mae = 0;  ///< regression: mean absolute error over every value
   double rmse = 0; ///< regression: root of the mean squared error
   double r2 = 0;   ///< regression: R^2, averaged over the target columns
+  std::map<std::string, double> custom; ///< [[metric]] figures, by name
 };
 
 /// What one epoch did.

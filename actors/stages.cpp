@@ -19,6 +19,7 @@ struct registry {
   std::mutex mutex;
   std::map<std::string, data_stage_factory> data_stages;
   std::map<std::string, controller_factory> controllers;
+  std::map<std::string, metric_factory> metrics;
   std::vector<std::string> plugins;
 };
 
@@ -71,6 +72,47 @@ void register_controller(const std::string& type, controller_factory make) {
   if (!r.controllers.emplace(type, std::move(make)).second)
     throw std::invalid_argument(
         fmt::format("controller type \"{}\" is registered already", type));
+}
+
+void register_metric(const std::string& type, metric_factory make) {
+  devices::nn::check_type_name(type);
+  auto& r = the_registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  if (!r.metrics.emplace(type, std::move(make)).second)
+    throw std::invalid_argument(
+        fmt::format("metric type \"{}\" is registered already", type));
+}
+
+std::vector<std::string> metric_types() {
+  auto& r = the_registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  return names_of(r.metrics);
+}
+
+bool has_metric(const std::string& type) {
+  auto& r = the_registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  return r.metrics.count(type) > 0;
+}
+
+std::unique_ptr<metric> make_metric(const std::string& type, const params& p,
+                                    const sample_info& s) {
+  metric_factory make;
+  {
+    auto& r = the_registry();
+    std::lock_guard<std::mutex> lock(r.mutex);
+    auto it = r.metrics.find(type);
+    if (it != r.metrics.end())
+      make = it->second;
+  }
+  if (!make)
+    devices::nn::unknown_type("metric", p.where(), type, metric_types());
+  auto m = make(p, s);
+  if (!m)
+    throw std::invalid_argument(fmt::format(
+        "{}: the factory of \"{}\" made no metric", p.where(), type));
+  p.check_all_read(type);
+  return m;
 }
 
 std::vector<std::string> data_stage_types() {

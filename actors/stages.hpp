@@ -90,6 +90,25 @@ public:
 using data_stage_factory = std::function<std::unique_ptr<data_stage>(
     const params&, const sample_info&)>;
 
+/// A user's metric of the test set (`[[metric]]`), computed by the
+/// evaluator after each epoch alongside the test loss and accuracy. A fresh
+/// one is made for each evaluation; chunks come in the test set's order.
+class metric {
+public:
+  virtual ~metric() = default;
+  /// One chunk of n samples: `out` [n, outputs] (logits for
+  /// classification), `target` [n] class indices or [n, outputs] values.
+  virtual void add(const float* out, const float* target, std::int64_t n,
+                   std::int64_t outputs) = 0;
+  /// The figure over every chunk added.
+  virtual double value() const = 0;
+};
+
+/// Makes a metric; called once with an empty sample_info when a pipeline
+/// is read, then with the data's (classes > 0: classification).
+using metric_factory =
+    std::function<std::unique_ptr<metric>(const params&, const sample_info&)>;
+
 /// What a controller is told after each epoch (trained, and evaluated when
 /// the job has test data).
 struct epoch_figures {
@@ -103,6 +122,8 @@ struct epoch_figures {
   double lr = 0;
   /// The product of the scales decided so far.
   double lr_scale = 1;
+  /// The [[metric]] figures of the evaluation, by name.
+  std::map<std::string, double> metrics;
 };
 
 /// What a controller decides after an epoch.
@@ -126,12 +147,15 @@ using controller_factory =
 /// Throws std::invalid_argument for a bad or taken name.
 void register_data_stage(const std::string& type, data_stage_factory make);
 void register_controller(const std::string& type, controller_factory make);
+void register_metric(const std::string& type, metric_factory make);
 
 /// The types registered in this process, sorted.
 std::vector<std::string> data_stage_types();
 std::vector<std::string> controller_types();
+std::vector<std::string> metric_types();
 bool has_data_stage(const std::string& type);
 bool has_controller(const std::string& type);
+bool has_metric(const std::string& type);
 
 /// Makes a registered stage. Throws std::invalid_argument naming
 /// p.where() for an unknown type (with the registered ones and a hint
@@ -140,6 +164,8 @@ std::unique_ptr<data_stage>
 make_data_stage(const std::string& type, const params& p, const sample_info& s);
 std::unique_ptr<controller> make_controller(const std::string& type,
                                             const params& p);
+std::unique_ptr<metric> make_metric(const std::string& type, const params& p,
+                                    const sample_info& s);
 
 /// Loads a plugin: a shared library whose
 /// `extern "C" void troupe_register_stages()` registers its types. Each

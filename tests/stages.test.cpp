@@ -186,6 +186,64 @@ BOOST_AUTO_TEST_CASE(a_custom_layer_trains_on_any_nodes_and_saves_as_onnx) {
              o.err);
 }
 
+BOOST_AUTO_TEST_CASE(custom_metrics_are_reported_and_a_controller_judges_one) {
+  // top_k twice: as top2, and with k = 3 of the 3 classes (always 1). The
+  // controller watches top2, higher better, and never sees it improve by
+  // 10: lr halved after epoch 2, stop after epoch 3.
+  csv_job job(R"([[metric]]
+type = "top_k"
+name = "top2"
+[[metric]]
+type = "top_k"
+k = 3
+[controller]
+type = "plateau"
+monitor = "top2"
+maximize = true
+min_delta = 10
+patience = 1
+stop_patience = 2
+)");
+  const std::string metrics = job.dir.file("metrics.jsonl");
+  auto o = run_troupe({"run", "--plugin", plugin, job.pipeline, "--set",
+                       "job.epochs=5", "--set", "cluster.local_nodes=2",
+                       "--metrics", metrics, "--json"});
+  BOOST_TEST_INFO("stderr: " << o.err);
+  BOOST_REQUIRE_EQUAL(o.code, 0);
+  const auto j = json::parse(o.out);
+  BOOST_TEST(j["stopped_early"] == true);
+  BOOST_REQUIRE_EQUAL(j["history"].size(), 3u);
+  int epochs_seen = 0;
+  for (const auto& l : lines_of(metrics)) {
+    if (l["event"] != "epoch")
+      continue;
+    ++epochs_seen;
+    const double top2 = l["metrics"]["top2"];
+    BOOST_TEST(top2 >= l["test_accuracy"].get<double>());
+    BOOST_TEST(top2 <= 1.0);
+    BOOST_TEST(l["metrics"]["top_k"] == 1.0);
+  }
+  BOOST_TEST(epochs_seen == 3);
+  BOOST_TEST(j["test_metrics"]["top_k"] == 1.0);
+  BOOST_TEST(j["test_metrics"]["top2"].get<double>() >=
+             j["test_accuracy"].get<double>());
+  BOOST_TEST(o.err.find("  top2 ") != std::string::npos, o.err);
+  BOOST_TEST(o.err.find("controller plateau: stop after epoch 3") !=
+                 std::string::npos,
+             o.err);
+  // Metrics need test data, and their own names.
+  auto e = run_troupe(
+      {"run", "--plugin", plugin, job.pipeline, "--set", "data.test=[]"});
+  BOOST_TEST(e.code == 2);
+  BOOST_TEST(e.err.find("metric: needs data.test") != std::string::npos, e.err);
+  csv_job clash("[[metric]]\ntype = \"top_k\"\nname = \"test_loss\"\n");
+  e = run_troupe({"run", "--plugin", plugin, clash.pipeline});
+  BOOST_TEST(e.code == 2);
+  BOOST_TEST(e.err.find("metric[0].name: \"test_loss\" is a built-in figure") !=
+                 std::string::npos,
+             e.err);
+}
+
 BOOST_AUTO_TEST_CASE(stages_that_are_missing_or_wrong_are_named) {
   csv_job job(crop);
   // No plugin: the type is unknown, and where types come from is said.

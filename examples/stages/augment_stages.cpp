@@ -10,10 +10,13 @@
 //   sample), so a restarted stage, or one on another node, makes the same
 //   batch.
 // - plateau, a controller: lr-on-plateau and early stopping on a monitored
-//   figure (test_loss, train_loss or test_accuracy). After `patience`
-//   epochs without an improvement of more than `min_delta` it scales the lr
-//   by `factor`; after `stop_patience` (0: never) it stops the job, keeping
+//   figure (test_loss, train_loss, test_accuracy, or the name of a
+//   [[metric]], lower better unless `maximize`). After `patience` epochs
+//   without an improvement of more than `min_delta` it scales the lr by
+//   `factor`; after `stop_patience` (0: never) it stops the job, keeping
 //   the parameters of that epoch.
+// - top_k, a metric: the share of test samples whose class is among the
+//   model's `k` highest outputs.
 // - prelu, a layer: y = x where x > 0, else slope * x, with one learned
 //   slope per channel (per feature for flat input), starting at `init`
 //   (PyTorch's PReLU); written to ONNX as PRelu.
@@ -94,12 +97,10 @@ public:
     , patience_(p.integer("patience", 2, 1, 1000))
     , stop_patience_(p.integer("stop_patience", 0, 0, 1000))
     , factor_(p.number("factor", 0.5, 1e-6, 1.0))
-    , min_delta_(p.number("min_delta", 0.0, 0.0, 1e12)) {
-    if (monitor_ != "test_loss" && monitor_ != "train_loss" &&
-        monitor_ != "test_accuracy")
-      throw std::invalid_argument(
-          p.where() + ".monitor: \"" + monitor_ +
-          "\" is not one of: test_loss, train_loss, test_accuracy");
+    , min_delta_(p.number("min_delta", 0.0, 0.0, 1e12))
+    , maximize_(p.flag("maximize", monitor_ == "test_accuracy")) {
+    if (monitor_.empty())
+      throw std::invalid_argument(p.where() + ".monitor: empty");
   }
 
   troupe::stages::decision
@@ -107,10 +108,21 @@ public:
     troupe::stages::decision d;
     if (monitor_ != "train_loss" && !f.evaluated)
       return d; // nothing to judge by (no test data)
-    const bool maximize = monitor_ == "test_accuracy";
-    const double v = monitor_ == "train_loss"  ? f.train_loss
-                     : monitor_ == "test_loss" ? f.test_loss
-                                               : f.test_accuracy;
+    const bool maximize = maximize_;
+    double v = 0;
+    if (monitor_ == "train_loss")
+      v = f.train_loss;
+    else if (monitor_ == "test_loss")
+      v = f.test_loss;
+    else if (monitor_ == "test_accuracy")
+      v = f.test_accuracy;
+    else if (auto it = f.metrics.find(monitor_); it != f.metrics.end())
+      v = it->second;
+    else
+      throw std::invalid_argument(
+          "monitor \"" + monitor_ +
+          "\" is no figure of the epoch (test_loss, train_loss, "
+          "test_accuracy or a [[metric]] name)");
     const bool better = best_epoch_ == 0 || (maximize ? v > best_ + min_delta_
                                                       : v < best_ - min_delta_);
     if (better) {
@@ -140,6 +152,7 @@ private:
   std::string monitor_;
   std::int64_t patience_, stop_patience_;
   double factor_, min_delta_;
+  bool maximize_;
   double best_ = 0;
   std::int64_t best_epoch_ = 0;
   std::int64_t since_best_ = 0, since_cut_ = 0;
@@ -221,9 +234,47 @@ private:
   float init_;
 };
 
+class top_k final : public troupe::stages::metric {
+public:
+  top_k(const params& p, const sample_info& s)
+    : k_(p.integer("k", 2, 1, 1000)) {
+    // Made once without the data (to check the settings), then with it.
+    if (s.features > 0 && s.classes == 0)
+      throw std::invalid_argument(p.where() +
+                                  ": top_k needs classes (this data set is a "
+                                  "regression one)");
+  }
+  void add(const float* out, const float* target, std::int64_t n,
+           std::int64_t outputs) override {
+    for (std::int64_t i = 0; i < n; ++i) {
+      const auto t = static_cast<std::int64_t>(target[i]);
+      const float* row = out + i * outputs;
+      // The target is among the k highest when fewer than k outputs beat
+      // it (ties count for it).
+      std::int64_t higher = 0;
+      for (std::int64_t c = 0; c < outputs; ++c)
+        higher += row[c] > row[t];
+      hits_ += higher < k_;
+    }
+    seen_ += n;
+  }
+  double value() const override {
+    return seen_ > 0 ? static_cast<double>(hits_) / static_cast<double>(seen_)
+                     : 0.0;
+  }
+
+private:
+  std::int64_t k_;
+  std::int64_t hits_ = 0, seen_ = 0;
+};
+
 } // namespace
 
 extern "C" void troupe_register_stages() {
+  troupe::stages::register_metric("top_k",
+                                  [](const params& p, const sample_info& s) {
+                                    return std::make_unique<top_k>(p, s);
+                                  });
   troupe::devices::nn::register_layer(
       "prelu", [](const params& p) { return std::make_unique<prelu>(p); });
   troupe::stages::register_data_stage(

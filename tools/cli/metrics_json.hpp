@@ -14,13 +14,18 @@ namespace troupe::cli {
 /// Classification: accuracy, macro_f1, per_class (class, precision,
 /// recall, f1, support; a class never predicted has precision 0, one never
 /// present recall 0) and the confusion matrix as rows (true class) of
-/// predicted counts. Regression: mae, rmse, r2.
+/// predicted counts. Regression: mae, rmse, r2. Then each [[metric]] by
+/// its name.
 inline nlohmann::ordered_json
 metrics_json(const actors::eval_metrics& m,
              const std::vector<std::string>& labels = {}) {
   using json = nlohmann::ordered_json;
-  if (m.classes == 0)
-    return json{{"mae", m.mae}, {"rmse", m.rmse}, {"r2", m.r2}};
+  if (m.classes == 0) {
+    json out{{"mae", m.mae}, {"rmse", m.rmse}, {"r2", m.r2}};
+    for (const auto& [name, v] : m.custom)
+      out[name] = v;
+    return out;
+  }
   const auto k = m.classes;
   auto at = [&](std::int64_t t, std::int64_t p) {
     return m.confusion[static_cast<std::size_t>(t * k + p)];
@@ -56,12 +61,15 @@ metrics_json(const actors::eval_metrics& m,
                              {"f1", f1},
                              {"support", support}});
   }
-  return json{{"accuracy", total > 0 ? static_cast<double>(right) /
-                                           static_cast<double>(total)
-                                     : 0.0},
-              {"macro_f1", f1_sum / static_cast<double>(k)},
-              {"per_class", per_class},
-              {"confusion", rows}};
+  json out{{"accuracy",
+            total > 0 ? static_cast<double>(right) / static_cast<double>(total)
+                      : 0.0},
+           {"macro_f1", f1_sum / static_cast<double>(k)},
+           {"per_class", per_class},
+           {"confusion", rows}};
+  for (const auto& [name, v] : m.custom)
+    out[name] = v; // [[metric]]s, by name
+  return out;
 }
 
 } // namespace troupe::cli

@@ -111,14 +111,17 @@ json to_json(const actors::job_event& e) {
 }
 
 json to_json(const actors::epoch_summary& e) {
-  return json{{"epoch", e.epoch},
-              {"steps", e.steps},
-              {"train_loss", e.train_loss},
-              {"test_loss", e.evaluated ? json(e.test_loss) : json(nullptr)},
-              {"test_accuracy", nullable(e.test_accuracy)},
-              {"samples_per_s", e.samples_per_s},
-              {"lr", float_figure(e.lr)},
-              {"wall_s", e.wall_s}};
+  json out{{"epoch", e.epoch},
+           {"steps", e.steps},
+           {"train_loss", e.train_loss},
+           {"test_loss", e.evaluated ? json(e.test_loss) : json(nullptr)},
+           {"test_accuracy", nullable(e.test_accuracy)},
+           {"samples_per_s", e.samples_per_s},
+           {"lr", float_figure(e.lr)},
+           {"wall_s", e.wall_s}};
+  if (!e.metrics.custom.empty())
+    out["metrics"] = e.metrics.custom; // [[metric]]s, by name
+  return out;
 }
 
 json to_json(const actors::run_result& r) {
@@ -182,6 +185,8 @@ std::string epoch_line(const actors::epoch_summary& e, std::int64_t epochs) {
     test = fmt::format("test_loss {:.4f}", e.test_loss);
     if (e.test_accuracy)
       test += fmt::format("  test_acc {:.4f}", *e.test_accuracy);
+    for (const auto& [name, v] : e.metrics.custom)
+      test += fmt::format("  {} {:.4f}", name, v);
   }
   return fmt::format("epoch {}/{}  train_loss {:.4f}  {}  samples/s {:.0f}",
                      e.epoch, epochs, e.train_loss, test, e.samples_per_s);
