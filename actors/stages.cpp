@@ -15,11 +15,18 @@ namespace troupe::stages {
 
 namespace {
 
+// The types of one kind, by name.
+template <class Factory>
+struct kind {
+  const char* what; // "data stage": for messages
+  std::map<std::string, Factory> makers;
+};
+
 struct registry {
   std::mutex mutex;
-  std::map<std::string, data_stage_factory> data_stages;
-  std::map<std::string, controller_factory> controllers;
-  std::map<std::string, metric_factory> metrics;
+  kind<data_stage_factory> data_stages{"data stage", {}};
+  kind<controller_factory> controllers{"controller", {}};
+  kind<metric_factory> metrics{"metric", {}};
   std::vector<std::string> plugins;
 };
 
@@ -28,12 +35,56 @@ registry& the_registry() {
   return r;
 }
 
-template <class Map>
-std::vector<std::string> names_of(const Map& m) {
+template <class Factory>
+void add(kind<Factory> registry::*k, const std::string& type, Factory make) {
+  devices::nn::check_type_name(type);
+  auto& r = the_registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  if (!(r.*k).makers.emplace(type, std::move(make)).second)
+    throw std::invalid_argument(
+        fmt::format("{} type \"{}\" is registered already", (r.*k).what, type));
+}
+
+template <class Factory>
+std::vector<std::string> names(kind<Factory> registry::*k) {
+  auto& r = the_registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
   std::vector<std::string> v;
-  for (const auto& [name, make] : m)
+  for (const auto& [name, make] : (r.*k).makers)
     v.push_back(name);
   return v;
+}
+
+template <class Factory>
+bool has(kind<Factory> registry::*k, const std::string& type) {
+  auto& r = the_registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  return (r.*k).makers.count(type) > 0;
+}
+
+// Makes `type` with make_it(factory); throws, naming p.where(), for an
+// unknown type, a factory that made nothing or a setting it did not read.
+template <class Factory, class Make>
+auto make(kind<Factory> registry::*k, const std::string& type, const params& p,
+          Make make_it) {
+  Factory factory;
+  const char* what = nullptr;
+  {
+    auto& r = the_registry();
+    std::lock_guard<std::mutex> lock(r.mutex);
+    what = (r.*k).what;
+    auto it = (r.*k).makers.find(type);
+    if (it != (r.*k).makers.end())
+      factory = it->second;
+  }
+  if (!factory)
+    devices::nn::unknown_type(what, p.where(), type, names(k));
+  auto made = make_it(factory);
+  if (!made)
+    throw std::invalid_argument(fmt::format(
+        "{}: the factory of \"{}\" made no {}", p.where(), type, what));
+  p.check_all_read(type);
+  return made;
 }
 
 } // namespace
@@ -57,129 +108,58 @@ std::uint64_t batch_context::below(std::uint64_t i, std::uint64_t n) const {
 }
 
 void register_data_stage(const std::string& type, data_stage_factory make) {
-  devices::nn::check_type_name(type);
-  auto& r = the_registry();
-  std::lock_guard<std::mutex> lock(r.mutex);
-  if (!r.data_stages.emplace(type, std::move(make)).second)
-    throw std::invalid_argument(
-        fmt::format("data stage type \"{}\" is registered already", type));
+  add(&registry::data_stages, type, std::move(make));
 }
 
 void register_controller(const std::string& type, controller_factory make) {
-  devices::nn::check_type_name(type);
-  auto& r = the_registry();
-  std::lock_guard<std::mutex> lock(r.mutex);
-  if (!r.controllers.emplace(type, std::move(make)).second)
-    throw std::invalid_argument(
-        fmt::format("controller type \"{}\" is registered already", type));
+  add(&registry::controllers, type, std::move(make));
 }
 
 void register_metric(const std::string& type, metric_factory make) {
-  devices::nn::check_type_name(type);
-  auto& r = the_registry();
-  std::lock_guard<std::mutex> lock(r.mutex);
-  if (!r.metrics.emplace(type, std::move(make)).second)
-    throw std::invalid_argument(
-        fmt::format("metric type \"{}\" is registered already", type));
-}
-
-std::vector<std::string> metric_types() {
-  auto& r = the_registry();
-  std::lock_guard<std::mutex> lock(r.mutex);
-  return names_of(r.metrics);
-}
-
-bool has_metric(const std::string& type) {
-  auto& r = the_registry();
-  std::lock_guard<std::mutex> lock(r.mutex);
-  return r.metrics.count(type) > 0;
-}
-
-std::unique_ptr<metric> make_metric(const std::string& type, const params& p,
-                                    const sample_info& s) {
-  metric_factory make;
-  {
-    auto& r = the_registry();
-    std::lock_guard<std::mutex> lock(r.mutex);
-    auto it = r.metrics.find(type);
-    if (it != r.metrics.end())
-      make = it->second;
-  }
-  if (!make)
-    devices::nn::unknown_type("metric", p.where(), type, metric_types());
-  auto m = make(p, s);
-  if (!m)
-    throw std::invalid_argument(fmt::format(
-        "{}: the factory of \"{}\" made no metric", p.where(), type));
-  p.check_all_read(type);
-  return m;
+  add(&registry::metrics, type, std::move(make));
 }
 
 std::vector<std::string> data_stage_types() {
-  auto& r = the_registry();
-  std::lock_guard<std::mutex> lock(r.mutex);
-  return names_of(r.data_stages);
+  return names(&registry::data_stages);
 }
 
 std::vector<std::string> controller_types() {
-  auto& r = the_registry();
-  std::lock_guard<std::mutex> lock(r.mutex);
-  return names_of(r.controllers);
+  return names(&registry::controllers);
+}
+
+std::vector<std::string> metric_types() {
+  return names(&registry::metrics);
 }
 
 bool has_data_stage(const std::string& type) {
-  auto& r = the_registry();
-  std::lock_guard<std::mutex> lock(r.mutex);
-  return r.data_stages.count(type) > 0;
+  return has(&registry::data_stages, type);
 }
 
 bool has_controller(const std::string& type) {
-  auto& r = the_registry();
-  std::lock_guard<std::mutex> lock(r.mutex);
-  return r.controllers.count(type) > 0;
+  return has(&registry::controllers, type);
+}
+
+bool has_metric(const std::string& type) {
+  return has(&registry::metrics, type);
 }
 
 std::unique_ptr<data_stage> make_data_stage(const std::string& type,
                                             const params& p,
                                             const sample_info& s) {
-  data_stage_factory make;
-  {
-    auto& r = the_registry();
-    std::lock_guard<std::mutex> lock(r.mutex);
-    auto it = r.data_stages.find(type);
-    if (it != r.data_stages.end())
-      make = it->second;
-  }
-  if (!make)
-    devices::nn::unknown_type("data stage", p.where(), type,
-                              data_stage_types());
-  auto stage = make(p, s);
-  if (!stage)
-    throw std::invalid_argument(fmt::format(
-        "{}: the factory of \"{}\" made no stage", p.where(), type));
-  p.check_all_read(type);
-  return stage;
+  return make(&registry::data_stages, type, p,
+              [&](const data_stage_factory& f) { return f(p, s); });
 }
 
 std::unique_ptr<controller> make_controller(const std::string& type,
                                             const params& p) {
-  controller_factory make;
-  {
-    auto& r = the_registry();
-    std::lock_guard<std::mutex> lock(r.mutex);
-    auto it = r.controllers.find(type);
-    if (it != r.controllers.end())
-      make = it->second;
-  }
-  if (!make)
-    devices::nn::unknown_type("controller", p.where(), type,
-                              controller_types());
-  auto c = make(p);
-  if (!c)
-    throw std::invalid_argument(fmt::format(
-        "{}: the factory of \"{}\" made no controller", p.where(), type));
-  p.check_all_read(type);
-  return c;
+  return make(&registry::controllers, type, p,
+              [&](const controller_factory& f) { return f(p); });
+}
+
+std::unique_ptr<metric> make_metric(const std::string& type, const params& p,
+                                    const sample_info& s) {
+  return make(&registry::metrics, type, p,
+              [&](const metric_factory& f) { return f(p, s); });
 }
 
 void load_plugin(const std::string& path) {

@@ -1,5 +1,7 @@
 #include "runtime/config.hpp"
 
+#include "devices/text.hpp"
+
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -427,23 +429,6 @@ std::size_t config::array_size(std::string_view key) {
   return arr->size();
 }
 
-std::size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j)
-    row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diag = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const auto up = row[j];
-      row[j] = std::min(
-          {row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
-
 namespace {
 
 // What other tools call a key troupe names otherwise.
@@ -488,7 +473,7 @@ std::string config::unknown_key(const std::string& path) const {
   auto best_d = std::max<std::size_t>(1, leaf.size() / 3) + 1;
   if (best.empty())
     for (const auto& s : siblings)
-      if (const auto d = edit_distance(leaf, s); d < best_d) {
+      if (const auto d = devices::edit_distance(leaf, s); d < best_d) {
         best_d = d;
         best = s;
       }

@@ -19,9 +19,6 @@ class node;
 
 namespace troupe::runtime {
 
-/// Levenshtein distance: how "did you mean" hints pick the closest name.
-std::size_t edit_distance(std::string_view a, std::string_view b);
-
 /// Bad pipeline input; what() is the complete message for the user.
 class config_error : public std::runtime_error {
 public:

@@ -1,4 +1,5 @@
 #include "devices/nn/custom.hpp"
+#include "devices/text.hpp"
 
 #include <fmt/format.h>
 
@@ -12,23 +13,6 @@
 namespace troupe::devices::nn {
 
 namespace {
-
-std::size_t distance(const std::string& a, const std::string& b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j)
-    row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diag = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const auto up = row[j];
-      row[j] = std::min(
-          {row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
 
 struct layer_registry {
   std::mutex mutex;
@@ -146,7 +130,7 @@ void unknown_type(const std::string& what, const std::string& where,
   std::string hint;
   std::size_t best = std::max<std::size_t>(1, type.size() / 3) + 1;
   for (const auto& k : known)
-    if (const auto d = distance(type, k); d < best) {
+    if (const auto d = devices::edit_distance(type, k); d < best) {
       best = d;
       hint = fmt::format(" (did you mean \"{}\"?)", k);
     }

@@ -1,6 +1,7 @@
 // Custom layers: registered by name, shaped, given parameters and trained
 // like the built-in ones; their gradients against finite differences.
 #include "devices/nn/custom.hpp"
+#include "devices/nn/gradient_check.test.hpp"
 #include "devices/nn/model.hpp"
 
 #include "devices/random.hpp"
@@ -115,23 +116,7 @@ BOOST_AUTO_TEST_CASE(a_custom_layer_has_its_shape_parameters_and_gradients) {
   for (std::int64_t i = 0; i < x.numel(); ++i)
     x.data()[i] = 2 * dv::unit_float(11, std::uint64_t(i)) - 1;
   auto target = tensor::from({batch}, std::vector<float>{0, 2, 1});
-  auto grad = tensor::empty({m.param_count()});
-  const float scale = 1.0f / batch;
-  m.train_step(params, x, target, scale, grad);
-  const float eps = 1e-2f;
-  double worst = 0;
-  for (std::int64_t i = 0; i < m.param_count(); ++i) {
-    const float saved = params.data()[i];
-    params.data()[i] = saved + eps;
-    const double up = m.evaluate(params, x, target).loss * scale;
-    params.data()[i] = saved - eps;
-    const double down = m.evaluate(params, x, target).loss * scale;
-    params.data()[i] = saved;
-    const double fd = (up - down) / (2.0 * eps);
-    worst = std::max(worst, std::fabs(fd - grad.data()[i]) /
-                                std::max(1.0, std::fabs(fd)));
-  }
-  BOOST_TEST(worst < 2e-3);
+  BOOST_TEST(nn::testing::worst_gradient_error(m, params, x, target) < 2e-3);
 }
 
 BOOST_AUTO_TEST_CASE(custom_layers_that_do_not_fit_are_named) {

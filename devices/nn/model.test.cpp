@@ -1,6 +1,7 @@
 // Every layer and loss: analytic gradients against central finite
 // differences of the loss, computed in float on small models.
 #include "devices/nn/model.hpp"
+#include "devices/nn/gradient_check.test.hpp"
 
 #include "devices/random.hpp"
 
@@ -38,24 +39,7 @@ void check_gradients(std::vector<nn::layer_spec> layers, nn::loss_spec loss) {
   } else {
     target = random_tensor({batch, m.outputs()}, 13, 1.5f);
   }
-  auto grad = tensor::empty({m.param_count()});
-  const float scale = 1.0f / batch;
-  m.train_step(params, x, target, scale, grad);
-  const float eps = 1e-2f;
-  double worst = 0;
-  for (std::int64_t i = 0; i < m.param_count(); ++i) {
-    const float saved = params.data()[i];
-    params.data()[i] = saved + eps;
-    const double up = m.evaluate(params, x, target).loss * scale;
-    params.data()[i] = saved - eps;
-    const double down = m.evaluate(params, x, target).loss * scale;
-    params.data()[i] = saved;
-    const double fd = (up - down) / (2.0 * eps);
-    const double err =
-        std::fabs(fd - grad.data()[i]) / std::max(1.0, std::fabs(fd));
-    worst = std::max(worst, err);
-  }
-  BOOST_TEST(worst < 2e-3);
+  BOOST_TEST(nn::testing::worst_gradient_error(m, params, x, target) < 2e-3);
 }
 
 nn::layer_spec dense(std::int64_t units) {
