@@ -219,7 +219,7 @@ void recover_aggregator(supervisor& sup, std::int32_t index,
     tell(self, param_shard_at(t, p), republish_atom::value, h);
     ask(self, param_shard_at(t, p), std::chrono::seconds(30), wire_atom::value)
         .then(
-            [=, &sup](bool) {
+            [=, &sup, hold = sup.recovery_hold()](bool) {
               if (sup.stale(gen) || --*left > 0)
                 return;
               const auto& t = sup.topo();
@@ -227,7 +227,7 @@ void recover_aggregator(supervisor& sup, std::int32_t index,
                 if (t.aggregator_of_worker[r] == index)
                   wire_worker(sup.self(), t, r);
             },
-            [=, &sup](caf::error& err) {
+            [=, &sup, hold = sup.recovery_hold()](caf::error& err) {
               if (sup.stale(gen))
                 return;
               // A shard that does not answer fails on its own; a later

@@ -34,6 +34,12 @@ struct pacer {
   bool armed = false;
 };
 
+// A worker's planned crash, while training has not started.
+struct held_crash {
+  bool started = false;
+  bool due = false; // the batch of the planned step came
+};
+
 void crash(caf::event_based_actor* self) {
   self->quit(caf::exit_reason::kill);
 }
@@ -44,14 +50,29 @@ caf::behavior worker_filter(caf::event_based_actor* self,
                             caf::message_handler rest) {
   const auto crash_at = plan.crash_at;
   const auto spe = plan.steps_per_epoch;
+  // A worker is sent its first batches (prefetch) before training starts:
+  // the batch of the planned step may come then. The worker dies only once
+  // it has been told to start (or, restarted, its step): a failure in
+  // start-up ends the job, which is not the fault the plan asks for.
+  auto held = std::make_shared<held_crash>();
   // Hands a batch to the worker, or dies there.
   auto deliver = [=](caf::message& m) {
     const auto& b = m.get_as<batch_msg>(0);
     if (b.epoch * spe + b.step == crash_at) {
-      crash(self);
+      if (held->started)
+        crash(self);
+      else
+        held->due = true;
       return;
     }
     inner->pass_on(m);
+  };
+  // Told to start: the worker is, then dies if its step came already.
+  auto start = [=] {
+    held->started = true;
+    inner->pass_on(self);
+    if (held->due)
+      crash(self);
   };
   auto p = std::make_shared<pacer>();
   p->every = std::chrono::milliseconds(plan.pace_ms);
@@ -65,6 +86,8 @@ caf::behavior worker_filter(caf::event_based_actor* self,
     self->delayed_send(self, wait, pace_atom::value);
   };
   return caf::message_handler{
+      [=](start_atom) { start(); },
+      [=](recover_atom, std::int64_t) { start(); },
       [=](batch_msg& b) {
         auto m = caf::make_message(std::move(b));
         if (p->every.count() <= 0) {

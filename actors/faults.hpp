@@ -28,7 +28,8 @@ namespace troupe::actors {
 struct fault_plan {
   actor_id who;
   /// Dies (exit reason kill) at this step, -1 never. Where "at a step" is:
-  /// - a worker: when given the batch of that step, before computing it;
+  /// - a worker: when given the batch of that step, before computing it
+  ///   (a batch given before training started: as it starts);
   /// - a data shard: when a worker takes the batch of that step (its
   ///   credit for the next one);
   /// - a param shard: at the first gradient of that step or later;

@@ -16,8 +16,9 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-// Tells `sink` ("batch", global step), ("grad", step), ("params", tag) or
-// ("credit", taken) for every message of those kinds it is given.
+// Tells `sink` ("batch", global step), ("grad", step), ("params", tag),
+// ("credit", taken), ("start", 0) or ("recover", step) for every message of
+// those kinds it is given.
 caf::behavior reporter(caf::event_based_actor* self, caf::actor sink,
                        std::int64_t steps_per_epoch) {
   return {
@@ -32,6 +33,12 @@ caf::behavior reporter(caf::event_based_actor* self, caf::actor sink,
       [=](ta::credit_atom, std::int32_t, std::int64_t taken, std::int64_t,
           const caf::actor&) {
         self->send(sink, std::string("credit"), taken);
+      },
+      [=](ta::start_atom) {
+        self->send(sink, std::string("start"), std::int64_t{0});
+      },
+      [=](ta::recover_atom, std::int64_t step) {
+        self->send(sink, std::string("recover"), step);
       },
   };
 }
@@ -152,15 +159,39 @@ BOOST_FIXTURE_TEST_CASE(no_fault_leaves_the_role_alone, fixture) {
 BOOST_FIXTURE_TEST_CASE(a_worker_dies_when_given_the_batch_of_its_step,
                         fixture) {
   auto a = spawn(plan_of(ta::role::worker, 12));
+  (*self)->send(a, ta::start_atom::value);
   (*self)->send(a, batch(0, 9));
   (*self)->send(a, batch(1, 1));
   (*self)->send(a, grad(12)); // not what a worker's step is read from
   (*self)->send(a, batch(1, 2));
   (*self)->send(a, batch(1, 3));
+  BOOST_TEST(next() == "start 0");
   BOOST_TEST(next() == "batch 9");
   BOOST_TEST(next() == "batch 11");
   BOOST_TEST(next() == "grad 12");
   BOOST_TEST(next() == killed);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_worker_given_its_step_before_training_dies_at_start,
+                        fixture) {
+  // Batches come ahead of the start (prefetch): a death then would be a
+  // failure of the job's start-up, not the fault asked for.
+  for (const bool restarted : {false, true}) {
+    auto a = spawn(plan_of(ta::role::worker, 3));
+    for (std::int64_t s = 2; s < 5; ++s)
+      (*self)->send(a, batch(0, s));
+    BOOST_TEST(next() == "batch 2");
+    BOOST_TEST(next() == "batch 4");
+    BOOST_TEST(next() == ""); // alive, a second on
+    if (restarted) {
+      (*self)->send(a, ta::recover_atom::value, std::int64_t{2});
+      BOOST_TEST(next() == "recover 2");
+    } else {
+      (*self)->send(a, ta::start_atom::value);
+      BOOST_TEST(next() == "start 0");
+    }
+    BOOST_TEST(next() == killed);
+  }
 }
 
 BOOST_FIXTURE_TEST_CASE(a_slow_worker_gets_one_batch_per_pace, fixture) {
@@ -187,6 +218,8 @@ BOOST_FIXTURE_TEST_CASE(a_slow_worker_gets_one_batch_per_pace, fixture) {
 
 BOOST_FIXTURE_TEST_CASE(a_paced_worker_still_dies_at_its_step, fixture) {
   auto a = spawn(plan_of(ta::role::worker, 2, 10));
+  (*self)->send(a, ta::start_atom::value);
+  BOOST_TEST(next() == "start 0");
   for (std::int64_t s = 0; s < 4; ++s)
     (*self)->send(a, batch(0, s));
   BOOST_TEST(next() == "batch 0");

@@ -810,7 +810,8 @@ void recover_param_shard(supervisor& sup, std::int32_t index,
   ask(sup.self(), snapshot_store_handle{sup.store()}, std::chrono::seconds(30),
       load_atom::value, index)
       .then(
-          [=, &sup](shard_state_msg& m, std::vector<std::string>& problems) {
+          [=, &sup, hold = sup.recovery_hold()](
+              shard_state_msg& m, std::vector<std::string>& problems) {
             for (auto& why : problems)
               sup.job().info(fmt::format("{}: snapshot refused, falling back "
                                          "to an older one: {}",
@@ -855,7 +856,7 @@ void recover_param_shard(supervisor& sup, std::int32_t index,
                                        "workers replay the steps since",
                                        name, from));
           },
-          [=, &sup](caf::error& err) {
+          [=, &sup, hold = sup.recovery_hold()](caf::error& err) {
             if (sup.stale(gen))
               return;
             sup.job().fail(

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -58,7 +59,12 @@ std::int64_t supervisor::incarnation(const std::string& name) const {
 
 void supervisor::progressed(std::int64_t slowest) {
   for (auto it = recovering_.begin(); it != recovering_.end();) {
-    if (slowest > it->slowest) {
+    if (!it->work.expired()) {
+      ++it; // respawns or hooks still under way
+    } else if (it->settled < 0) {
+      it->settled = slowest;
+      ++it;
+    } else if (slowest > it->settled) {
       const auto ms = std::chrono::duration<double, std::milli>(
                           clock_type::now() - it->detected)
                           .count();
@@ -183,13 +189,16 @@ void supervisor::respawn(const std::string& name,
   auto& t = topo_;
   if (!then) {
     const auto gen = generation_;
-    then = [=](caf::actor h) {
+    then = [=, hold = hold_](caf::actor h) {
       if (stale(gen) || job_.finished()) {
         // The job rolled back meanwhile; that spawned everything anew.
         self_->send_exit(h, caf::exit_reason::user_shutdown);
         return;
       }
+      // For the hook's requests (this may run inside the restart loop).
+      auto outer = std::exchange(hold_, hold);
       recover(name, std::move(h));
+      hold_ = std::move(outer);
     };
   }
   const auto id = parse_actor_id(name);
@@ -558,7 +567,9 @@ void supervisor::on_down(const caf::down_msg& dm) {
         fmt::format("{}{} failed ({}) during a recovery", name, where, why));
     return;
   }
-  recovering_.push_back({now, job_.slowest_steps(), name});
+  auto work = std::make_shared<int>(0);
+  recovering_.push_back({now, -1, name, work});
+  hold_ = std::move(work); // held by the respawns from here
   for (const auto& target : restart_set(name)) {
     if (target != name) {
       auto* a = slot_of(topo_, parse_actor_id(target));
@@ -571,6 +582,7 @@ void supervisor::on_down(const caf::down_msg& dm) {
     count_restart(target);
     respawn(target);
   }
+  hold_.reset();
   // Told once counted, so that the status that follows has the restarts.
   announce("failed", name, node != topo_.placement.end() ? node->second : "", 0,
            fmt::format("{}{} failed ({}); restarting ({})", name, where, why,

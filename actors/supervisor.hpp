@@ -16,6 +16,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -95,6 +96,11 @@ public:
   const job_spec& spec() const { return spec_; }
   topology& topo() const { return topo_; }
   const caf::actor& store() const { return store_; }
+  /// A share in the recovery whose hook runs now (empty outside one). A
+  /// hook keeps a copy in each of its requests' handlers: the recovery is
+  /// under way until every copy is gone, and a failure meanwhile rolls the
+  /// job back instead of restarting alone.
+  std::shared_ptr<const void> recovery_hold() const { return hold_; }
   /// By worker: the step its current incarnation began at (it kept no
   /// gradients from before).
   std::vector<std::int64_t>& first_step() { return first_step_; }
@@ -106,8 +112,13 @@ public:
 private:
   struct recovery {
     clock_type::time_point detected;
-    std::int64_t slowest; // the slowest worker's steps then
-    std::string what;     // "worker:1", "the rollback"
+    // The slowest worker's steps once the respawns and hooks were done (-1
+    // before): training must get past it. A report sent before then may
+    // come after, so that is taken at the first report after.
+    std::int64_t settled;
+    std::string what; // "worker:1", "the rollback"
+    // Held by its respawn requests and its hooks' requests.
+    std::weak_ptr<const void> work = {};
   };
 
   void node_lost(std::size_t n, const std::string& why);
@@ -144,6 +155,7 @@ private:
   std::int64_t generation_ = 0;
   bool rolling_ = false;
   std::vector<recovery> recovering_;
+  std::shared_ptr<const void> hold_; // while a recovery's hook runs
   std::vector<std::int64_t> first_step_;
   std::map<std::string, std::int64_t> incarnation_; // by actor name
   std::map<std::string, std::deque<clock_type::time_point>> restart_times_;

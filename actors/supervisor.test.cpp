@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <optional>
 
 #include <unistd.h>
@@ -116,18 +117,42 @@ caf::behavior fake_evaluator(caf::event_based_actor* self, ta::job_spec spec) {
   };
 }
 
+// While set, node managers hold spawn requests (counted in `stalled`) until
+// told release_atom, as a busy node is slow to answer.
+bool stall_spawns = false;
+std::size_t stalled = 0;
+using release_atom = caf::atom_constant<caf::atom("release")>;
+
 // A node manager: spawns the roles it is asked for, here; logs faults.
 caf::behavior fake_manager(caf::event_based_actor* self, std::string node) {
   self->set_default_handler(caf::drop);
+  auto held = std::make_shared<std::vector<std::function<void()>>>();
   return {
       [=](tr::spawn_atom, const std::string&, const caf::actor&,
           const std::string& role,
           caf::message& args) -> caf::result<caf::actor> {
         told.push_back(fmt::format("node {} spawns {}", node, role));
+        if (stall_spawns) {
+          ++stalled;
+          auto rp = self->make_response_promise<caf::actor>();
+          held->push_back([=]() mutable {
+            auto h = self->system().spawn<caf::actor>(role, args);
+            if (h)
+              rp.deliver(*h);
+            else
+              rp.deliver(h.error());
+          });
+          return rp;
+        }
         auto h = self->system().spawn<caf::actor>(role, std::move(args));
         if (!h)
           return h.error();
         return *h;
+      },
+      [=](release_atom) {
+        for (auto& spawn : *held)
+          spawn();
+        held->clear();
       },
       [=](tr::forget_atom, const std::string&) {
         told.push_back(fmt::format("node {} forgets a peer", node));
@@ -198,6 +223,8 @@ struct fixture {
     told.clear();
     said.clear();
     statuses.clear();
+    stall_spawns = false;
+    stalled = 0;
     spec.name = "supervised";
     spec.workers = 2;
     spec.partitions = 2;
@@ -536,6 +563,53 @@ BOOST_AUTO_TEST_CASE(a_failure_during_a_recovery_rolls_the_job_back) {
   BOOST_TEST(told_to("worker:1/1 ") == (lines{"wired", "recover 2"}),
              all_told());
   BOOST_TEST(heard_said("resumed event: the job goes on from step 2"));
+}
+
+BOOST_AUTO_TEST_CASE(a_recovery_lasts_until_its_respawns_and_hooks_are_done) {
+  start({"a"});
+  snapshot(2);
+  progress(3);
+  // worker:0 fails; its node is slow to spawn the new one. Reports of
+  // steps done before (in flight then) end no recovery that has not begun.
+  stall_spawns = true;
+  kill(topo.workers[0]);
+  sched.run();
+  BOOST_REQUIRE(stalled == 1u);
+  progress(4);
+  progress(5);
+  BOOST_TEST(!heard_said("recovered event"), all_said());
+  // So a failure now is one during a recovery: the job rolls back.
+  kill(topo.param_shards[0]);
+  sched.run();
+  BOOST_TEST(heard_said("param_shard:0 on node a failed ("), all_said());
+  BOOST_TEST(heard_said(") during a recovery: rolling the job back"),
+             all_said());
+  stall_spawns = false;
+  caf::anon_send(topo.managers[0], release_atom::value);
+  sched.run();
+  BOOST_TEST(told_to("worker:0/2 ") == (lines{"wired", "recover 2"}),
+             all_told());
+  BOOST_TEST(told_to("worker:0/1 ").empty(), all_told()); // stale: stopped
+  // A rollback restarts every worker, and reports of an older incarnation
+  // count for nothing: the first step done after it ends it.
+  progress(3, {1, 0});
+  BOOST_TEST(!heard_said("recovered event"), all_said());
+  progress(3, {2, 1});
+  BOOST_TEST(heard_said("recovered event: the rollback recovered"), all_said());
+}
+
+BOOST_AUTO_TEST_CASE(a_restart_is_recovered_one_step_after_its_hooks_are_done) {
+  start();
+  snapshot(2);
+  progress(3);
+  kill(topo.workers[0]);
+  sched.run(); // respawned, hooks answered
+  // The first report after may have been sent before: it settles the step
+  // to get past.
+  progress(3, {1, 0});
+  BOOST_TEST(!heard_said("recovered event"), all_said());
+  progress(4, {1, 0});
+  BOOST_TEST(heard_said("recovered event: worker:0 recovered: "), all_said());
 }
 
 BOOST_AUTO_TEST_CASE(overlapping_failures_drop_the_first_recoverys_answers) {

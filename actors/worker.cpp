@@ -687,7 +687,8 @@ namespace {
 // rewiring would go to the old handle. The aggregator may be restarting
 // too: each try asks the current one, for a second.
 void fetch_when_relayed(supervisor& sup, std::int32_t index, caf::actor h,
-                        std::int64_t step, int tries) {
+                        std::int64_t step, int tries,
+                        std::shared_ptr<const void> hold) {
   auto* self = sup.self();
   auto& t = sup.topo();
   const auto a = static_cast<std::size_t>(
@@ -697,6 +698,7 @@ void fetch_when_relayed(supervisor& sup, std::int32_t index, caf::actor h,
   ask(self, aggregator_at(t, a), std::chrono::seconds(1), wire_atom::value)
       .then(
           [=, &sup](bool) {
+            (void)hold; // the recovery is under way until answered
             if (sup.stale(gen))
               return; // the job rolled back meanwhile
             // The worker kept no gradients from before `step`: the
@@ -711,7 +713,7 @@ void fetch_when_relayed(supervisor& sup, std::int32_t index, caf::actor h,
             if (sup.stale(gen))
               return;
             if (tries > 1) {
-              fetch_when_relayed(sup, index, h, step, tries - 1);
+              fetch_when_relayed(sup, index, h, step, tries - 1, hold);
               return;
             }
             sup.job().fail(fmt::format(
@@ -732,7 +734,7 @@ void recover_worker(supervisor& sup, std::int32_t index, const caf::actor& h) {
   const auto& shards = sup.topo().param_shards;
   auto versions = std::make_shared<std::vector<std::int64_t>>();
   auto left = std::make_shared<std::size_t>(shards.size());
-  auto on_version = [=, &sup](std::int64_t v) {
+  auto on_version = [=, &sup, hold = sup.recovery_hold()](std::int64_t v) {
     if (sup.stale(gen))
       return; // the job rolled back meanwhile
     versions->push_back(v);
@@ -743,9 +745,10 @@ void recover_worker(supervisor& sup, std::int32_t index, const caf::actor& h) {
     sup.first_step()[i] = step;
     tell(sup.self(), worker_handle{h}, recover_atom::value, step);
     wire_worker(sup.self(), sup.topo(), i);
-    fetch_when_relayed(sup, index, h, step, 30);
+    fetch_when_relayed(sup, index, h, step, 30, hold);
   };
-  auto on_error = [=, &sup](caf::error& err) {
+  auto on_error = [=, &sup, hold = sup.recovery_hold()](caf::error& err) {
+    (void)hold;
     if (sup.stale(gen))
       return;
     sup.job().fail(
