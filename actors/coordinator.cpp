@@ -9,10 +9,10 @@
 // the figures are epoch_accounting's (epochs.hpp).
 #include "actors/checkpointing.hpp"
 #include "actors/clip_norm.hpp"
+#include "actors/control.hpp"
 #include "actors/epochs.hpp"
 #include "actors/history.hpp"
 #include "actors/protocol.hpp"
-#include "actors/stages.hpp"
 #include "actors/supervisor.hpp"
 #include "actors/update_rule.hpp"
 #include "actors/wiring.hpp"
@@ -100,12 +100,7 @@ struct coordinator_state {
   clock_type::time_point t_created = clock_type::now(); // history's clock
   history_recorder history;
   std::optional<early_stopping> patience;
-  // [controller]: the user's, its lr scales by epoch (1-based e at e - 1),
-  // each epoch's parameters until judged, and the epoch it stopped after.
-  std::unique_ptr<stages::controller> controller;
-  std::vector<double> decided;
-  std::map<std::int64_t, devices::tensor> judged;
-  std::int64_t stop_after = 0;
+  std::optional<job_control> control; // [controller]
   std::optional<clip_norm_scales> clip;
   std::optional<job_checkpoints> checkpoints;
   std::optional<coordinator_job> job;
@@ -202,7 +197,8 @@ void fill_result(coordinator_state& st) {
   const epoch_summary* figures =
       r.history.empty() ? nullptr : &r.history.back();
   r.stopped_early = st.stopped_early;
-  if (st.patience && st.patience->best_epoch() > 0 && st.stop_after == 0) {
+  if (st.patience && st.patience->best_epoch() > 0 &&
+      (!st.control || st.control->stop_after() == 0)) {
     r.best_epoch = st.patience->best_epoch();
     for (const auto& e : r.history)
       if (e.epoch == r.best_epoch)
@@ -265,98 +261,63 @@ bool watch_epoch(self_ptr self, const epoch_summary& s) {
   return true;
 }
 
-// A controller's stop: the result is epoch stop_after's parameters, once
+// A controller's stop: the result is the stop epoch's parameters, once
 // they are here.
 void finish_stopped(self_ptr self) {
   auto& st = self->state;
-  auto it = st.judged.find(st.stop_after);
-  if (st.stop_after == 0 || it == st.judged.end())
+  const auto* kept = st.control ? st.control->stopped_params() : nullptr;
+  if (kept == nullptr)
     return;
   st.final = parameters{};
   params_msg whole;
-  whole.values = it->second;
+  whole.values = *kept;
   st.final.add(whole, st.param_count);
   st.t_train_end = clock_type::now();
   maybe_finish(self);
 }
 
+// The lr scales decided so far (none without a controller).
+const std::vector<double>& decided(const coordinator_state& st) {
+  static const std::vector<double> none;
+  return st.control ? st.control->decided() : none;
+}
+
 // The controller judges epoch s. Returns true when it stopped the job.
 bool control_epoch(self_ptr self, const epoch_summary& s) {
   auto& st = self->state;
-  const auto& type = st.spec.controller.type;
-  stages::epoch_figures f;
-  f.epoch = s.epoch;
-  f.epochs = st.spec.epochs;
-  f.train_loss = s.train_loss;
-  f.evaluated = s.evaluated;
-  f.test_loss = s.test_loss;
-  f.test_accuracy = s.test_accuracy.value_or(-1);
-  f.lr = s.lr;
-  f.metrics = s.metrics.custom;
-  for (const auto scale : st.decided)
-    f.lr_scale *= scale;
-  stages::decision d;
-  try {
-    d = st.controller->on_epoch(f);
-  } catch (const std::exception& e) {
-    fail(self, fmt::format("controller \"{}\" failed after epoch {}: {}", type,
-                           s.epoch, e.what()));
+  auto out = st.control->judge(s);
+  if (!out.error.empty()) {
+    fail(self, std::move(out.error));
     return true;
   }
-  if (!std::isfinite(d.lr_scale) || d.lr_scale <= 0 || d.lr_scale > 1e6) {
-    fail(self, fmt::format("controller \"{}\" after epoch {}: lr_scale {} is "
-                           "not in (0, 1e6]",
-                           type, s.epoch, d.lr_scale));
-    return true;
-  }
-  // Every shard gets every decision (a stopped job's shards are released
-  // too, until they are stopped).
-  st.decided.push_back(d.stop ? 1.0 : d.lr_scale);
-  for (std::size_t p = 0; p < st.topo.param_shards.size(); ++p)
-    tell(self, param_shard_at(st.topo, p), control_atom::value, st.decided);
-  const auto because = d.reason.empty() ? "" : ": " + d.reason;
-  if (d.stop) {
-    st.stop_after = s.epoch;
-    st.stopped_early = true;
-    st.checkpoints->final_not_needed();
-    job_event e;
-    e.kind = "controller";
-    e.step = s.steps;
-    e.message = fmt::format("controller {}: stop after epoch {}, keeping its "
-                            "parameters{}",
-                            type, s.epoch, because);
+  if (out.tell_shards)
+    for (std::size_t p = 0; p < st.topo.param_shards.size(); ++p)
+      tell(self, param_shard_at(st.topo, p), control_atom::value,
+           st.control->decided());
+  for (auto& e : out.events)
     announce(self, std::move(e));
-    finish_stopped(self);
-    return true;
-  }
-  // Epoch parameters judged and not stopped at are no longer needed.
-  st.judged.erase(st.judged.begin(), st.judged.upper_bound(s.epoch));
-  if (d.lr_scale != 1) {
-    const auto from = (s.epoch + 1) * st.spec.steps_per_epoch;
-    job_event e;
-    e.kind = "controller";
-    e.step = from;
-    e.message = fmt::format(
-        "controller {}: lr x {:g} after epoch {} (lr {:g} from step {}, "
-        "epoch {}){}",
-        type, d.lr_scale, s.epoch, st.spec.lr_at(from + 1, st.decided),
-        from + 1, s.epoch + 2, because);
-    announce(self, std::move(e));
-  }
-  return false;
+  if (out.checkpoint)
+    self->send(st.listener, keep_model_atom::value, s.epoch,
+               std::move(*out.checkpoint), out.reason);
+  if (!out.stop)
+    return false;
+  st.stopped_early = true;
+  st.checkpoints->final_not_needed();
+  finish_stopped(self);
+  return true;
 }
 
 // Reports every epoch that is trained and evaluated, in order.
 void emit_epochs(self_ptr self) {
   auto& st = self->state;
   while (auto s = st.epochs->next(static_cast<bool>(st.topo.evaluator))) {
-    s->lr = st.spec.lr_at(s->steps, st.decided);
+    s->lr = st.spec.lr_at(s->steps, decided(st));
     st.result.history.push_back(*s);
     st.history.epoch(point_of(*s, since_created(st)));
     self->send(st.listener, epoch_atom::value, *s);
     if (st.patience && s->evaluated && watch_epoch(self, *s))
       return; // stopped early
-    if (st.controller && control_epoch(self, *s))
+    if (st.control && control_epoch(self, *s))
       return; // stopped by the controller
   }
   maybe_finish(self);
@@ -523,12 +484,19 @@ void on_progress(self_ptr self, const progress_msg& p) {
   st.sup->progressed(slowest);
   if (slowest != st.reported_steps) {
     st.reported_steps = slowest;
-    const auto lr = st.spec.lr_at(slowest, st.decided);
+    const auto lr = st.spec.lr_at(slowest, decided(st));
     self->send(st.listener, progress_atom::value, slowest,
                st.spec.total_steps(), st.epochs->recent_loss(), lr);
     if (slowest > 0)
       st.history.progress(
           {slowest, since_created(st), st.epochs->recent_loss(), lr});
+    if (st.control && slowest > 0) {
+      auto error = st.control->on_step(slowest, st.epochs->recent_loss(), lr);
+      if (!error.empty()) {
+        fail(self, std::move(error));
+        return;
+      }
+    }
   }
   if (epoch_done)
     emit_epochs(self);
@@ -549,9 +517,7 @@ void on_params(self_ptr self, const params_msg& p) {
     return;
   }
   if (st.epochs->has_evaluation(p.tag) ||
-      (!st.topo.evaluator &&
-       static_cast<std::int64_t>(st.decided.size()) >= p.tag &&
-       st.stop_after != p.tag))
+      (!st.topo.evaluator && (!st.control || !st.control->wants(p.tag))))
     return; // evaluated, or judged and not stopped at
   if (!st.milestones[p.tag].add(p, st.param_count))
     return;
@@ -560,7 +526,7 @@ void on_params(self_ptr self, const params_msg& p) {
     return;
   }
   // Only the controller wants them.
-  st.judged[p.tag] = st.milestones[p.tag].values;
+  st.control->keep(p.tag, st.milestones[p.tag].values);
   st.milestones.erase(p.tag);
   finish_stopped(self);
 }
@@ -578,12 +544,10 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
     st.patience.emplace(st.spec);
   if (!st.spec.controller.type.empty()) {
     try {
-      st.controller = stages::make_controller(
-          st.spec.controller.type,
-          stages::params("controller", st.spec.controller.params));
+      st.control.emplace(st.spec);
     } catch (const std::exception& e) {
       // Checked when the spec was read; a program may have changed it.
-      st.controller.reset();
+      st.control.reset();
       self->send(st.listener, failed_atom::value, std::string(e.what()));
     }
   }
@@ -613,8 +577,8 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
         if (auto m = st.milestones.find(e.epoch); m != st.milestones.end()) {
           if (st.patience)
             st.patience->keep(e.epoch, m->second.values);
-          if (st.controller)
-            st.judged[e.epoch] = m->second.values;
+          if (st.control)
+            st.control->keep(e.epoch, m->second.values);
         }
         st.milestones.erase(e.epoch);
         emit_epochs(self);
@@ -680,7 +644,7 @@ caf::behavior coordinator(self_ptr self, job_spec spec, caf::actor listener,
         if (shard >= 0 &&
             static_cast<std::size_t>(shard) < st.topo.param_shards.size())
           tell(self, param_shard_at(st.topo, static_cast<std::size_t>(shard)),
-               control_atom::value, st.decided);
+               control_atom::value, decided(st));
       });
 }
 

@@ -59,6 +59,9 @@ using event_atom = caf::atom_constant<caf::atom("event")>;
 using status_atom = caf::atom_constant<caf::atom("status")>;
 using history_atom = caf::atom_constant<caf::atom("history")>;
 using control_atom = caf::atom_constant<caf::atom("control")>;
+/// (keep_model_atom, int64 epoch, tensor params, string reason)
+/// coordinator -> listener: a controller asked to keep that epoch's model.
+using keep_model_atom = caf::atom_constant<caf::atom("keepmodel")>;
 // Supervision and recovery (see supervisor.hpp).
 using resubscribe_atom = caf::atom_constant<caf::atom("resub")>;
 using recover_atom = caf::atom_constant<caf::atom("recover")>;

@@ -522,6 +522,31 @@ run_result run_job(job_spec spec, const run_observer& obs,
             if (obs.on_epoch)
               obs.on_epoch(s);
           },
+          [&](keep_model_atom, std::int64_t epoch, devices::tensor& params,
+              std::string& reason) {
+            if (!obs.on_checkpoint) {
+              info(fmt::format("the controller asked to keep epoch {}'s "
+                               "model; this program does not write it",
+                               epoch));
+              return;
+            }
+            epoch_checkpoint c;
+            c.epoch = epoch;
+            c.reason = std::move(reason);
+            auto& m = c.model;
+            m.job = spec.name;
+            m.mode = spec.mode;
+            m.epochs = spec.epochs;
+            m.best_epoch = epoch;
+            m.param_count = params.numel();
+            m.params.assign(params.data(), params.data() + params.numel());
+            m.params_digest =
+                runtime::sha256_hex(params.data(), params.bytes());
+            m.input_shape = spec.model_input();
+            m.classes = spec.classification() ? spec.outputs : 0;
+            m.labels = spec.labels;
+            obs.on_checkpoint(c);
+          },
           [&](done_atom, run_result& r) { result = std::move(r); },
           [&](failed_atom, const std::string& why) { failure = why; },
           [&](caf::down_msg& dm) {

@@ -220,6 +220,15 @@ struct job_history {
   double t = 0; ///< now, on the coordinator's clock
 };
 
+/// An epoch's model a controller asked to keep (stages::decision::
+/// checkpoint), as a job ends with one: `model` holds its parameters and
+/// what saving them needs (trained_model_of), best_epoch = epoch.
+struct epoch_checkpoint {
+  std::int64_t epoch = 0;
+  std::string reason; ///< the controller's, maybe empty
+  run_result model;
+};
+
 /// Callbacks while a job runs; all are called on the caller's thread.
 struct run_observer {
   /// steps done (by the slowest worker) of total, recent train loss, the
@@ -233,6 +242,8 @@ struct run_observer {
   /// The job's nodes and actors: when training starts and after each
   /// supervision event (restarts, lost nodes).
   std::function<void(const job_status&)> on_status;
+  /// A controller asked to keep an epoch's model; unset: on_info says so.
+  std::function<void(const epoch_checkpoint&)> on_checkpoint;
 };
 
 /// Loads and checks the data, resolves the spec, runs the job on an

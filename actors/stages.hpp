@@ -8,8 +8,9 @@
 ///   normalization, filtering of values). Each data shard gets its own
 ///   instance, an actor named "stage:N" that runs on any node and is
 ///   supervised, restarted and killed like the built-ins.
-/// - A **controller** is fed each epoch's figures and may stop the job
-///   (keeping that epoch's parameters) or scale the learning rate. It runs
+/// - A **controller** is fed each epoch's figures (and progress between
+///   them) and may stop the job (keeping that epoch's parameters), scale
+///   the learning rate or ask for the epoch's model to be kept. It runs
 ///   in the coordinator, in the driver's process. In sync mode its decision
 ///   on epoch e takes effect at the first step of epoch e + 2 on every
 ///   param shard, which waits for it there, so a sync run stays
@@ -17,10 +18,11 @@
 ///   async/ssp mode a decision takes effect when it reaches each shard.
 ///
 /// Replay: a data stage's output must be a function of the batch and its
-/// batch_context (use stages::random for randomness), so a restarted stage,
-/// or one on another node, gives exactly the batches the lost one would
-/// have. A controller is fed each epoch once: epochs redone after a
-/// rollback are not reported again, and its decisions stay.
+/// batch_context (use its draws for randomness), or, for one that keeps
+/// state (data_stage::keeps_state), of the batches of its worker's epoch so
+/// far: so a restarted stage, or one on another node, gives exactly the
+/// batches the lost one would have. A controller is fed each epoch once: epochs
+/// redone after a rollback are not reported again, and its decisions stay.
 ///
 /// Registration happens in the processes that run the stages: in a program
 /// of its own before it runs a job, or in a plugin (a shared library with a
@@ -82,6 +84,16 @@ public:
   /// (it is restarted like any failed actor, then escalates).
   virtual void transform(devices::tensor& x, devices::tensor& y,
                          const batch_context& c) = 0;
+  /// True for a stage whose output depends on the batches before (running
+  /// statistics, the previous batch), which it keeps in its members. Such
+  /// a stage gets an instance per worker and epoch, made fresh at the
+  /// epoch's first step and fed that worker's batches of the epoch in step
+  /// order, each exactly once. When a batch must be given again (a
+  /// restarted worker, stage or data shard, a rollback, --resume), a fresh
+  /// instance is fed the epoch's batches again from its first step: the
+  /// state is replayed, never saved, and a sync run stays bit-identical.
+  /// The factory is called for each instance. Asked once, of the first.
+  virtual bool keeps_state() const { return false; }
 };
 
 /// Makes a data stage. It is called once with an empty sample_info
@@ -126,11 +138,26 @@ struct epoch_figures {
   std::map<std::string, double> metrics;
 };
 
-/// What a controller decides after an epoch.
+/// What a controller is told as training goes: each time the slowest
+/// worker's step count rises (about 20 times an epoch).
+struct step_figures {
+  std::int64_t step = 0;  ///< steps done by the slowest worker
+  std::int64_t steps = 0; ///< of the job
+  std::int64_t epoch = 0; ///< 1-based: the epoch the next step is in
+  double loss = 0;        ///< recent mean train loss
+  double lr = 0;          ///< the lr of the step
+};
+
+/// What a controller decides after an epoch (or a step: see on_step).
 struct decision {
   bool stop = false;   ///< end the job; the result is this epoch's
   double lr_scale = 1; ///< multiply the lr by this from epoch + 2 on
-  std::string reason;  ///< logged with the decision
+  /// Keep this epoch's model: `troupe run --save PATH.onnx` writes it to
+  /// PATH.epoch-E.onnx (run_observer::on_checkpoint). It is a model to
+  /// take away, like Keras's ModelCheckpoint, not a resumable snapshot
+  /// (those are `--checkpoint DIR`'s, every supervision.snapshot_every).
+  bool checkpoint = false;
+  std::string reason; ///< logged with the decision
 };
 
 /// A user's controller.
@@ -138,6 +165,13 @@ class controller {
 public:
   virtual ~controller() = default;
   virtual decision on_epoch(const epoch_figures& f) = 0;
+  /// Progress between epochs (a diverging loss, a time budget). A stop or
+  /// checkpoint asked here is the decision of the epoch the step is in,
+  /// applied when that epoch is judged: the job stops after it, keeping
+  /// its parameters. lr_scale must stay 1 (lr changes are epoch
+  /// decisions, so that sync runs stay bit-identical). The default asks
+  /// nothing.
+  virtual decision on_step(const step_figures&) { return {}; }
 };
 
 using controller_factory =

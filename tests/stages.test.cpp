@@ -92,6 +92,50 @@ slow_ms = 3
   BOOST_TEST(j["placement"]["stage:1"] != "node1");
 }
 
+BOOST_AUTO_TEST_CASE(a_stage_that_keeps_state_replays_its_epoch_after_kills) {
+  // running_standardize keeps running figures of each worker's epoch: what
+  // it sends depends on every batch before. Kills in the middle of epochs
+  // (of the stage, of a worker behind it, of a data shard in front, and a
+  // node: a rollback) have it fed the epoch again from its first step.
+  csv_job job(R"([[stage]]
+type = "running_standardize"
+)");
+  auto one = run_json(with_plugin(job));
+  auto three = run_json(with_plugin(job, {"--set", "cluster.local_nodes=3"}));
+  BOOST_TEST(one["params_digest"] == three["params_digest"]);
+  auto plain = run_json(with_plugin(job, {"--set", "stage=[]"}));
+  BOOST_TEST(plain["params_digest"] != one["params_digest"]);
+  csv_job killed(R"([[stage]]
+type = "running_standardize"
+[[chaos]]
+kill = "stage:0"
+at_step = 30
+[[chaos]]
+kill = "worker:1"
+at_step = 75
+[[chaos]]
+kill = "data_shard:2"
+at_step = 100
+[[chaos]]
+kill = "node:node2"
+at_step = 150
+[testing]
+slow_worker = 2
+slow_ms = 3
+)");
+  const auto args = with_plugin(killed, {"--set", "cluster.local_nodes=3",
+                                         "--set", "job.epochs=3", "--set",
+                                         "supervision.snapshot_every=10"});
+  const auto reference = fault_free(args);
+  auto j = run_json(args);
+  BOOST_TEST(j["restarts_by_role"]["stage"].get<int>() >= 1,
+             j["restarts_by_role"].dump());
+  BOOST_TEST(j["restarts_by_role"]["worker"].get<int>() >= 1);
+  BOOST_TEST(j["lost_nodes"].size() == 1u);
+  BOOST_TEST(j["params_digest"].get<std::string>() ==
+             reference["params_digest"].get<std::string>());
+}
+
 BOOST_AUTO_TEST_CASE(a_controller_lowers_the_lr_and_stops_the_job) {
   // Never better than epoch 1 by 10: the lr is halved after epochs 2 and 3
   // (from epochs 4 and 5) and the job stops after epoch 4.
@@ -144,6 +188,91 @@ stop_patience = 3
   BOOST_TEST(four["params_digest"].get<std::string>() ==
              j["params_digest"].get<std::string>());
   BOOST_TEST(four["history"][3]["lr"] == 0.005);
+}
+
+BOOST_AUTO_TEST_CASE(a_controller_keeps_the_best_epochs_and_stops_on_a_step) {
+  // save_best: each epoch that lowered the test loss is kept as a model,
+  // beside --save's file. The job runs on 3 node processes.
+  csv_job job(R"([controller]
+type = "plateau"
+monitor = "test_loss"
+patience = 100
+save_best = true
+)");
+  const auto model = job.dir.file("model.onnx");
+  const auto metrics = job.dir.file("metrics.jsonl");
+  auto j = run_json(with_plugin(job, {"--set", "job.epochs=4", "--set",
+                                      "cluster.local_nodes=3", "--save", model,
+                                      "--metrics", metrics}));
+  std::set<std::int64_t> better; // epochs with a lower test loss than before
+  double best = 1e300;
+  for (const auto& e : j["history"])
+    if (e["test_loss"].get<double>() < best) {
+      best = e["test_loss"];
+      better.insert(e["epoch"].get<std::int64_t>());
+    }
+  BOOST_REQUIRE(!better.empty());
+  std::set<std::int64_t> saved;
+  std::map<std::int64_t, std::string> digest;
+  std::size_t asked = 0;
+  for (const auto& l : lines_of(metrics)) {
+    if (l["event"] == "model_saved") {
+      const auto e = l["epoch"].get<std::int64_t>();
+      saved.insert(e);
+      digest[e] = l["params_digest"];
+      BOOST_TEST(l["path"] ==
+                 job.dir.file(fmt::format("model.epoch-{}.onnx", e)));
+    }
+    if (l["event"] == "controller" && l["message"].get<std::string>().find(
+                                          "keep epoch ") != std::string::npos)
+      ++asked;
+  }
+  BOOST_TEST(saved == better);
+  BOOST_TEST(asked == better.size());
+  for (const auto e : better)
+    BOOST_TEST(std::filesystem::exists(
+                   job.dir.file(fmt::format("model.epoch-{}.onnx", e))),
+               e);
+  // The last one kept is that epoch's model: the same parameters as a run
+  // of that many epochs (in one process), and, run by the NumPy reference
+  // outside troupe, that epoch's accuracy.
+  const auto last = *better.rbegin();
+  auto shorter =
+      run_json(with_plugin(job, {"--set", fmt::format("job.epochs={}", last)}));
+  BOOST_TEST(digest[last] == shorter["params_digest"].get<std::string>());
+  const auto test_csv = job.dir.file("test-with-header.csv");
+  write_text(test_csv, "a,b,c,d,label\n" + slurp(job.dir.file("test.csv")));
+  auto ref = run_program_at(
+      "/usr/bin/python3",
+      {std::string(TROUPE_SOURCE_DIR) + "/tools/onnx_reference.py",
+       job.dir.file(fmt::format("model.epoch-{}.onnx", last)), "--csv",
+       test_csv, "--target", "label"});
+  BOOST_TEST_INFO("reference: " << ref.out << ref.err);
+  BOOST_REQUIRE_EQUAL(ref.code, 0);
+  BOOST_TEST(json::parse(ref.out)["accuracy"].get<double>() ==
+             j["history"][last - 1]["test_accuracy"].get<double>());
+  // A stop asked between epochs (max_loss, far below any loss): the job
+  // stops after the epoch of that step, with its parameters. Without
+  // --save, the checkpoints asked for are named, once.
+  auto o = run_troupe({"run", "--plugin", plugin, job.pipeline, "--set",
+                       "job.epochs=4", "--set", "controller.max_loss=1e-9",
+                       "--json"});
+  BOOST_TEST_INFO("stderr: " << o.err);
+  BOOST_REQUIRE_EQUAL(o.code, 0);
+  auto stopped = json::parse(o.out);
+  BOOST_TEST(stopped["stopped_early"] == true);
+  BOOST_TEST(stopped["history"].size() == 1u);
+  BOOST_TEST(o.err.find("controller plateau: stop after epoch 1, keeping its "
+                        "parameters (asked at step ") != std::string::npos,
+             o.err);
+  BOOST_TEST(o.err.find(" above max_loss 0.000000)") != std::string::npos,
+             o.err);
+  BOOST_TEST(o.err.find("the controller asked to keep epoch 1's model: give "
+                        "--save FILE.onnx to write it (to "
+                        "FILE.epoch-1.onnx)") != std::string::npos,
+             o.err);
+  auto one = run_json(with_plugin(job, {"--set", "job.epochs=1"}));
+  BOOST_TEST(stopped["params_digest"] == one["params_digest"]);
 }
 
 BOOST_AUTO_TEST_CASE(a_custom_layer_trains_on_any_nodes_and_saves_as_onnx) {

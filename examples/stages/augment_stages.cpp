@@ -9,12 +9,18 @@
 //   probability 1/2. The draws are a function of (seed, epoch, step, worker,
 //   sample), so a restarted stage, or one on another node, makes the same
 //   batch.
+// - running_standardize, a data stage that keeps state: standardizes each
+//   feature by the running mean and variance of what its worker was given
+//   so far in the epoch.
 // - plateau, a controller: lr-on-plateau and early stopping on a monitored
 //   figure (test_loss, train_loss, test_accuracy, or the name of a
 //   [[metric]], lower better unless `maximize`). After `patience` epochs
 //   without an improvement of more than `min_delta` it scales the lr by
 //   `factor`; after `stop_patience` (0: never) it stops the job, keeping
-//   the parameters of that epoch.
+//   the parameters of that epoch. With `save_best` it asks for each epoch
+//   that improved the figure to be kept (troupe run --save FILE writes
+//   FILE.epoch-E.onnx). With `max_loss` (0: off) it stops the job after the
+//   epoch in which the recent train loss went above it, or became NaN.
 // - top_k, a metric: the share of test samples whose class is among the
 //   model's `k` highest outputs.
 // - prelu, a layer: y = x where x > 0, else slope * x, with one learned
@@ -90,6 +96,47 @@ private:
   std::int64_t channels_ = 0, height_ = 0, width_ = 0;
 };
 
+// Standardizes each feature by the mean and variance of the values its
+// worker was given so far in the epoch, this batch included (Welford's
+// running figures): a stage that keeps state.
+class running_standardize final : public troupe::stages::data_stage {
+public:
+  running_standardize(const params& p, const sample_info& s)
+    : eps_(p.number("eps", 1e-5, 1e-12, 1.0))
+    , mean_(static_cast<std::size_t>(s.features), 0.0)
+    , m2_(static_cast<std::size_t>(s.features), 0.0) {}
+
+  bool keeps_state() const override { return true; }
+
+  void transform(troupe::devices::tensor& x, troupe::devices::tensor&,
+                 const batch_context&) override {
+    const auto n = x.dim(0);
+    const auto f = static_cast<std::int64_t>(mean_.size());
+    float* v = x.data();
+    for (std::int64_t i = 0; i < n; ++i) {
+      ++count_;
+      for (std::int64_t j = 0; j < f; ++j) {
+        const double value = v[i * f + j];
+        const auto k = static_cast<std::size_t>(j);
+        const double delta = value - mean_[k];
+        mean_[k] += delta / static_cast<double>(count_);
+        m2_[k] += delta * (value - mean_[k]);
+      }
+    }
+    for (std::int64_t j = 0; j < f; ++j) {
+      const auto k = static_cast<std::size_t>(j);
+      const double sd = std::sqrt(m2_[k] / static_cast<double>(count_) + eps_);
+      for (std::int64_t i = 0; i < n; ++i)
+        v[i * f + j] = static_cast<float>((v[i * f + j] - mean_[k]) / sd);
+    }
+  }
+
+private:
+  double eps_;
+  std::vector<double> mean_, m2_;
+  std::int64_t count_ = 0;
+};
+
 class plateau final : public troupe::stages::controller {
 public:
   explicit plateau(const params& p)
@@ -98,9 +145,22 @@ public:
     , stop_patience_(p.integer("stop_patience", 0, 0, 1000))
     , factor_(p.number("factor", 0.5, 1e-6, 1.0))
     , min_delta_(p.number("min_delta", 0.0, 0.0, 1e12))
-    , maximize_(p.flag("maximize", monitor_ == "test_accuracy")) {
+    , maximize_(p.flag("maximize", monitor_ == "test_accuracy"))
+    , save_best_(p.flag("save_best", false))
+    , max_loss_(p.number("max_loss", 0.0, 0.0, 1e30)) {
     if (monitor_.empty())
       throw std::invalid_argument(p.where() + ".monitor: empty");
+  }
+
+  troupe::stages::decision
+  on_step(const troupe::stages::step_figures& f) override {
+    troupe::stages::decision d;
+    if (max_loss_ > 0 && !(f.loss <= max_loss_)) { // NaN too
+      d.stop = true;
+      d.reason = "train loss " + std::to_string(f.loss) + " above max_loss " +
+                 std::to_string(max_loss_);
+    }
+    return d;
   }
 
   troupe::stages::decision
@@ -130,6 +190,10 @@ public:
       best_epoch_ = f.epoch;
       since_best_ = 0;
       since_cut_ = 0;
+      if (save_best_) {
+        d.checkpoint = true;
+        d.reason = "the best " + monitor_ + " so far, " + std::to_string(v);
+      }
       return d;
     }
     ++since_best_;
@@ -152,7 +216,8 @@ private:
   std::string monitor_;
   std::int64_t patience_, stop_patience_;
   double factor_, min_delta_;
-  bool maximize_;
+  bool maximize_, save_best_;
+  double max_loss_;
   double best_ = 0;
   std::int64_t best_epoch_ = 0;
   std::int64_t since_best_ = 0, since_cut_ = 0;
@@ -280,6 +345,10 @@ extern "C" void troupe_register_stages() {
   troupe::stages::register_data_stage(
       "random_crop_flip", [](const params& p, const sample_info& s) {
         return std::make_unique<random_crop_flip>(p, s);
+      });
+  troupe::stages::register_data_stage(
+      "running_standardize", [](const params& p, const sample_info& s) {
+        return std::make_unique<running_standardize>(p, s);
       });
   troupe::stages::register_controller(
       "plateau", [](const params& p) { return std::make_unique<plateau>(p); });

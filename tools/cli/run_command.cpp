@@ -179,6 +179,15 @@ json to_json(const actors::run_result& r) {
       {"history", history}};
 }
 
+// Where a controller's checkpoint of epoch e goes: model.onnx ->
+// model.epoch-3.onnx, beside it.
+std::string epoch_model_path(const std::string& save, std::int64_t e) {
+  const std::filesystem::path p(save);
+  return (p.parent_path() / fmt::format("{}.epoch-{}{}", p.stem().string(), e,
+                                        p.extension().string()))
+      .string();
+}
+
 std::string epoch_line(const actors::epoch_summary& e, std::int64_t epochs) {
   std::string test = "test_loss -";
   if (e.evaluated) {
@@ -421,6 +430,36 @@ int run(const run_options& o) {
   signal(SIGINT, on_stop_signal);
   signal(SIGTERM, on_stop_signal);
   bool save_failed = false;
+  // A controller's checkpoints: epoch E's model beside --save's file.
+  bool told_no_save = false;
+  obs.on_checkpoint = [&](const actors::epoch_checkpoint& c) {
+    clear_bar();
+    if (o.save.empty()) {
+      if (!told_no_save)
+        obs.on_info(fmt::format("the controller asked to keep epoch {}'s "
+                                "model: give --save FILE.onnx to write it "
+                                "(to FILE.epoch-{}.onnx)",
+                                c.epoch, c.epoch));
+      told_no_save = true;
+      return;
+    }
+    const auto path = epoch_model_path(o.save, c.epoch);
+    try {
+      modelio::save_onnx(actors::trained_model_of(spec, c.model), path);
+      obs.on_info(fmt::format("model saved: {} (ONNX, epoch {}, asked by "
+                              "the controller{}{})",
+                              path, c.epoch, c.reason.empty() ? "" : ": ",
+                              c.reason));
+      log_metric(json{{"event", "model_saved"},
+                      {"epoch", c.epoch},
+                      {"path", path},
+                      {"params_digest", c.model.params_digest}});
+    } catch (const modelio::model_error& e) {
+      // Training goes on; the run exits 2 at its end.
+      std::fprintf(stderr, "troupe: --save: %s\n", e.what());
+      save_failed = true;
+    }
+  };
   try {
     auto result = actors::run_job(spec, obs, copt);
     {
@@ -539,7 +578,8 @@ void add_run_command(CLI::App& app, int* code) {
       ->allow_extra_args(false);
   cmd->add_option("--save", opts->save,
                   "Write the trained model to FILE as ONNX (opset 17; see "
-                  "docs/models.md)");
+                  "docs/models.md); epochs a controller asks to keep go to "
+                  "FILE.epoch-E.onnx");
   cmd->callback([opts, code] { *code = run(*opts); });
 }
 
