@@ -24,46 +24,101 @@ job_event job_control::event(std::int64_t step, std::string message) const {
   return e;
 }
 
-std::string job_control::on_step(std::int64_t step, double loss, double lr) {
+bool job_control::tell(const told& t, stages::decision& d, outcome& out) {
+  const auto& type = spec_.controller.type;
+  const auto where = t.epoch ? fmt::format("after epoch {}", t.e.epoch)
+                             : fmt::format("at step {}", t.s.step);
+  auto ask = [](stages::controller& c, const told& what) {
+    return what.epoch ? c.on_epoch(what.e) : c.on_step(what.s);
+  };
+  for (;;) {
+    std::string why;
+    try {
+      d = ask(*controller_, t);
+      history_.push_back(t);
+      return true;
+    } catch (const std::exception& e) {
+      why = e.what();
+    }
+    // As a failed actor: restarted, unless it failed too often of late.
+    const auto now = std::chrono::steady_clock::now();
+    const auto window = std::chrono::duration<double>(spec_.within_s);
+    while (!restarts_.empty() && now - restarts_.front() > window)
+      restarts_.pop_front();
+    if (static_cast<std::int64_t>(restarts_.size()) >= spec_.max_restarts) {
+      out.error = fmt::format(
+          "controller \"{}\" failed {}: {}{}", type, where, why,
+          restarts_.empty()
+              ? ""
+              : fmt::format(" (supervision gave up after {} restart(s) within "
+                            "{} s: supervision.max_restarts = {})",
+                            restarts_.size(), spec_.within_s,
+                            spec_.max_restarts));
+      return false;
+    }
+    restarts_.push_back(now);
+    ++out.restarts;
+    job_event e;
+    e.kind = "failed";
+    e.actor = "controller";
+    e.step = t.epoch ? t.e.epoch * spec_.steps_per_epoch : t.s.step;
+    e.message = fmt::format("controller {} failed {} ({}); restarting it, "
+                            "told again the {} figure(s) it was told",
+                            type, where, why, history_.size());
+    out.events.push_back(std::move(e));
+    try {
+      auto fresh = stages::make_controller(
+          type, stages::params("controller", spec_.controller.params));
+      for (const auto& h : history_)
+        ask(*fresh, h); // its state again; decided already
+      controller_ = std::move(fresh);
+    } catch (const std::exception&) {
+      // Failed while being told again: the next round counts it.
+    }
+  }
+}
+
+job_control::outcome job_control::on_step(std::int64_t step, double loss,
+                                          double lr) {
+  outcome out;
   // Each step once: after a rollback, steps redone are not told again.
   if (step <= last_step_ || step >= spec_.total_steps())
-    return "";
+    return out;
   last_step_ = step;
-  stages::step_figures f;
-  f.step = step;
-  f.steps = spec_.total_steps();
-  f.epoch = step / spec_.steps_per_epoch + 1;
-  f.loss = loss;
-  f.lr = lr;
-  const auto& type = spec_.controller.type;
+  told t;
+  t.s.step = step;
+  t.s.steps = spec_.total_steps();
+  t.s.epoch = step / spec_.steps_per_epoch + 1;
+  t.s.loss = loss;
+  t.s.lr = lr;
   stages::decision d;
-  try {
-    d = controller_->on_step(f);
-  } catch (const std::exception& e) {
-    return fmt::format("controller \"{}\" failed at step {}: {}", type, step,
-                       e.what());
+  if (!tell(t, d, out))
+    return out;
+  if (d.lr_scale != 1) {
+    out.error = fmt::format("controller \"{}\" at step {}: lr_scale {} asked "
+                            "between epochs (the lr changes at epochs only: "
+                            "decide it in on_epoch)",
+                            spec_.controller.type, step, d.lr_scale);
+    return out;
   }
-  if (d.lr_scale != 1)
-    return fmt::format("controller \"{}\" at step {}: lr_scale {} asked "
-                       "between epochs (the lr changes at epochs only: "
-                       "decide it in on_epoch)",
-                       type, step, d.lr_scale);
   if (!d.stop && !d.checkpoint)
-    return "";
-  auto& a = asked_[f.epoch];
+    return out;
+  auto& a = asked_[t.s.epoch];
   if (a.stop || a.checkpoint)
-    return ""; // the first asking of the epoch is the one logged
+    return out; // the first asking of the epoch is the one logged
   a.stop = d.stop;
   a.checkpoint = d.checkpoint;
   a.step = step;
   a.reason = d.reason;
-  return "";
+  return out;
 }
 
 job_control::outcome job_control::judge(const epoch_summary& s) {
   outcome out;
   const auto& type = spec_.controller.type;
-  stages::epoch_figures f;
+  told t;
+  t.epoch = true;
+  auto& f = t.e;
   f.epoch = s.epoch;
   f.epochs = spec_.epochs;
   f.train_loss = s.train_loss;
@@ -75,13 +130,8 @@ job_control::outcome job_control::judge(const epoch_summary& s) {
   for (const auto scale : decided_)
     f.lr_scale *= scale;
   stages::decision d;
-  try {
-    d = controller_->on_epoch(f);
-  } catch (const std::exception& e) {
-    out.error = fmt::format("controller \"{}\" failed after epoch {}: {}", type,
-                            s.epoch, e.what());
+  if (!tell(t, d, out))
     return out;
-  }
   if (!std::isfinite(d.lr_scale) || d.lr_scale <= 0 || d.lr_scale > 1e6) {
     out.error = fmt::format("controller \"{}\" after epoch {}: lr_scale {} is "
                             "not in (0, 1e6]",

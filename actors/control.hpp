@@ -8,7 +8,9 @@
 #include "actors/stages.hpp"
 #include "devices/tensor.hpp"
 
+#include <chrono>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -31,8 +33,11 @@ public:
     /// Keep the epoch's model: these parameters, `reason` the controller's.
     std::optional<devices::tensor> checkpoint;
     std::string reason;
-    /// The controller events to announce ("controller" kind).
+    /// The events to announce: "controller" (its decisions) and "failed"
+    /// (it threw and was restarted).
     std::vector<job_event> events;
+    /// Times the controller was restarted meanwhile.
+    std::int64_t restarts = 0;
   };
 
   /// The controller spec's [controller] names. Throws std::invalid_argument
@@ -42,11 +47,18 @@ public:
   /// Progress: the slowest worker did `step` of `steps` (recent loss, the
   /// step's lr). The controller's on_step may ask for a stop or a
   /// checkpoint, which the epoch the step is in is given when it is judged.
-  /// Returns an error (naming the controller) when it threw or asked what
-  /// only an epoch's decision may (an lr scale), else "".
-  std::string on_step(std::int64_t step, double loss, double lr);
+  /// The outcome's error is set when it asked what only an epoch's
+  /// decision may (an lr scale) or failed past its restarts.
+  outcome on_step(std::int64_t step, double loss, double lr);
 
   /// Judges epoch s (its figures as the coordinator reports them).
+  ///
+  /// A controller that throws is restarted as a failed actor would be: a
+  /// fresh one from its factory is told again, in order, every figure the
+  /// failed one was told (its decisions on them are not applied again:
+  /// they were), then the call that threw is made again. Past
+  /// supervision.max_restarts within supervision.within_s the job fails,
+  /// naming the controller and what it threw.
   outcome judge(const epoch_summary& s);
 
   /// Whether epoch e's parameters are wanted: not judged yet, or the epoch
@@ -64,6 +76,15 @@ public:
   const devices::tensor* stopped_params() const;
 
 private:
+  // What the controller was told, in order: an epoch's or a step's figures.
+  struct told {
+    bool epoch = false;
+    stages::epoch_figures e;
+    stages::step_figures s;
+  };
+  // Tells the controller t (and records it); restarts it when it throws.
+  // False when it failed for good (out.error says why).
+  bool tell(const told& t, stages::decision& d, outcome& out);
   job_event event(std::int64_t step, std::string message) const;
 
   const job_spec& spec_;
@@ -72,6 +93,8 @@ private:
   std::map<std::int64_t, devices::tensor> judged_; // by epoch, until judged
   std::int64_t stop_after_ = 0;
   std::int64_t last_step_ = 0; // the last step told to on_step
+  std::vector<told> history_;
+  std::deque<std::chrono::steady_clock::time_point> restarts_;
   // Asked for by on_step, by epoch (1-based), with the step and reason.
   struct asked {
     bool stop = false;

@@ -20,6 +20,7 @@ struct script {
   std::vector<st::epoch_figures> told;
   std::vector<std::int64_t> steps_told;
   bool throw_at_epoch = false;
+  std::int64_t throw_once_at = 0; // an epoch; 0: never
 };
 script* current = nullptr;
 
@@ -29,6 +30,10 @@ public:
     current->told.push_back(f);
     if (current->throw_at_epoch)
       throw std::runtime_error("out of ideas");
+    if (current->throw_once_at == f.epoch) {
+      current->throw_once_at = 0;
+      throw std::runtime_error("a hiccup");
+    }
     auto it = current->epochs.find(f.epoch);
     return it == current->epochs.end() ? st::decision{} : it->second;
   }
@@ -169,9 +174,9 @@ BOOST_AUTO_TEST_CASE(a_step_asks_for_its_epochs_stop_and_checkpoint) {
   s.steps[3] = keep("at step 3");
   ta::job_control c(spec);
   for (const std::int64_t step : {3, 7, 14, 16})
-    BOOST_TEST(c.on_step(step, 0.1, 0.5) == "");
+    BOOST_TEST(c.on_step(step, 0.1, 0.5).error == "");
   // Each step once: a rollback's steps are not told again.
-  BOOST_TEST(c.on_step(7, 0.1, 0.5) == "");
+  BOOST_TEST(c.on_step(7, 0.1, 0.5).error == "");
   BOOST_TEST(s.steps_told == std::vector<std::int64_t>({3, 7, 14, 16}));
   // Epoch 1 (steps 0-9): the checkpoint asked at step 3.
   c.keep(1, params_of(1));
@@ -194,7 +199,7 @@ BOOST_AUTO_TEST_CASE(a_step_asks_for_its_epochs_stop_and_checkpoint) {
 BOOST_AUTO_TEST_CASE(bad_decisions_and_throws_are_named) {
   s.steps[5] = scale(0.5);
   ta::job_control c(spec);
-  BOOST_TEST(c.on_step(5, 0.1, 0.5) ==
+  BOOST_TEST(c.on_step(5, 0.1, 0.5).error ==
              "controller \"test_scripted\" at step 5: lr_scale 0.5 asked "
              "between epochs (the lr changes at epochs only: decide it in "
              "on_epoch)");
@@ -206,8 +211,45 @@ BOOST_AUTO_TEST_CASE(bad_decisions_and_throws_are_named) {
   BOOST_TEST(c.judge(epoch(1)).error.find("lr_scale nan is not in") !=
              std::string::npos);
   s.throw_at_epoch = true;
-  BOOST_TEST(c.judge(epoch(1)).error ==
+  spec.max_restarts = 2;
+  ta::job_control twice(spec);
+  auto out = twice.judge(epoch(1));
+  BOOST_TEST(out.restarts == 2);
+  BOOST_TEST(out.error ==
+             "controller \"test_scripted\" failed after epoch 1: out of ideas "
+             "(supervision gave up after 2 restart(s) within 60 s: "
+             "supervision.max_restarts = 2)");
+  spec.max_restarts = 0;
+  ta::job_control never(spec);
+  BOOST_TEST(never.judge(epoch(1)).error ==
              "controller \"test_scripted\" failed after epoch 1: out of ideas");
+}
+
+BOOST_AUTO_TEST_CASE(a_controller_that_throws_is_restarted_and_told_again) {
+  s.epochs[1] = scale(0.5);
+  s.throw_once_at = 3;
+  ta::job_control c(spec);
+  c.judge(epoch(1));
+  BOOST_TEST(c.on_step(15, 0.2, 0.5).error.empty());
+  c.judge(epoch(2));
+  auto out = c.judge(epoch(3));
+  BOOST_TEST(out.error.empty());
+  BOOST_TEST(out.restarts == 1);
+  BOOST_REQUIRE(!out.events.empty());
+  BOOST_TEST(out.events[0].kind == "failed");
+  BOOST_TEST(out.events[0].actor == "controller");
+  BOOST_TEST(out.events[0].message ==
+             "controller test_scripted failed after epoch 3 (a hiccup); "
+             "restarting it, told again the 3 figure(s) it was told");
+  // The fresh one was told epoch 1, step 15 and epoch 2 again, then epoch
+  // 3; epoch 1's scale, decided again, is not applied twice.
+  std::vector<std::int64_t> epochs;
+  for (const auto& f : s.told)
+    epochs.push_back(f.epoch);
+  BOOST_TEST(epochs == std::vector<std::int64_t>({1, 2, 3, 1, 2, 3}));
+  BOOST_TEST(s.steps_told == std::vector<std::int64_t>({15, 15}));
+  BOOST_TEST(c.decided() == std::vector<double>({0.5, 1.0, 1.0}));
+  BOOST_TEST(s.told.back().lr_scale == 0.5);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -282,20 +282,33 @@ const std::vector<double>& decided(const coordinator_state& st) {
   return st.control ? st.control->decided() : none;
 }
 
+// What the controller did besides deciding: its restarts are counted and
+// its events told. False when it failed for good (the job fails).
+bool settle(self_ptr self, job_control::outcome& out) {
+  auto& st = self->state;
+  st.result.restarts += out.restarts;
+  if (out.restarts > 0) {
+    st.result.restarts_by_role["controller"] += out.restarts;
+    st.result.restarts_by_actor["controller"] += out.restarts;
+  }
+  for (auto& e : out.events)
+    announce(self, std::move(e));
+  if (out.error.empty())
+    return true;
+  fail(self, std::move(out.error));
+  return false;
+}
+
 // The controller judges epoch s. Returns true when it stopped the job.
 bool control_epoch(self_ptr self, const epoch_summary& s) {
   auto& st = self->state;
   auto out = st.control->judge(s);
-  if (!out.error.empty()) {
-    fail(self, std::move(out.error));
+  if (!settle(self, out))
     return true;
-  }
   if (out.tell_shards)
     for (std::size_t p = 0; p < st.topo.param_shards.size(); ++p)
       tell(self, param_shard_at(st.topo, p), control_atom::value,
            st.control->decided());
-  for (auto& e : out.events)
-    announce(self, std::move(e));
   if (out.checkpoint)
     self->send(st.listener, keep_model_atom::value, s.epoch,
                std::move(*out.checkpoint), out.reason);
@@ -491,11 +504,9 @@ void on_progress(self_ptr self, const progress_msg& p) {
       st.history.progress(
           {slowest, since_created(st), st.epochs->recent_loss(), lr});
     if (st.control && slowest > 0) {
-      auto error = st.control->on_step(slowest, st.epochs->recent_loss(), lr);
-      if (!error.empty()) {
-        fail(self, std::move(error));
+      auto out = st.control->on_step(slowest, st.epochs->recent_loss(), lr);
+      if (!settle(self, out))
         return;
-      }
     }
   }
   if (epoch_done)
