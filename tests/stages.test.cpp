@@ -93,12 +93,12 @@ slow_ms = 3
 }
 
 BOOST_AUTO_TEST_CASE(a_stage_that_keeps_state_replays_its_epoch_after_kills) {
-  // running_standardize keeps running figures of each worker's epoch: what
-  // it sends depends on every batch before. Kills in the middle of epochs
+  // shuffle_buffer keeps each worker's batch before: what it sends depends
+  // on the batches before. Kills in the middle of epochs
   // (of the stage, of a worker behind it, of a data shard in front, and a
   // node: a rollback) have it fed the epoch again from its first step.
   csv_job job(R"([[stage]]
-type = "running_standardize"
+type = "shuffle_buffer"
 )");
   auto one = run_json(with_plugin(job));
   auto three = run_json(with_plugin(job, {"--set", "cluster.local_nodes=3"}));
@@ -106,7 +106,7 @@ type = "running_standardize"
   auto plain = run_json(with_plugin(job, {"--set", "stage=[]"}));
   BOOST_TEST(plain["params_digest"] != one["params_digest"]);
   csv_job killed(R"([[stage]]
-type = "running_standardize"
+type = "shuffle_buffer"
 [[chaos]]
 kill = "stage:0"
 at_step = 30

@@ -9,9 +9,9 @@
 //   probability 1/2. The draws are a function of (seed, epoch, step, worker,
 //   sample), so a restarted stage, or one on another node, makes the same
 //   batch.
-// - running_standardize, a data stage that keeps state: standardizes each
-//   feature by the running mean and variance of what its worker was given
-//   so far in the epoch.
+// - shuffle_buffer, a data stage that keeps state: each sample is, with
+//   probability `fraction`, replaced by the one at its place in the
+//   worker's batch before (with its label).
 // - plateau, a controller: lr-on-plateau and early stopping on a monitored
 //   figure (test_loss, train_loss, test_accuracy, or the name of a
 //   [[metric]], lower better unless `maximize`). After `patience` epochs
@@ -96,45 +96,39 @@ private:
   std::int64_t channels_ = 0, height_ = 0, width_ = 0;
 };
 
-// Standardizes each feature by the mean and variance of the values its
-// worker was given so far in the epoch, this batch included (Welford's
-// running figures): a stage that keeps state.
-class running_standardize final : public troupe::stages::data_stage {
+// Mixes consecutive batches of a worker: each sample is, with probability
+// `fraction`, replaced by the sample at the same place in the batch before
+// (with its label), as a shuffle buffer that spans batches. The batch
+// before is state: a stage that keeps it.
+class shuffle_buffer final : public troupe::stages::data_stage {
 public:
-  running_standardize(const params& p, const sample_info& s)
-    : eps_(p.number("eps", 1e-5, 1e-12, 1.0))
-    , mean_(static_cast<std::size_t>(s.features), 0.0)
-    , m2_(static_cast<std::size_t>(s.features), 0.0) {}
+  shuffle_buffer(const params& p, const sample_info&)
+    : fraction_(static_cast<float>(p.number("fraction", 0.5, 0.0, 1.0))) {}
 
   bool keeps_state() const override { return true; }
 
-  void transform(troupe::devices::tensor& x, troupe::devices::tensor&,
-                 const batch_context&) override {
+  void transform(troupe::devices::tensor& x, troupe::devices::tensor& y,
+                 const batch_context& c) override {
     const auto n = x.dim(0);
-    const auto f = static_cast<std::int64_t>(mean_.size());
-    float* v = x.data();
-    for (std::int64_t i = 0; i < n; ++i) {
-      ++count_;
-      for (std::int64_t j = 0; j < f; ++j) {
-        const double value = v[i * f + j];
-        const auto k = static_cast<std::size_t>(j);
-        const double delta = value - mean_[k];
-        mean_[k] += delta / static_cast<double>(count_);
-        m2_[k] += delta * (value - mean_[k]);
-      }
+    const auto fx = n > 0 ? x.numel() / n : 0;
+    const auto fy = n > 0 ? y.numel() / n : 0;
+    std::vector<float> in_x(x.data(), x.data() + x.numel());
+    std::vector<float> in_y(y.data(), y.data() + y.numel());
+    for (std::int64_t i = 0; i < n && i < prev_n_; ++i) {
+      if (c.uniform(static_cast<std::uint64_t>(i)) >= fraction_)
+        continue;
+      std::copy_n(prev_x_.begin() + i * fx, fx, x.data() + i * fx);
+      std::copy_n(prev_y_.begin() + i * fy, fy, y.data() + i * fy);
     }
-    for (std::int64_t j = 0; j < f; ++j) {
-      const auto k = static_cast<std::size_t>(j);
-      const double sd = std::sqrt(m2_[k] / static_cast<double>(count_) + eps_);
-      for (std::int64_t i = 0; i < n; ++i)
-        v[i * f + j] = static_cast<float>((v[i * f + j] - mean_[k]) / sd);
-    }
+    prev_x_ = std::move(in_x);
+    prev_y_ = std::move(in_y);
+    prev_n_ = n;
   }
 
 private:
-  double eps_;
-  std::vector<double> mean_, m2_;
-  std::int64_t count_ = 0;
+  float fraction_;
+  std::vector<float> prev_x_, prev_y_; // the batch before, as it came
+  std::int64_t prev_n_ = 0;
 };
 
 class plateau final : public troupe::stages::controller {
@@ -347,8 +341,8 @@ extern "C" void troupe_register_stages() {
         return std::make_unique<random_crop_flip>(p, s);
       });
   troupe::stages::register_data_stage(
-      "running_standardize", [](const params& p, const sample_info& s) {
-        return std::make_unique<running_standardize>(p, s);
+      "shuffle_buffer", [](const params& p, const sample_info& s) {
+        return std::make_unique<shuffle_buffer>(p, s);
       });
   troupe::stages::register_controller(
       "plateau", [](const params& p) { return std::make_unique<plateau>(p); });
