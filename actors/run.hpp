@@ -68,8 +68,9 @@ struct run_result {
   std::int64_t restarts = 0;       ///< actor restarts by supervision, in all
   std::map<std::string, std::int64_t> restarts_by_role;
   std::map<std::string, std::int64_t> restarts_by_actor;
-  /// Each recovery: from the failure's detection until training went on
-  /// (the slowest worker finished a step past where it was).
+  /// Each recovery: from the failure's detection until the restarted
+  /// actors were respawned and caught up and the slowest worker then
+  /// finished a step.
   std::vector<double> recovery_ms;
   /// Times the whole job went back to its newest checkpoint: a node was
   /// lost, or an actor failed while another recovered.
@@ -179,7 +180,8 @@ struct job_event {
   /// fault (injected: [[chaos]] or troupe kill), failed (an actor stopped;
   /// a restart follows), rollback (the job goes back to its newest
   /// checkpoint), resumed (training goes on from `step` after a rollback),
-  /// node_lost, recovered (training went on past the failed step),
+  /// node_lost, recovered (the restarted actors caught up and training
+  /// went a step further),
   /// early_stop, controller (a controller stage's action; see stages).
   std::string kind;
   std::string actor;     ///< "worker:1" etc.; empty: none
