@@ -96,8 +96,8 @@ BOOST_AUTO_TEST_CASE(fashion_mnist_mlp_reaches_0_855) {
 }
 
 BOOST_AUTO_TEST_CASE(fashion_mnist_cnn_reaches_0_90) {
-  // examples/fashion_mnist_cnn.toml as it is: 5 epochs, about a minute on
-  // two cores.
+  // examples/fashion_mnist_cnn.toml as it is: 5 epochs, about 2.5 minutes
+  // on two cores.
   BOOST_REQUIRE_MESSAGE(have_fashion(),
                         "dataset-fashion-mnist is not installed");
   temp_dir dir;

@@ -254,6 +254,41 @@ BOOST_AUTO_TEST_CASE(pools_take_the_max_and_the_padded_mean) {
              boost::test_tools::tolerance(1e-6f));
 }
 
+BOOST_AUTO_TEST_CASE(max_pool_ties_go_to_the_first_and_overlaps_add_up) {
+  // 3x3 windows, stride 1, padding 1, over equal values: each output takes
+  // the first element of its window in row-major order, and the gradient
+  // of overlapping windows adds up there.
+  dv::window_geometry g;
+  g.batch = 1;
+  g.channels = 1;
+  g.out_channels = 1;
+  g.in_h = g.in_w = 3;
+  g.out_h = g.out_w = 3;
+  g.kernel = 3;
+  g.stride = 1;
+  g.padding = 1;
+  auto x = tensor::from({1, 1, 3, 3}, std::vector<float>(9, 1.0f));
+  auto y = tensor::zeros({1, 1, 3, 3});
+  tensor ws;
+  auto& cpu = dv::cpu();
+  cpu.pool_forward(dv::pool_kind::max, g, x, y, ws);
+  BOOST_TEST(y.to_vector() == std::vector<float>(9, 1.0f),
+             boost::test_tools::per_element());
+  auto dy = tensor::from({1, 1, 3, 3}, std::vector<float>(9, 1.0f));
+  auto dx = tensor::from({1, 1, 3, 3}, std::vector<float>(9, 7.0f));
+  cpu.pool_backward(dv::pool_kind::max, g, x, y, ws, dy, dx);
+  BOOST_TEST(dx.to_vector() == (std::vector<float>{4, 2, 0, 2, 1, 0, 0, 0, 0}),
+             boost::test_tools::per_element());
+  // Distinct values: the maximum of each window, its gradient there.
+  x = tensor::from({1, 1, 3, 3}, std::vector<float>{5, 1, 2, 3, 4, 9, 8, 6, 7});
+  cpu.pool_forward(dv::pool_kind::max, g, x, y, ws);
+  BOOST_TEST(y.to_vector() == (std::vector<float>{5, 9, 9, 8, 9, 9, 8, 9, 9}),
+             boost::test_tools::per_element());
+  cpu.pool_backward(dv::pool_kind::max, g, x, y, ws, dy, dx);
+  BOOST_TEST(dx.to_vector() == (std::vector<float>{1, 0, 0, 0, 0, 6, 2, 0, 0}),
+             boost::test_tools::per_element());
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(layer_gradients)
