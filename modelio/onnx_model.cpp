@@ -116,10 +116,16 @@ std::string layer_name(std::size_t i, const layer_spec& l) {
                          : devices::nn::to_string(l.kind));
 }
 
-// A custom layer's ONNX node, or none; throws model_error naming the layer
-// when it has no mapping, or one that does not fit its parameters.
-devices::nn::custom_onnx custom_node(std::size_t i, const layer_spec& l,
-                                     const shape_t& in) {
+// A custom layer's ONNX node and how many parameter blocks it has; throws
+// model_error naming the layer when it has no mapping, or one that does not
+// fit its parameters.
+struct custom_export {
+  devices::nn::custom_onnx node;
+  std::size_t params = 0;
+};
+
+custom_export custom_node(std::size_t i, const layer_spec& l,
+                          const shape_t& in) {
   const auto layer = devices::nn::make_layer(l, fmt::format("layers[{}]", i));
   auto node = layer->onnx(in);
   if (!node || node->op_type.empty())
@@ -141,7 +147,7 @@ devices::nn::custom_onnx custom_node(std::size_t i, const layer_spec& l,
           layer_name(i, l), params[k].name,
           devices::to_string(node->param_shapes[k]),
           params[k].rows * params[k].cols));
-  return *node;
+  return {*node, params.size()};
 }
 
 onnx::ModelProto to_proto(const trained_model& m) {
@@ -263,11 +269,7 @@ onnx::ModelProto to_proto(const trained_model& m) {
         break;
       }
       case layer_kind::custom: {
-        const auto node = custom_node(i, l, in);
-        const auto count =
-            devices::nn::make_layer(l, fmt::format("layers[{}]", i))
-                ->params(in)
-                .size();
+        const auto [node, count] = custom_node(i, l, in);
         std::vector<std::string> names;
         for (std::size_t k = 0; k < count; ++k) {
           const auto& b = layout[block + k];
