@@ -626,7 +626,7 @@ BOOST_AUTO_TEST_CASE(troupe_kill_restarts_the_actor_and_the_digest_holds) {
   k = run_troupe({"kill", "--coordinator", coordinator, "param_shard:0"}, 30);
   BOOST_TEST(k.code == 0, k.err);
   k = run_troupe({"kill", "--coordinator", coordinator, "wizard:3"}, 30);
-  BOOST_TEST(k.code == 2);
+  BOOST_TEST(k.code == 2, k.err); // (stderr said, should it ever abort)
   BOOST_TEST(k.err.find("no actor wizard:3 in this job") != std::string::npos,
              k.err);
   auto rest = run.read_rest();
